@@ -1,0 +1,11 @@
+"""tfmot-lite: training-time model optimization for Keras 3.
+
+Drop-in for the TensorFlow Model Optimization Toolkit's Keras API:
+
+    import tfmot_lite as tfmot
+    tfmot.sparsity.keras.prune_low_magnitude(model, ...)
+"""
+
+from tfmot_lite import sparsity  # noqa: F401
+
+__version__ = "0.1.0"

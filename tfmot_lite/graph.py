@@ -1,0 +1,89 @@
+"""Walking and rewriting Keras graphs, nested models included.
+
+Every technique in tfmot-lite does the same two things to a user's model:
+look at each layer (to validate it, or to report on it) and build a new model
+in which some layers are replaced (by a wrapper, or by the plain layer a
+wrapper held). Both live here, so that nested models, shared layers and the
+"never mutate the user's model" rule are handled once.
+"""
+
+import keras
+
+
+def is_graph_model(layer):
+    """True for Sequential and Functional models, whose layers we can rewrite."""
+    return isinstance(layer, keras.Sequential) or (
+        isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+    )
+
+
+def iter_layers(model, prefix=""):
+    """Yields `(path, layer)` for every leaf layer, descending into sub-models.
+
+    `path` is the slash-joined chain of model and layer names, for example
+    `"backbone/conv2d_1"`, so that error messages can point at a layer inside
+    a nested model. A bare layer yields itself.
+    """
+    if not is_graph_model(model):
+        yield prefix + model.name, model
+        return
+    for layer in model.layers:
+        if is_graph_model(layer):
+            yield from iter_layers(layer, prefix + layer.name + "/")
+        else:
+            yield prefix + layer.name, layer
+
+
+def copy_layer(layer):
+    """A new layer with the same config, build state and weight values."""
+    clone = layer.__class__.from_config(layer.get_config())
+    if layer.built:
+        build_config = layer.get_build_config()
+        if build_config:
+            clone.build_from_config(build_config)
+        else:
+            clone.build()
+    source, target = layer.weights, clone.weights
+    if len(source) != len(target):
+        raise ValueError(
+            f"Could not copy layer '{layer.name}' "
+            f"({layer.__class__.__name__}): rebuilding it from its config "
+            f"made {len(target)} weights, but it holds {len(source)}. Give "
+            "the layer a `get_build_config()`/`build_from_config()` pair that "
+            "recreates all of its weights."
+        )
+    for src, dst in zip(source, target):
+        dst.assign(src)
+    return clone
+
+
+def rewrite(model, replace):
+    """Returns a new model in which each leaf layer is `replace(copy)`.
+
+    `replace` receives a private copy of each layer (weights included) and
+    returns the layer to use in its place: the copy itself, a wrapper around
+    it, or another layer entirely. Nested Sequential and Functional models are
+    rewritten recursively and a layer shared between several call sites stays
+    shared. The input model and its layers are never modified.
+
+    A bare layer (not a model) is copied and passed to `replace` directly.
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            "Expected a Keras layer or a Sequential/Functional model, got "
+            f"{type(model).__name__}."
+        )
+    if not is_graph_model(model):
+        if isinstance(model, keras.Model):
+            raise ValueError(
+                f"Model '{model.name}' is a subclassed "
+                f"{model.__class__.__name__}: its layers cannot be rewritten. "
+                "Build it as a Sequential or Functional model, or apply the "
+                "technique to its layers when you construct it."
+            )
+        return replace(copy_layer(model))
+    return keras.models.clone_model(
+        model,
+        clone_function=lambda layer: replace(copy_layer(layer)),
+        recursive=True,
+    )

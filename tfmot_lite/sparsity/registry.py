@@ -1,0 +1,110 @@
+"""Which weights of a layer are pruned.
+
+Kernels that carry most of a model's parameters and multiply activations are
+pruned; biases, normalisation statistics and depthwise kernels (few weights,
+large accuracy cost) stay dense, as in tfmot. A custom layer opts in by
+implementing `PrunableLayer`.
+"""
+
+import abc
+
+from keras import layers
+
+_KERNEL_LAYERS = (
+    layers.Dense,
+    layers.EinsumDense,
+    layers.Conv1D,
+    layers.Conv2D,
+    layers.Conv3D,
+    layers.Conv1DTranspose,
+    layers.Conv2DTranspose,
+    layers.Conv3DTranspose,
+)
+_SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
+_RNN_LAYERS = (layers.SimpleRNN, layers.LSTM, layers.GRU)
+
+# Layers with weights that are deliberately left dense.
+_DENSE_LAYERS = (
+    layers.DepthwiseConv1D,
+    layers.DepthwiseConv2D,
+    layers.BatchNormalization,
+    layers.LayerNormalization,
+    layers.GroupNormalization,
+    layers.Normalization,
+    layers.PReLU,
+)
+
+
+class PrunableLayer(abc.ABC):
+    """Mixin for custom layers that can be pruned.
+
+    Implement `get_prunable_weights()` to return the variables to prune. Each
+    must be stored in an attribute of the layer (`self.kernel = ...`).
+
+    ```python
+    class MyDense(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 8))
+
+        def call(self, x):
+            return x @ self.kernel
+
+        def get_prunable_weights(self):
+            return [self.kernel]
+    ```
+    """
+
+    @abc.abstractmethod
+    def get_prunable_weights(self):
+        raise NotImplementedError
+
+
+def prunable_weights(layer):
+    """The variables of `layer` to prune, or None if the layer is unknown.
+
+    Returns an empty list for layers that are known but stay dense, and for
+    layers without weights.
+    """
+    if isinstance(layer, PrunableLayer):
+        return list(layer.get_prunable_weights())
+    if isinstance(layer, _SEPARABLE_LAYERS):
+        return [layer.pointwise_kernel]
+    if isinstance(layer, _KERNEL_LAYERS):
+        return [layer.kernel]
+    if isinstance(layer, layers.Embedding):
+        return [layer.embeddings]
+    if isinstance(layer, layers.MultiHeadAttention):
+        return [
+            sub.kernel
+            for sub in (
+                layer.query_dense,
+                layer.key_dense,
+                layer.value_dense,
+                layer.output_dense,
+            )
+        ]
+    if isinstance(layer, _RNN_LAYERS):
+        return [layer.cell.kernel, layer.cell.recurrent_kernel]
+    if isinstance(layer, layers.Bidirectional):
+        return prunable_weights(layer.forward_layer) + prunable_weights(
+            layer.backward_layer
+        )
+    if isinstance(layer, layers.TimeDistributed):
+        return prunable_weights(layer.layer)
+    if isinstance(layer, _DENSE_LAYERS) or not layer.weights:
+        return []
+    return None
+
+
+def unsupported_layer_error(paths):
+    """The one error for every layer that holds weights we cannot classify."""
+    listed = "\n".join(f"  - {p}" for p in paths)
+    return ValueError(
+        "Cannot prune: these layers hold weights but are neither known to "
+        f"tfmot_lite nor a PrunableLayer:\n{listed}\n"
+        "Either make each of them a `tfmot_lite.sparsity.keras.PrunableLayer` "
+        "and return the weights to prune from `get_prunable_weights()`, or "
+        "prune only the layers you choose: "
+        "`keras.models.clone_model(model, clone_function=lambda l: "
+        "prune_low_magnitude(l) if isinstance(l, keras.layers.Dense) else l)`."
+    )

@@ -1,0 +1,176 @@
+"""Pruning schedules: when to update masks, and to which sparsity.
+
+A schedule maps a training step to `(should_prune, sparsity)`. Masks are
+updated at steps `begin_step, begin_step + frequency, ...` up to and
+including `end_step` (`end_step=-1` prunes until training ends). The
+semantics, defaults and argument names are those of
+`tfmot.sparsity.keras`.
+"""
+
+import keras
+from keras import ops
+
+_PACKAGE = "tfmot_lite"
+
+
+def _check_sparsity(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1): the fraction of weights set to zero. "
+            f"Received {name}={value}."
+        )
+
+
+def _check_steps(begin_step, end_step, frequency, allow_open_end):
+    if begin_step < 0:
+        raise ValueError(f"`begin_step` must be >= 0. Received {begin_step}.")
+    if end_step == -1:
+        if not allow_open_end:
+            raise ValueError(
+                "`end_step` must be set (>= begin_step): this schedule needs "
+                "to know when the final sparsity is reached."
+            )
+    elif end_step < begin_step:
+        raise ValueError(
+            f"`end_step` ({end_step}) must be >= `begin_step` ({begin_step})"
+            + (", or -1 to prune until training ends." if allow_open_end else ".")
+        )
+    if frequency <= 0:
+        raise ValueError(
+            f"`frequency` must be > 0 (steps between mask updates). "
+            f"Received {frequency}."
+        )
+
+
+class PruningSchedule:
+    """Base class: `schedule(step) -> (should_prune, sparsity)`.
+
+    Subclasses implement `__call__` and `get_config`. `step` may be a Python
+    int or a scalar tensor; the result is a pair of tensors.
+    """
+
+    def __call__(self, step):
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _should_prune_in_step(self, step, begin_step, end_step, frequency):
+        step = ops.convert_to_tensor(step, "int64")
+        in_range = ops.greater_equal(step, begin_step)
+        if end_step != -1:
+            in_range = ops.logical_and(in_range, ops.less_equal(step, end_step))
+        on_turn = ops.equal(ops.mod(step - begin_step, frequency), 0)
+        return ops.logical_and(in_range, on_turn)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.__class__.__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantSparsity(PruningSchedule):
+    """Prunes to `target_sparsity` at every update step.
+
+    Args:
+      target_sparsity: fraction of weights set to zero, in [0, 1).
+      begin_step: first step at which masks are updated.
+      end_step: last step at which masks may be updated, or -1 for no end.
+      frequency: steps between mask updates.
+    """
+
+    def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
+        _check_sparsity("target_sparsity", target_sparsity)
+        _check_steps(begin_step, end_step, frequency, allow_open_end=True)
+        self.target_sparsity = float(target_sparsity)
+        self.begin_step = int(begin_step)
+        self.end_step = int(end_step)
+        self.frequency = int(frequency)
+
+    def __call__(self, step):
+        should_prune = self._should_prune_in_step(
+            step, self.begin_step, self.end_step, self.frequency
+        )
+        return should_prune, ops.convert_to_tensor(self.target_sparsity, "float32")
+
+    def get_config(self):
+        return {
+            "target_sparsity": self.target_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolynomialDecay(PruningSchedule):
+    """Sparsity grows from `initial_sparsity` to `final_sparsity`.
+
+    With `p = clip((step - begin_step) / (end_step - begin_step), 0, 1)`:
+
+        sparsity(step) = final + (initial - final) * (1 - p) ** power
+
+    so pruning is fast early, when many small weights are redundant, and slows
+    as the target nears (Zhu & Gupta, "To prune, or not to prune", 2017).
+
+    Args:
+      initial_sparsity: sparsity at `begin_step`, in [0, 1).
+      final_sparsity: sparsity from `end_step` on, in [0, 1).
+      begin_step: first step at which masks are updated.
+      end_step: step at which `final_sparsity` is reached.
+      power: exponent of the decay (3 by default).
+      frequency: steps between mask updates.
+    """
+
+    def __init__(
+        self,
+        initial_sparsity,
+        final_sparsity,
+        begin_step,
+        end_step,
+        power=3,
+        frequency=100,
+    ):
+        _check_sparsity("initial_sparsity", initial_sparsity)
+        _check_sparsity("final_sparsity", final_sparsity)
+        _check_steps(begin_step, end_step, frequency, allow_open_end=False)
+        if power <= 0:
+            raise ValueError(f"`power` must be > 0. Received {power}.")
+        self.initial_sparsity = float(initial_sparsity)
+        self.final_sparsity = float(final_sparsity)
+        self.begin_step = int(begin_step)
+        self.end_step = int(end_step)
+        self.power = power
+        self.frequency = int(frequency)
+
+    def __call__(self, step):
+        should_prune = self._should_prune_in_step(
+            step, self.begin_step, self.end_step, self.frequency
+        )
+        step = ops.cast(ops.convert_to_tensor(step), "float32")
+        span = max(self.end_step - self.begin_step, 1)
+        progress = ops.clip((step - self.begin_step) / span, 0.0, 1.0)
+        sparsity = self.final_sparsity + (
+            self.initial_sparsity - self.final_sparsity
+        ) * ops.power(1.0 - progress, self.power)
+        return should_prune, ops.cast(sparsity, "float32")
+
+    def get_config(self):
+        return {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }
