@@ -23,7 +23,9 @@ setup(
         "data": ["scikit-learn", "tensorflow-datasets"],
         "export": ["ai-edge-litert", "tflite"],
         "plots": ["matplotlib"],
+        "tensorboard": ["tensorboard"],
         "test": [
+            "tensorboard",
             "scikit-learn",
             "tensorflow-datasets",
             "ai-edge-litert",

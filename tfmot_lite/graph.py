@@ -36,13 +36,18 @@ def iter_layers(model, prefix=""):
 
 def copy_layer(layer):
     """A new layer with the same config, build state and weight values."""
-    clone = layer.__class__.from_config(layer.get_config())
+    # Sub-layers of unregistered custom classes (inside a wrapper, say) are
+    # found by name while the config is deserialized.
+    classes = {
+        type(sub).__name__: type(sub)
+        for sub in layer._flatten_layers(include_self=True, recursive=True)
+    }
+    with keras.saving.custom_object_scope(classes):
+        clone = layer.__class__.from_config(layer.get_config())
     if layer.built:
         build_config = layer.get_build_config()
         if build_config:
             clone.build_from_config(build_config)
-        else:
-            clone.build()
     source, target = layer.weights, clone.weights
     if len(source) != len(target):
         raise ValueError(
@@ -57,6 +62,22 @@ def copy_layer(layer):
     return clone
 
 
+def check_rewritable(model):
+    """Raises a ValueError unless `model` is a layer or a graph model."""
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            "Expected a Keras layer or a Sequential/Functional model, got "
+            f"{type(model).__name__}."
+        )
+    if isinstance(model, keras.Model) and not is_graph_model(model):
+        raise ValueError(
+            f"Model '{model.name}' is a subclassed "
+            f"{model.__class__.__name__}: its layers cannot be rewritten. "
+            "Build it as a Sequential or Functional model, or apply the "
+            "technique to its layers when you construct it."
+        )
+
+
 def rewrite(model, replace):
     """Returns a new model in which each leaf layer is `replace(copy)`.
 
@@ -68,19 +89,8 @@ def rewrite(model, replace):
 
     A bare layer (not a model) is copied and passed to `replace` directly.
     """
-    if not isinstance(model, keras.layers.Layer):
-        raise ValueError(
-            "Expected a Keras layer or a Sequential/Functional model, got "
-            f"{type(model).__name__}."
-        )
+    check_rewritable(model)
     if not is_graph_model(model):
-        if isinstance(model, keras.Model):
-            raise ValueError(
-                f"Model '{model.name}' is a subclassed "
-                f"{model.__class__.__name__}: its layers cannot be rewritten. "
-                "Build it as a Sequential or Functional model, or apply the "
-                "technique to its layers when you construct it."
-            )
         return replace(copy_layer(model))
     return keras.models.clone_model(
         model,

@@ -1,5 +1,8 @@
 """Keras model -> .tflite bytes with the stock TFLite converter."""
 
+import contextlib
+import io
+
 
 def to_tflite(
     model,
@@ -41,7 +44,10 @@ def to_tflite(
         converter.inference_input_type = inference_input_type
     if inference_output_type is not None:
         converter.inference_output_type = inference_output_type
-    flatbuffer = converter.convert()
+    # The converter prints the SavedModel signature it traces; keep the
+    # caller's output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer = converter.convert()
     if path is not None:
         with open(path, "wb") as f:
             f.write(flatbuffer)

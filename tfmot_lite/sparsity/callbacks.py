@@ -69,20 +69,21 @@ class UpdatePruningStep(keras.callbacks.Callback):
             self.model  # On JAX, pulls the training state into the variables.
             for wrapper, sparsity in due:
                 wrapper.update_masks(sparsity)
-            self._store_step()
+            self._store_step(self.step)
         self.step += 1
 
     def on_epoch_end(self, epoch, logs=None):
         self.model  # noqa: B018 -- see on_train_batch_begin.
-        self._store_step()
+        self._store_step(self.step - 1)
 
     def on_train_end(self, logs=None):
         self.model  # noqa: B018
-        self._store_step()
+        self._store_step(self.step - 1)
 
-    def _store_step(self):
+    def _store_step(self, step):
+        """Records `step`, the last step run, in every wrapper."""
         for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(self.step)
+            wrapper.pruning_step.assign(step)
 
 
 class PruningSummaries(keras.callbacks.TensorBoard):

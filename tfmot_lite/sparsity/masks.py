@@ -44,10 +44,13 @@ def _threshold(scores, mask):
 
 
 def as_2d_for_blocks(shape):
-    """The 2-D shape block sparsity sees: unit dimensions squeezed out.
+    """The 2-D shape block sparsity sees: unit dimensions of a kernel of
+    another rank (a 1x1 convolution's `(1, 1, in, out)`) squeezed out.
 
     Returns None when the weight does not squeeze to two dimensions.
     """
+    if len(shape) == 2:
+        return tuple(shape)
     dims = tuple(d for d in shape if d != 1)
     return dims if len(dims) == 2 else None
 

@@ -3,7 +3,11 @@
 import keras
 
 from tfmot_lite import graph
-from tfmot_lite.sparsity.registry import prunable_weights, unsupported_layer_error
+from tfmot_lite.sparsity.registry import (
+    classify,
+    prunable_weights,
+    unsupported_layer_error,
+)
 from tfmot_lite.sparsity.schedule import ConstantSparsity
 from tfmot_lite.sparsity.wrapper import (
     PruneLowMagnitude,
@@ -74,12 +78,13 @@ def prune_low_magnitude(
             f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
             "arguments such as a name apply when pruning a single layer."
         )
+    graph.check_rewritable(to_prune)
     _check_model(list(graph.iter_layers(to_prune)), params)
     if pruning_policy is not None:
         pruning_policy.ensure_model_supports_pruning(to_prune)
 
     def replace(layer):
-        if isinstance(layer, PruneLowMagnitude) or not prunable_weights(layer):
+        if isinstance(layer, PruneLowMagnitude) or classify(layer) != "prune":
             return layer
         if pruning_policy is not None and not pruning_policy.allow_pruning(layer):
             return layer
@@ -98,14 +103,16 @@ def _check_model(named_layers, params):
     unknown = [
         f"{path} ({layer.__class__.__name__})"
         for path, layer in named_layers
-        if not isinstance(layer, PruneLowMagnitude) and prunable_weights(layer) is None
+        if not isinstance(layer, PruneLowMagnitude) and classify(layer) is None
     ]
     if unknown:
         raise unsupported_layer_error(unknown)
     problems = []
     for path, layer in named_layers:
+        if not layer.built or isinstance(layer, PruneLowMagnitude):
+            continue
         weights = prunable_weights(layer)
-        if weights and layer.built and not isinstance(layer, PruneLowMagnitude):
+        if weights:
             problems += weight_shape_problems(
                 layer, weights, params["block_size"], params["sparsity_m_by_n"]
             )

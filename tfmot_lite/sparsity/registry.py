@@ -59,12 +59,37 @@ class PrunableLayer(abc.ABC):
         raise NotImplementedError
 
 
+def classify(layer):
+    """'prune' (has kernels to prune), 'keep' (known, stays dense, or holds
+    no weights) or None (holds weights we cannot classify)."""
+    if isinstance(layer, PrunableLayer):
+        return "prune"
+    if isinstance(
+        layer, _SEPARABLE_LAYERS + _KERNEL_LAYERS + _RNN_LAYERS
+        + (layers.Embedding, layers.MultiHeadAttention)
+    ):
+        return "prune"
+    if isinstance(layer, (layers.Bidirectional, layers.TimeDistributed)):
+        inner = (
+            [layer.layer] if isinstance(layer, layers.TimeDistributed)
+            else [layer.forward_layer, layer.backward_layer]
+        )
+        kinds = {classify(sub) for sub in inner}
+        return None if None in kinds else ("prune" if "prune" in kinds else "keep")
+    if isinstance(layer, _DENSE_LAYERS) or (layer.built and not layer.weights):
+        return "keep"
+    return None
+
+
 def prunable_weights(layer):
-    """The variables of `layer` to prune, or None if the layer is unknown.
+    """The variables of a built `layer` to prune, or None if it is unknown.
 
     Returns an empty list for layers that are known but stay dense, and for
     layers without weights.
     """
+    kind = classify(layer)
+    if kind != "prune":
+        return None if kind is None else []
     if isinstance(layer, PrunableLayer):
         return list(layer.get_prunable_weights())
     if isinstance(layer, _SEPARABLE_LAYERS):
@@ -89,11 +114,7 @@ def prunable_weights(layer):
         return prunable_weights(layer.forward_layer) + prunable_weights(
             layer.backward_layer
         )
-    if isinstance(layer, layers.TimeDistributed):
-        return prunable_weights(layer.layer)
-    if isinstance(layer, _DENSE_LAYERS) or not layer.weights:
-        return []
-    return None
+    return prunable_weights(layer.layer)  # TimeDistributed
 
 
 def unsupported_layer_error(paths):

@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from tfmot_lite.sparsity import masks as mask_lib
-from tfmot_lite.sparsity.registry import prunable_weights
+from tfmot_lite.sparsity.registry import classify, prunable_weights
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
 from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
@@ -97,7 +97,7 @@ class PruneLowMagnitude(WeightTransformWrapper):
         check_pruning_params(
             pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n
         )
-        if prunable_weights(layer) is None:
+        if classify(layer) is None:
             raise ValueError(
                 f"Layer '{layer.name}' ({layer.__class__.__name__}) holds "
                 "weights but tfmot_lite does not know which to prune. Make it "
