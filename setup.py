@@ -25,6 +25,7 @@ setup(
         "plots": ["matplotlib"],
         "tensorboard": ["tensorboard"],
         "test": [
+            "jax[cpu]",
             "tensorboard",
             "scikit-learn",
             "tensorflow-datasets",

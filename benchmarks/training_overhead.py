@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 
 def mobilenet_v2():
     return keras.applications.MobileNetV2(
-        input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10
+        input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10,
+        classifier_activation=None,
     )
 
 

@@ -58,7 +58,9 @@ def copy_layer(layer):
             "recreates all of its weights."
         )
     for src, dst in zip(source, target):
-        dst.assign(src)
+        # A real copy: on JAX, sharing the buffer would let a later donated
+        # (deleted) array in one model break the other.
+        dst.assign(keras.ops.copy(src.value))
     return clone
 
 

@@ -60,7 +60,7 @@ class PruningSchedule:
         return cls(**config)
 
     def _should_prune_in_step(self, step, begin_step, end_step, frequency):
-        step = ops.convert_to_tensor(step, "int64")
+        step = ops.convert_to_tensor(step, "int32")
         in_range = ops.greater_equal(step, begin_step)
         if end_step != -1:
             in_range = ops.logical_and(in_range, ops.less_equal(step, end_step))

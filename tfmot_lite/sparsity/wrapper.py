@@ -155,7 +155,7 @@ class PruneLowMagnitude(WeightTransformWrapper):
             name="pruning_step",
             shape=(),
             initializer=keras.initializers.Constant(-1),
-            dtype="int64",
+            dtype="int32",  # int64 is not available on JAX by default
             trainable=False,
         )
 
