@@ -47,9 +47,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
         for wrapper in self._wrappers:
             wrapper._driven_by_callback = True
-        iterations = int(ops.convert_to_numpy(self.model.optimizer.iterations)) \
-            if getattr(self.model, "optimizer", None) is not None else 0
-        self.step = max(iterations, _stored_step(self._wrappers) + 1)
+        # The schedule's clock lives in the model, not in the optimizer: a
+        # reloaded or recompiled model resumes where it stopped.
+        self.step = _stored_step(self._wrappers) + 1
 
     def on_train_batch_begin(self, batch, logs=None):
         decisions = {}
@@ -57,11 +57,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             schedule = wrapper.pruning_schedule
             if schedule not in decisions:
-                should_prune, sparsity = schedule(self.step)
-                decisions[schedule] = (
-                    bool(ops.convert_to_numpy(should_prune)),
-                    float(ops.convert_to_numpy(sparsity)),
-                )
+                decisions[schedule] = schedule(self.step)
             should_prune, sparsity = decisions[schedule]
             if should_prune:
                 due.append((wrapper, sparsity))

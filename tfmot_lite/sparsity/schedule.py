@@ -5,10 +5,13 @@ updated at steps `begin_step, begin_step + frequency, ...` up to and
 including `end_step` (`end_step=-1` prunes until training ends). The
 semantics, defaults and argument names are those of
 `tfmot.sparsity.keras`.
+
+Schedules are evaluated by `UpdatePruningStep` between training steps, so
+they are plain Python: no tensor op runs per step.
 """
 
 import keras
-from keras import ops
+import numpy as np
 
 _PACKAGE = "tfmot_lite"
 
@@ -42,11 +45,15 @@ def _check_steps(begin_step, end_step, frequency, allow_open_end):
         )
 
 
+def _as_int(step):
+    return int(np.asarray(keras.ops.convert_to_numpy(step)))
+
+
 class PruningSchedule:
     """Base class: `schedule(step) -> (should_prune, sparsity)`.
 
-    Subclasses implement `__call__` and `get_config`. `step` may be a Python
-    int or a scalar tensor; the result is a pair of tensors.
+    Subclasses implement `__call__` and `get_config`. `step` is an int (or a
+    concrete scalar tensor); the result is `(bool, float)`.
     """
 
     def __call__(self, step):
@@ -60,12 +67,8 @@ class PruningSchedule:
         return cls(**config)
 
     def _should_prune_in_step(self, step, begin_step, end_step, frequency):
-        step = ops.convert_to_tensor(step, "int32")
-        in_range = ops.greater_equal(step, begin_step)
-        if end_step != -1:
-            in_range = ops.logical_and(in_range, ops.less_equal(step, end_step))
-        on_turn = ops.equal(ops.mod(step - begin_step, frequency), 0)
-        return ops.logical_and(in_range, on_turn)
+        in_range = begin_step <= step and (end_step == -1 or step <= end_step)
+        return in_range and (step - begin_step) % frequency == 0
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
@@ -98,10 +101,11 @@ class ConstantSparsity(PruningSchedule):
         self.frequency = int(frequency)
 
     def __call__(self, step):
+        step = _as_int(step)
         should_prune = self._should_prune_in_step(
             step, self.begin_step, self.end_step, self.frequency
         )
-        return should_prune, ops.convert_to_tensor(self.target_sparsity, "float32")
+        return should_prune, self.target_sparsity
 
     def get_config(self):
         return {
@@ -154,16 +158,16 @@ class PolynomialDecay(PruningSchedule):
         self.frequency = int(frequency)
 
     def __call__(self, step):
+        step = _as_int(step)
         should_prune = self._should_prune_in_step(
             step, self.begin_step, self.end_step, self.frequency
         )
-        step = ops.cast(ops.convert_to_tensor(step), "float32")
         span = max(self.end_step - self.begin_step, 1)
-        progress = ops.clip((step - self.begin_step) / span, 0.0, 1.0)
+        progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
         sparsity = self.final_sparsity + (
             self.initial_sparsity - self.final_sparsity
-        ) * ops.power(1.0 - progress, self.power)
-        return should_prune, ops.cast(sparsity, "float32")
+        ) * (1.0 - progress) ** self.power
+        return should_prune, sparsity
 
     def get_config(self):
         return {
