@@ -7,7 +7,12 @@ wrapper held). Both live here, so that nested models, shared layers and the
 "never mutate the user's model" rule are handled once.
 """
 
+import collections
+import dataclasses
+
 import keras
+
+from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
 
 def is_graph_model(layer):
@@ -99,3 +104,81 @@ def rewrite(model, replace):
         clone_function=lambda layer: replace(copy_layer(layer)),
         recursive=True,
     )
+
+
+def core_layer(layer):
+    """The layer inside optimization wrappers (pruning, clustering, QAT)."""
+    while isinstance(layer, WeightTransformWrapper):
+        layer = layer.layer
+    return layer
+
+
+@dataclasses.dataclass(eq=False)
+class LayerCall:
+    """One call of a leaf layer; `inputs`/`outputs` are tensor ids."""
+
+    path: str
+    layer: object
+    inputs: list
+    outputs: list
+
+
+class DataflowGraph:
+    """Leaf-layer calls of a Sequential/Functional model, nested models
+    inlined, with the tensors that connect them.
+
+    Where `iter_layers` lists layers, this follows the data: `producer[t]`
+    and `consumers[t]` give the calls around tensor `t`, `shapes[t]` its
+    shape. Policies that check patterns (a convolution feeding a mean, say)
+    walk it.
+    """
+
+    def __init__(self, model):
+        self.ops = []
+        self.shapes = {}
+        self.inputs = [self._tensor(t.shape) for t in model.inputs]
+        self.outputs = self._expand(model, self.inputs, "")
+        self.producer = {t: op for op in self.ops for t in op.outputs}
+        self.consumers = collections.defaultdict(list)
+        for op in self.ops:
+            for t in op.inputs:
+                self.consumers[t].append(op)
+
+    def _tensor(self, shape):
+        tid = len(self.shapes)
+        self.shapes[tid] = None if shape is None else tuple(shape)
+        return tid
+
+    def _expand(self, model, inputs, prefix):
+        functional = model
+        if isinstance(model, keras.Sequential):
+            functional = getattr(model, "_functional", None)
+        if functional is None:  # A Sequential without an Input: a chain.
+            tensors = inputs
+            for layer in model.layers:
+                tensors = self._call(layer, tensors, prefix, None)
+            return tensors
+        env = {id(t): tid for t, tid in zip(functional.inputs, inputs)}
+        for depth in sorted(functional._nodes_by_depth, reverse=True):
+            for node in functional._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                ins = [env[id(t)] for t in node.input_tensors]
+                outs = self._call(node.operation, ins, prefix, node.outputs)
+                env.update({id(t): tid for t, tid in zip(node.outputs, outs)})
+        return [env[id(t)] for t in functional.outputs]
+
+    def _call(self, layer, inputs, prefix, outputs):
+        if is_graph_model(layer):
+            return self._expand(layer, inputs, f"{prefix}{layer.name}/")
+        outs = [self._tensor(t.shape) for t in outputs] if outputs else [
+            self._tensor(None)
+        ]
+        self.ops.append(LayerCall(prefix + layer.name, layer, list(inputs), outs))
+        return outs
+
+    def next_ops(self, op):
+        return [c for t in op.outputs for c in self.consumers[t]]
+
+    def input_shape(self, op):
+        return self.shapes.get(op.inputs[0]) if op.inputs else None

@@ -5,10 +5,20 @@ converter) and LiteRT (to run the result).
 """
 
 from tfmot_lite.export.convert import to_tflite
+from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
 from tfmot_lite.export.runtime import (
     TFLiteModel,
     gzipped_size,
     measure_latency,
 )
+from tfmot_lite.export.sparse import to_sparse_tflite
 
-__all__ = ["TFLiteModel", "gzipped_size", "measure_latency", "to_tflite"]
+__all__ = [
+    "TFLiteModel",
+    "TFLiteReport",
+    "gzipped_size",
+    "inspect_tflite",
+    "measure_latency",
+    "to_sparse_tflite",
+    "to_tflite",
+]

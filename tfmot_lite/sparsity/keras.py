@@ -20,18 +20,26 @@ from tfmot_lite.sparsity.prune import prune_low_magnitude, prune_scope, strip_pr
 from tfmot_lite.sparsity.registry import PrunableLayer
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
+from tfmot_lite.sparsity.xnnpack import (
+    PruneForLatencyOnXNNPack,
+    XNNPackSparsityReport,
+    xnnpack_sparsity_report,
+)
 
 __all__ = [
     "ConstantSparsity",
     "PolynomialDecay",
+    "PruneForLatencyOnXNNPack",
     "PrunableLayer",
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
+    "XNNPackSparsityReport",
     "is_pruned_m_by_n",
     "prune_low_magnitude",
     "prune_scope",
     "strip_pruning",
+    "xnnpack_sparsity_report",
 ]

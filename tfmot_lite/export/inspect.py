@@ -1,0 +1,529 @@
+"""What a .tflite file holds, operator by operator, and whether XNNPACK can
+run it sparse.
+
+`inspect_tflite(flatbuffer)` reads the file with the `tflite` package (the
+flatbuffer bindings generated from TFLite's schema) and reports, for every
+operator: its type, the shape of its weight tensor, the fraction of zeros in
+it, and whether it is stored sparse (a constant with sparsity parameters,
+expanded by a `DENSIFY` operator at load time; `DENSIFY` rows are folded
+into the operator they feed).
+
+It then checks the preconditions of XNNPACK's sparse inference on the
+exported graph (TFLite XNNPACK delegate README, "Sparse Inference"):
+
+* start: a CONV_2D 3x3, stride 2, no dilation, 3 input channels, padding 1
+  on each side (a VALID convolution after a PAD of 1, or SAME where that
+  pads symmetrically);
+* end: every path from the start reaches a MEAN over the spatial axes with
+  keep_dims before any other kind of operator ends it;
+* operators in between: 1x1 CONV_2D (stride 1), DEPTHWISE_CONV_2D 3x3/5x5
+  stride 1/2 padded by kernel // 2, PAD folded into the depthwise convolution
+  it feeds, ADD/MUL of 4-D tensors (or with scalar / 1-D constants),
+  RESIZE_BILINEAR, spatial MEAN, and the unary operators ABS, CEIL, ELU,
+  FLOOR, HARD_SWISH, LEAKY_RELU, LOGISTIC, NEG, RELU, RELU6, RELU_N1_TO_1,
+  ROUND, SQUARE; fused activations NONE/RELU/RELU_N1_TO_1/RELU6 only;
+* zeros: at least 2/3 of the filter weights of the 1x1 CONV_2D operators
+  in the subgraph are zero;
+* storage: those filters are stored sparse (DENSIFY). The delegate only
+  hints XNNPACK to try sparse inference when the model holds sparse weights
+  (`has_sparse_weights` in tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc).
+
+The verdict says what the file allows; whether sparse kernels then run is
+XNNPACK's decision on the device: it rewrites the subgraph for its sparse
+(CHW) kernels only on hardware it has them for, ARM in practice; on x86 with
+AVX it keeps the dense kernels.
+"""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+_DTYPES = {
+    0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
+    6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64,
+    15: np.uint32, 16: np.uint16,
+}
+# Index of the weight input of the operators that have one.
+_WEIGHT_INPUT = {
+    "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
+    "TRANSPOSE_CONV": 1, "CONV_3D": 1, "EMBEDDING_LOOKUP": 1,
+}
+_UNARY = {
+    "ABS", "CEIL", "ELU", "FLOOR", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC",
+    "NEG", "RELU", "RELU6", "RELU_N1_TO_1", "ROUND", "SQUARE",
+}
+_FUSED_OK = {0, 1, 2, 3}  # NONE, RELU, RELU_N1_TO_1, RELU6
+_MIN_ZEROS = 2 / 3
+
+
+@dataclasses.dataclass
+class OperatorInfo:
+    """One operator of the .tflite graph.
+
+    `weight_shape` and `zero_fraction` describe its weight tensor (filter or
+    fully-connected matrix; None when it has none). `sparse_storage` is True
+    when that tensor is stored sparse and expanded by DENSIFY. `role` is its
+    place in XNNPACK's sparse subgraph: 'start', '1x1', 'inside', 'end',
+    'unsupported', or '' outside it.
+    """
+
+    index: int
+    op_type: str
+    weight_shape: object = None
+    zero_fraction: object = None
+    sparse_storage: bool = False
+    role: str = ""
+
+
+@dataclasses.dataclass
+class Check:
+    """One XNNPACK sparse-inference precondition and how the file fares."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclasses.dataclass
+class TFLiteReport:
+    """Result of `inspect_tflite`: a table of operators and a verdict."""
+
+    size_bytes: int
+    operators: list
+    checks: list
+    densify_count: int = 0
+    constant_bytes: int = 0  # Weights and other constants, as stored.
+
+    @property
+    def sparse_ready(self):
+        """Whether every XNNPACK sparse-inference precondition holds."""
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reasons(self):
+        """Why the file is not sparse-ready (empty when it is)."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+    @property
+    def sparse_operators(self):
+        return [op for op in self.operators if op.sparse_storage]
+
+    def by_type(self, op_type):
+        return [op for op in self.operators if op.op_type == op_type]
+
+    def table(self):
+        header = ("#", "operator", "weights", "zeros", "storage", "XNNPACK sparse")
+        rows = [header]
+        for op in self.operators:
+            has_w = op.weight_shape is not None
+            rows.append((
+                str(op.index),
+                op.op_type,
+                "x".join(map(str, op.weight_shape)) if has_w else "-",
+                f"{op.zero_fraction:.1%}" if has_w else "-",
+                ("sparse" if op.sparse_storage else "dense") if has_w else "-",
+                op.role or "-",
+            ))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+            for row in rows
+        )
+
+    def __str__(self):
+        verdict = "yes" if self.sparse_ready else "no"
+        lines = [
+            f".tflite: {self.size_bytes} bytes ({self.constant_bytes} of constant "
+            f"data), {len(self.operators)} operators (+{self.densify_count} DENSIFY)",
+            self.table(),
+            f"XNNPACK sparse-inference preconditions hold: {verdict}",
+        ]
+        lines += [
+            f"  [{'ok' if c.passed else 'NO'}] {c.name}: {c.detail}"
+            for c in self.checks
+        ]
+        return "\n".join(lines)
+
+
+def inspect_tflite(flatbuffer):
+    """Reports on a .tflite model given as bytes or as a file path."""
+    if isinstance(flatbuffer, (str, os.PathLike)):
+        with open(flatbuffer, "rb") as f:
+            flatbuffer = f.read()
+    fb = _Flatbuffer(bytes(flatbuffer))
+    rows = {}
+    for i, name in enumerate(fb.types):
+        if name == "DENSIFY":
+            continue
+        row = OperatorInfo(i, name)
+        weight = fb.weight(i)
+        if weight is not None:
+            row.weight_shape, row.zero_fraction, row.sparse_storage = weight
+        rows[i] = row
+    checks = _xnnpack_checks(fb, rows)
+    return TFLiteReport(
+        size_bytes=len(flatbuffer),
+        operators=list(rows.values()),
+        checks=checks,
+        densify_count=fb.types.count("DENSIFY"),
+        constant_bytes=fb.constant_bytes(),
+    )
+
+
+class _Flatbuffer:
+    """The main subgraph of a .tflite file, with producers and consumers."""
+
+    def __init__(self, data):
+        import tflite
+        from tflite.utils import BUILTIN_OPCODE2NAME
+
+        self.tflite = tflite
+        self.data = data
+        self.model = tflite.Model.GetRootAsModel(data, 0)
+        self.graph = self.model.Subgraphs(0)
+        self.ops = [
+            self.graph.Operators(i) for i in range(self.graph.OperatorsLength())
+        ]
+        self.types = []
+        for op in self.ops:
+            code = self.model.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            self.types.append(BUILTIN_OPCODE2NAME.get(builtin, "CUSTOM"))
+        self.producer, self.consumers = {}, {}
+        for i, op in enumerate(self.ops):
+            for t in self.outputs(i):
+                self.producer[t] = i
+            for t in self.inputs(i):
+                self.consumers.setdefault(t, []).append(i)
+        self.graph_outputs = set(self.graph.OutputsAsNumpy().tolist())
+
+    def constant_bytes(self):
+        """Bytes of constant data: buffers, plus the index arrays that the
+        sparse format keeps in each sparse tensor's metadata."""
+        total = 0
+        for i in range(self.model.BuffersLength()):
+            buffer = self.model.Buffers(i)
+            total += buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0)
+        for t in range(self.graph.TensorsLength()):
+            total += self._index_bytes(self.graph.Tensors(t).Sparsity())
+        return total
+
+    def _index_bytes(self, sparsity):
+        if sparsity is None:
+            return 0
+        kinds = {1: ("Int32Vector", 4), 2: ("Uint16Vector", 2), 3: ("Uint8Vector", 1)}
+        total = 0
+        for d in range(sparsity.DimMetadataLength()):
+            dim = sparsity.DimMetadata(d)
+            for kind, table in (
+                (dim.ArraySegmentsType(), dim.ArraySegments()),
+                (dim.ArrayIndicesType(), dim.ArrayIndices()),
+            ):
+                if kind in kinds and table is not None:
+                    name, size = kinds[kind]
+                    vector = getattr(self.tflite, name)()
+                    vector.Init(table.Bytes, table.Pos)
+                    total += vector.ValuesLength() * size
+        return total
+
+    def inputs(self, i):
+        op = self.ops[i]
+        return [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
+
+    def outputs(self, i):
+        op = self.ops[i]
+        return [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
+
+    def shape(self, t):
+        tensor = self.graph.Tensors(t)
+        if not tensor.ShapeLength():
+            return ()
+        return tuple(int(d) for d in tensor.ShapeAsNumpy())
+
+    def options(self, i, cls_name):
+        table = self.ops[i].BuiltinOptions()
+        if table is None:
+            return None
+        options = getattr(self.tflite, cls_name)()
+        options.Init(table.Bytes, table.Pos)
+        return options
+
+    def constant(self, t):
+        """The values stored for tensor `t` (only the stored ones when it is
+        sparse), or None when it is computed at run time."""
+        if t < 0:
+            return None
+        tensor = self.graph.Tensors(t)
+        buffer = self.model.Buffers(tensor.Buffer())
+        if buffer is None:
+            return None
+        if buffer.DataLength():
+            raw = buffer.DataAsNumpy().tobytes()
+        elif buffer.Offset() > 1:  # Large models keep buffers after the flatbuffer.
+            raw = self.data[buffer.Offset(): buffer.Offset() + buffer.Size()]
+        else:
+            return None
+        values = np.frombuffer(raw, dtype=_DTYPES.get(tensor.Type(), np.uint8))
+        if tensor.Sparsity() is None and values.size == math.prod(self.shape(t)):
+            return values.reshape(self.shape(t))
+        return values
+
+    def weight(self, i):
+        """`(shape, zero_fraction, sparse_storage)` of op `i`'s weights."""
+        index = _WEIGHT_INPUT.get(self.types[i])
+        inputs = self.inputs(i)
+        if index is None or index >= len(inputs) or inputs[index] < 0:
+            return None
+        t, sparse = inputs[index], False
+        while (
+            self.constant(t) is None
+            and t in self.producer
+            and self.types[self.producer[t]] in ("DENSIFY", "DEQUANTIZE")
+        ):
+            sparse |= self.types[self.producer[t]] == "DENSIFY"
+            t = self.inputs(self.producer[t])[0]
+        values = self.constant(t)
+        if values is None:
+            return None
+        sparse |= self.graph.Tensors(t).Sparsity() is not None
+        shape = self.shape(t)
+        total = math.prod(shape)
+        zeros = (total - int(np.count_nonzero(values))) / total if total else 0.0
+        return shape, zeros, sparse
+
+
+# -- XNNPACK's sparse-inference preconditions on the exported graph -------------
+
+
+def _same_padding(size, kernel, stride):
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_padding(fb, i, kernel, strides):
+    """`(top, bottom, left, right)` applied to the input of conv op `i`."""
+    name = "Conv2DOptions" if fb.types[i] == "CONV_2D" else "DepthwiseConv2DOptions"
+    options = fb.options(i, name)
+    source = fb.inputs(i)[0]
+    if options.Padding() == fb.tflite.Padding.SAME:
+        shape = fb.shape(source)
+        (t, b), (l, r) = (
+            _same_padding(shape[1], kernel[0], strides[0]),
+            _same_padding(shape[2], kernel[1], strides[1]),
+        )
+        return (t, b, l, r)
+    pad = fb.producer.get(source)
+    folded = len(fb.consumers[source]) == 1  # XNNPACK folds a pad it alone reads.
+    if pad is not None and fb.types[pad] in ("PAD", "PADV2") and folded:
+        paddings = fb.constant(fb.inputs(pad)[1])
+        if paddings is not None and paddings.shape == (4, 2):
+            if not paddings[0].any() and not paddings[3].any():
+                return tuple(int(p) for p in paddings[1:3].reshape(-1))
+    return (0, 0, 0, 0)
+
+
+def _conv_geometry(fb, i):
+    """`(kernel, strides, dilation, fused_activation, filter_shape)`."""
+    filter_shape = fb.shape(fb.inputs(i)[1])
+    name = "Conv2DOptions" if fb.types[i] == "CONV_2D" else "DepthwiseConv2DOptions"
+    options = fb.options(i, name)
+    return (
+        (filter_shape[1], filter_shape[2]),
+        (options.StrideH(), options.StrideW()),
+        (options.DilationHFactor(), options.DilationWFactor()),
+        options.FusedActivationFunction(),
+        filter_shape,
+    )
+
+
+def _start_problems(fb, i):
+    kernel, strides, dilation, _, filter_shape = _conv_geometry(fb, i)
+    problems = []
+    if kernel != (3, 3):
+        problems.append(f"kernel {kernel[0]}x{kernel[1]}")
+    if strides != (2, 2):
+        problems.append(f"stride {strides}")
+    if dilation != (1, 1):
+        problems.append(f"dilation {dilation}")
+    if filter_shape[3] != 3:
+        problems.append(f"{filter_shape[3]} input channels")
+    if kernel == (3, 3) and strides == (2, 2):
+        pads = _conv_padding(fb, i, kernel, strides)
+        if pads != (1, 1, 1, 1):
+            problems.append(f"padding top/bottom/left/right {pads}")
+    return problems
+
+
+def _is_spatial_mean(fb, i):
+    if fb.types[i] != "MEAN":
+        return False
+    axes = fb.constant(fb.inputs(i)[1])
+    rank = len(fb.shape(fb.inputs(i)[0]))
+    if axes is None or rank != 4:
+        return False
+    return sorted(int(a) % 4 for a in axes.reshape(-1)) == [1, 2]
+
+
+def _keeps_dims(fb, i):
+    options = fb.options(i, "ReducerOptions")
+    return bool(options and options.KeepDims())
+
+
+def _inside_problem(fb, i):
+    """Why op `i` cannot run in the sparse subgraph, or None."""
+    name = fb.types[i]
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        kernel, strides, dilation, act, filter_shape = _conv_geometry(fb, i)
+        if act not in _FUSED_OK:
+            return "fused activation other than RELU/RELU6/RELU_N1_TO_1"
+        if name == "CONV_2D":
+            if kernel != (1, 1) or strides != (1, 1) or dilation != (1, 1):
+                return (
+                    f"CONV_2D {kernel[0]}x{kernel[1]} stride {strides}: only "
+                    "1x1 stride-1 CONV_2D runs sparse"
+                )
+            return None
+        in_channels = fb.shape(fb.inputs(i)[0])[-1]
+        if kernel not in ((3, 3), (5, 5)) or strides not in ((1, 1), (2, 2)):
+            return (
+                f"DEPTHWISE_CONV_2D {kernel[0]}x{kernel[1]} stride {strides}: "
+                "needs 3x3 or 5x5, stride 1 or 2"
+            )
+        if dilation != (1, 1) or filter_shape[3] != in_channels:
+            return "DEPTHWISE_CONV_2D with dilation or depth multiplier != 1"
+        pads = _conv_padding(fb, i, kernel, strides)
+        if pads != (kernel[0] // 2,) * 4:
+            return (
+                f"DEPTHWISE_CONV_2D {kernel[0]}x{kernel[1]} padded {pads}, "
+                f"needs {kernel[0] // 2} on each side"
+            )
+        return None
+    if name in ("PAD", "PADV2"):
+        following = fb.consumers.get(fb.outputs(i)[0], [])
+        if len(following) == 1 and fb.types[following[0]] == "DEPTHWISE_CONV_2D":
+            return None
+        return "PAD that is not folded into a single DEPTHWISE_CONV_2D"
+    if name in ("ADD", "MUL"):
+        for t in fb.inputs(i):
+            rank = len(fb.shape(t))
+            constant = fb.constant(t) is not None
+            if rank != 4 and not (constant and rank <= 1):
+                return (
+                    f"{name} with a rank-{rank} operand (needs 4-D tensors, "
+                    "or scalar / 1-D constants)"
+                )
+            if constant and rank == 4 and math.prod(fb.shape(t)[:3]) != 1:
+                return f"{name} with a 4-D constant operand that is not per-channel"
+        return None
+    if name in _UNARY or name == "RESIZE_BILINEAR":
+        return None
+    if name == "MEAN" and _is_spatial_mean(fb, i):
+        return None
+    return f"{name} is not supported inside a sparse subgraph"
+
+
+def _xnnpack_checks(fb, rows):
+    convs = [i for i, name in enumerate(fb.types) if name == "CONV_2D"]
+    starts = [i for i in convs if not _start_problems(fb, i)]
+    if not starts:
+        detail = "no CONV_2D in the model"
+        if convs:
+            detail = (
+                f"needs a CONV_2D 3x3, stride 2, 3 input channels, padding 1 "
+                f"on each side; the first CONV_2D (#{convs[0]}) has "
+                + ", ".join(_start_problems(fb, convs[0]))
+            )
+        return [Check("start", False, detail)]
+    checks = [Check(
+        "start", True,
+        f"CONV_2D #{starts[0]}: 3x3, stride 2, 3 input channels, padding 1 "
+        "on each side",
+    )]
+    for i in starts:
+        rows[i].role = "start"
+
+    ends, flat_ends, blockers, inside = [], [], [], []
+    # Operators whose output leaves the model before a spatial mean.
+    leaks = [s for s in starts if set(fb.outputs(s)) & fb.graph_outputs]
+    seen = set(starts)
+    stack = [c for s in starts for t in fb.outputs(s) for c in fb.consumers.get(t, [])]
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        if _is_spatial_mean(fb, i):
+            (ends if _keeps_dims(fb, i) else flat_ends).append(i)
+            continue
+        problem = _inside_problem(fb, i)
+        if problem:
+            # Keep walking: the operators after it are checked too.
+            blockers.append((i, problem))
+        else:
+            inside.append(i)
+        if set(fb.outputs(i)) & fb.graph_outputs:
+            leaks.append(i)
+        stack += [c for t in fb.outputs(i) for c in fb.consumers.get(t, [])]
+
+    for i in ends:
+        rows[i].role = "end"
+    for i in flat_ends:
+        rows[i].role = "end without keep_dims"
+    for i, _ in blockers:
+        rows[i].role = "unsupported"
+    pointwise = [i for i in inside if fb.types[i] == "CONV_2D"]
+    for i in inside:
+        rows[i].role = "1x1" if i in pointwise else "inside"
+
+    if flat_ends:
+        checks.append(Check(
+            "end", False,
+            f"MEAN #{flat_ends[0]} drops the spatial axes (keep_dims=False); "
+            "XNNPACK's sparse subgraph ends at a MEAN with keep_dims "
+            "(GlobalAveragePooling2D(keepdims=True) in Keras)",
+        ))
+    elif not ends or leaks:
+        checks.append(Check(
+            "end", False,
+            "a path from the start reaches the model output without a MEAN "
+            "over the spatial axes",
+        ))
+    else:
+        checks.append(Check(
+            "end", True, f"MEAN #{ends[0]} over the spatial axes, keep_dims"
+        ))
+
+    if blockers:
+        listed = "; ".join(f"#{i} {problem}" for i, problem in sorted(blockers))
+        checks.append(Check("operators", False, listed))
+    else:
+        checks.append(Check(
+            "operators", True,
+            f"all {len(inside)} operators between start and end are supported",
+        ))
+
+    weights = [fb.weight(i) for i in pointwise]
+    total = sum(math.prod(w[0]) for w in weights if w)
+    zeros = sum(math.prod(w[0]) * w[1] for w in weights if w)
+    if not total:
+        checks.append(Check(
+            "zeros", False, "no 1x1 CONV_2D with constant weights in the subgraph"
+        ))
+        return checks
+    fraction = zeros / total
+    checks.append(Check(
+        "zeros", fraction >= _MIN_ZEROS,
+        f"{fraction:.1%} of the {total} weights of {len(pointwise)} 1x1 "
+        f"CONV_2D are zero (needs at least {_MIN_ZEROS:.1%})",
+    ))
+    dense = [i for i, w in zip(pointwise, weights) if w and not w[2]]
+    checks.append(Check(
+        "storage", not dense,
+        "1x1 CONV_2D filters stored sparse (DENSIFY)" if not dense else
+        "stored dense: " + ", ".join(f"#{i}" for i in dense)
+        + "; convert with optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY] "
+        "(tfmot_lite.export.to_sparse_tflite)",
+    ))
+    return checks
