@@ -66,6 +66,10 @@ def copy_layer(layer):
         # A real copy: on JAX, sharing the buffer would let a later donated
         # (deleted) array in one model break the other.
         dst.assign(keras.ops.copy(src.value))
+    if isinstance(clone, keras.layers.Normalization) and clone.built:
+        # An adapted Normalization computes its mean/variance tensors from
+        # the copied statistics only when its state is finalized.
+        clone.finalize_state()
     return clone
 
 

@@ -1,0 +1,40 @@
+"""Shared helpers for the QAT tests: reading a .tflite model's op types."""
+
+import numpy as np
+
+
+def op_report(flatbuffer):
+    """`(op names, ops that touch float tensors)` of a .tflite model.
+
+    The QUANTIZE / DEQUANTIZE pairs at the model's edges are where float
+    enters and leaves; an int8 -> int8 QUANTIZE (a requantization) is int8.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_content=bytes(flatbuffer),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    names, float_ops = [], []
+    for op in interpreter._get_ops_details():
+        names.append(op["op_name"])
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        dtypes = {
+            np.dtype(tensors[i]["dtype"]).name
+            for i in list(op["inputs"]) + list(op["outputs"])
+            if i >= 0
+        }
+        if "float32" in dtypes:
+            float_ops.append(op["op_name"])
+    return names, float_ops
+
+
+def assert_int8_body(flatbuffer):
+    names, float_ops = op_report(flatbuffer)
+    assert not float_ops, f"float ops in the body: {float_ops} (all ops: {names})"
+    edges = [n for n in names if n in ("QUANTIZE", "DEQUANTIZE")]
+    assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE", names
+    return names, edges

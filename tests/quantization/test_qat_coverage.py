@@ -1,0 +1,155 @@
+"""Coverage: keras.applications models and the other supported layers
+quantize, train a step, and convert to an int8-bodied TFLite model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from qat_helpers import assert_int8_body
+
+from tfmot_lite import export
+from tfmot_lite.quantization import keras as quantize
+from tfmot_lite.quantization.quantize import QUANTIZED, _leaf_layers
+from tfmot_lite.quantization.registry import PASS_THROUGH
+
+L = keras.layers
+
+
+def _qat_step(model, n=8):
+    qat = quantize.quantize_model(model)
+    x = np.random.default_rng(0).uniform(size=(n, *model.inputs[0].shape[1:]))
+    x = x.astype("float32")
+    y = qat.predict(x, verbose=0)
+    for _, layer in _leaf_layers(qat):
+        if isinstance(layer, quantize.QuantizeConvBatchNorm):
+            layer.batch_norm.trainable = False  # keep the float model's statistics
+    # A training pass with learning rate 0 calibrates the activation ranges
+    # and leaves the weights as they are.
+    qat.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    qat.fit(x, np.zeros_like(y), epochs=1, verbose=0, batch_size=n)
+    return qat, x
+
+
+def _assert_every_layer_quantized(qat):
+    """Compute layers are all quantized; the rest keep their input's scale."""
+    left = [
+        f"{path} ({type(layer).__name__})"
+        for path, layer in _leaf_layers(qat)
+        if not isinstance(layer, QUANTIZED + PASS_THROUGH)
+    ]
+    assert not left, left
+
+
+def _assert_converts_and_agrees(qat, x, atol):
+    flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+    assert_int8_body(flatbuffer)
+    out = export.TFLiteModel(flatbuffer).predict(x)
+    ref = qat.predict(x, verbose=0)
+    assert np.abs(out - ref).max() <= atol * max(np.abs(ref).max(), 1e-6)
+    return flatbuffer
+
+
+def test_mobilenet_v2():
+    """Quantized layer by layer, and converted (uncalibrated ranges: the test
+    checks the structure; the digits test checks trained agreement)."""
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+    )
+    qat = quantize.quantize_model(model)
+    _assert_every_layer_quantized(qat)
+    kinds = [type(l).__name__ for l in qat.layers]
+    # Every Conv/DepthwiseConv is followed by a BatchNorm in MobileNetV2.
+    assert "Conv2D" not in kinds and "DepthwiseConv2D" not in kinds
+    assert kinds.count("QuantizeConvBatchNorm") == 52
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    assert np.isfinite(qat.predict(x, verbose=0)).all()
+    names, _ = assert_int8_body(
+        export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+    )
+    assert names.count("DEPTHWISE_CONV_2D") == 17 and "MUL" not in names
+
+
+def test_mobilenet_v3_small():
+    """Hard-swish / hard-sigmoid (raw `x + 3`, `x * (1/6)` ops), SE blocks."""
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), alpha=0.75, weights=None, classes=10
+    )
+    qat, x = _qat_step(model)
+    _assert_every_layer_quantized(qat)
+    _assert_converts_and_agrees(qat, x, atol=0.1)
+
+
+def test_resnet50_quantizes_every_layer():
+    model = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10)
+    qat = quantize.quantize_model(model)
+    _assert_every_layer_quantized(qat)
+    kinds = [type(l).__name__ for l in qat.layers]
+    assert kinds.count("QuantizeConvBatchNorm") == 53
+    # Quantizer state is non-trainable: training updates the same weights.
+    assert len(qat.trainable_weights) == len(model.trainable_weights)
+
+
+def _small_models(only):
+    """Yields `(name, model)`, building only the model named `only`."""
+    inp = keras.Input((16,))
+    h = L.Dense(8, activation="relu")(inp)
+    yield "dense", keras.Model(inp, L.Dense(3, activation="softmax")(h))
+
+    inp = keras.Input((20, 4))
+    h = L.Conv1D(8, 3, activation="relu")(inp)
+    h = L.Conv1D(8, 3)(h)
+    h = L.BatchNormalization()(h)
+    h = L.ReLU()(h)
+    h = L.MaxPooling1D()(h)
+    h = L.GlobalAveragePooling1D()(h)
+    yield "conv1d", keras.Model(inp, L.Dense(2)(h))
+
+    inp = keras.Input((16, 16, 3))
+    h = L.SeparableConv2D(8, 3, activation="relu")(inp)
+    h = L.Conv2DTranspose(4, 3, strides=2, padding="same")(h)
+    h = L.Concatenate()([h, h])
+    h = L.Flatten()(h)
+    yield "separable_transpose", keras.Model(inp, L.Dense(2)(h))
+
+    norm = L.Normalization()
+    norm.adapt(np.random.default_rng(1).uniform(size=(16, 16, 16, 3)).astype("float32"))
+    inp = keras.Input((16, 16, 3))
+    h = L.Rescaling(1 / 127.5, offset=-1.0)(inp)
+    h = norm(h)
+    h = L.ZeroPadding2D()(h)
+    h = L.Conv2D(4, 3, strides=2)(h)
+    h = L.Multiply()([h, h])
+    yield "preprocessing", keras.Model(inp, L.AveragePooling2D(2)(h))
+
+    inner = keras.Sequential(
+        [keras.Input((16, 16, 3)), L.Conv2D(4, 3), L.BatchNormalization(), L.ReLU()],
+        name="backbone",
+    )
+    inp = keras.Input((16, 16, 3))
+    h = inner(inp)
+    h = L.GlobalAveragePooling2D()(h)
+    yield "nested", keras.Model(inp, L.Dense(2)(h))
+
+    yield "sequential", keras.Sequential(
+        [keras.Input((16,)), L.Dense(8), L.BatchNormalization(), L.ReLU(),
+         L.Dropout(0.1), L.Dense(2)]
+    )
+
+
+SMALL = ["dense", "conv1d", "separable_transpose", "preprocessing", "nested", "sequential"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_models_convert_to_int8(name):
+    model = dict(_small_models(name))[name]
+    qat, x = _qat_step(model)
+    _assert_every_layer_quantized(qat)
+    _assert_converts_and_agrees(qat, x, atol=0.1)
+    # The QAT model computes what the float model computes, up to rounding.
+    ref = model.predict(x, verbose=0)
+    assert np.abs(qat.predict(x, verbose=0) - ref).max() <= 0.1 * np.abs(ref).max()
+    if name == "nested":
+        backbone = qat.get_layer("backbone")
+        assert any(isinstance(l, quantize.QuantizeConvBatchNorm) for l in backbone.layers)
+    if name == "sequential":
+        assert isinstance(qat, keras.Sequential)

@@ -1,0 +1,95 @@
+"""Quantizer arithmetic against the formulas in their docstrings."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfmot_lite.quantization.keras import quantizers
+
+
+class Holder(keras.layers.Layer):
+    pass
+
+
+def _build(quantizer, shape):
+    holder = Holder()
+    return holder, quantizer.build(shape, "t", holder)
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _reference(x, lo, hi, bits, narrow):
+    """TF's FakeQuantWithMinMaxVars, with nudging, in numpy."""
+    qmin, qmax = (1 if narrow else 0), 2**bits - 1
+    scale = (hi - lo) / (qmax - qmin)
+    zero = np.clip(np.round(qmin - lo / scale), qmin, qmax)
+    nlo, nhi = (qmin - zero) * scale, (qmax - zero) * scale
+    return np.round((np.clip(x, nlo, nhi) - nlo) / scale) * scale + nlo
+
+
+def test_last_value_symmetric_per_axis():
+    x = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32")
+    q = quantizers.LastValueQuantizer(8, per_axis=True, symmetric=True, narrow_range=True)
+    _, w = _build(q, x.shape)
+    out = _np(q(keras.ops.convert_to_tensor(x), True, w))
+    m = np.abs(x).max(axis=(0, 1, 2))
+    np.testing.assert_allclose(_np(w["max_var"]), m, rtol=1e-6)
+    np.testing.assert_allclose(_np(w["min_var"]), -m, rtol=1e-6)
+    levels = out / (m / 127)
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    np.testing.assert_allclose(out, _reference(x, -m, m, 8, True), atol=1e-5)
+
+
+def test_moving_average_starts_at_first_batch_then_averages():
+    q = quantizers.MovingAverageQuantizer(8, decay=0.9)
+    _, w = _build(q, (4,))
+    q(keras.ops.convert_to_tensor(np.array([0.5, 1.0, 2.0, 3.0], "float32")), True, w)
+    assert _np(w["min_var"]) == 0.0  # widened to include 0
+    assert _np(w["max_var"]) == pytest.approx(3.0)
+    q(keras.ops.convert_to_tensor(np.array([-1.0, 1.0, 2.0, 13.0], "float32")), True, w)
+    assert _np(w["max_var"]) == pytest.approx(0.9 * 3.0 + 0.1 * 13.0)
+    assert _np(w["min_var"]) == pytest.approx(-0.1)
+    x = np.linspace(-2, 6, 50).astype("float32")
+    out = _np(q(keras.ops.convert_to_tensor(x), False, w))
+    np.testing.assert_allclose(
+        out, _reference(x, _np(w["min_var"]), _np(w["max_var"]), 8, False), atol=1e-5
+    )
+
+
+def test_all_values_and_fixed():
+    q = quantizers.AllValuesQuantizer(8)
+    _, w = _build(q, (3,))
+    q(keras.ops.convert_to_tensor(np.array([-1.0, 0.0, 2.0], "float32")), True, w)
+    q(keras.ops.convert_to_tensor(np.array([-0.5, 0.0, 4.0], "float32")), True, w)
+    assert _np(w["min_var"]) == pytest.approx(-1.0)
+    assert _np(w["max_var"]) == pytest.approx(4.0)
+    fixed = quantizers.FixedQuantizer(num_bits=8, init_min=0.0, init_max=6.0)
+    x = np.array([-1.0, 0.01, 3.0, 7.0], "float32")
+    out = _np(fixed(keras.ops.convert_to_tensor(x), False, fixed.build(x.shape, "f", Holder())))
+    np.testing.assert_allclose(out, _reference(x, 0.0, 6.0, 8, False), atol=1e-6)
+    with pytest.raises(ValueError, match="contain 0"):
+        quantizers.FixedQuantizer(init_min=1.0, init_max=2.0)
+
+
+def test_quantizers_serialize():
+    for q in [
+        quantizers.LastValueQuantizer(4, True, True, True),
+        quantizers.MovingAverageQuantizer(8, decay=0.99),
+        quantizers.AllValuesQuantizer(7),
+        quantizers.FixedQuantizer(8, -1.0, 1.0),
+    ]:
+        config = keras.saving.serialize_keras_object(q)
+        assert keras.saving.deserialize_keras_object(config) == q
+
+
+def test_straight_through_gradient():
+    import tensorflow as tf
+
+    q = quantizers.LastValueQuantizer(8, False, True, True)
+    _, w = _build(q, (4,))
+    x = tf.Variable([0.1, -0.2, 0.3, 0.05])
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(q(x, True, w) * tf.constant([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [1.0, 2.0, 3.0, 4.0])

@@ -1,0 +1,147 @@
+"""`cluster_weights`, `strip_clustering` and `cluster_scope`."""
+
+import keras
+
+from tfmot_lite import graph
+from tfmot_lite.clustering import registry
+from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
+from tfmot_lite.clustering.wrapper import (
+    ClusterWeights,
+    per_channel_applies,
+    weight_count_problems,
+)
+
+
+def cluster_weights(
+    to_cluster,
+    number_of_clusters,
+    cluster_centroids_init=CentroidInitialization.KMEANS_PLUS_PLUS,
+    preserve_sparsity=False,
+    cluster_per_channel=False,
+    **kwargs,
+):
+    """Prepares a layer or model for weight clustering (tfmot's API).
+
+    Every layer with clusterable kernels (see `ClusterableLayer` for custom
+    layers) is wrapped in `ClusterWeights`, whose centroids are initialised
+    from the layer's current weights; other layers are copied unchanged.
+    Fine-tune the result as usual (no callback is needed) and remove the
+    wrappers with `strip_clustering` before export. Cluster a trained model:
+    the centroids start from its weights.
+
+    Args:
+      to_cluster: a layer, a list of layers, or a Sequential/Functional model
+        (models nested inside it are clustered too).
+      number_of_clusters: unique values per clustered weight, >= 2 (>= 3 with
+        `preserve_sparsity`, which reserves a zero centroid).
+      cluster_centroids_init: a `CentroidInitialization` (or its name).
+      preserve_sparsity: keep the weights that are exactly zero at zero
+        through training and stripping (cluster a pruned, stripped model).
+      cluster_per_channel: one set of `number_of_clusters` centroids per
+        output channel of each Conv2D kernel (ignored for other layers).
+      **kwargs: passed to the `ClusterWeights` wrapper (a layer only).
+
+    Returns:
+      A new layer or model; `to_cluster` is not modified.
+
+    Raises:
+      ValueError: naming the argument or every offending layer, before
+        anything is built.
+    """
+    params = check_clustering_params(
+        number_of_clusters, cluster_centroids_init, preserve_sparsity, cluster_per_channel
+    )
+
+    if isinstance(to_cluster, (list, tuple)):
+        _check_layers([(getattr(l, "name", repr(l)), l) for l in to_cluster], params)
+        return [cluster_weights(layer, **params, **kwargs) for layer in to_cluster]
+
+    if not graph.is_graph_model(to_cluster) and not isinstance(to_cluster, keras.Model):
+        if isinstance(to_cluster, ClusterWeights):
+            raise ValueError(f"Layer '{to_cluster.name}' is already clustered.")
+        _check_layers([(getattr(to_cluster, "name", repr(to_cluster)), to_cluster)], params)
+        copy = graph.copy_layer(to_cluster)
+        if not registry.has_clusterable_weights(copy):
+            return copy
+        return ClusterWeights(copy, **params, **kwargs)
+
+    if kwargs:
+        raise ValueError(
+            f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
+            "arguments such as a name apply when clustering a single layer."
+        )
+    _check_layers(list(graph.iter_layers(to_cluster)), params)
+
+    def replace(layer):
+        if isinstance(layer, ClusterWeights) or not registry.has_clusterable_weights(layer):
+            return layer
+        return ClusterWeights(layer, **params)
+
+    return graph.rewrite(to_cluster, replace)
+
+
+def _check_layers(named_layers, params):
+    """Raises one ValueError listing every layer that cannot be clustered."""
+    for _, layer in named_layers:
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "`to_cluster` must be a Keras layer, a list of layers or a "
+                f"Sequential/Functional model. Received {layer!r}."
+            )
+    unknown = [
+        f"{path} ({layer.__class__.__name__})"
+        for path, layer in named_layers
+        if not isinstance(layer, ClusterWeights) and not registry.is_supported(layer)
+    ]
+    if unknown:
+        raise registry.unsupported_layer_error(unknown)
+    problems = []
+    for _, layer in named_layers:
+        if isinstance(layer, ClusterWeights) or not layer.built:
+            continue
+        if not registry.has_clusterable_weights(layer):
+            continue
+        problems += weight_count_problems(
+            layer,
+            registry.clusterable_weights(layer),
+            params["number_of_clusters"],
+            per_channel_applies(layer, params["cluster_per_channel"]),
+        )
+    if problems:
+        raise ValueError(
+            "Too few weights to cluster:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nLower `number_of_clusters`, or cluster only the larger layers: "
+            "`keras.models.clone_model(model, clone_function=lambda l: "
+            "cluster_weights(l, k) if <l is large> else l)`."
+        )
+
+
+def strip_clustering(model):
+    """Returns a copy of `model` with every clustering wrapper removed.
+
+    Each wrapped layer is replaced by the layer it wrapped, its clustered
+    weights set to the clustered values (`centroids[nearest]`, masked with
+    preserve_sparsity), so the result is a plain Keras model (nested models
+    included) that predicts exactly as the clustered model does in
+    inference, with at most `number_of_clusters` unique values per clustered
+    weight (per output channel with `cluster_per_channel`). `model` itself
+    is not modified.
+    """
+
+    def unwrap(layer):
+        if isinstance(layer, ClusterWeights):
+            layer.apply_clustering()
+            return layer.layer
+        return layer
+
+    return graph.rewrite(model, unwrap)
+
+
+def cluster_scope():
+    """A custom-object scope naming the clustering wrapper (tfmot compatibility).
+
+    tfmot-lite's objects are registered with Keras, so `load_model` needs no
+    scope; this exists so that tfmot code using it keeps working.
+    """
+    return keras.saving.custom_object_scope({"ClusterWeights": ClusterWeights})

@@ -1,0 +1,3 @@
+"""Quantization-aware training (tfmot's `quantization` package)."""
+
+from tfmot_lite.quantization import keras  # noqa: F401

@@ -1,0 +1,238 @@
+"""Conv + BatchNormalization (+ ReLU/ReLU6) trained as the int8 kernel it becomes.
+
+The TFLite converter folds BatchNormalization into the convolution before it
+quantizes: it runs `conv(x, W * s) + b` with per output channel
+
+    s = gamma / sqrt(moving_var + eps)
+    b = beta + (conv_bias - moving_mean) * s
+
+and quantizes the folded kernel `W * s` per channel. Quantizing `W` and
+then applying a BatchNorm would train a different int8 kernel from the one
+deployed (Jacob et al. 2018, "Quantization and Training of Neural Networks
+for Efficient Integer-Arithmetic-Only Inference", sec. 3.2).
+
+`QuantizeConvBatchNorm` uses one fact to keep training cheap: symmetric
+per-channel quantization commutes with a per-channel scale,
+`fq(W * s) = s * fq(W)` (the int8 values are the same; only the channel's
+scale changes). So:
+
+* training (BatchNorm trainable): `y = BN(conv(x, fq(W)))` with batch
+  statistics and moving-statistics updates, exactly Keras' BatchNorm on the
+  quantized convolution, one convolution per step;
+* inference and export: `y = conv(x, fq(W * s)) + b`, the graph the
+  converter turns into one int8 CONV_2D / DEPTHWISE_CONV_2D whose int8 kernel
+  is the one trained.
+
+Then the activation (ReLU or ReLU6, fused by the converter) and the output
+fake-quantization.
+"""
+
+import keras
+from keras import ops
+
+from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.weight_wrapper import find_weight_slots, substituted
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+FOLDABLE_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+ACTIVATIONS = {"relu": ops.relu, "relu6": ops.relu6}
+
+
+def is_depthwise(conv):
+    return isinstance(conv, keras.layers.DepthwiseConv2D)
+
+
+@_register
+class QuantizeConvBatchNorm(keras.layers.Layer):
+    """A Conv1D/Conv2D/DepthwiseConv2D and the BatchNormalization after it.
+
+    Args:
+      conv: the convolution (linear activation, channels_last).
+      batch_norm: the BatchNormalization on its output (last axis).
+      activation: None, "relu" or "relu6", applied after the BatchNorm.
+      num_bits_weight, num_bits_activation: bit widths (8 for TFLite int8).
+      per_axis: one weight range per output channel (TFLite int8 spec); with
+        False one range for the whole kernel.
+    """
+
+    def __init__(self, conv, batch_norm, activation=None, num_bits_weight=8,
+                 num_bits_activation=8, per_axis=True, **kwargs):
+        if isinstance(conv, dict):
+            conv = keras.saving.deserialize_keras_object(conv)
+        if isinstance(batch_norm, dict):
+            batch_norm = keras.saving.deserialize_keras_object(batch_norm)
+        kwargs.setdefault("name", f"quant_{conv.name}")
+        super().__init__(**kwargs)
+        if activation not in (None, *ACTIVATIONS):
+            raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
+        self.conv = conv
+        self.batch_norm = batch_norm
+        self.activation = activation
+        self.num_bits_weight = int(num_bits_weight)
+        self.num_bits_activation = int(num_bits_activation)
+        self.per_axis = bool(per_axis)
+        self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        self._ready = False
+
+    def build(self, input_shape):
+        if not self.conv.built:
+            self.conv.build(input_shape)
+        if not self.batch_norm.built:
+            self.batch_norm.build(self.conv.compute_output_shape(input_shape))
+        self._finish_build()
+
+    def get_build_config(self):
+        return self.conv.get_build_config()
+
+    def build_from_config(self, config):
+        self.build(config["input_shape"])
+
+    def _finish_build(self):
+        if self._ready:
+            return
+        conv = self.conv
+        variables = [conv.kernel] + ([conv.bias] if conv.use_bias else [])
+        self._slots = find_weight_slots(conv, variables)
+        self._output_vars = self.output_quantizer.build((1,), "output", self)
+        self._ready = True
+        self.built = True
+
+    # -- math ---------------------------------------------------------------
+
+    def _quantize_kernel(self, kernel):
+        """Symmetric narrow-range fake-quantization, per output channel."""
+        shape = kernel.shape
+        flat = kernel
+        if is_depthwise(self.conv):
+            flat = ops.reshape(kernel, tuple(shape[:-2]) + (shape[-2] * shape[-1],))
+        axes = tuple(range(len(flat.shape) - 1)) if self.per_axis else None
+        if isinstance(self.conv, keras.layers.Conv1D) and self.per_axis:
+            # TF runs conv1d on an expanded kernel; the FakeQuant channel axis
+            # does not survive that, so round per channel with plain ops.
+            m = ops.stop_gradient(ops.max(ops.abs(flat), axis=axes, keepdims=True))
+            return q.emulated_symmetric_quant(flat, m, self.num_bits_weight)
+        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8))
+        flat = q.fake_quant(flat, -m, m, self.num_bits_weight, narrow_range=True,
+                            axis=-1 if self.per_axis else None)
+        return ops.reshape(flat, shape) if is_depthwise(self.conv) else flat
+
+    def _folding(self):
+        """Per-channel `(s, b)` of the inference-time BatchNorm."""
+        bn = self.batch_norm
+        s = ops.rsqrt(ops.add(bn.moving_variance, bn.epsilon))
+        if bn.scale:
+            s = s * bn.gamma
+        mean = bn.moving_mean
+        if self.conv.use_bias:
+            mean = mean - self.conv.bias
+        b = -mean * s
+        if bn.center:
+            b = b + bn.beta
+        return s, b
+
+    def _convolve(self, inputs, kernel, bias):
+        values = [kernel] + ([bias] if self.conv.use_bias else [])
+        with substituted(self._slots, values):
+            y = self.conv(inputs)
+        if bias is not None and not self.conv.use_bias:
+            y = ops.add(y, bias)
+        return y
+
+    def call(self, inputs, training=None):
+        training = bool(training) if training is not None else False
+        conv, bn = self.conv, self.batch_norm
+        if training and bn.trainable:
+            kernel = self._quantize_kernel(conv.kernel)
+            y = self._convolve(inputs, kernel, conv.bias if conv.use_bias else None)
+            y = bn(y, training=True)
+        else:
+            s, b = self._folding()
+            kernel = conv.kernel
+            if is_depthwise(conv):
+                s_k = ops.reshape(s, tuple(kernel.shape[-2:]))
+            else:
+                s_k = s
+            kernel = self._quantize_kernel(kernel * s_k)
+            y = self._convolve(inputs, kernel, b)
+        if self.activation is not None:
+            y = ACTIVATIONS[self.activation](y)
+        return self.output_quantizer(y, training, self._output_vars)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "conv": keras.saving.serialize_keras_object(self.conv),
+            "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
+            "activation": self.activation,
+            "num_bits_weight": self.num_bits_weight,
+            "num_bits_activation": self.num_bits_activation,
+            "per_axis": self.per_axis,
+        }
+
+
+@_register
+class QuantizeBatchNorm(keras.layers.Layer):
+    """A BatchNormalization with no convolution before it to fold into.
+
+    TFLite runs it as MUL by `s` then ADD of `b` (the folding above with no
+    kernel); each of the two int8 ops needs an output range. Training with a
+    trainable BatchNorm uses batch statistics as Keras does, and records the
+    range of `x * s` (moving statistics) for the MUL; inference computes
+    `fq(fq(x * s) + b)`.
+    """
+
+    def __init__(self, batch_norm, num_bits_activation=8, **kwargs):
+        if isinstance(batch_norm, dict):
+            batch_norm = keras.saving.deserialize_keras_object(batch_norm)
+        kwargs.setdefault("name", f"quant_{batch_norm.name}")
+        super().__init__(**kwargs)
+        self.batch_norm = batch_norm
+        self.num_bits_activation = int(num_bits_activation)
+        self.scaled_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        self._ready = False
+
+    def build(self, input_shape):
+        if not self.batch_norm.built:
+            self.batch_norm.build(input_shape)
+        if not self._ready:
+            self._scaled_vars = self.scaled_quantizer.build((1,), "scaled", self)
+            self._output_vars = self.output_quantizer.build((1,), "output", self)
+            self._ready = True
+        self.built = True
+
+    def get_build_config(self):
+        return self.batch_norm.get_build_config()
+
+    def build_from_config(self, config):
+        self.build(config["input_shape"])
+
+    def call(self, inputs, training=None):
+        training = bool(training) if training is not None else False
+        bn = self.batch_norm
+        s = ops.rsqrt(ops.add(bn.moving_variance, bn.epsilon))
+        if bn.scale:
+            s = s * bn.gamma
+        b = -bn.moving_mean * s
+        if bn.center:
+            b = b + bn.beta
+        scaled = self.scaled_quantizer(inputs * s, training, self._scaled_vars)
+        if training and bn.trainable:
+            y = bn(inputs, training=True)
+        else:
+            y = scaled + b
+        return self.output_quantizer(y, training, self._output_vars)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
+            "num_bits_activation": self.num_bits_activation,
+        }

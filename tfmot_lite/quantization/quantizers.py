@@ -1,0 +1,324 @@
+"""Quantizers: how a float tensor is rounded to `num_bits` and back.
+
+Every quantizer computes the fake-quantization of TensorFlow's
+`FakeQuantWithMinMaxVars` (the op the TFLite converter reads):
+
+    scale = (max - min) / (q_max - q_min)
+    q     = clip(round(x / scale) + zero_point, q_min, q_max)
+    x_fq  = (q - zero_point) * scale
+
+with `[q_min, q_max] = [0, 2**num_bits - 1]`, or `[1, 2**num_bits - 1]`
+with `narrow_range` (the symmetric int8 weights of the TFLite spec: -127..127),
+and `[min, max]` nudged so that 0.0 is exactly representable. The gradient is
+the straight-through estimator: 1 inside `[min, max]`, 0 outside.
+
+The quantizers differ only in where `[min, max]` comes from:
+
+* `LastValueQuantizer`: the tensor's own range at the last training step
+  (weights). `symmetric` uses `[-m, m]` with `m = max|x|`; `per_axis` keeps
+  one range per output channel.
+* `MovingAverageQuantizer`: an exponential moving average of the batch
+  ranges seen in training (activations), `ema = decay * ema + (1 - decay) *
+  batch`, started at the first batch's range.
+* `AllValuesQuantizer`: the running min of the minima and max of the maxima.
+* `FixedQuantizer`: a constant range.
+
+A quantizer is stateless: `build` creates its variables on the layer that
+owns it and `__call__` receives them back.
+"""
+
+import keras
+from keras import ops
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+
+def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
+    """`FakeQuantWithMinMaxVars(PerChannel)`; per-channel along `axis`.
+
+    On TensorFlow this emits the TF op the TFLite converter folds into int8
+    tensors; elsewhere it is the same arithmetic with a straight-through
+    gradient (see `keras.quantizers.fake_quant_with_min_max_vars`).
+    """
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        x, min_val, max_val, num_bits=num_bits, narrow_range=narrow_range, axis=axis
+    )
+
+
+def emulated_symmetric_quant(x, max_abs, num_bits=8):
+    """Symmetric narrow-range quantization `round(x / s) * s`, `s = m / (2**(b-1) - 1)`.
+
+    Written with plain ops (no FakeQuant op) for weights whose channel axis
+    the converter cannot follow through a transpose (Conv2DTranspose). The
+    values it produces are exactly representable with one scale per channel,
+    so the converter's own per-channel weight quantization reproduces them.
+    Gradient: straight-through.
+    """
+    levels = float(2 ** (num_bits - 1) - 1)
+    scale = ops.maximum(max_abs, 1e-12) / levels
+    q = ops.round(x / scale) * scale
+    return x + ops.stop_gradient(q - x)
+
+
+def _reduce_axes(rank, per_axis):
+    return tuple(range(rank - 1)) if per_axis else tuple(range(rank))
+
+
+def _range_of(x, per_axis, symmetric):
+    axes = _reduce_axes(len(x.shape), per_axis)
+    if symmetric:
+        m = ops.max(ops.abs(x), axis=axes)
+        return -m, m
+    return ops.min(x, axis=axes), ops.max(x, axis=axes)
+
+
+class Quantizer:
+    """Base class (tfmot's `quantizers.Quantizer`).
+
+    Implement `build(tensor_shape, name, layer) -> dict of variables`,
+    `__call__(inputs, training, weights, **kwargs) -> tensor` and
+    `get_config()`.
+    """
+
+    def build(self, tensor_shape, name, layer):
+        raise NotImplementedError
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+class _RangeQuantizer(Quantizer):
+    """Shared state: `min_var`/`max_var` (one per channel with `per_axis`)."""
+
+    def __init__(self, num_bits=8, per_axis=False, symmetric=False, narrow_range=False):
+        if not 2 <= int(num_bits) <= 8:
+            raise ValueError(
+                f"`num_bits` must be between 2 and 8 (TFLite kernels); got {num_bits}."
+            )
+        self.num_bits = int(num_bits)
+        self.per_axis = bool(per_axis)
+        self.symmetric = bool(symmetric)
+        self.narrow_range = bool(narrow_range)
+
+    def _shape(self, tensor_shape):
+        return (int(tensor_shape[-1]),) if self.per_axis else ()
+
+    def _add_range(self, tensor_shape, name, layer, init_min=-6.0, init_max=6.0):
+        shape = self._shape(tensor_shape)
+        return {
+            "min_var": layer.add_weight(
+                name=f"{name}_min", shape=shape, trainable=False,
+                initializer=keras.initializers.Constant(init_min),
+            ),
+            "max_var": layer.add_weight(
+                name=f"{name}_max", shape=shape, trainable=False,
+                initializer=keras.initializers.Constant(init_max),
+            ),
+        }
+
+    def _quantize(self, inputs, min_val, max_val):
+        axis = -1 if self.per_axis else None
+        return fake_quant(inputs, min_val, max_val, self.num_bits, self.narrow_range, axis)
+
+    def get_config(self):
+        return {
+            "num_bits": self.num_bits,
+            "per_axis": self.per_axis,
+            "symmetric": self.symmetric,
+            "narrow_range": self.narrow_range,
+        }
+
+
+@_register
+class LastValueQuantizer(_RangeQuantizer):
+    """Range = the tensor's own range at the last training step.
+
+    Training: `[min, max] = [min(x), max(x)]` (or `[-max|x|, max|x|]` when
+    `symmetric`), per output channel with `per_axis`, stored in the layer's
+    variables. Inference: the stored range.
+    """
+
+    def build(self, tensor_shape, name, layer):
+        return self._add_range(tensor_shape, name, layer)
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if training:
+            lo, hi = _range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
+            weights["min_var"].assign(lo)
+            weights["max_var"].assign(hi)
+        else:
+            lo, hi = weights["min_var"], weights["max_var"]
+        return self._quantize(inputs, lo, hi)
+
+
+@_register
+class MovingAverageQuantizer(_RangeQuantizer):
+    """Range = exponential moving average of batch ranges (activations).
+
+    Training: `r <- decay * r + (1 - decay) * r_batch`, where the first
+    training batch sets `r` directly; the range is widened to include 0 so
+    that zero is exact (TFLite int8 requirement). Inference: the stored range.
+    """
+
+    def __init__(self, num_bits=8, per_axis=False, symmetric=False,
+                 narrow_range=False, decay=0.999):
+        super().__init__(num_bits, per_axis, symmetric, narrow_range)
+        self.decay = float(decay)
+
+    def build(self, tensor_shape, name, layer):
+        weights = self._add_range(tensor_shape, name, layer)
+        weights["seen"] = layer.add_weight(
+            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
+        )
+        return weights
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if training:
+            x = ops.stop_gradient(inputs)
+            lo, hi = _range_of(x, self.per_axis, self.symmetric)
+            lo, hi = ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
+            first = ops.equal(weights["seen"], 0.0)
+            d = self.decay
+            lo = ops.where(first, lo, d * weights["min_var"] + (1.0 - d) * lo)
+            hi = ops.where(first, hi, d * weights["max_var"] + (1.0 - d) * hi)
+            weights["min_var"].assign(lo)
+            weights["max_var"].assign(hi)
+            weights["seen"].assign(1.0)
+        else:
+            lo, hi = weights["min_var"], weights["max_var"]
+        return self._quantize(inputs, lo, hi)
+
+    def get_config(self):
+        return {**super().get_config(), "decay": self.decay}
+
+
+@_register
+class AllValuesQuantizer(_RangeQuantizer):
+    """Range = smallest minimum and largest maximum seen in training."""
+
+    def build(self, tensor_shape, name, layer):
+        weights = self._add_range(tensor_shape, name, layer)
+        weights["seen"] = layer.add_weight(
+            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
+        )
+        return weights
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if training:
+            lo, hi = _range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
+            first = ops.equal(weights["seen"], 0.0)
+            lo = ops.where(first, lo, ops.minimum(weights["min_var"], lo))
+            hi = ops.where(first, hi, ops.maximum(weights["max_var"], hi))
+            weights["min_var"].assign(lo)
+            weights["max_var"].assign(hi)
+            weights["seen"].assign(1.0)
+        else:
+            lo, hi = weights["min_var"], weights["max_var"]
+        return self._quantize(inputs, lo, hi)
+
+
+@_register
+class FixedQuantizer(Quantizer):
+    """A constant range `[init_min, init_max]` (e.g. `[0, 6]` after ReLU6)."""
+
+    def __init__(self, num_bits=8, init_min=-6.0, init_max=6.0, narrow_range=False):
+        if init_min > 0 or init_max < 0:
+            raise ValueError(
+                f"FixedQuantizer range [{init_min}, {init_max}] must contain 0."
+            )
+        self.num_bits = int(num_bits)
+        self.init_min = float(init_min)
+        self.init_max = float(init_max)
+        self.narrow_range = bool(narrow_range)
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return fake_quant(inputs, self.init_min, self.init_max, self.num_bits,
+                          self.narrow_range)
+
+    def get_config(self):
+        return {
+            "num_bits": self.num_bits,
+            "init_min": self.init_min,
+            "init_max": self.init_max,
+            "narrow_range": self.narrow_range,
+        }
+
+
+@_register
+class DepthwiseKernelQuantizer(LastValueQuantizer):
+    """`LastValueQuantizer` for a depthwise kernel `(kh, kw, in, multiplier)`.
+
+    TFLite stores a depthwise filter as `(1, kh, kw, in * multiplier)` and
+    quantizes it per output channel `c * multiplier + m`; the kernel is
+    reshaped to that layout, quantized along its last axis and reshaped back.
+    """
+
+    def build(self, tensor_shape, name, layer):
+        shape = tuple(tensor_shape[:-2]) + (int(tensor_shape[-2]) * int(tensor_shape[-1]),)
+        return super().build(shape, name, layer)
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        shape = inputs.shape
+        flat = ops.reshape(inputs, tuple(shape[:-2]) + (shape[-2] * shape[-1],))
+        return ops.reshape(super().__call__(flat, training, weights), shape)
+
+
+@_register
+class ChannelKernelQuantizer(LastValueQuantizer):
+    """Symmetric per-output-channel quantizer for kernels the converter
+    reshapes or transposes before use (Conv1D: expanded to 2-D;
+    Conv2DTranspose: output channel on axis -2).
+
+    A FakeQuant op's channel axis does not survive those rewrites, so the
+    values are rounded with `emulated_symmetric_quant` instead, using the
+    kernel's current `max|x|` per channel (stored in training). The result is
+    exactly representable per channel, so the converter's own per-channel
+    weight quantization reproduces it bit for bit.
+    """
+
+    def __init__(self, num_bits=8, per_axis=True, symmetric=True, narrow_range=True,
+                 channel_axis=-1):
+        super().__init__(num_bits, True, True, True)
+        self.channel_axis = int(channel_axis)
+
+    def build(self, tensor_shape, name, layer):
+        shape = (int(tensor_shape[self.channel_axis]),)
+        return {
+            "min_var": layer.add_weight(name=f"{name}_min", shape=shape, trainable=False,
+                                        initializer=keras.initializers.Constant(-6.0)),
+            "max_var": layer.add_weight(name=f"{name}_max", shape=shape, trainable=False,
+                                        initializer=keras.initializers.Constant(6.0)),
+        }
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        rank = len(inputs.shape)
+        channel = self.channel_axis % rank
+        axes = tuple(i for i in range(rank) if i != channel)
+        m = ops.max(ops.abs(ops.stop_gradient(inputs)), axis=axes, keepdims=True)
+        if training:
+            flat = ops.reshape(m, (-1,))
+            weights["min_var"].assign(-flat)
+            weights["max_var"].assign(flat)
+        return emulated_symmetric_quant(inputs, m, self.num_bits)
+
+    def get_config(self):
+        return {"num_bits": self.num_bits, "channel_axis": self.channel_axis}

@@ -1,0 +1,131 @@
+"""Which Keras layers the default schemes quantize, and how.
+
+Three kinds of layers (the TFLite int8 kernel decides):
+
+* weights + output: Dense (per-tensor weights), Conv1D/Conv2D,
+  DepthwiseConv2D and Conv2DTranspose (per-channel weights);
+* output only: layers that compute new values and need their own int8 output
+  scale (Add, Multiply, Concatenate, activations, BatchNormalization on its
+  own, GlobalAveragePooling, Rescaling, Normalization, ...);
+* pass-through: layers whose int8 kernel keeps the input's scale (max and
+  average pooling, reshaping, padding, cropping, dropout, ...). They are left
+  as they are; the converter carries the scale through them.
+"""
+
+import keras
+
+from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.config import Default8BitQuantizeConfig, OutputQuantizeConfig
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+L = keras.layers
+
+PER_CHANNEL = (L.Conv1D, L.Conv2D)
+OUTPUT_ONLY = (
+    L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
+    L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation, L.PReLU,
+    L.BatchNormalization, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+    L.Rescaling, L.Normalization,
+)
+PASS_THROUGH = (
+    L.InputLayer, L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+    L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
+    L.Reshape, L.Flatten, L.Permute, L.RepeatVector,
+    L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D, L.UpSampling1D,
+    L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
+    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+)
+
+
+class QuantizeRegistry:
+    """Base class (tfmot's `QuantizeRegistry`): layer -> `QuantizeConfig`."""
+
+    def supports(self, layer):
+        raise NotImplementedError
+
+    def get_quantize_config(self, layer):
+        raise NotImplementedError
+
+
+@_register
+class Default8BitQuantizeRegistry(QuantizeRegistry):
+    """The TFLite int8 layout: symmetric weights (per channel for convs),
+    asymmetric moving-average activations. `num_bits_*` below 8 keep the
+    same layout with fewer levels (the n-bit scheme)."""
+
+    def __init__(self, num_bits_weight=8, num_bits_activation=8, disable_per_axis=False):
+        self.num_bits_weight = int(num_bits_weight)
+        self.num_bits_activation = int(num_bits_activation)
+        self.disable_per_axis = bool(disable_per_axis)
+
+    def kind(self, layer):
+        """'weights', 'output', 'pass' or None (not supported)."""
+        if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+            return "weights" if isinstance(layer, L.SeparableConv2D) else None
+        if isinstance(layer, (L.Dense, L.Conv2DTranspose, L.DepthwiseConv2D) + PER_CHANNEL):
+            if isinstance(layer, (L.Conv3D, L.Conv3DTranspose, L.Conv1DTranspose)):
+                return None
+            return "weights"
+        if isinstance(layer, L.UpSampling2D):
+            return "pass" if layer.interpolation == "nearest" else "output"
+        if isinstance(layer, OUTPUT_ONLY):
+            return "output"
+        if isinstance(layer, PASS_THROUGH):
+            return "pass"
+        return None
+
+    def supports(self, layer):
+        return self.kind(layer) is not None
+
+    def activation_quantizer(self):
+        return q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+
+    def weight_quantizer(self, layer):
+        per_axis = not self.disable_per_axis
+        bits = self.num_bits_weight
+        if isinstance(layer, L.Conv2DTranspose) and per_axis:
+            return q.ChannelKernelQuantizer(bits, channel_axis=-2)
+        if isinstance(layer, L.Conv1D) and per_axis:
+            return q.ChannelKernelQuantizer(bits, channel_axis=-1)
+        if isinstance(layer, L.DepthwiseConv2D) and per_axis:
+            return q.DepthwiseKernelQuantizer(bits, True, True, True)
+        if isinstance(layer, PER_CHANNEL) and per_axis:
+            return q.LastValueQuantizer(bits, True, True, True)
+        return q.LastValueQuantizer(bits, False, True, True)
+
+    def get_quantize_config(self, layer):
+        """The config for `layer`; None for pass-through layers."""
+        kind = self.kind(layer)
+        if kind is None:
+            raise ValueError(
+                f"Layer '{layer.name}' ({layer.__class__.__name__}) is not supported "
+                "by the default quantization registry."
+            )
+        if kind == "pass":
+            return None
+        if kind == "output":
+            return OutputQuantizeConfig(activation_quantizer=self.activation_quantizer())
+        activation = keras.activations.serialize(layer.activation)
+        if isinstance(activation, dict):
+            activation = activation.get("config", activation)
+        fused = activation in ("linear", "relu", "relu6")
+        return Default8BitQuantizeConfig(
+            weight_attrs=["kernel"],
+            # An activation TFLite does not fuse into the kernel is its own
+            # op: quantize before and after it.
+            activation_attrs=[] if fused else ["activation"],
+            quantize_output=fused,
+            weight_quantizer=self.weight_quantizer(layer),
+            activation_quantizer=self.activation_quantizer(),
+        )
+
+    def get_config(self):
+        return {
+            "num_bits_weight": self.num_bits_weight,
+            "num_bits_activation": self.num_bits_activation,
+            "disable_per_axis": self.disable_per_axis,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
