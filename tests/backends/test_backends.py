@@ -1,0 +1,53 @@
+"""Pruning, QAT and clustering train on every Keras backend that is installed.
+
+Each backend runs in its own process (the backend is fixed at import).
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+BACKENDS = ["tensorflow", "jax", "torch"]
+
+
+def run_script(name, backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, str(HERE / name)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    return result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prune_train_strip_on_backend(backend):
+    result = run_script("prune_script.py", backend)
+    assert result["max_diff"] <= 1e-6
+    # Schedule: 0.2 -> 0.8 by step 12, updates every 4 steps; 16 steps run.
+    for value in result["sparsity"]:
+        assert value == pytest.approx(0.8, abs=0.01)
+    assert result["original_zeros"] == 0  # the input model was not touched
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_qat_and_clustering_train_on_backend(backend):
+    result = run_script("qat_cluster_script.py", backend)
+    assert result["qat_finite"]
+    assert result["qat_loss"][-1] < result["qat_loss"][0]
+    assert result["cluster_loss"][-1] < result["cluster_loss"][0]
+    # Conv2D, DepthwiseConv2D and Dense kernels, 4 clusters each.
+    assert len(result["unique_values"]) == 3
+    assert all(count <= 4 for count in result["unique_values"])
+    assert result["strip_diff"] <= 1e-5
+    assert result["input_untouched"]
