@@ -110,6 +110,19 @@ def rewrite(model, replace):
     )
 
 
+def strip(model, wrapper_class):
+    """A copy of `model` with every `wrapper_class` replaced by the layer it
+    wrapped, its weights baked (see `WeightTransformWrapper.bake`)."""
+
+    def unwrap(layer):
+        if isinstance(layer, wrapper_class):
+            layer.bake()
+            return layer.layer
+        return layer
+
+    return rewrite(model, unwrap)
+
+
 def core_layer(layer):
     """The layer inside optimization wrappers (pruning, clustering, QAT)."""
     while isinstance(layer, WeightTransformWrapper):

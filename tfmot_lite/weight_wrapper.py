@@ -108,6 +108,14 @@ class WeightTransformWrapper(keras.layers.Wrapper):
     def transformed_weights(self, training):
         raise NotImplementedError
 
+    def bake(self):
+        """Writes the inference-time transformed weights (masked, clustered,
+        ...) into the wrapped layer's own variables, so that the bare layer
+        computes what the wrapper computed."""
+        values = self.transformed_weights(False)
+        for weight, value in zip(self.target_weights(), values):
+            weight.assign(value)
+
     # -- Keras plumbing -----------------------------------------------------
 
     def build(self, input_shape=None):

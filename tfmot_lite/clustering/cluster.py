@@ -128,14 +128,7 @@ def strip_clustering(model):
     weight (per output channel with `cluster_per_channel`). `model` itself
     is not modified.
     """
-
-    def unwrap(layer):
-        if isinstance(layer, ClusterWeights):
-            layer.apply_clustering()
-            return layer.layer
-        return layer
-
-    return graph.rewrite(model, unwrap)
+    return graph.strip(model, ClusterWeights)
 
 
 def cluster_scope():

@@ -18,25 +18,16 @@ import abc
 
 from keras import layers
 
-_KERNEL_LAYERS = (
-    layers.Dense,
-    layers.EinsumDense,
-    layers.Conv1D,
-    layers.Conv2D,
-    layers.Conv3D,
-    layers.Conv1DTranspose,
-    layers.Conv2DTranspose,
-    layers.Conv3DTranspose,
+from tfmot_lite.layer_kinds import (
+    DEPTHWISE_LAYERS,
+    KERNEL_LAYERS,
+    NORMALIZATION_LAYERS,
+    SEPARABLE_LAYERS,
 )
-_SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
-_DEPTHWISE_LAYERS = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
+
 _RNN_CELLS = (layers.SimpleRNNCell, layers.LSTMCell, layers.GRUCell)
 # Layers with trainable weights that are deliberately not clustered.
-_UNCLUSTERED_LAYERS = (
-    layers.BatchNormalization,
-    layers.LayerNormalization,
-    layers.GroupNormalization,
-)
+_UNCLUSTERED_LAYERS = NORMALIZATION_LAYERS
 
 
 class ClusterableLayer(abc.ABC):
@@ -91,7 +82,7 @@ def is_supported(layer):
     """Whether `cluster_weights` knows what to do with `layer`."""
     if isinstance(layer, ClusterableLayer):
         return True
-    if isinstance(layer, (*_KERNEL_LAYERS, *_SEPARABLE_LAYERS, *_DEPTHWISE_LAYERS,
+    if isinstance(layer, (*KERNEL_LAYERS, *SEPARABLE_LAYERS, *DEPTHWISE_LAYERS,
                           layers.Embedding, layers.MultiHeadAttention,
                           *_UNCLUSTERED_LAYERS)):
         return True
@@ -113,7 +104,7 @@ def has_clusterable_weights(layer):
         return False
     return isinstance(
         layer,
-        (*_KERNEL_LAYERS, *_SEPARABLE_LAYERS, *_DEPTHWISE_LAYERS,
+        (*KERNEL_LAYERS, *SEPARABLE_LAYERS, *DEPTHWISE_LAYERS,
          layers.Embedding, layers.MultiHeadAttention, layers.RNN,
          layers.Bidirectional),
     )
@@ -131,11 +122,11 @@ def clusterable_weights(layer):
         return named
     if isinstance(layer, _UNCLUSTERED_LAYERS):
         return []
-    if isinstance(layer, _SEPARABLE_LAYERS):
+    if isinstance(layer, SEPARABLE_LAYERS):
         return [("pointwise_kernel", layer.pointwise_kernel)]
-    if isinstance(layer, _DEPTHWISE_LAYERS):
+    if isinstance(layer, DEPTHWISE_LAYERS):
         return [("depthwise_kernel", layer.kernel)]
-    if isinstance(layer, _KERNEL_LAYERS):
+    if isinstance(layer, KERNEL_LAYERS):
         return [("kernel", layer.kernel)]
     if isinstance(layer, layers.Embedding):
         return [("embeddings", layer.embeddings)]

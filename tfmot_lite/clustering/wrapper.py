@@ -197,11 +197,6 @@ class ClusterWeights(WeightTransformWrapper):
             for i, w in enumerate(self.clustered_weights)
         ]
 
-    def apply_clustering(self):
-        """Writes the clustered weights into the wrapped layer's variables."""
-        for weight, value in zip(self.clustered_weights, self.transformed_weights(False)):
-            weight.assign(value)
-
     # -- serialization ------------------------------------------------------
 
     def get_config(self):

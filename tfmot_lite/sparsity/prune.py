@@ -133,14 +133,7 @@ def strip_pruning(model):
     included) that predicts exactly as the pruned model does in inference.
     `model` itself is not modified.
     """
-
-    def unwrap(layer):
-        if isinstance(layer, PruneLowMagnitude):
-            layer.apply_masks()
-            return layer.layer
-        return layer
-
-    return graph.rewrite(model, unwrap)
+    return graph.strip(model, PruneLowMagnitude)
 
 
 def prune_scope():

@@ -10,26 +10,19 @@ import abc
 
 from keras import layers
 
-_KERNEL_LAYERS = (
-    layers.Dense,
-    layers.EinsumDense,
-    layers.Conv1D,
-    layers.Conv2D,
-    layers.Conv3D,
-    layers.Conv1DTranspose,
-    layers.Conv2DTranspose,
-    layers.Conv3DTranspose,
+from tfmot_lite.layer_kinds import (
+    DEPTHWISE_LAYERS,
+    KERNEL_LAYERS,
+    NORMALIZATION_LAYERS,
+    SEPARABLE_LAYERS,
 )
-_SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
+
 _RNN_LAYERS = (layers.SimpleRNN, layers.LSTM, layers.GRU)
 
 # Layers with weights that are deliberately left dense.
 _DENSE_LAYERS = (
-    layers.DepthwiseConv1D,
-    layers.DepthwiseConv2D,
-    layers.BatchNormalization,
-    layers.LayerNormalization,
-    layers.GroupNormalization,
+    *DEPTHWISE_LAYERS,
+    *NORMALIZATION_LAYERS,
     layers.Normalization,
     layers.PReLU,
 )
@@ -65,7 +58,7 @@ def classify(layer):
     if isinstance(layer, PrunableLayer):
         return "prune"
     if isinstance(
-        layer, _SEPARABLE_LAYERS + _KERNEL_LAYERS + _RNN_LAYERS
+        layer, SEPARABLE_LAYERS + KERNEL_LAYERS + _RNN_LAYERS
         + (layers.Embedding, layers.MultiHeadAttention)
     ):
         return "prune"
@@ -92,9 +85,9 @@ def prunable_weights(layer):
         return None if kind is None else []
     if isinstance(layer, PrunableLayer):
         return list(layer.get_prunable_weights())
-    if isinstance(layer, _SEPARABLE_LAYERS):
+    if isinstance(layer, SEPARABLE_LAYERS):
         return [layer.pointwise_kernel]
-    if isinstance(layer, _KERNEL_LAYERS):
+    if isinstance(layer, KERNEL_LAYERS):
         return [layer.kernel]
     if isinstance(layer, layers.Embedding):
         return [layer.embeddings]

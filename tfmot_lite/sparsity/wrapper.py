@@ -196,11 +196,6 @@ class PruneLowMagnitude(WeightTransformWrapper):
             threshold.assign(new_threshold)
             weight.assign(ops.multiply(weight, new_mask))
 
-    def apply_masks(self):
-        """Writes `kernel * mask` into the wrapped layer's own variables."""
-        for weight, mask in zip(self.pruned_weights, self.masks):
-            weight.assign(ops.multiply(weight, mask))
-
     # -- serialization ------------------------------------------------------
 
     def get_config(self):
