@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tfmot_lite import data  # noqa: E402
+from tfmot_lite.demo import build_cnn  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,17 +34,9 @@ def tiny_data():
 
 
 def small_cnn(input_shape=(32, 32, 3), classes=10):
-    """Conv-BN-ReLU CNN: the shape of model the tutorials optimize.
+    """Conv-BN-ReLU CNN: the demo's model, the shape the tutorials optimize.
 
     BatchNormalization uses momentum 0.9 so that its moving statistics settle
     within the few hundred steps a test trains for.
     """
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(classes)(x)
-    return keras.Model(inputs, outputs)
+    return build_cnn(input_shape, classes)

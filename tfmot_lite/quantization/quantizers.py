@@ -167,8 +167,20 @@ class LastValueQuantizer(_RangeQuantizer):
         return self._quantize(inputs, lo, hi)
 
 
+class _TrackedRangeQuantizer(_RangeQuantizer):
+    """A range learned from the batches seen in training; `seen` marks the
+    first batch, which sets the range directly."""
+
+    def build(self, tensor_shape, name, layer):
+        weights = self._add_range(tensor_shape, name, layer)
+        weights["seen"] = layer.add_weight(
+            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
+        )
+        return weights
+
+
 @_register
-class MovingAverageQuantizer(_RangeQuantizer):
+class MovingAverageQuantizer(_TrackedRangeQuantizer):
     """Range = exponential moving average of batch ranges (activations).
 
     Training: `r <- decay * r + (1 - decay) * r_batch`, where the first
@@ -180,13 +192,6 @@ class MovingAverageQuantizer(_RangeQuantizer):
                  narrow_range=False, decay=0.999):
         super().__init__(num_bits, per_axis, symmetric, narrow_range)
         self.decay = float(decay)
-
-    def build(self, tensor_shape, name, layer):
-        weights = self._add_range(tensor_shape, name, layer)
-        weights["seen"] = layer.add_weight(
-            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
-        )
-        return weights
 
     def __call__(self, inputs, training, weights, **kwargs):
         if training:
@@ -209,15 +214,8 @@ class MovingAverageQuantizer(_RangeQuantizer):
 
 
 @_register
-class AllValuesQuantizer(_RangeQuantizer):
+class AllValuesQuantizer(_TrackedRangeQuantizer):
     """Range = smallest minimum and largest maximum seen in training."""
-
-    def build(self, tensor_shape, name, layer):
-        weights = self._add_range(tensor_shape, name, layer)
-        weights["seen"] = layer.add_weight(
-            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
-        )
-        return weights
 
     def __call__(self, inputs, training, weights, **kwargs):
         if training:
