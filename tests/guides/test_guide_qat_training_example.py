@@ -1,6 +1,6 @@
 """The code pattern of tfmot's "Quantization aware training in Keras
 example" (g3doc/guide/quantization/training_example), with
-`import tfmot_lite as tfmot`, `import keras` and the bundled digits (16x16
+`import tfmot_lite as tfmot`, `import keras` and the bundled digits (32x32
 grey images) in place of MNIST."""
 
 import keras
@@ -28,14 +28,14 @@ def _evaluate_tflite(flatbuffer, x_test, y_test):
 
 def test_training_example():
     (train_images, train_labels), (test_images, test_labels) = data.digits(
-        image_size=16, channels=1
+        image_size=32, channels=1
     )
     train_images, test_images = train_images[..., 0], test_images[..., 0]
 
     # Train a model for the digits without quantization aware training.
     model = keras.Sequential([
-        keras.layers.InputLayer(shape=(16, 16)),
-        keras.layers.Reshape(target_shape=(16, 16, 1)),
+        keras.layers.InputLayer(shape=(32, 32)),
+        keras.layers.Reshape(target_shape=(32, 32, 1)),
         keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation="relu"),
         keras.layers.MaxPooling2D(pool_size=(2, 2)),
         keras.layers.Flatten(),
@@ -54,7 +54,10 @@ def test_training_example():
                           metrics=["accuracy"])
     q_aware_model.summary()
     kinds = [type(layer).__name__ for layer in q_aware_model.layers]
-    assert kinds[0] == "QuantizeLayer" and kinds.count("QuantizeWrapperV2") == 5
+    # Conv2D and Dense quantized; reshaping and max pooling keep their
+    # input's int8 scale and stay as they are.
+    assert kinds == ["QuantizeLayer", "Reshape", "QuantizeWrapperV2", "MaxPooling2D",
+                     "Flatten", "QuantizeWrapperV2"]
     assert q_aware_model.count_params() > model.count_params()  # + quantizer ranges
 
     train_images_subset = train_images[0:1000]
@@ -84,4 +87,4 @@ def test_training_example():
     # 4x smaller: int8 weights in place of float32.
     float_converter = tf.lite.TFLiteConverter.from_keras_model(model)
     float_tflite_model = float_converter.convert()
-    assert len(quantized_tflite_model) < 0.4 * len(float_tflite_model)
+    assert len(quantized_tflite_model) < 0.35 * len(float_tflite_model)
