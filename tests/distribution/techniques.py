@@ -29,7 +29,7 @@ def cnn(batch_norm=False):
         # tf.distribute that takes `synchronized`; a JAX step sees it whole.
         sync = keras.backend.backend() == "tensorflow"
         x = keras.layers.BatchNormalization(synchronized=sync, name="bn")(x)
-    x = keras.layers.ReLU()(x)
+    x = keras.layers.ReLU(name="relu")(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(8, activation="relu", name="hidden")(x)
     return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
