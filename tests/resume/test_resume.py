@@ -13,6 +13,8 @@ centroids, weights and optimizer state as the uninterrupted run with the same
 seed, for pruning, QAT and clustering.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -79,11 +81,18 @@ def fit(model, callbacks, epochs=EPOCHS):
               callbacks=callbacks)
 
 
+def name(variable):
+    """The variable's path without Keras' automatic `_N` layer-name suffix
+    (a second build in one process names its `quantize_layer` `..._1`)."""
+    layer, _, rest = variable.path.partition("/")
+    return re.sub(r"_\d+$", "", layer) + "/" + rest
+
+
 def final_state(model):
     """Every model variable in order (names differ between builds only by
     Keras' automatic suffixes) and the optimizer's step and slots."""
     values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.variables]
-    names = [v.path.split("/", 1)[-1] for v in model.variables]
+    names = [name(v) for v in model.variables]
     optimizer = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
     return names, values, optimizer
 
@@ -98,10 +107,10 @@ def facts(model):
             out[f"{layer.name}.sparsity"] = round(float(1 - mask.mean()), 4)
     for v in model.non_trainable_variables:
         if v.path.endswith(("_min", "_max")):
-            out[v.path.split("/", 1)[-1]] = np.round(keras.ops.convert_to_numpy(v), 5).tolist()
+            out[name(v)] = np.round(keras.ops.convert_to_numpy(v), 5).tolist()
     for v in model.trainable_variables:
         if "centroids" in v.path:
-            out[v.path.split("/", 1)[-1]] = np.round(keras.ops.convert_to_numpy(v), 5).tolist()
+            out[name(v)] = np.round(keras.ops.convert_to_numpy(v), 5).tolist()
     return out
 
 
@@ -121,8 +130,8 @@ def assert_same_end(model, technique):
     got_names, got_values, got_optimizer = final_state(model)
     assert facts(model) == expected_facts
     assert got_names == names
-    for name, a, b in zip(names, got_values, values):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=name)
+    for path, a, b in zip(names, got_values, values):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=path)
     assert len(got_optimizer) == len(optimizer)
     for a, b in zip(got_optimizer, optimizer):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
