@@ -34,6 +34,7 @@ setup(
             "matplotlib",
             "pytest",
             "pytest-xdist",
+            "hypothesis",
         ],
     },
     entry_points={"console_scripts": ["tfmot-lite=tfmot_lite.cli:main"]},

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmot_lite import graph
+from tfmot_lite import checks, graph
 from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
 from tfmot_lite.clustering.wrapper import (
@@ -51,6 +51,8 @@ def cluster_weights(
     params = check_clustering_params(
         number_of_clusters, cluster_centroids_init, preserve_sparsity, cluster_per_channel
     )
+    checks.check_graph_model(to_cluster, "cluster_weights")
+    checks.check_finite_weights(to_cluster, "cluster_weights")
 
     if isinstance(to_cluster, (list, tuple)):
         _check_layers([(getattr(l, "name", repr(l)), l) for l in to_cluster], params)

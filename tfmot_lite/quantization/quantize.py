@@ -11,7 +11,7 @@ fake-quantized weights baked in.
 
 import keras
 
-from tfmot_lite import graph
+from tfmot_lite import checks, graph
 from tfmot_lite.quantization import config as config_lib
 from tfmot_lite.quantization import quantizers as quantizers_lib
 from tfmot_lite.quantization.fused import QuantizeBatchNorm, QuantizeConvBatchNorm
@@ -51,6 +51,7 @@ def quantize_model(to_quantize, quantize_scheme=None):
       A new Functional/Sequential model; `to_quantize` is not modified.
     """
     _check_model(to_quantize, "quantize_model")
+    checks.check_quantize_input(to_quantize, "quantize_model")
     if any(isinstance(layer, QuantizeAnnotate) for _, layer in _leaf_layers(to_quantize)):
         raise ValueError(
             f"Model '{to_quantize.name}' contains annotated layers: use "
@@ -102,6 +103,7 @@ def quantize_apply(model, scheme=None, quantize_scheme=None):
     """
     scheme = scheme or quantize_scheme or Default8BitQuantizeScheme()
     _check_model(model, "quantize_apply")
+    checks.check_quantize_input(model, "quantize_apply")
     if not any(isinstance(layer, QuantizeAnnotate) for _, layer in _leaf_layers(model)):
         raise ValueError(
             f"Model '{model.name}' has no annotated layers. Annotate layers with "

@@ -25,6 +25,14 @@ The quantizers differ only in where `[min, max]` comes from:
 
 A quantizer is stateless: `build` creates its variables on the layer that
 owns it and `__call__` receives them back.
+
+Data parallelism (`tf.distribute.MirroredStrategy` and friends): the batch
+range of a tracked quantizer is taken over the global batch (every
+replica's share, gathered), so all replicas compute the same update, and the
+range variables are created with `aggregation="mean"` (written as the mean
+over replicas) so they stay identical: the run matches one device on the
+same global batches. Under JAX's `keras.distribution.DataParallel` the step
+already sees the global batch.
 """
 
 import keras
@@ -58,6 +66,25 @@ def emulated_symmetric_quant(x, max_abs, num_bits=8):
     scale = ops.maximum(max_abs, 1e-12) / levels
     q = ops.round(x / scale) * scale
     return x + ops.stop_gradient(q - x)
+
+
+# Range variables are written in the training step; under a tf.distribute
+# strategy each replica's write is averaged so that replicas never disagree.
+RANGE_AGGREGATION = "mean"
+
+
+def _global_range(lo, hi):
+    """`(min, max)` over the batches of all replicas of a tf.distribute
+    strategy (each replica sees only its share); `(lo, hi)` elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return lo, hi
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return lo, hi
+    both = context.all_gather(ops.expand_dims(ops.stack([lo, hi]), 0), axis=0)
+    return ops.min(both[:, 0], axis=0), ops.max(both[:, 1], axis=0)
 
 
 def _reduce_axes(rank, per_axis):
@@ -125,10 +152,12 @@ class _RangeQuantizer(Quantizer):
             "min_var": layer.add_weight(
                 name=f"{name}_min", shape=shape, trainable=False,
                 initializer=keras.initializers.Constant(init_min),
+                aggregation=RANGE_AGGREGATION,
             ),
             "max_var": layer.add_weight(
                 name=f"{name}_max", shape=shape, trainable=False,
                 initializer=keras.initializers.Constant(init_max),
+                aggregation=RANGE_AGGREGATION,
             ),
         }
 
@@ -174,7 +203,8 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
     def build(self, tensor_shape, name, layer):
         weights = self._add_range(tensor_shape, name, layer)
         weights["seen"] = layer.add_weight(
-            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros"
+            name=f"{name}_seen", shape=(), trainable=False, initializer="zeros",
+            aggregation=RANGE_AGGREGATION,
         )
         return weights
 
@@ -196,7 +226,7 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         if training:
             x = ops.stop_gradient(inputs)
-            lo, hi = _range_of(x, self.per_axis, self.symmetric)
+            lo, hi = _global_range(*_range_of(x, self.per_axis, self.symmetric))
             lo, hi = ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
             first = ops.equal(weights["seen"], 0.0)
             d = self.decay
@@ -219,7 +249,9 @@ class AllValuesQuantizer(_TrackedRangeQuantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         if training:
-            lo, hi = _range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
+            lo, hi = _global_range(
+                *_range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
+            )
             first = ops.equal(weights["seen"], 0.0)
             lo = ops.where(first, lo, ops.minimum(weights["min_var"], lo))
             hi = ops.where(first, hi, ops.maximum(weights["max_var"], hi))

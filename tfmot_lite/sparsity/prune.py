@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmot_lite import graph
+from tfmot_lite import checks, graph
 from tfmot_lite.sparsity.registry import (
     classify,
     prunable_weights,
@@ -49,6 +49,8 @@ def prune_low_magnitude(
       A new layer or model. `to_prune` is not modified and can be pruned
       again.
     """
+    checks.check_prune_args(block_size, pruning_policy)
+    checks.check_finite_weights(to_prune, "prune_low_magnitude")
     params = dict(
         pruning_schedule=pruning_schedule,
         block_size=tuple(block_size),

@@ -13,10 +13,13 @@ they are plain Python: no tensor op runs per step.
 import keras
 import numpy as np
 
+from tfmot_lite import checks
+
 _PACKAGE = "tfmot_lite"
 
 
 def _check_sparsity(name, value):
+    checks.check_fraction(name, value)
     if not 0.0 <= value < 1.0:
         raise ValueError(
             f"`{name}` must be in [0, 1): the fraction of weights set to zero. "
@@ -25,6 +28,7 @@ def _check_sparsity(name, value):
 
 
 def _check_steps(begin_step, end_step, frequency, allow_open_end):
+    checks.check_ints(begin_step=begin_step, end_step=end_step, frequency=frequency)
     if begin_step < 0:
         raise ValueError(f"`begin_step` must be >= 0. Received {begin_step}.")
     if end_step == -1:
@@ -148,6 +152,7 @@ class PolynomialDecay(PruningSchedule):
         _check_sparsity("initial_sparsity", initial_sparsity)
         _check_sparsity("final_sparsity", final_sparsity)
         _check_steps(begin_step, end_step, frequency, allow_open_end=False)
+        checks.check_positive("power", power)
         if power <= 0:
             raise ValueError(f"`power` must be > 0. Received {power}.")
         self.initial_sparsity = float(initial_sparsity)

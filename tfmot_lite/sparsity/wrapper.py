@@ -10,6 +10,7 @@ compiled step carries a single multiply per kernel.
 import keras
 from keras import ops
 
+from tfmot_lite import checks
 from tfmot_lite.sparsity import masks as mask_lib
 from tfmot_lite.sparsity.registry import classify, prunable_weights
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
@@ -40,6 +41,7 @@ def check_pruning_params(
             f"Received {block_pooling_type!r}."
         )
     if sparsity_m_by_n is not None:
+        checks.check_m_by_n(sparsity_m_by_n)
         m_by_n = tuple(sparsity_m_by_n)
         if len(m_by_n) != 2 or not 0 < m_by_n[0] < m_by_n[1]:
             raise ValueError(
