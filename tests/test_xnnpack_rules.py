@@ -30,7 +30,7 @@ def test_start_rule_lists_every_problem():
     bad = rules.Op(rules.CONV, "Conv2D", kernel=(3, 3), strides=(2, 2), in_channels=1,
                    pads=(0, 1, 0, 1))
     assert rules.start_problems(bad) == [
-        "1 input channels", "padding top/bottom/left/right (0, 1, 0, 1)"
+        "padding top/bottom/left/right (0, 1, 0, 1)", "1 input channels"
     ]
 
 

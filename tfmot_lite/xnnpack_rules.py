@@ -133,21 +133,30 @@ KEEPDIMS_FIX = (
 )
 
 
-def start_problems(op):
-    """What keeps convolution `op` from starting the sparse subgraph."""
+def _geometry_problems(op, kernels, strides, pads):
+    """What differs in `op` from the allowed kernels, strides and padding
+    (`pads(kernel)`: the padding a kernel needs), with no dilation."""
     problems = []
-    if op.kernel != (3, 3):
+    if op.kernel not in kernels:
         problems.append(f"kernel {op.kernel}")
-    if op.strides != (2, 2):
+    if op.strides not in strides:
         problems.append(f"strides {op.strides}")
     if op.dilation != (1, 1):
         problems.append(f"dilation {op.dilation}")
-    if op.in_channels != 3:
-        problems.append(f"{op.in_channels} input channels")
+    if op.depth_multiplier != 1:
+        problems.append(f"depth_multiplier={op.depth_multiplier}")
     if not op.channels_last:
         problems.append("data_format='channels_first'")
-    if op.kernel == (3, 3) and op.strides == (2, 2) and op.pads != (1, 1, 1, 1):
+    if op.kernel in kernels and op.strides in strides and op.pads != pads(op.kernel):
         problems.append(describe_padding(op.pads))
+    return problems
+
+
+def start_problems(op):
+    """What keeps convolution `op` from starting the sparse subgraph."""
+    problems = _geometry_problems(op, [(3, 3)], [(2, 2)], lambda kernel: (1, 1, 1, 1))
+    if op.in_channels != 3:
+        problems.append(f"{op.in_channels} input channels")
     return problems
 
 
@@ -206,20 +215,9 @@ def _conv_problem(op):
 
 
 def _depthwise_problem(op):
-    problems = []
-    square = op.kernel in ((3, 3), (5, 5))
-    if not square:
-        problems.append(f"kernel {op.kernel}")
-    if op.strides not in ((1, 1), (2, 2)):
-        problems.append(f"strides {op.strides}")
-    if op.dilation != (1, 1):
-        problems.append(f"dilation {op.dilation}")
-    if op.depth_multiplier != 1:
-        problems.append(f"depth_multiplier={op.depth_multiplier}")
-    if not op.channels_last:
-        problems.append("data_format='channels_first'")
-    if square and op.pads != (op.kernel[0] // 2,) * 4:
-        problems.append(describe_padding(op.pads))
+    problems = _geometry_problems(
+        op, [(3, 3), (5, 5)], [(1, 1), (2, 2)], lambda kernel: (kernel[0] // 2,) * 4
+    )
     if problems:
         return (
             f"a {op.name} inside the sparse subgraph must be 3x3 or 5x5, "

@@ -30,15 +30,15 @@ class ClusterableLayer(abc.ABC):
     need another layout; None keeps the default.
 
     ```python
-    class MyDense(keras.layers.Layer, tfmot.clustering.keras.ClusterableLayer):
+    class Scale(keras.layers.Layer, tfmot.clustering.keras.ClusterableLayer):
+        def get_clusterable_weights(self):
+            return [("scale", self.scale)]  # (name, variable) pairs
+
         def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], 8))
+            self.scale = self.add_weight(shape=(input_shape[-1],))
 
         def call(self, x):
-            return x @ self.w
-
-        def get_clusterable_weights(self):
-            return [("w", self.w)]
+            return x * self.scale
     ```
     """
 
