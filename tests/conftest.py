@@ -1,4 +1,7 @@
-"""Shared fixtures: real data (the bundled digits) and small Keras models."""
+"""Shared fixtures: seeding, real data (the bundled digits) and small data.
+
+The small CNN the tests optimize is the demo's: `tfmot_lite.demo.build_cnn`.
+"""
 
 import os
 
@@ -9,7 +12,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tfmot_lite import data  # noqa: E402
-from tfmot_lite.demo import build_cnn  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +34,3 @@ def tiny_data():
     y = rng.integers(0, 3, size=64).astype("int32")
     return x, y
 
-
-def small_cnn(input_shape=(32, 32, 3), classes=10):
-    """Conv-BN-ReLU CNN: the demo's model, the shape the tutorials optimize.
-
-    BatchNormalization uses momentum 0.9 so that its moving statistics settle
-    within the few hundred steps a test trains for.
-    """
-    return build_cnn(input_shape, classes)

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import small_cnn
+from tfmot_lite.demo import build_cnn as small_cnn
 from qat_helpers import assert_int8_body
 
 from tfmot_lite import export

@@ -28,6 +28,7 @@ scatter-add that differentiating a gather would cost.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -114,7 +115,9 @@ class ClusteringAlgorithm:
 
     A new instance is made at each call, over the layer's current centroids
     sorted ascending along their last axis (with the zero centroid pinned
-    when sparsity is preserved); it holds no state of its own.
+    when sparsity is preserved); it holds no state of its own. Its config
+    carries the centroids as a nested list, and `from_config` rebuilds them
+    as an array, so `cls.from_config(a.get_config())` assigns as `a` does.
 
     Args:
       clusters_centroids: the centroids, `(k,)` (or another shape a
@@ -146,7 +149,17 @@ class ClusteringAlgorithm:
         return lookup(original_weight, ops.reshape(self.cluster_centroids, (-1,)), pulling_indices)
 
     def get_config(self):
-        return {"data_format": self.data_format}
+        return {
+            "clusters_centroids": ops.convert_to_numpy(self.cluster_centroids).tolist(),
+            "cluster_gradient_aggregation": "SUM",
+            "data_format": self.data_format,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["clusters_centroids"] = np.asarray(config["clusters_centroids"], "float32")
+        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfmot_lite")

@@ -1,33 +1,23 @@
-"""Which weights of a layer are clustered.
+"""Which weights of a layer are clustered: the clustering column of
+`tfmot_lite/layer_kinds.py`.
 
 The kernels tfmot clusters: Dense, Conv1D/2D/3D and their transposes, the
 pointwise kernel of separable convolutions, Embedding tables, the four
 projection kernels of MultiHeadAttention, and the input and recurrent
-kernels of SimpleRNN/LSTM/GRU cells (also inside `RNN`, `StackedRNNCells`
-and `Bidirectional`). EinsumDense kernels are clustered too (Keras 3 builds
-attention from them), and so are depthwise kernels: tfmot leaves
-DepthwiseConv2D dense, citing accuracy loss on small kernels, but sharing
-values there is what makes MobileNet-style models compress, and a layer the
-user wants dense is left out by clustering only chosen layers. Biases and
-normalisation parameters stay as they are. Layers without trainable weights
-pass through. Any other layer with
-weights must implement `ClusterableLayer`.
+kernels of SimpleRNN/LSTM/GRU cells (also inside `RNN`, `StackedRNNCells`,
+`Bidirectional` and `TimeDistributed`). EinsumDense kernels are clustered
+too (Keras 3 builds attention from them), and so are depthwise kernels:
+tfmot leaves DepthwiseConv2D dense, citing accuracy loss on small kernels,
+but sharing values there is what makes MobileNet-style models compress, and
+a layer the user wants dense is left out by clustering only chosen layers.
+Biases, normalisation parameters and PReLU slopes stay as they are. Layers
+without trainable weights pass through. Any other layer with weights must
+implement `ClusterableLayer`.
 """
 
 import abc
 
-from keras import layers
-
-from tfmot_lite.layer_kinds import (
-    DEPTHWISE_LAYERS,
-    KERNEL_LAYERS,
-    NORMALIZATION_LAYERS,
-    SEPARABLE_LAYERS,
-)
-
-_RNN_CELLS = (layers.SimpleRNNCell, layers.LSTMCell, layers.GRUCell)
-# Layers with trainable weights that are deliberately not clustered.
-_UNCLUSTERED_LAYERS = NORMALIZATION_LAYERS
+from tfmot_lite import layer_kinds
 
 
 class ClusterableLayer(abc.ABC):
@@ -40,15 +30,15 @@ class ClusterableLayer(abc.ABC):
     need another layout; None keeps the default.
 
     ```python
-    class MyDense(keras.layers.Layer, tfmot.clustering.keras.ClusterableLayer):
+    class Scale(keras.layers.Layer, tfmot.clustering.keras.ClusterableLayer):
+        def get_clusterable_weights(self):
+            return [("scale", self.scale)]  # (name, variable) pairs
+
         def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], 8))
+            self.scale = self.add_weight(shape=(input_shape[-1],))
 
         def call(self, x):
-            return x @ self.w
-
-        def get_clusterable_weights(self):
-            return [("w", self.w)]
+            return x * self.scale
     ```
     """
 
@@ -60,88 +50,32 @@ class ClusterableLayer(abc.ABC):
         return None
 
 
-def _rnn_cells(layer):
-    """The cells of an RNN layer, or None if one is not supported."""
-    cell = layer.cell
-    cells = list(cell.cells) if isinstance(cell, layers.StackedRNNCells) else [cell]
-    if all(isinstance(c, _RNN_CELLS) for c in cells):
-        return cells
-    return None
-
-
-def _rnn_weights(layer, prefix=""):
-    cells = _rnn_cells(layer)
+def _own_kernels(layer):
     named = []
-    for i, cell in enumerate(cells):
-        tag = f"{prefix}cell{i}_" if len(cells) > 1 else prefix
-        named += [(f"{tag}kernel", cell.kernel), (f"{tag}recurrent_kernel", cell.recurrent_kernel)]
+    for i, item in enumerate(layer.get_clusterable_weights()):
+        if isinstance(item, (tuple, list)):
+            named.append((str(item[0]), item[1]))
+        else:
+            named.append((getattr(item, "name", f"weight{i}"), item))
     return named
+
+
+CLUSTERING = layer_kinds.Technique("cluster", ClusterableLayer, _own_kernels)
 
 
 def is_supported(layer):
     """Whether `cluster_weights` knows what to do with `layer`."""
-    if isinstance(layer, ClusterableLayer):
-        return True
-    if isinstance(layer, (*KERNEL_LAYERS, *SEPARABLE_LAYERS, *DEPTHWISE_LAYERS,
-                          layers.Embedding, layers.MultiHeadAttention,
-                          *_UNCLUSTERED_LAYERS)):
-        return True
-    if isinstance(layer, layers.Bidirectional):
-        return all(
-            isinstance(sub, layers.RNN) and _rnn_cells(sub) is not None
-            for sub in (layer.forward_layer, layer.backward_layer)
-        )
-    if isinstance(layer, layers.RNN):
-        return _rnn_cells(layer) is not None
-    return layer.built and not layer.trainable_weights
+    return layer_kinds.verdict(layer, CLUSTERING) != layer_kinds.UNSUPPORTED
 
 
 def has_clusterable_weights(layer):
     """Whether a supported layer gets a clustering wrapper."""
-    if isinstance(layer, ClusterableLayer):
-        return not layer.built or bool(layer.get_clusterable_weights())
-    if isinstance(layer, _UNCLUSTERED_LAYERS):
-        return False
-    return isinstance(
-        layer,
-        (*KERNEL_LAYERS, *SEPARABLE_LAYERS, *DEPTHWISE_LAYERS,
-         layers.Embedding, layers.MultiHeadAttention, layers.RNN,
-         layers.Bidirectional),
-    )
+    return layer_kinds.verdict(layer, CLUSTERING) == layer_kinds.OPTIMIZE
 
 
 def clusterable_weights(layer):
     """`[(name, variable)]` to cluster in the built, supported `layer`."""
-    if isinstance(layer, ClusterableLayer):
-        named = []
-        for i, item in enumerate(layer.get_clusterable_weights()):
-            if isinstance(item, (tuple, list)):
-                named.append((str(item[0]), item[1]))
-            else:
-                named.append((getattr(item, "name", f"weight{i}"), item))
-        return named
-    if isinstance(layer, _UNCLUSTERED_LAYERS):
-        return []
-    if isinstance(layer, SEPARABLE_LAYERS):
-        return [("pointwise_kernel", layer.pointwise_kernel)]
-    if isinstance(layer, DEPTHWISE_LAYERS):
-        return [("depthwise_kernel", layer.kernel)]
-    if isinstance(layer, KERNEL_LAYERS):
-        return [("kernel", layer.kernel)]
-    if isinstance(layer, layers.Embedding):
-        return [("embeddings", layer.embeddings)]
-    if isinstance(layer, layers.MultiHeadAttention):
-        return [
-            (f"{part}_kernel", getattr(layer, f"{part}_dense").kernel)
-            for part in ("query", "key", "value", "output")
-        ]
-    if isinstance(layer, layers.Bidirectional):
-        return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(
-            layer.backward_layer, "backward_"
-        )
-    if isinstance(layer, layers.RNN):
-        return _rnn_weights(layer)
-    return []
+    return layer_kinds.kernels(layer, CLUSTERING) or []
 
 
 def algorithm_for(layer, weight_name):
@@ -153,14 +87,8 @@ def algorithm_for(layer, weight_name):
 
 def unsupported_layer_error(paths):
     """The one error for every layer that holds weights we cannot classify."""
-    listed = "\n".join(f"  - {p}" for p in paths)
-    return ValueError(
-        "Cannot cluster: these layers hold weights but are neither known to "
-        f"tfmot_lite nor a ClusterableLayer:\n{listed}\n"
-        "Either make each of them a `tfmot_lite.clustering.keras."
-        "ClusterableLayer` returning its weights to cluster from "
-        "`get_clusterable_weights()` (strip other techniques' wrappers first), "
-        "or cluster only the layers you choose: "
-        "`keras.models.clone_model(model, clone_function=lambda l: "
-        "cluster_weights(l, 16) if isinstance(l, keras.layers.Dense) else l)`."
+    return layer_kinds.unsupported_layer_error(
+        "cluster", "tfmot_lite.clustering.keras.ClusterableLayer",
+        "get_clusterable_weights", paths,
+        note=" (strip other techniques' wrappers first)",
     )

@@ -19,6 +19,11 @@ multiplied by 0 before use, so it neither moves nor passes gradient) and the
 mask keeps the pruned weights at zero and their gradients at zero.
 `strip_clustering` writes `W` as computed in inference into the layer's
 variables, so the stripped layer computes exactly what the wrapper did.
+
+Centroids are initialised (k-means++ or another `CentroidInitialization`)
+once, when the wrapper is first built on data. Restoring a wrapper from its
+build config (`keras.models.load_model`, `graph.copy_layer`) only creates the
+state variables, which are then assigned the saved values.
 """
 
 import keras
@@ -107,6 +112,15 @@ class ClusterWeights(WeightTransformWrapper):
     def target_weights(self):
         return [weight for _, weight in registry.clusterable_weights(self.layer)]
 
+    def build_from_config(self, config):
+        # Keras assigns the saved centroids and masks right after: create
+        # the variables without computing initial centroids.
+        self._restoring = True
+        try:
+            super().build_from_config(config)
+        finally:
+            self._restoring = False
+
     def build_transform(self):
         named = registry.clusterable_weights(self.layer)
         problems = weight_count_problems(
@@ -118,51 +132,51 @@ class ClusterWeights(WeightTransformWrapper):
                 + "\n".join(f"  - {p}" for p in problems)
                 + "\nLower `number_of_clusters`, or leave these layers unclustered."
             )
-        rng = np.random.default_rng(np.random.randint(2**31 - 1))
+        restoring = getattr(self, "_restoring", False)
+        rng = None if restoring else np.random.default_rng(np.random.randint(2**31 - 1))
+        initialise = (
+            initial_centroids_per_channel if self.cluster_per_channel else initial_centroids
+        )
+        default = (
+            ClusteringAlgorithmPerChannel if self.cluster_per_channel else ClusteringAlgorithm
+        )
         self.weight_names = [name for name, _ in named]
         self.clustered_weights = [weight for _, weight in named]
         self.cluster_centroids = []
         self.sparsity_masks = []
         self._algorithm_classes = []
         for name, weight in named:
-            values = ops.convert_to_numpy(weight)
-            initialise = (
-                initial_centroids_per_channel if self.cluster_per_channel else initial_centroids
-            )
-            init = initialise(
-                values,
-                self.number_of_clusters,
-                self.cluster_centroids_init,
-                self.preserve_sparsity,
-                rng,
-            )
-            centroids = self.add_weight(
-                name=f"{name}_cluster_centroids",
-                shape=init.shape,
-                initializer="zeros",
-                dtype=weight.dtype,
-                trainable=True,
-            )
-            centroids.assign(init.astype(centroids.dtype))
-            self.cluster_centroids.append(centroids)
+            values = None if restoring else ops.convert_to_numpy(weight)
+            shape = tuple(weight.shape)
+            k = self.number_of_clusters
+            self.cluster_centroids.append(self._state(
+                f"{name}_cluster_centroids",
+                (shape[-1], k) if self.cluster_per_channel else (k,),
+                weight.dtype,
+                None if restoring else initialise(
+                    values, k, self.cluster_centroids_init, self.preserve_sparsity, rng
+                ),
+            ))
             if self.preserve_sparsity:
-                mask = self.add_weight(
-                    name=f"{name}_sparsity_mask",
-                    shape=weight.shape,
-                    initializer="zeros",
-                    dtype=weight.dtype,
-                    trainable=False,
-                )
-                mask.assign((values != 0).astype(mask.dtype))
-                self.sparsity_masks.append(mask)
-            default = (
-                ClusteringAlgorithmPerChannel if self.cluster_per_channel else ClusteringAlgorithm
-            )
+                self.sparsity_masks.append(self._state(
+                    f"{name}_sparsity_mask", shape, weight.dtype,
+                    None if restoring else values != 0, trainable=False,
+                ))
             self._algorithm_classes.append(registry.algorithm_for(self.layer, name) or default)
         # Centroid 0 is the zero centroid with preserve_sparsity.
         pin = np.ones((self.number_of_clusters,), dtype="float32")
         pin[0] = 0.0
         self._zero_pin = pin
+
+    def _state(self, name, shape, dtype, value, trainable=True):
+        """A variable of the wrapper, set to `value` (left at zero when None:
+        a restored value follows)."""
+        variable = self.add_weight(
+            name=name, shape=shape, initializer="zeros", dtype=dtype, trainable=trainable
+        )
+        if value is not None:
+            variable.assign(np.asarray(value).astype(variable.dtype))
+        return variable
 
     # -- the forward pass -----------------------------------------------------
 

@@ -8,20 +8,13 @@ it, and whether it is stored sparse (a constant with sparsity parameters,
 expanded by a `DENSIFY` operator at load time; `DENSIFY` rows are folded
 into the operator they feed).
 
-It then checks the preconditions of XNNPACK's sparse inference on the
-exported graph (TFLite XNNPACK delegate README, "Sparse Inference"):
+It then checks XNNPACK's sparse-inference preconditions on the exported
+graph, with the rules of `tfmot_lite/xnnpack_rules.py` (the Keras-graph
+policy applies the same rules before training): each operator is translated
+into a rules `Op`; the walk starts at every CONV_2D that may start the
+sparse subgraph, follows the data to the MEANs that end it, and checks every
+operator in between. Two checks belong to the file alone:
 
-* start: a CONV_2D 3x3, stride 2, no dilation, 3 input channels, padding 1
-  on each side (a VALID convolution after a PAD of 1, or SAME where that
-  pads symmetrically);
-* end: every path from the start reaches a MEAN over the spatial axes with
-  keep_dims before any other kind of operator ends it;
-* operators in between: 1x1 CONV_2D (stride 1), DEPTHWISE_CONV_2D 3x3/5x5
-  stride 1/2 padded by kernel // 2, PAD folded into the depthwise convolution
-  it feeds, ADD/MUL of 4-D tensors (or with scalar / 1-D constants),
-  RESIZE_BILINEAR, spatial MEAN, and the unary operators ABS, CEIL, ELU,
-  FLOOR, HARD_SWISH, LEAKY_RELU, LOGISTIC, NEG, RELU, RELU6, RELU_N1_TO_1,
-  ROUND, SQUARE; fused activations NONE/RELU/RELU_N1_TO_1/RELU6 only;
 * zeros: at least 2/3 of the filter weights of the 1x1 CONV_2D operators
   in the subgraph are zero;
 * storage: those filters are stored sparse (DENSIFY). The delegate only
@@ -40,6 +33,8 @@ import os
 
 import numpy as np
 
+from tfmot_lite import xnnpack_rules as rules
+
 _DTYPES = {
     0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
     6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64,
@@ -50,12 +45,19 @@ _WEIGHT_INPUT = {
     "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
     "TRANSPOSE_CONV": 1, "CONV_3D": 1, "EMBEDDING_LOOKUP": 1,
 }
+# Unary operators XNNPACK runs, by their xnnpack_rules activation name.
 _UNARY = {
-    "ABS", "CEIL", "ELU", "FLOOR", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC",
-    "NEG", "RELU", "RELU6", "RELU_N1_TO_1", "ROUND", "SQUARE",
+    "ABS": "abs", "CEIL": "ceil", "ELU": "elu", "FLOOR": "floor",
+    "HARD_SWISH": "hard_swish", "LEAKY_RELU": "leaky_relu", "LOGISTIC": "sigmoid",
+    "NEG": "neg", "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1",
+    "ROUND": "round", "SQUARE": "square",
 }
-_FUSED_OK = {0, 1, 2, 3}  # NONE, RELU, RELU_N1_TO_1, RELU6
-_MIN_ZEROS = 2 / 3
+# Fused activation functions, by code.
+_FUSED = {0: "linear", 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh", 5: "sign_bit"}
+_OPTIONS = {
+    "CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "ADD": "AddOptions", "MUL": "MulOptions",
+}
 
 
 @dataclasses.dataclass
@@ -294,146 +296,95 @@ class _Flatbuffer:
         return shape, zeros, sparse
 
 
-# -- XNNPACK's sparse-inference preconditions on the exported graph -------------
+# -- operators as xnnpack_rules Ops -------------------------------------------
 
 
-def _same_padding(size, kernel, stride):
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def _conv_padding(fb, i, kernel, strides):
-    """`(top, bottom, left, right)` applied to the input of conv op `i`."""
-    name = "Conv2DOptions" if fb.types[i] == "CONV_2D" else "DepthwiseConv2DOptions"
-    options = fb.options(i, name)
+def _folded_pad(fb, i):
+    """What a PAD read only by conv op `i` adds to its input's H and W."""
     source = fb.inputs(i)[0]
-    if options.Padding() == fb.tflite.Padding.SAME:
-        shape = fb.shape(source)
-        (t, b), (l, r) = (
-            _same_padding(shape[1], kernel[0], strides[0]),
-            _same_padding(shape[2], kernel[1], strides[1]),
-        )
-        return (t, b, l, r)
     pad = fb.producer.get(source)
-    folded = len(fb.consumers[source]) == 1  # XNNPACK folds a pad it alone reads.
-    if pad is not None and fb.types[pad] in ("PAD", "PADV2") and folded:
-        paddings = fb.constant(fb.inputs(pad)[1])
-        if paddings is not None and paddings.shape == (4, 2):
-            if not paddings[0].any() and not paddings[3].any():
-                return tuple(int(p) for p in paddings[1:3].reshape(-1))
-    return (0, 0, 0, 0)
+    if pad is None or fb.types[pad] not in ("PAD", "PADV2") or len(fb.consumers[source]) != 1:
+        return None
+    paddings = fb.constant(fb.inputs(pad)[1])
+    if paddings is None or paddings.shape != (4, 2) or paddings[0].any() or paddings[3].any():
+        return None
+    return tuple(int(p) for p in paddings[1:3].reshape(-1))
 
 
-def _conv_geometry(fb, i):
-    """`(kernel, strides, dilation, fused_activation, filter_shape)`."""
+def _conv_op(fb, i, name):
+    options = fb.options(i, _OPTIONS[name])
+    shape = fb.shape(fb.inputs(i)[0])
     filter_shape = fb.shape(fb.inputs(i)[1])
-    name = "Conv2DOptions" if fb.types[i] == "CONV_2D" else "DepthwiseConv2DOptions"
-    options = fb.options(i, name)
-    return (
-        (filter_shape[1], filter_shape[2]),
-        (options.StrideH(), options.StrideW()),
-        (options.DilationHFactor(), options.DilationWFactor()),
-        options.FusedActivationFunction(),
-        filter_shape,
+    kernel = (filter_shape[1], filter_shape[2])
+    strides = (options.StrideH(), options.StrideW())
+    in_channels = shape[-1] if len(shape) == 4 else None
+    fields = dict(
+        kernel=kernel, strides=strides,
+        dilation=(options.DilationHFactor(), options.DilationWFactor()),
+        activation=_FUSED.get(options.FusedActivationFunction(), "unknown"),
+        in_channels=in_channels,
+        input_hw=tuple(shape[1:3]) if len(shape) == 4 else None,
     )
+    fields["pads"] = rules.conv_pads(
+        options.Padding() == fb.tflite.Padding.SAME, fields["input_hw"], kernel, strides,
+        _folded_pad(fb, i),
+    )
+    if name == "CONV_2D":
+        groups = in_channels // filter_shape[3] if in_channels else 1
+        return rules.Op(rules.CONV, name, groups=groups, **fields)
+    multiplier = filter_shape[3] // in_channels if in_channels else 1
+    return rules.Op(rules.DEPTHWISE, name, depth_multiplier=multiplier, **fields)
 
 
-def _start_problems(fb, i):
-    kernel, strides, dilation, _, filter_shape = _conv_geometry(fb, i)
-    problems = []
-    if kernel != (3, 3):
-        problems.append(f"kernel {kernel[0]}x{kernel[1]}")
-    if strides != (2, 2):
-        problems.append(f"stride {strides}")
-    if dilation != (1, 1):
-        problems.append(f"dilation {dilation}")
-    if filter_shape[3] != 3:
-        problems.append(f"{filter_shape[3]} input channels")
-    if kernel == (3, 3) and strides == (2, 2):
-        pads = _conv_padding(fb, i, kernel, strides)
-        if pads != (1, 1, 1, 1):
-            problems.append(f"padding top/bottom/left/right {pads}")
-    return problems
+def _pad_feeds_valid_depthwise(fb, i):
+    following = fb.consumers.get(fb.outputs(i)[0], [])
+    if len(following) != 1 or fb.types[following[0]] != "DEPTHWISE_CONV_2D":
+        return False
+    options = fb.options(following[0], "DepthwiseConv2DOptions")
+    return options.Padding() == fb.tflite.Padding.VALID
 
 
 def _is_spatial_mean(fb, i):
-    if fb.types[i] != "MEAN":
-        return False
     axes = fb.constant(fb.inputs(i)[1])
-    rank = len(fb.shape(fb.inputs(i)[0]))
-    if axes is None or rank != 4:
+    if axes is None or len(fb.shape(fb.inputs(i)[0])) != 4:
         return False
     return sorted(int(a) % 4 for a in axes.reshape(-1)) == [1, 2]
 
 
-def _keeps_dims(fb, i):
-    options = fb.options(i, "ReducerOptions")
-    return bool(options and options.KeepDims())
-
-
-def _inside_problem(fb, i):
-    """Why op `i` cannot run in the sparse subgraph, or None."""
+def _as_op(fb, i):
+    """The xnnpack_rules `Op` of operator `i`."""
     name = fb.types[i]
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        kernel, strides, dilation, act, filter_shape = _conv_geometry(fb, i)
-        if act not in _FUSED_OK:
-            return "fused activation other than RELU/RELU6/RELU_N1_TO_1"
-        if name == "CONV_2D":
-            if kernel != (1, 1) or strides != (1, 1) or dilation != (1, 1):
-                return (
-                    f"CONV_2D {kernel[0]}x{kernel[1]} stride {strides}: only "
-                    "1x1 stride-1 CONV_2D runs sparse"
-                )
-            return None
-        in_channels = fb.shape(fb.inputs(i)[0])[-1]
-        if kernel not in ((3, 3), (5, 5)) or strides not in ((1, 1), (2, 2)):
-            return (
-                f"DEPTHWISE_CONV_2D {kernel[0]}x{kernel[1]} stride {strides}: "
-                "needs 3x3 or 5x5, stride 1 or 2"
-            )
-        if dilation != (1, 1) or filter_shape[3] != in_channels:
-            return "DEPTHWISE_CONV_2D with dilation or depth multiplier != 1"
-        pads = _conv_padding(fb, i, kernel, strides)
-        if pads != (kernel[0] // 2,) * 4:
-            return (
-                f"DEPTHWISE_CONV_2D {kernel[0]}x{kernel[1]} padded {pads}, "
-                f"needs {kernel[0] // 2} on each side"
-            )
-        return None
+        return _conv_op(fb, i, name)
     if name in ("PAD", "PADV2"):
-        following = fb.consumers.get(fb.outputs(i)[0], [])
-        if len(following) == 1 and fb.types[following[0]] == "DEPTHWISE_CONV_2D":
-            return None
-        return "PAD that is not folded into a single DEPTHWISE_CONV_2D"
+        return rules.Op(rules.PAD, name, feeds_valid_depthwise=_pad_feeds_valid_depthwise(fb, i))
+    if name == "MEAN":
+        options = fb.options(i, "ReducerOptions")
+        return rules.Op(rules.MEAN, name, keepdims=bool(options and options.KeepDims()),
+                        spatial=_is_spatial_mean(fb, i))
     if name in ("ADD", "MUL"):
-        for t in fb.inputs(i):
-            rank = len(fb.shape(t))
-            constant = fb.constant(t) is not None
-            if rank != 4 and not (constant and rank <= 1):
-                return (
-                    f"{name} with a rank-{rank} operand (needs 4-D tensors, "
-                    "or scalar / 1-D constants)"
-                )
-            if constant and rank == 4 and math.prod(fb.shape(t)[:3]) != 1:
-                return f"{name} with a 4-D constant operand that is not per-channel"
-        return None
-    if name in _UNARY or name == "RESIZE_BILINEAR":
-        return None
-    if name == "MEAN" and _is_spatial_mean(fb, i):
-        return None
-    return f"{name} is not supported inside a sparse subgraph"
+        options = fb.options(i, _OPTIONS[name])
+        fused = options.FusedActivationFunction() if options else 0
+        return rules.Op(rules.BINARY, name, activation=_FUSED.get(fused, "unknown"), operands=tuple(
+            (fb.shape(t), fb.constant(t) is not None) for t in fb.inputs(i)
+        ))
+    if name in _UNARY:
+        return rules.Op(rules.ACTIVATION, name, activation=_UNARY[name])
+    if name == "RESIZE_BILINEAR":
+        return rules.Op(rules.RESIZE, name)
+    return rules.Op(rules.OTHER, name)
 
 
 def _xnnpack_checks(fb, rows):
-    convs = [i for i, name in enumerate(fb.types) if name == "CONV_2D"]
-    starts = [i for i in convs if not _start_problems(fb, i)]
+    ops = {i: _as_op(fb, i) for i in rows}
+    convs = [i for i in rows if ops[i].kind == rules.CONV]
+    starts = [i for i in convs if not rules.start_problems(ops[i])]
     if not starts:
         detail = "no CONV_2D in the model"
         if convs:
             detail = (
-                f"needs a CONV_2D 3x3, stride 2, 3 input channels, padding 1 "
-                f"on each side; the first CONV_2D (#{convs[0]}) has "
-                + ", ".join(_start_problems(fb, convs[0]))
+                f"{rules.START_RULE}; the first CONV_2D (#{convs[0]}) has "
+                + ", ".join(rules.start_problems(ops[convs[0]]))
             )
         return [Check("start", False, detail)]
     checks = [Check(
@@ -454,13 +405,14 @@ def _xnnpack_checks(fb, rows):
         if i in seen:
             continue
         seen.add(i)
-        if _is_spatial_mean(fb, i):
-            (ends if _keeps_dims(fb, i) else flat_ends).append(i)
+        op = ops[i]
+        if op.kind == rules.MEAN and op.spatial:
+            (ends if rules.is_end(op) else flat_ends).append(i)
             continue
-        problem = _inside_problem(fb, i)
+        problem = rules.inside_problem(op)
         if problem:
             # Keep walking: the operators after it are checked too.
-            blockers.append((i, problem))
+            blockers.append((i, problem[0]))
         else:
             inside.append(i)
         if set(fb.outputs(i)) & fb.graph_outputs:
@@ -473,17 +425,13 @@ def _xnnpack_checks(fb, rows):
         rows[i].role = "end without keep_dims"
     for i, _ in blockers:
         rows[i].role = "unsupported"
-    pointwise = [i for i in inside if fb.types[i] == "CONV_2D"]
+    pointwise = [i for i in inside if ops[i].kind == rules.CONV]
     for i in inside:
         rows[i].role = "1x1" if i in pointwise else "inside"
 
     if flat_ends:
-        checks.append(Check(
-            "end", False,
-            f"MEAN #{flat_ends[0]} drops the spatial axes (keep_dims=False); "
-            "XNNPACK's sparse subgraph ends at a MEAN with keep_dims "
-            "(GlobalAveragePooling2D(keepdims=True) in Keras)",
-        ))
+        rule, _ = rules.keepdims_problem(ops[flat_ends[0]])
+        checks.append(Check("end", False, f"#{flat_ends[0]} {rule}"))
     elif not ends or leaks:
         checks.append(Check(
             "end", False,
@@ -512,12 +460,8 @@ def _xnnpack_checks(fb, rows):
             "zeros", False, "no 1x1 CONV_2D with constant weights in the subgraph"
         ))
         return checks
-    fraction = zeros / total
-    checks.append(Check(
-        "zeros", fraction >= _MIN_ZEROS,
-        f"{fraction:.1%} of the {total} weights of {len(pointwise)} 1x1 "
-        f"CONV_2D are zero (needs at least {_MIN_ZEROS:.1%})",
-    ))
+    passed, detail = rules.zeros_verdict(zeros, total, len(pointwise))
+    checks.append(Check("zeros", passed, detail))
     dense = [i for i, w in zip(pointwise, weights) if w and not w[2]]
     checks.append(Check(
         "storage", not dense,

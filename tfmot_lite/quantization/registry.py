@@ -19,6 +19,7 @@ values enter (`get_input_quantizer`).
 
 import keras
 
+from tfmot_lite import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     Default8BitQuantizeConfig,
@@ -30,20 +31,9 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
 
 PER_CHANNEL = (L.Conv1D, L.Conv2D)
-OUTPUT_ONLY = (
-    L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
-    L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation, L.PReLU,
-    L.BatchNormalization, L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
-    L.Rescaling, L.Normalization,
-)
-PASS_THROUGH = (
-    L.InputLayer, L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
-    L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
-    L.Reshape, L.Flatten, L.Permute, L.RepeatVector,
-    L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D, L.UpSampling1D,
-    L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
-    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-)
+# The layer families and their kinds live in tfmot_lite/layer_kinds.py.
+OUTPUT_ONLY = layer_kinds.classes("quantize", "output")
+PASS_THROUGH = layer_kinds.classes("quantize", "pass")
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values
 # and get an output quantizer, and those that keep their input's scale.
 OUTPUT_OPS = frozenset(
@@ -104,17 +94,7 @@ class Default8BitQuantizeRegistry(QuantizeRegistry):
 
     def kind(self, layer):
         """'weights', 'output', 'pass' or None (not supported)."""
-        if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-            return "weights" if isinstance(layer, L.SeparableConv2D) else None
-        if isinstance(layer, (L.Dense, L.Conv2DTranspose, L.DepthwiseConv2D) + PER_CHANNEL):
-            return "weights"
-        if isinstance(layer, L.UpSampling2D):
-            return "pass" if layer.interpolation == "nearest" else "output"
-        if isinstance(layer, OUTPUT_ONLY):
-            return "output"
-        if isinstance(layer, PASS_THROUGH):
-            return "pass"
-        return None
+        return layer_kinds.quantize_kind(layer)
 
     def supports(self, layer):
         return self.kind(layer) is not None

@@ -3,7 +3,10 @@
 A policy is consulted by `prune_low_magnitude(model, pruning_policy=...)`
 before anything is wrapped: `ensure_model_supports_pruning` rejects a model
 the target runtime cannot exploit, and `allow_pruning` picks the layers to
-prune among those that could be.
+prune among those that could be. A policy should hold no per-model state:
+`prune_low_magnitude` passes `allow_pruning` private copies of the layers,
+and either method may be called first. `PruneForLatencyOnXNNPack` lives in
+`sparsity/xnnpack.py`, its rules in `tfmot_lite/xnnpack_rules.py`.
 """
 
 import abc
