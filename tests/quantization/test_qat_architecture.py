@@ -167,10 +167,10 @@ def test_pruned_or_clustered_model_is_refused_with_the_fix():
     import tfmot_lite as tfmot
 
     pruned = tfmot.sparsity.keras.prune_low_magnitude(_mlp())
-    with pytest.raises(ValueError, match="strip_pruning.*strip_clustering"):
+    with pytest.raises(ValueError, match=r"strip_pruning\(model\)"):
         quantize.quantize_model(pruned)
     clustered = tfmot.clustering.keras.cluster_weights(_mlp(), number_of_clusters=4)
-    with pytest.raises(ValueError, match="ClusterWeights"):
+    with pytest.raises(ValueError, match=r"strip_clustering\(model\)"):
         quantize.quantize_model(clustered)
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     assert quantize.quantize_model(stripped) is not None

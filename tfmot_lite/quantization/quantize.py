@@ -23,7 +23,6 @@ from tfmot_lite.quantization.wrapper import (
     QuantizeWrapper,
     QuantizeWrapperV2,
 )
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
 QUANTIZED = (
     QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm, QuantizeLayer, QuantizeOperation
@@ -187,29 +186,17 @@ def _unsupported_error(names):
     )
 
 
-def _optimization_wrapper_error(wrapped):
-    return ValueError(
-        "These layers are still wrapped for pruning or clustering: "
-        + ", ".join(wrapped)
-        + ". Remove the wrappers first with "
-        "`tfmot.sparsity.keras.strip_pruning(model)` / "
-        "`tfmot.clustering.keras.strip_clustering(model)`, then quantize the "
-        "stripped model (its zeros and clustered values are kept as weights)."
-    )
-
-
 def _validate(model, registry, annotated_only):
-    """Raises one ValueError listing every layer that cannot be quantized."""
-    unsupported, already, wrapped = [], [], []
+    """Raises one ValueError listing every layer that cannot be quantized.
+
+    Pruning/clustering wrappers were refused before this, by
+    `checks.check_quantize_input` (with the strip call that removes them)."""
+    unsupported, already = [], []
     for path, layer in _leaf_layers(model):
         if isinstance(layer, QUANTIZED):
             already.append(path)
-        elif isinstance(layer, WeightTransformWrapper):
-            wrapped.append(f"{path} ({type(layer).__name__})")
         elif isinstance(layer, QuantizeAnnotate):
-            if isinstance(layer.layer, WeightTransformWrapper):
-                wrapped.append(f"{path} ({type(layer.layer).__name__})")
-            elif layer.quantize_config is None and not registry.supports(layer.layer):
+            if layer.quantize_config is None and not registry.supports(layer.layer):
                 unsupported.append(f"{path} ({layer.layer.__class__.__name__})")
         elif annotated_only or isinstance(layer, keras.layers.InputLayer):
             continue
@@ -218,8 +205,6 @@ def _validate(model, registry, annotated_only):
                 unsupported.append(f"{path} ({layer.__class__.__name__})")
         elif not registry.supports(layer):
             unsupported.append(f"{path} ({layer.__class__.__name__})")
-    if wrapped:
-        raise _optimization_wrapper_error(wrapped)
     if already:
         raise ValueError(
             "These layers are already quantized: " + ", ".join(already)
