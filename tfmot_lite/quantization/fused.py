@@ -54,10 +54,15 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
       num_bits_weight, num_bits_activation: bit widths (8 for TFLite int8).
       per_axis: one weight range per output channel (TFLite int8 spec); with
         False one range for the whole kernel.
+      weight_transform: optional transform applied to the kernel before the
+        BatchNorm scale and the quantization (the registry's
+        `get_weight_transform`, e.g. keeping pruned zeros or clusters).
     """
 
     def __init__(self, conv, batch_norm, activation=None, num_bits_weight=8,
-                 num_bits_activation=8, per_axis=True, **kwargs):
+                 num_bits_activation=8, per_axis=True, weight_transform=None, **kwargs):
+        if isinstance(weight_transform, dict):
+            weight_transform = keras.saving.deserialize_keras_object(weight_transform)
         if isinstance(conv, dict):
             conv = keras.saving.deserialize_keras_object(conv)
         if isinstance(batch_norm, dict):
@@ -72,6 +77,7 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
         self.num_bits_weight = int(num_bits_weight)
         self.num_bits_activation = int(num_bits_activation)
         self.per_axis = bool(per_axis)
+        self.weight_transform = weight_transform
         self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
         self._ready = False
 
@@ -95,6 +101,10 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
         variables = [conv.kernel] + ([conv.bias] if conv.use_bias else [])
         self._slots = find_weight_slots(conv, variables)
         self._output_vars = self.output_quantizer.build((1,), "output", self)
+        self._transform_vars = None
+        if self.weight_transform is not None:
+            self._transform_vars = self.weight_transform.build(
+                tuple(conv.kernel.shape), "kernel", self, conv.kernel)
         self._ready = True
         self.built = True
 
@@ -142,13 +152,15 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
     def call(self, inputs, training=None):
         training = bool(training) if training is not None else False
         conv, bn = self.conv, self.batch_norm
+        kernel = conv.kernel
+        if self.weight_transform is not None:
+            kernel = self.weight_transform(kernel, training, self._transform_vars)
         if training and bn.trainable:
-            kernel = self._quantize_kernel(conv.kernel)
+            kernel = self._quantize_kernel(kernel)
             y = self._convolve(inputs, kernel, conv.bias if conv.use_bias else None)
             y = bn(y, training=True)
         else:
             s, b = self._folding()
-            kernel = conv.kernel
             if is_depthwise(conv):
                 s_k = ops.reshape(s, tuple(kernel.shape[-2:]))
             else:
@@ -171,6 +183,10 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
             "num_bits_weight": self.num_bits_weight,
             "num_bits_activation": self.num_bits_activation,
             "per_axis": self.per_axis,
+            "weight_transform": (
+                keras.saving.serialize_keras_object(self.weight_transform)
+                if self.weight_transform is not None else None
+            ),
         }
 
 

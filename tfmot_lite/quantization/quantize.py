@@ -229,8 +229,10 @@ def _quantize(model, scheme, annotated_only):
         if role == "head":
             conv = graph.copy_layer(_inner(fusion.conv))
             bn = graph.copy_layer(_inner(fusion.batch_norm))
+            get_transform = getattr(registry, "get_weight_transform", None)
             return QuantizeConvBatchNorm(
                 conv, bn, fusion.activation, bits_w, bits_a, per_axis,
+                weight_transform=get_transform(conv) if get_transform else None,
                 name=f"quant_{conv.name}",
             )
         if _is_raw_op(layer):

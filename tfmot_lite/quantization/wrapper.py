@@ -96,7 +96,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
         self._build_quantizers(input_shape)
 
     def get_build_config(self):
-        return self.layer.get_build_config()
+        # A weightless layer built by its first call records no shape; the
+        # wrapper's own build did.
+        return self.layer.get_build_config() or super().get_build_config()
 
     def build_from_config(self, config):
         if not self.layer.built:
