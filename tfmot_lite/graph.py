@@ -39,16 +39,38 @@ def iter_layers(model, prefix=""):
             yield prefix + layer.name, layer
 
 
+def _scope_objects():
+    """The custom objects of the enclosing `custom_object_scope` (Keras 3
+    replaces the outer scope when a new one opens, so we merge by hand)."""
+    from keras.src.backend.common import global_state
+
+    return dict(global_state.get_global_attribute("custom_objects_scope_dict", {}) or {})
+
+
+def copy_operation(op):
+    """A new raw Keras operation (`x + 3.0` in a Functional graph) like `op`."""
+    return op.__class__.from_config(op.get_config())
+
+
 def copy_layer(layer):
-    """A new layer with the same config, build state and weight values."""
+    """A new layer with the same config, build state and weight values.
+
+    A layer may name attributes in `_copied_by_reference` (a
+    `QuantizeConfig`, say): they are handed to the copy's `from_config` as
+    the objects themselves, never serialized, so a user's unregistered class
+    needs no scope and loses no state.
+    """
     # Sub-layers of unregistered custom classes (inside a wrapper, say) are
-    # found by name while the config is deserialized.
-    classes = {
-        type(sub).__name__: type(sub)
-        for sub in layer._flatten_layers(include_self=True, recursive=True)
-    }
+    # found by name while the config is deserialized; an outer
+    # `custom_object_scope` (e.g. `quantize_scope`) stays in force.
+    classes = _scope_objects()
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        classes.setdefault(type(sub).__name__, type(sub))
+    config = layer.get_config()
+    for key in getattr(layer, "_copied_by_reference", ()):
+        config[key] = getattr(layer, key)
     with keras.saving.custom_object_scope(classes):
-        clone = layer.__class__.from_config(layer.get_config())
+        clone = layer.__class__.from_config(config)
     if layer.built:
         build_config = layer.get_build_config()
         if build_config:
@@ -89,35 +111,110 @@ def check_rewritable(model):
         )
 
 
-def rewrite(model, replace):
+def check_built(model, fn):
+    """Raises a ValueError unless `model` has known inputs."""
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"Model '{model.name}' is not built: give it an Input (or call "
+            f"`build`) before `{fn}`."
+        )
+
+
+def rewrite(model, replace, call=None, operations=False, with_original=False):
     """Returns a new model in which each leaf layer is `replace(copy)`.
 
     `replace` receives a private copy of each layer (weights included) and
     returns the layer to use in its place: the copy itself, a wrapper around
-    it, or another layer entirely. Nested Sequential and Functional models are
-    rewritten recursively and a layer shared between several call sites stays
-    shared. The input model and its layers are never modified.
+    it, another layer entirely, or a Sequential/Functional model. Nested
+    Sequential and Functional models are rewritten recursively and a layer
+    shared between several call sites stays shared. The input model and its
+    layers are never modified.
+
+    Args:
+      model: a layer, or a Sequential/Functional model.
+      replace: `fn(layer) -> layer`.
+      call: optional `fn(layer, args, kwargs, model_inputs) -> outputs` that
+        calls each new layer on its (new) inputs and may insert layers
+        around it (QAT inserts a `QuantizeLayer` where float values enter).
+        `model_inputs` holds the ids of the new model's input tensors. It
+        applies to the model and its nested Functional models (not to nested
+        Sequential ones, as `keras.models.clone_model`); a top-level
+        Sequential is rebuilt through it and stays a Sequential.
+      operations: also pass (copies of) raw Keras operations of Functional
+        graphs (`x + 3.0`, `x * y`) through `replace`; by default they are
+        copied as they are.
+      with_original: call `replace(copy, original)`, for rewrites planned on
+        the input model (a fusion found before copying).
 
     A bare layer (not a model) is copied and passed to `replace` directly.
     """
     check_rewritable(model)
+    if with_original:
+        replace_one = replace
+    else:
+        def replace_one(copy, original):
+            return replace(copy)
     if not is_graph_model(model):
-        return replace(copy_layer(model))
+        return replace_one(copy_layer(model), model)
+
+    def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            op = copy_operation(layer)
+            return replace_one(op, layer) if operations else op
+        return replace_one(copy_layer(layer), layer)
+
+    if isinstance(model, keras.Sequential):
+        if call is None:
+            return keras.models.clone_model(model, clone_function=clone, recursive=True)
+        return _rewrite_sequential(model, clone, call)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name
+        ),
+        model._inputs_struct,
+    )
+    top = {id(t) for t in keras.tree.flatten(inputs)}
+
+    def call_function(layer, *args, **kwargs):
+        if "mask" in kwargs and kwargs["mask"] is None:
+            # Recorded by Keras for the original layer; a replacement (a
+            # fused layer, an Identity) need not accept it.
+            kwargs.pop("mask")
+        if call is None:
+            return layer(*args, **kwargs)
+        return call(layer, args, kwargs, top)
+
     return keras.models.clone_model(
         model,
-        clone_function=lambda layer: replace(copy_layer(layer)),
+        input_tensors=inputs,
+        clone_function=clone,
+        call_function=call_function,
         recursive=True,
     )
 
 
+def _rewrite_sequential(model, clone, call):
+    """A Sequential rebuilt through `call`: traced as a chain, then listed."""
+    check_built(model, "rewrite")
+    body = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    first = model.inputs[0]
+    x = inputs = keras.Input(batch_shape=first.shape, dtype=first.dtype)
+    for layer in body.layers:
+        x = call(layer, (x,), {}, {id(inputs)})
+    traced = keras.Model(inputs, x)
+    layers = [op for op in traced.operations if not isinstance(op, keras.layers.InputLayer)]
+    new_input = keras.Input(batch_shape=first.shape, dtype=first.dtype)
+    return keras.Sequential([new_input, *layers], name=model.name)
+
+
 def strip(model, wrapper_class):
-    """A copy of `model` with every `wrapper_class` replaced by the layer it
-    wrapped, its weights baked (see `WeightTransformWrapper.bake`)."""
+    """A copy of `model` with every `wrapper_class` (a class or a tuple)
+    replaced by `layer.strip()`: for a `WeightTransformWrapper`, the layer
+    it wrapped with its weights baked (see `WeightTransformWrapper.bake`)."""
 
     def unwrap(layer):
         if isinstance(layer, wrapper_class):
-            layer.bake()
-            return layer.layer
+            return layer.strip()
         return layer
 
     return rewrite(model, unwrap)

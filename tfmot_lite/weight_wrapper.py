@@ -12,12 +12,21 @@ finds the attribute that holds each target variable once, at build time, and
 for the duration of one call points it at the transformed tensor. The swap is
 plain Python, so the same code traces on TensorFlow, JAX and PyTorch, and the
 variable itself is never written to by the forward pass.
+
+Hooks for subclasses beyond the weights (QAT uses them): `call_substitutions`
+swaps other attributes for one call (an activation function followed by its
+quantizer), `transform_outputs` post-processes the layer's outputs (output
+quantizers). `recorded_assignments` lets a caller learn, once, which
+attribute an assignment such as `layer.kernel = t` targets, even where Keras 3
+exposes the weight as a read-only property.
 """
 
 import contextlib
 
 import keras
 from keras import ops
+
+_MISSING = object()
 
 
 def _owners(layer):
@@ -56,8 +65,12 @@ def find_weight_slots(layer, weights):
 
 @contextlib.contextmanager
 def substituted(slots, values):
-    """Points each `(owner, attribute)` slot at a tensor for one call."""
-    saved = [getattr(owner, name) for owner, name in slots]
+    """Points each `(owner, attribute)` slot at a value for one call.
+
+    Every slot is put back as it was on exit, also when the call raises; a
+    slot the owner did not have before is removed again.
+    """
+    saved = [vars(owner).get(name, _MISSING) for owner, name in slots]
     try:
         for (owner, name), value in zip(slots, values):
             # `object.__setattr__` skips Keras' attribute tracking: a tensor
@@ -67,7 +80,76 @@ def substituted(slots, values):
         yield
     finally:
         for (owner, name), value in zip(slots, saved):
-            object.__setattr__(owner, name, value)
+            if value is _MISSING:
+                vars(owner).pop(name, None)
+            else:
+                object.__setattr__(owner, name, value)
+
+
+# -- learning where an assignment lands ---------------------------------------
+
+_RECORDING_CLASSES = {}
+_RECORDS = []
+
+
+def _recording_class(cls):
+    """A cached subclass of `cls` whose `__setattr__` records instead of sets."""
+    if cls not in _RECORDING_CLASSES:
+
+        def __setattr__(self, name, value):
+            _RECORDS[-1].append((self, name, value))
+
+        _RECORDING_CLASSES[cls] = type(
+            cls.__name__, (cls,), {"__setattr__": __setattr__, "__module__": cls.__module__}
+        )
+    return _RECORDING_CLASSES[cls]
+
+
+@contextlib.contextmanager
+def recorded_assignments(layer):
+    """Yields a list that receives `(owner, attribute, value)` for every
+    attribute assignment made to `layer` or its sub-layers inside the block;
+    the assignments themselves are not performed.
+
+    Used once at build time, so that code written as `layer.kernel = t`
+    (tfmot's `QuantizeConfig.set_quantize_weights`) can be resolved to the
+    slot that holds the kernel, even behind a read-only property.
+    """
+    owners = list(_owners(layer))
+    classes = [type(owner) for owner in owners]
+    records = []
+    _RECORDS.append(records)
+    try:
+        for owner, cls in zip(owners, classes):
+            object.__setattr__(owner, "__class__", _recording_class(cls))
+        yield records
+    finally:
+        for owner, cls in zip(owners, classes):
+            object.__setattr__(owner, "__class__", cls)
+        _RECORDS.pop()
+
+
+def assigned_slot(layer, owner, name, weight=None):
+    """The `(owner, attribute)` slot an assignment `owner.name = ...` means.
+
+    An attribute that holds `weight` is the slot itself; a read-only property
+    (`Dense.kernel`) means the attribute that holds `weight` behind it; any
+    other name is taken as it is (a new attribute, set for one call).
+    """
+    if weight is not None and vars(owner).get(name) is weight:
+        return owner, name
+    if weight is not None and isinstance(getattr(type(owner), name, None), property):
+        return find_weight_slots(layer, [weight])[0]
+    return owner, name
+
+
+def carry_input_shape(wrapper, layer):
+    """Lets `keras.Sequential([Wrapper(Dense(..., input_shape=s))])` build,
+    as Keras does for the bare layer: the wrapper exposes the shape given to
+    the layer it wraps."""
+    shape = getattr(layer, "_input_shape_arg", None)
+    if shape is not None and getattr(wrapper, "_input_shape_arg", None) is None:
+        wrapper._input_shape_arg = shape
 
 
 class WeightTransformWrapper(keras.layers.Wrapper):
@@ -77,6 +159,16 @@ class WeightTransformWrapper(keras.layers.Wrapper):
       * `target_weights()`: the layer's variables to transform;
       * `build_transform()`: create the wrapper's own state (masks, ...);
       * `transformed_weights(training)`: one tensor per target weight.
+
+    and may override:
+      * `weight_slots()`: where each transformed weight goes (default: the
+        attribute that holds each target weight), resolved once at build;
+      * `call_substitutions(training)`: other `(slot, value)` pairs to swap
+        in for one call (QAT: activation functions);
+      * `transform_outputs(outputs, training)`: applied to the layer's
+        outputs (QAT: output quantizers);
+      * `strip()`: the plain layer that replaces the wrapper (default: the
+        wrapped layer with `bake()`d weights).
 
     The wrapper is transparent to Keras masking and to multi-input layers:
     every positional and keyword argument is forwarded to the wrapped layer.
@@ -90,6 +182,7 @@ class WeightTransformWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"{self._name_prefix()}_{layer.name}")
         super().__init__(layer, **kwargs)
+        carry_input_shape(self, layer)
         self.supports_masking = getattr(layer, "supports_masking", False)
         self._slots = None
 
@@ -108,13 +201,29 @@ class WeightTransformWrapper(keras.layers.Wrapper):
     def transformed_weights(self, training):
         raise NotImplementedError
 
+    # -- optional hooks -----------------------------------------------------
+
+    def weight_slots(self):
+        return find_weight_slots(self.layer, self.target_weights())
+
+    def call_substitutions(self, training):
+        return []
+
+    def transform_outputs(self, outputs, training):
+        return outputs
+
     def bake(self):
         """Writes the inference-time transformed weights (masked, clustered,
-        ...) into the wrapped layer's own variables, so that the bare layer
-        computes what the wrapper computed."""
+        fake-quantized, ...) into the wrapped layer's own variables, so that
+        the bare layer computes what the wrapper computed."""
         values = self.transformed_weights(False)
         for weight, value in zip(self.target_weights(), values):
-            weight.assign(value)
+            weight.assign(ops.cast(value, weight.dtype))
+
+    def strip(self):
+        """The layer to use in place of this wrapper (see `graph.strip`)."""
+        self.bake()
+        return self.layer
 
     # -- Keras plumbing -----------------------------------------------------
 
@@ -124,7 +233,8 @@ class WeightTransformWrapper(keras.layers.Wrapper):
         self._finish_build()
 
     def get_build_config(self):
-        return self.layer.get_build_config()
+        # A layer without weights may record no build shape; ours has it.
+        return self.layer.get_build_config() or super().get_build_config()
 
     def build_from_config(self, config):
         if not self.layer.built:
@@ -134,7 +244,7 @@ class WeightTransformWrapper(keras.layers.Wrapper):
     def _finish_build(self):
         if self.built and self._slots is not None:
             return
-        self._slots = find_weight_slots(self.layer, self.target_weights())
+        self._slots = self.weight_slots()
         self.build_transform()
         self.built = True
 
@@ -147,10 +257,15 @@ class WeightTransformWrapper(keras.layers.Wrapper):
             else v
             for v in values
         ]
+        slots = list(self._slots)
+        for slot, value in self.call_substitutions(training):
+            slots.append(slot)
+            values.append(value)
         if self.layer._call_has_training_arg:
             kwargs["training"] = training
-        with substituted(self._slots, values):
-            return self.layer(inputs, *args, **kwargs)
+        with substituted(slots, values):
+            outputs = self.layer(inputs, *args, **kwargs)
+        return self.transform_outputs(outputs, training)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

@@ -3,19 +3,20 @@
 A config answers three questions about one layer: which weights are
 fake-quantized (`get_weights_and_quantizers`), which activation functions are
 followed by a quantizer (`get_activations_and_quantizers`), and which outputs
-are (`get_output_quantizers`). `QuantizeWrapper` calls it.
+are (`get_output_quantizers`). `QuantizeWrapper` asks it once, at build.
 
-`set_quantize_weights` receives the quantized tensors for one call and must
-make the layer use them; the wrapper restores the layer's attributes after
-the call, so a config may simply assign attributes. Keras 3 layers often keep
-a weight behind a read-only property (`Dense.kernel` reads `_kernel`), so
-`Default8BitQuantizeConfig` assigns the attribute that holds the variable.
+`set_quantize_weights` / `set_quantize_activations` are written as tfmot's
+guide writes them: `layer.kernel = quantize_weights[0]`,
+`layer.activation = quantize_activations[0]`. `QuantizeWrapper` runs them
+once at build, on stand-ins, to learn which attribute each assignment
+targets (for Keras 3's read-only `Dense.kernel`, the variable behind it);
+each call then swaps the quantized tensors into those attributes and puts
+the originals back afterwards.
 """
 
 import keras
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.weight_wrapper import find_weight_slots
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -23,8 +24,10 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 class QuantizeConfig:
     """Base class (tfmot's `QuantizeConfig`); subclass it for custom layers.
 
-    Register subclasses with `keras.saving.register_keras_serializable` (or
-    load inside `quantize_scope`) so that models using them load.
+    A config need not be registered to be applied: `quantize_annotate_*` and
+    `quantize_apply` keep the object itself. Register it with
+    `keras.saving.register_keras_serializable` (or load inside
+    `quantize_scope`) so that saved models using it load.
     """
 
     def get_weights_and_quantizers(self, layer):
@@ -36,11 +39,11 @@ class QuantizeConfig:
         raise NotImplementedError
 
     def set_quantize_weights(self, layer, quantize_weights):
-        """Makes `layer` use `quantize_weights` (same order) in this call."""
+        """Assigns `quantize_weights` (same order) to the layer's attributes."""
         raise NotImplementedError
 
     def set_quantize_activations(self, layer, quantize_activations):
-        """Makes `layer` use `quantize_activations` (same order)."""
+        """Assigns `quantize_activations` (same order) to the layer."""
         raise NotImplementedError
 
     def get_output_quantizers(self, layer):
@@ -69,6 +72,17 @@ def _deserialize(config):
     return keras.saving.deserialize_keras_object(config)
 
 
+def default_weight_quantizer(num_bits=8):
+    """Symmetric narrow-range per-tensor `LastValueQuantizer` (int8 Dense)."""
+    return q.LastValueQuantizer(num_bits, per_axis=False, symmetric=True, narrow_range=True)
+
+
+def default_activation_quantizer(num_bits=8):
+    """Asymmetric per-tensor `MovingAverageQuantizer` (int8 activations)."""
+    return q.MovingAverageQuantizer(num_bits, per_axis=False, symmetric=False,
+                                    narrow_range=False)
+
+
 @_register
 class Default8BitQuantizeConfig(QuantizeConfig):
     """Quantizes the weights named in `weight_attrs`, the activations named
@@ -89,22 +103,15 @@ class Default8BitQuantizeConfig(QuantizeConfig):
         self.weight_attrs = list(weight_attrs)
         self.activation_attrs = list(activation_attrs)
         self.quantize_output = bool(quantize_output)
-        if isinstance(weight_quantizer, dict):
-            weight_quantizer = _deserialize(weight_quantizer)
-        if isinstance(activation_quantizer, dict):
-            activation_quantizer = _deserialize(activation_quantizer)
-        self.weight_quantizer = weight_quantizer or q.LastValueQuantizer(
-            num_bits=8, per_axis=False, symmetric=True, narrow_range=True
-        )
-        self.activation_quantizer = activation_quantizer or q.MovingAverageQuantizer(
-            num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-        )
+        self.weight_quantizer = weight_quantizer or default_weight_quantizer()
+        self.activation_quantizer = activation_quantizer or default_activation_quantizer()
 
     def _weight(self, layer, attr):
         if not hasattr(layer, attr):
             raise ValueError(
                 f"Layer '{layer.name}' ({layer.__class__.__name__}) has no weight "
-                f"attribute '{attr}' named in its QuantizeConfig."
+                f"attribute '{attr}' named in its QuantizeConfig. Name an "
+                "attribute that holds a variable of the layer."
             )
         return getattr(layer, attr)
 
@@ -120,13 +127,12 @@ class Default8BitQuantizeConfig(QuantizeConfig):
                 f"Layer '{layer.name}': expected {len(self.weight_attrs)} quantized "
                 f"weights, got {len(quantize_weights)}."
             )
-        variables = [self._weight(layer, a) for a in self.weight_attrs]
-        for (owner, name), value in zip(find_weight_slots(layer, variables), quantize_weights):
-            object.__setattr__(owner, name, value)
+        for attr, value in zip(self.weight_attrs, quantize_weights):
+            setattr(layer, attr, value)
 
     def set_quantize_activations(self, layer, quantize_activations):
         for attr, fn in zip(self.activation_attrs, quantize_activations):
-            object.__setattr__(layer, attr, fn)
+            setattr(layer, attr, fn)
 
     def get_output_quantizers(self, layer):
         return [self.activation_quantizer] if self.quantize_output else []
@@ -140,19 +146,20 @@ class Default8BitQuantizeConfig(QuantizeConfig):
             "activation_quantizer": _serialize(self.activation_quantizer),
         }
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("weight_quantizer", "activation_quantizer"):
+            if config.get(key) is not None:
+                config[key] = _deserialize(config[key])
+        return cls(**config)
 
 
 @_register
 class OutputQuantizeConfig(Default8BitQuantizeConfig):
     """Quantizes only the output of a layer (Add, ReLU, pooling means, ...)."""
 
-    def __init__(self, activation_quantizer=None, **kwargs):
-        kwargs.pop("weight_attrs", None)
-        kwargs.pop("activation_attrs", None)
-        kwargs.pop("quantize_output", None)
-        kwargs.pop("weight_quantizer", None)
+    def __init__(self, activation_quantizer=None):
         super().__init__((), (), True, None, activation_quantizer)
 
     def get_config(self):

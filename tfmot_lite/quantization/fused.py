@@ -23,15 +23,26 @@ scale changes). So:
   converter turns into one int8 CONV_2D / DEPTHWISE_CONV_2D whose int8 kernel
   is the one trained.
 
+Per-tensor quantization (`per_axis=False`) does not commute with the
+per-channel scale, so training then folds the batch statistics into the
+kernel as the converter folds the moving ones: one convolution for the batch
+statistics, a second with `fq(W * s_batch)` (Jacob et al., sec. 3.2).
+
 Then the activation (ReLU or ReLU6, fused by the converter) and the output
 fake-quantization.
+
+`QuantizeConvBatchNorm` is a `WeightTransformWrapper` around the convolution
+(`graph.core_layer` finds it; `strip()` gives the folded float convolution).
+A `kernel_transform` (any object with the `Quantizer` interface: a pruning
+mask, a cluster structure) is applied to the float kernel before folding and
+quantization: the hook that pruning- and cluster-preserving schemes use.
 """
 
 import keras
 from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.weight_wrapper import find_weight_slots, substituted
+from tfmot_lite.weight_wrapper import WeightTransformWrapper, substituted
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -39,74 +50,86 @@ FOLDABLE_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Depthwi
 ACTIVATIONS = {"relu": ops.relu, "relu6": ops.relu6}
 
 
+def batch_norm_folding(bn, mean, variance):
+    """`(s, b)` with `BN(x) = x * s + b` for the given statistics:
+    `s = gamma / sqrt(variance + eps)`, `b = beta - mean * s`."""
+    s = ops.rsqrt(ops.add(variance, bn.epsilon))
+    if bn.scale:
+        s = s * bn.gamma
+    b = -mean * s
+    if bn.center:
+        b = b + bn.beta
+    return s, b
+
+
 def is_depthwise(conv):
     return isinstance(conv, keras.layers.DepthwiseConv2D)
 
 
 @_register
-class QuantizeConvBatchNorm(keras.layers.Layer):
+class QuantizeConvBatchNorm(WeightTransformWrapper):
     """A Conv1D/Conv2D/DepthwiseConv2D and the BatchNormalization after it.
 
     Args:
-      conv: the convolution (linear activation, channels_last).
+      layer: the convolution (linear activation, channels_last).
       batch_norm: the BatchNormalization on its output (last axis).
       activation: None, "relu" or "relu6", applied after the BatchNorm.
       num_bits_weight, num_bits_activation: bit widths (8 for TFLite int8).
       per_axis: one weight range per output channel (TFLite int8 spec); with
         False one range for the whole kernel.
-      weight_transform: optional transform applied to the kernel before the
-        BatchNorm scale and the quantization (the registry's
-        `get_weight_transform`, e.g. keeping pruned zeros or clusters).
+      kernel_transform: optional `Quantizer`-like object applied to the float
+        kernel before folding (see the module docstring).
     """
 
-    def __init__(self, conv, batch_norm, activation=None, num_bits_weight=8,
-                 num_bits_activation=8, per_axis=True, weight_transform=None, **kwargs):
-        if isinstance(weight_transform, dict):
-            weight_transform = keras.saving.deserialize_keras_object(weight_transform)
-        if isinstance(conv, dict):
-            conv = keras.saving.deserialize_keras_object(conv)
-        if isinstance(batch_norm, dict):
-            batch_norm = keras.saving.deserialize_keras_object(batch_norm)
-        kwargs.setdefault("name", f"quant_{conv.name}")
-        super().__init__(**kwargs)
+    def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
+                 num_bits_activation=8, per_axis=True, kernel_transform=None, **kwargs):
         if activation not in (None, *ACTIVATIONS):
             raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
-        self.conv = conv
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(layer, **kwargs)
         self.batch_norm = batch_norm
         self.activation = activation
         self.num_bits_weight = int(num_bits_weight)
         self.num_bits_activation = int(num_bits_activation)
         self.per_axis = bool(per_axis)
-        self.weight_transform = weight_transform
+        self.kernel_transform = kernel_transform
         self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
-        self._ready = False
 
-    def build(self, input_shape):
+    @property
+    def conv(self):
+        return self.layer
+
+    def build(self, input_shape=None):
         if not self.conv.built:
             self.conv.build(input_shape)
         if not self.batch_norm.built:
             self.batch_norm.build(self.conv.compute_output_shape(input_shape))
         self._finish_build()
 
-    def get_build_config(self):
-        return self.conv.get_build_config()
-
     def build_from_config(self, config):
         self.build(config["input_shape"])
 
-    def _finish_build(self):
-        if self._ready:
-            return
+    def target_weights(self):
         conv = self.conv
-        variables = [conv.kernel] + ([conv.bias] if conv.use_bias else [])
-        self._slots = find_weight_slots(conv, variables)
+        return [conv.kernel] + ([conv.bias] if conv.use_bias else [])
+
+    def build_transform(self):
         self._output_vars = self.output_quantizer.build((1,), "output", self)
-        self._transform_vars = None
-        if self.weight_transform is not None:
-            self._transform_vars = self.weight_transform.build(
-                tuple(conv.kernel.shape), "kernel", self, conv.kernel)
-        self._ready = True
-        self.built = True
+        self._transform_vars = (
+            self.kernel_transform.build(tuple(self.conv.kernel.shape), "kernel_transform", self)
+            if self.kernel_transform is not None else None
+        )
+
+    def _kernel(self, training):
+        kernel = self.conv.kernel
+        if self.kernel_transform is None:
+            return kernel
+        return self.kernel_transform(kernel, bool(training), self._transform_vars)
+
+    def transformed_weights(self, training):
+        """The folded inference kernel and bias (what `strip` deploys)."""
+        s, b = self._folding()
+        return [self._quantize_kernel(self._kernel(training) * self._kernel_scale(s)), b]
 
     # -- math ---------------------------------------------------------------
 
@@ -127,19 +150,15 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
                             axis=-1 if self.per_axis else None)
         return ops.reshape(flat, shape) if is_depthwise(self.conv) else flat
 
-    def _folding(self):
-        """Per-channel `(s, b)` of the inference-time BatchNorm."""
+    def _folding(self, mean=None, variance=None):
+        """Per-channel `(s, b)` of the BatchNorm: the inference-time one, or
+        with the given batch `mean`/`variance`."""
         bn = self.batch_norm
-        s = ops.rsqrt(ops.add(bn.moving_variance, bn.epsilon))
-        if bn.scale:
-            s = s * bn.gamma
-        mean = bn.moving_mean
+        if mean is None:
+            mean, variance = bn.moving_mean, bn.moving_variance
         if self.conv.use_bias:
             mean = mean - self.conv.bias
-        b = -mean * s
-        if bn.center:
-            b = b + bn.beta
-        return s, b
+        return batch_norm_folding(bn, mean, variance)
 
     def _convolve(self, inputs, kernel, bias):
         values = [kernel] + ([bias] if self.conv.use_bias else [])
@@ -149,24 +168,31 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
             y = ops.add(y, bias)
         return y
 
+    def _kernel_scale(self, s):
+        if is_depthwise(self.conv):
+            return ops.reshape(s, tuple(self.conv.kernel.shape[-2:]))
+        return s
+
     def call(self, inputs, training=None):
-        training = bool(training) if training is not None else False
+        training = bool(training)
         conv, bn = self.conv, self.batch_norm
-        kernel = conv.kernel
-        if self.weight_transform is not None:
-            kernel = self.weight_transform(kernel, training, self._transform_vars)
-        if training and bn.trainable:
-            kernel = self._quantize_kernel(kernel)
-            y = self._convolve(inputs, kernel, conv.bias if conv.use_bias else None)
+        kernel = self._kernel(training)
+        bias = conv.bias if conv.use_bias else None
+        if training and bn.trainable and self.per_axis:
+            # fq(W * s) = s * fq(W) per channel: BatchNorm after fq(W).
+            y = self._convolve(inputs, self._quantize_kernel(kernel), bias)
             y = bn(y, training=True)
         else:
-            s, b = self._folding()
-            if is_depthwise(conv):
-                s_k = ops.reshape(s, tuple(kernel.shape[-2:]))
+            if training and bn.trainable:
+                # Per tensor: fold the batch statistics, as export folds
+                # the moving ones (the BatchNorm call updates those).
+                z = self._convolve(inputs, kernel, bias)
+                bn(z, training=True)
+                axes = tuple(range(len(z.shape) - 1))
+                s, b = self._folding(*ops.moments(z, axes=axes))
             else:
-                s_k = s
-            kernel = self._quantize_kernel(kernel * s_k)
-            y = self._convolve(inputs, kernel, b)
+                s, b = self._folding()
+            y = self._convolve(inputs, self._quantize_kernel(kernel * self._kernel_scale(s)), b)
         if self.activation is not None:
             y = ACTIVATIONS[self.activation](y)
         return self.output_quantizer(y, training, self._output_vars)
@@ -174,20 +200,46 @@ class QuantizeConvBatchNorm(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
 
+    def bake(self):
+        raise ValueError(
+            f"'{self.name}' folds a BatchNormalization into its convolution, so "
+            "its weights cannot be baked into the convolution alone; use "
+            "`strip()` (or `graph.strip`), which returns the folded convolution."
+        )
+
+    def strip(self):
+        """The float convolution that computes the folded inference graph:
+        kernel `fq(W * s)` as trained, bias `b`, the activation fused."""
+        conv = self.conv
+        config = conv.get_config()
+        config.update(use_bias=True, activation=self.activation or "linear")
+        folded = conv.__class__.from_config(config)
+        folded.build(conv.get_build_config()["input_shape"])
+        kernel, bias = self.transformed_weights(False)
+        folded.kernel.assign(ops.cast(kernel, folded.kernel.dtype))
+        folded.bias.assign(ops.cast(bias, folded.bias.dtype))
+        return folded
+
     def get_config(self):
-        return {
-            **super().get_config(),
-            "conv": keras.saving.serialize_keras_object(self.conv),
+        config = super().get_config()
+        config.update({
             "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
             "activation": self.activation,
             "num_bits_weight": self.num_bits_weight,
             "num_bits_activation": self.num_bits_activation,
             "per_axis": self.per_axis,
-            "weight_transform": (
-                keras.saving.serialize_keras_object(self.weight_transform)
-                if self.weight_transform is not None else None
-            ),
-        }
+            "kernel_transform": keras.saving.serialize_keras_object(self.kernel_transform),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("layer", "batch_norm", "kernel_transform"):
+            config[key] = keras.saving.deserialize_keras_object(
+                config.get(key), custom_objects=custom_objects
+            )
+        return cls(**config)
 
 
 @_register
@@ -202,8 +254,6 @@ class QuantizeBatchNorm(keras.layers.Layer):
     """
 
     def __init__(self, batch_norm, num_bits_activation=8, **kwargs):
-        if isinstance(batch_norm, dict):
-            batch_norm = keras.saving.deserialize_keras_object(batch_norm)
         kwargs.setdefault("name", f"quant_{batch_norm.name}")
         super().__init__(**kwargs)
         self.batch_norm = batch_norm
@@ -228,14 +278,9 @@ class QuantizeBatchNorm(keras.layers.Layer):
         self.build(config["input_shape"])
 
     def call(self, inputs, training=None):
-        training = bool(training) if training is not None else False
+        training = bool(training)
         bn = self.batch_norm
-        s = ops.rsqrt(ops.add(bn.moving_variance, bn.epsilon))
-        if bn.scale:
-            s = s * bn.gamma
-        b = -bn.moving_mean * s
-        if bn.center:
-            b = b + bn.beta
+        s, b = batch_norm_folding(bn, bn.moving_mean, bn.moving_variance)
         scaled = self.scaled_quantizer(inputs * s, training, self._scaled_vars)
         if training and bn.trainable:
             y = bn(inputs, training=True)
@@ -252,3 +297,13 @@ class QuantizeBatchNorm(keras.layers.Layer):
             "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
             "num_bits_activation": self.num_bits_activation,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["batch_norm"] = keras.saving.deserialize_keras_object(config["batch_norm"])
+        return cls(**config)
+
+    def strip(self):
+        """The float BatchNormalization (see `graph.strip`)."""
+        return self.batch_norm

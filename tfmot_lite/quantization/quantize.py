@@ -1,7 +1,15 @@
-"""`quantize_model`, `quantize_annotate_layer/model`, `quantize_apply`, `quantize_scope`."""
+"""`quantize_model`, `quantize_annotate_layer/model`, `quantize_apply`, `quantize_scope`.
+
+How a model is quantized (`_quantize`): validate every layer against the
+scheme's registry; the scheme's layout transform rewrites layers
+(`QuantizeLayoutTransform.apply`); one `graph.rewrite` then wraps each layer
+in the `QuantizeWrapperV2` its config asks for and inserts a `QuantizeLayer`
+where float values enter the quantized part. `strip_quantization` (our
+addition) turns a QAT model back into a float one with the trained
+fake-quantized weights baked in.
+"""
 
 import keras
-from keras import tree
 
 from tfmot_lite import graph
 from tfmot_lite.quantization import config as config_lib
@@ -15,14 +23,13 @@ from tfmot_lite.quantization.wrapper import (
     QuantizeWrapper,
     QuantizeWrapperV2,
 )
+from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
 QUANTIZED = (
     QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm, QuantizeLayer, QuantizeOperation
 )
-# Raw operations of a Functional graph (`x + 3.0`) that compute new values
-# and get an output quantizer, and those that keep their input's scale.
-OUTPUT_OPS = {"Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum"}
-PASS_OPS = {"Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem", "Identity"}
+# Layers `strip_quantization` turns back into float ones.
+STRIPPABLE = (QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm, QuantizeLayer)
 
 
 def quantize_model(to_quantize, quantize_scheme=None):
@@ -130,6 +137,19 @@ def quantize_scope(*args):
     return keras.saving.custom_object_scope(objects)
 
 
+def strip_quantization(model):
+    """A float copy of a QAT model (our addition; tfmot has none).
+
+    Each `QuantizeWrapper` becomes its layer with the fake-quantized weights
+    baked in, each fused Conv-BatchNorm the folded convolution with its
+    fake-quantized kernel, each `QuantizeLayer` an Identity. The result
+    computes what the QAT model computes at inference, minus activation
+    quantization; `model` is not modified.
+    """
+    _check_model(model, "strip_quantization")
+    return graph.strip(model, STRIPPABLE)
+
+
 # -- implementation ---------------------------------------------------------
 
 
@@ -153,12 +173,6 @@ def _is_raw_op(op):
     return not isinstance(op, keras.layers.Layer)
 
 
-def _supported(op, registry):
-    if _is_raw_op(op):
-        return type(op).__name__ in OUTPUT_OPS | PASS_OPS
-    return registry.supports(op)
-
-
 def _check_model(model, fn):
     if not isinstance(model, keras.Model) or not graph.is_graph_model(model):
         raise ValueError(
@@ -167,11 +181,7 @@ def _check_model(model, fn):
             "build the model functionally, or annotate layers with "
             "`quantize_annotate_layer` when you construct it."
         )
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(
-            f"Model '{model.name}' is not built: give it an Input (or call "
-            f"`build`) before `{fn}`."
-        )
+    graph.check_built(model, fn)
 
 
 def _unsupported_error(names):
@@ -186,23 +196,39 @@ def _unsupported_error(names):
     )
 
 
-def _quantize(model, scheme, annotated_only):
-    if not isinstance(scheme, QuantizeScheme):
-        raise ValueError(f"`scheme` must be a QuantizeScheme; got {scheme!r}.")
-    registry = scheme.get_quantize_registry()
-    transform = scheme.get_layout_transformer()
+def _optimization_wrapper_error(wrapped):
+    return ValueError(
+        "These layers are still wrapped for pruning or clustering: "
+        + ", ".join(wrapped)
+        + ". Remove the wrappers first with "
+        "`tfmot.sparsity.keras.strip_pruning(model)` / "
+        "`tfmot.clustering.keras.strip_clustering(model)`, then quantize the "
+        "stripped model (its zeros and clustered values are kept as weights)."
+    )
 
-    # Validate everything before building anything.
-    unsupported, already = [], []
+
+def _validate(model, registry, annotated_only):
+    """Raises one ValueError listing every layer that cannot be quantized."""
+    unsupported, already, wrapped = [], [], []
     for path, layer in _leaf_layers(model):
         if isinstance(layer, QUANTIZED):
             already.append(path)
-            continue
-        if isinstance(layer, QuantizeAnnotate):
-            if layer.quantize_config is None and not registry.supports(layer.layer):
+        elif isinstance(layer, WeightTransformWrapper):
+            wrapped.append(f"{path} ({type(layer).__name__})")
+        elif isinstance(layer, QuantizeAnnotate):
+            if isinstance(layer.layer, WeightTransformWrapper):
+                wrapped.append(f"{path} ({type(layer.layer).__name__})")
+            elif layer.quantize_config is None and not registry.supports(layer.layer):
                 unsupported.append(f"{path} ({layer.layer.__class__.__name__})")
-        elif not annotated_only and not _supported(layer, registry):
+        elif annotated_only or isinstance(layer, keras.layers.InputLayer):
+            continue
+        elif _is_raw_op(layer):
+            if not registry.supports_operation(layer):
+                unsupported.append(f"{path} ({layer.__class__.__name__})")
+        elif not registry.supports(layer):
             unsupported.append(f"{path} ({layer.__class__.__name__})")
+    if wrapped:
+        raise _optimization_wrapper_error(wrapped)
     if already:
         raise ValueError(
             "These layers are already quantized: " + ", ".join(already)
@@ -211,175 +237,48 @@ def _quantize(model, scheme, annotated_only):
     if unsupported:
         raise _unsupported_error(unsupported)
 
-    def eligible(layer):
+
+def _layer_quantize_map(model, annotated_only):
+    """tfmot's `{layer name: {"quantize_config": config or None}}`."""
+    quantize_map = {}
+    for _, layer in _leaf_layers(model):
         if isinstance(layer, QuantizeAnnotate):
-            return layer.quantize_config is None
-        return not annotated_only
-
-    plan = transform.find_fusions(model, eligible)
-    bits_w = getattr(scheme, "num_bits_weight", 8)
-    bits_a = getattr(scheme, "num_bits_activation", 8)
-    per_axis = not getattr(scheme, "disable_per_axis", False)
-
-    def clone(layer):
-        role, fusion = plan.get(id(layer), (None, None))
-        if role == "folded":
-            inner = _inner(layer)
-            return keras.layers.Identity(name=inner.name)
-        if role == "head":
-            conv = graph.copy_layer(_inner(fusion.conv))
-            bn = graph.copy_layer(_inner(fusion.batch_norm))
-            get_transform = getattr(registry, "get_weight_transform", None)
-            return QuantizeConvBatchNorm(
-                conv, bn, fusion.activation, bits_w, bits_a, per_axis,
-                weight_transform=get_transform(conv) if get_transform else None,
-                name=f"quant_{conv.name}",
-            )
-        if _is_raw_op(layer):
-            copy = layer.__class__.from_config(layer.get_config())
-            if annotated_only or type(layer).__name__ not in OUTPUT_OPS:
-                return copy
-            return QuantizeOperation(
-                copy, quantizers_lib.MovingAverageQuantizer(num_bits=bits_a)
-            )
-        quantize = True
-        config = None
-        if isinstance(layer, QuantizeAnnotate):
-            config = layer.quantize_config
-            layer = layer.layer
-        elif annotated_only:
-            quantize = False
-        copy = graph.copy_layer(layer)
-        if not quantize:
-            return copy
-        if config is None:
-            if isinstance(copy, keras.layers.SeparableConv2D):
-                return _split_separable(copy, registry)
-            if isinstance(copy, keras.layers.BatchNormalization) and _bn_axis_last(copy):
-                return QuantizeBatchNorm(copy, bits_a)
-            if isinstance(copy, keras.layers.Rescaling) and _has_offset(copy):
-                return _split_rescaling(copy, registry)
-            if isinstance(copy, keras.layers.Normalization) and copy.built:
-                return _split_normalization(copy, registry)
-            config = registry.get_quantize_config(copy)
-            if config is None:
-                return copy
-        return QuantizeWrapperV2(copy, config)
-
-    input_quantizer = quantizers_lib.MovingAverageQuantizer(num_bits=bits_a)
-    return _rebuild(model, clone, annotated_only, input_quantizer)
-
-
-def _inner(layer):
-    return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
-
-
-def _split_separable(sep, registry):
-    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs)."""
-    cfg = sep.get_config()
-    depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"],
-        depth_multiplier=cfg["depth_multiplier"], data_format=cfg["data_format"],
-        dilation_rate=cfg["dilation_rate"], use_bias=False, name=f"{sep.name}_depthwise",
-    )
-    pointwise = keras.layers.Conv2D(
-        filters=cfg["filters"], kernel_size=1, use_bias=cfg["use_bias"],
-        activation=cfg["activation"], data_format=cfg["data_format"],
-        name=f"{sep.name}_pointwise",
-    )
-    shape = sep.get_build_config()["input_shape"]
-    depthwise.build(shape)
-    depthwise.kernel.assign(sep.depthwise_kernel)
-    pointwise.build(depthwise.compute_output_shape(shape))
-    pointwise.kernel.assign(sep.pointwise_kernel)
-    if cfg["use_bias"]:
-        pointwise.bias.assign(sep.bias)
-    return keras.Sequential(
-        [
-            keras.Input(batch_shape=shape),
-            QuantizeWrapperV2(depthwise, registry.get_quantize_config(depthwise)),
-            QuantizeWrapperV2(pointwise, registry.get_quantize_config(pointwise)),
-        ],
-        name=sep.name,
-    )
-
-
-def _bn_axis_last(bn):
-    shape = (bn.get_build_config() or {}).get("input_shape")
-    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
-    return axis == -1 or (shape is not None and axis == len(shape) - 1)
-
-
-def _has_offset(layer):
-    return any(float(v) != 0.0 for v in keras.ops.convert_to_numpy(
-        keras.ops.reshape(keras.ops.convert_to_tensor(layer.offset, "float32"), (-1,))))
-
-
-def _split_affine(layer, scale, offset, registry):
-    """`x * scale + offset` runs as MUL then ADD in TFLite; each gets a range.
-
-    Returns a Sequential of two quantized Rescaling layers named after
-    `layer` (a Rescaling with an offset, or an adapted Normalization).
-    """
-    shape = (layer.get_build_config() or {}).get("input_shape")
-    mul = keras.layers.Rescaling(scale, name=f"{layer.name}_scale")
-    add = keras.layers.Rescaling(1.0, offset=offset, name=f"{layer.name}_offset")
-    layers = [keras.Input(batch_shape=shape)] if shape else []
-    layers += [
-        QuantizeWrapperV2(mul, registry.get_quantize_config(mul)),
-        QuantizeWrapperV2(add, registry.get_quantize_config(add)),
-    ]
-    return keras.Sequential(layers, name=layer.name)
-
-
-def _split_rescaling(layer, registry):
-    cfg = layer.get_config()
-    return _split_affine(layer, cfg["scale"], cfg["offset"], registry)
-
-
-def _split_normalization(layer, registry):
-    import numpy as np
-
-    ops = keras.ops
-    std = ops.convert_to_numpy(
-        ops.maximum(ops.sqrt(layer.variance), keras.backend.epsilon())
-    ).astype("float32")
-    mean = ops.convert_to_numpy(layer.mean).astype("float32")
-    if layer.invert:
-        scale, offset = std, mean
-    else:
-        scale = (1.0 / std).astype("float32")
-        offset = (-mean * scale).astype("float32")
-    return _split_affine(layer, np.asarray(scale), np.asarray(offset), registry)
+            quantize_map[layer.name] = {"quantize_config": layer.quantize_config}
+        elif not annotated_only and not _is_raw_op(layer):
+            quantize_map[layer.name] = {"quantize_config": None}
+    return quantize_map
 
 
 def _is_float(t):
     return keras.backend.is_float_dtype(t.dtype)
 
 
-def _rebuild(model, clone, annotated_only, input_quantizer):
-    """Clones `model` through `clone`, inserting QuantizeLayers."""
-    if isinstance(model, keras.Sequential):
-        body = keras.models.clone_model(model, clone_function=clone, recursive=True)
-        shape = model.inputs[0].shape
-        layers = [keras.Input(batch_shape=shape, dtype=model.inputs[0].dtype)]
-        first = body.layers[0] if body.layers else None
-        if _is_float(model.inputs[0]) and (
-            not annotated_only or isinstance(first, QUANTIZED[:3])
-        ):
-            layers.append(QuantizeLayer(_copy_quantizer(input_quantizer), name="quantize_layer"))
-        return keras.Sequential(layers + list(body.layers), name=model.name)
-
-    new_inputs = tree.map_structure(
-        lambda t: keras.Input(
-            batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name
-        ),
-        model._inputs_struct,
+def _quantize(model, scheme, annotated_only):
+    if not isinstance(scheme, QuantizeScheme):
+        raise ValueError(
+            f"`quantize_scheme` must be a QuantizeScheme instance; got {scheme!r}."
+        )
+    registry = scheme.get_quantize_registry()
+    _validate(model, registry, annotated_only)
+    transformed, _ = scheme.get_layout_transformer().apply(
+        model, _layer_quantize_map(model, annotated_only)
     )
-    top_ids = {id(t) for t in tree.flatten(new_inputs)}
+
+    def wrap(layer):
+        if isinstance(layer, QuantizeAnnotate):
+            config = layer.quantize_config or registry.get_quantize_config(layer.layer)
+            return QuantizeWrapperV2(layer.layer, config) if config else layer.layer
+        if isinstance(layer, QUANTIZED) or annotated_only:
+            return layer
+        if _is_raw_op(layer):
+            quantizer = registry.get_operation_quantizer(layer)
+            return QuantizeOperation(layer, quantizer) if quantizer else layer
+        config = registry.get_quantize_config(layer)
+        return QuantizeWrapperV2(layer, config) if config else layer
+
     cache = {}
 
-    def call_function(layer, *args, **kwargs):
+    def call(layer, args, kwargs, model_inputs):
         quantized_consumer = isinstance(layer, QUANTIZED[:3]) or (
             graph.is_graph_model(layer) and not annotated_only
         )
@@ -390,38 +289,25 @@ def _rebuild(model, clone, annotated_only, input_quantizer):
             if annotated_only:
                 producer = t._keras_history.operation
                 needed = quantized_consumer and not isinstance(producer, QUANTIZED) and (
-                    id(t) in top_ids or not isinstance(producer, keras.layers.InputLayer)
+                    id(t) in model_inputs
+                    or not isinstance(producer, keras.layers.InputLayer)
                 )
             else:
-                needed = id(t) in top_ids
+                needed = id(t) in model_inputs
             if not needed:
                 return t
             if id(t) not in cache:
-                cache[id(t)] = QuantizeLayer(_copy_quantizer(input_quantizer))(t)
+                cache[id(t)] = QuantizeLayer(registry.get_input_quantizer())(t)
             return cache[id(t)]
 
-        args = tree.map_structure(maybe_quantize, args)
-        kwargs = tree.map_structure(maybe_quantize, kwargs)
+        args = keras.tree.map_structure(maybe_quantize, args)
+        kwargs = keras.tree.map_structure(maybe_quantize, kwargs)
         if isinstance(layer, QuantizeOperation):
             tensors = [a for a in args if isinstance(a, keras.KerasTensor)]
             layer.constants = [
                 [i, a] for i, a in enumerate(args) if not isinstance(a, keras.KerasTensor)
             ]
             args = tensors
-        if "mask" in kwargs and kwargs["mask"] is None:
-            # Recorded by Keras for the original layer; a replacement (a
-            # fused layer, an Identity) need not accept it.
-            kwargs.pop("mask")
         return layer(*args, **kwargs)
 
-    return keras.models.clone_model(
-        model,
-        input_tensors=new_inputs,
-        clone_function=clone,
-        call_function=call_function,
-        recursive=True,
-    )
-
-
-def _copy_quantizer(quantizer):
-    return quantizer.__class__.from_config(quantizer.get_config())
+    return graph.rewrite(transformed, wrap, call=call, operations=True)

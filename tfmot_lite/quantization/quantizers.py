@@ -288,34 +288,36 @@ class ChannelKernelQuantizer(LastValueQuantizer):
 
     A FakeQuant op's channel axis does not survive those rewrites, so the
     values are rounded with `emulated_symmetric_quant` instead, using the
-    kernel's current `max|x|` per channel (stored in training). The result is
-    exactly representable per channel, so the converter's own per-channel
-    weight quantization reproduces it bit for bit.
+    kernel's current `max|x|` per channel, in training and inference alike
+    (a weight's last value: no stored range). The result is exactly
+    representable per channel, so the converter's own per-channel weight
+    quantization reproduces it bit for bit. It is per-axis, symmetric and
+    narrow-range by construction; other values of those arguments are
+    rejected.
     """
 
     def __init__(self, num_bits=8, per_axis=True, symmetric=True, narrow_range=True,
                  channel_axis=-1):
+        for name, value in (("per_axis", per_axis), ("symmetric", symmetric),
+                            ("narrow_range", narrow_range)):
+            if not value:
+                raise ValueError(
+                    f"ChannelKernelQuantizer is per-axis, symmetric and narrow-range "
+                    f"by construction; got {name}={value!r}. Use LastValueQuantizer "
+                    "for other layouts."
+                )
         super().__init__(num_bits, True, True, True)
         self.channel_axis = int(channel_axis)
 
     def build(self, tensor_shape, name, layer):
-        shape = (int(tensor_shape[self.channel_axis]),)
-        return {
-            "min_var": layer.add_weight(name=f"{name}_min", shape=shape, trainable=False,
-                                        initializer=keras.initializers.Constant(-6.0)),
-            "max_var": layer.add_weight(name=f"{name}_max", shape=shape, trainable=False,
-                                        initializer=keras.initializers.Constant(6.0)),
-        }
+        # The range is the kernel's own `max|x|` at every call: no state.
+        return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
         rank = len(inputs.shape)
         channel = self.channel_axis % rank
         axes = tuple(i for i in range(rank) if i != channel)
         m = ops.max(ops.abs(ops.stop_gradient(inputs)), axis=axes, keepdims=True)
-        if training:
-            flat = ops.reshape(m, (-1,))
-            weights["min_var"].assign(-flat)
-            weights["max_var"].assign(flat)
         return emulated_symmetric_quant(inputs, m, self.num_bits)
 
     def get_config(self):

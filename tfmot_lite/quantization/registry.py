@@ -10,12 +10,21 @@ Three kinds of layers (the TFLite int8 kernel decides):
 * pass-through: layers whose int8 kernel keeps the input's scale (max and
   average pooling, reshaping, padding, cropping, dropout, ...). They are left
   as they are; the converter carries the scale through them.
+
+Raw operations of a Functional graph (`x + 3.0`) are classified by name
+(`OUTPUT_OPS` get an output quantizer, `PASS_OPS` keep their input's scale).
+The registry also gives the quantizer of the `QuantizeLayer` where float
+values enter (`get_input_quantizer`).
 """
 
 import keras
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.config import Default8BitQuantizeConfig, OutputQuantizeConfig
+from tfmot_lite.quantization.config import (
+    Default8BitQuantizeConfig,
+    OutputQuantizeConfig,
+    default_activation_quantizer,
+)
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
@@ -35,16 +44,51 @@ PASS_THROUGH = (
     L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
     L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
 )
+# Raw operations of a Functional graph (`x + 3.0`) that compute new values
+# and get an output quantizer, and those that keep their input's scale.
+OUTPUT_OPS = frozenset(
+    {"Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum"}
+)
+PASS_OPS = frozenset({"Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem", "Identity"})
 
 
 class QuantizeRegistry:
-    """Base class (tfmot's `QuantizeRegistry`): layer -> `QuantizeConfig`."""
+    """Base class (tfmot's `QuantizeRegistry`): layer -> `QuantizeConfig`.
+
+    Implement `supports(layer)` and `get_quantize_config(layer)` (None: leave
+    the layer as it is). The operation and input hooks below default to
+    8-bit activations.
+    """
 
     def supports(self, layer):
         raise NotImplementedError
 
     def get_quantize_config(self, layer):
         raise NotImplementedError
+
+    def supports_operation(self, op):
+        """Whether a raw operation (`x + 3.0`) can be part of a quantized model."""
+        return type(op).__name__ in OUTPUT_OPS | PASS_OPS
+
+    def get_operation_quantizer(self, op):
+        """The output quantizer of a raw operation; None keeps its input scale."""
+        return default_activation_quantizer() if type(op).__name__ in OUTPUT_OPS else None
+
+    def get_input_quantizer(self):
+        """The quantizer of each `QuantizeLayer` (where float values enter)."""
+        return default_activation_quantizer()
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    __hash__ = None
 
 
 @_register
@@ -63,8 +107,6 @@ class Default8BitQuantizeRegistry(QuantizeRegistry):
         if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
             return "weights" if isinstance(layer, L.SeparableConv2D) else None
         if isinstance(layer, (L.Dense, L.Conv2DTranspose, L.DepthwiseConv2D) + PER_CHANNEL):
-            if isinstance(layer, (L.Conv3D, L.Conv3DTranspose, L.Conv1DTranspose)):
-                return None
             return "weights"
         if isinstance(layer, L.UpSampling2D):
             return "pass" if layer.interpolation == "nearest" else "output"
@@ -79,6 +121,14 @@ class Default8BitQuantizeRegistry(QuantizeRegistry):
 
     def activation_quantizer(self):
         return q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+
+    def get_operation_quantizer(self, op):
+        if type(op).__name__ in OUTPUT_OPS:
+            return self.activation_quantizer()
+        return None
+
+    def get_input_quantizer(self):
+        return self.activation_quantizer()
 
     def weight_quantizer(self, layer):
         per_axis = not self.disable_per_axis
@@ -125,7 +175,3 @@ class Default8BitQuantizeRegistry(QuantizeRegistry):
             "num_bits_activation": self.num_bits_activation,
             "disable_per_axis": self.disable_per_axis,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

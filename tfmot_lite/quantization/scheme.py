@@ -1,22 +1,66 @@
-"""Quantize schemes: a layout transform (layer fusion) plus a registry.
+"""Quantize schemes: a layout transform (layer rewrites) plus a registry.
 
-`Default8BitQuantizeLayoutTransform` finds, in every graph model (nested
-ones included), the patterns the TFLite converter fuses into one int8
-kernel:
+A `QuantizeScheme` decides everything `quantize_model` / `quantize_apply`
+do to a model:
 
-* Conv1D/Conv2D/DepthwiseConv2D -> BatchNormalization [-> ReLU/ReLU6]:
-  trained as one `QuantizeConvBatchNorm`;
-* SeparableConv2D: split into the DepthwiseConv2D and 1x1 Conv2D the
-  converter emits, each quantized, so the tensor between them has a range.
+1. its layout transform's `apply(model, layer_quantize_map)` rewrites
+   layers into what the TFLite converter runs
+   (`Default8BitQuantizeLayoutTransform`, in every graph model, nested ones
+   included):
+
+   * Conv1D/Conv2D/DepthwiseConv2D -> BatchNormalization [-> ReLU/ReLU6]:
+     one `QuantizeConvBatchNorm` (the BatchNorm and ReLU become Identity);
+   * SeparableConv2D: the DepthwiseConv2D and 1x1 Conv2D the converter
+     emits, each annotated, so the tensor between them has a range;
+   * BatchNormalization alone: `QuantizeBatchNorm` (MUL then ADD);
+   * Rescaling with an offset, adapted Normalization: two Rescalings
+     (MUL then ADD), each annotated;
+
+2. its registry gives the `QuantizeConfig` of every other layer, the output
+   quantizer of raw operations and the input quantizer.
+
+Bit widths are fields of the scheme (`num_bits_weight`,
+`num_bits_activation`, `disable_per_axis`), handed to the transform and the
+registry it builds. A user's scheme subclasses `QuantizeScheme` and returns
+its own transform and/or registry.
+
+Extension point (pruning-/cluster-preserving QAT): a transform subclass
+overrides `kernel_transform(conv)` to give each fused Conv-BatchNorm a
+weight transform (mask, cluster structure) applied before folding, and a
+registry subclass returns configs whose weight quantizers apply the same
+transform before quantizing.
 """
 
 import keras
+import numpy as np
 
 from tfmot_lite import graph
-from tfmot_lite.quantization.fused import FOLDABLE_CONVS
+from tfmot_lite.quantization.fused import (
+    FOLDABLE_CONVS,
+    QuantizeBatchNorm,
+    QuantizeConvBatchNorm,
+)
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
+from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
+L = keras.layers
+
+
+class _ConfigEquality:
+    """`get_config`-based equality and `from_config`, for plain objects."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    __hash__ = None
 
 
 class Fusion:
@@ -40,8 +84,8 @@ def _functional(model):
 
 
 def _consumers(model):
-    """`{id(layer): [consumer layers]}` within one graph model, and the set
-    of ids of layers whose output is a model output."""
+    """`{id(layer): [consumer layers]}` within one graph model, the set of
+    ids of layers whose output is a model output, and call counts."""
     fn = _functional(model)
     consumers, outputs, calls = {}, set(), {}
     if fn is None:
@@ -59,7 +103,7 @@ def _consumers(model):
 
 
 def _activation_name(layer):
-    if isinstance(layer, keras.layers.ReLU):
+    if isinstance(layer, L.ReLU):
         cfg = layer.get_config()
         if cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
             return None
@@ -67,51 +111,152 @@ def _activation_name(layer):
         if mv is None:
             return "relu"
         return "relu6" if float(mv) == 6.0 else None
-    if isinstance(layer, keras.layers.Activation):
+    if isinstance(layer, L.Activation):
         name = layer.get_config().get("activation")
         return name if name in ("relu", "relu6") else None
     return None
 
 
 def _unwrap(layer):
-    from tfmot_lite.quantization.wrapper import QuantizeAnnotate
-
     return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
 
 
-@_register
-class QuantizeLayoutTransform:
-    """Base class (tfmot's `QuantizeLayoutTransform`): finds fusions."""
+def _graph_models(model):
+    """`model` and every graph model inside it, depth first."""
+    yield model
+    for layer in model.layers:
+        if graph.is_graph_model(layer):
+            yield from _graph_models(layer)
 
-    def find_fusions(self, model, eligible=lambda layer: True):
-        return {}
+
+def _bn_last_axis(bn, conv):
+    axis = bn.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return False
+        axis = axis[0]
+    if bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
+        return False
+    rank = len(conv.kernel.shape) if conv.built else None
+    return axis == -1 or (rank is not None and axis == rank - 1)
+
+
+def _bn_axis_last(bn):
+    shape = (bn.get_build_config() or {}).get("input_shape")
+    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+    return axis == -1 or (shape is not None and axis == len(shape) - 1)
+
+
+def _has_offset(layer):
+    offset = keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(layer.offset, "float32"))
+    return bool(np.any(offset.reshape(-1) != 0.0))
+
+
+def _split_separable(sep):
+    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs)."""
+    cfg = sep.get_config()
+    depthwise = L.DepthwiseConv2D(
+        kernel_size=cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"],
+        depth_multiplier=cfg["depth_multiplier"], data_format=cfg["data_format"],
+        dilation_rate=cfg["dilation_rate"], use_bias=False, name=f"{sep.name}_depthwise",
+    )
+    pointwise = L.Conv2D(
+        filters=cfg["filters"], kernel_size=1, use_bias=cfg["use_bias"],
+        activation=cfg["activation"], data_format=cfg["data_format"],
+        name=f"{sep.name}_pointwise",
+    )
+    shape = sep.get_build_config()["input_shape"]
+    depthwise.build(shape)
+    depthwise.kernel.assign(sep.depthwise_kernel)
+    pointwise.build(depthwise.compute_output_shape(shape))
+    pointwise.kernel.assign(sep.pointwise_kernel)
+    if cfg["use_bias"]:
+        pointwise.bias.assign(sep.bias)
+    return keras.Sequential(
+        [keras.Input(batch_shape=shape), QuantizeAnnotate(depthwise), QuantizeAnnotate(pointwise)],
+        name=sep.name,
+    )
+
+
+def _split_affine(layer, scale, offset):
+    """`x * scale + offset` runs as MUL then ADD in TFLite; each gets a range.
+
+    Returns a Sequential of two annotated Rescaling layers named after
+    `layer` (a Rescaling with an offset, or an adapted Normalization).
+    """
+    shape = (layer.get_build_config() or {}).get("input_shape")
+    mul = L.Rescaling(scale, name=f"{layer.name}_scale")
+    add = L.Rescaling(1.0, offset=offset, name=f"{layer.name}_offset")
+    layers = [keras.Input(batch_shape=shape)] if shape else []
+    layers += [QuantizeAnnotate(mul), QuantizeAnnotate(add)]
+    return keras.Sequential(layers, name=layer.name)
+
+
+def _split_rescaling(layer):
+    cfg = layer.get_config()
+    return _split_affine(layer, cfg["scale"], cfg["offset"])
+
+
+def _split_normalization(layer):
+    ops = keras.ops
+    std = ops.convert_to_numpy(
+        ops.maximum(ops.sqrt(layer.variance), keras.backend.epsilon())
+    ).astype("float32")
+    mean = ops.convert_to_numpy(layer.mean).astype("float32")
+    if layer.invert:
+        scale, offset = std, mean
+    else:
+        scale = (1.0 / std).astype("float32")
+        offset = (-mean * scale).astype("float32")
+    return _split_affine(layer, np.asarray(scale), np.asarray(offset))
+
+
+@_register
+class QuantizeLayoutTransform(_ConfigEquality):
+    """Base class (tfmot's `QuantizeLayoutTransform`): rewrites layers before
+    they are quantized. The base transform rewrites nothing."""
 
     def apply(self, model, layer_quantize_map):
-        """tfmot signature; the rewrite itself happens in `quantize_apply`."""
+        """Returns `(new_model, layer_quantize_map)`.
+
+        `layer_quantize_map` is `{layer name: {"quantize_config": config or
+        None}}` for the layers to quantize (None: the registry decides).
+        Layers the transform returns wrapped in `QuantizeAnnotate` are
+        quantized by the registry; `QuantizeConvBatchNorm`,
+        `QuantizeBatchNorm` and `QuantizeWrapper` layers are kept as they are.
+        """
         return model, layer_quantize_map
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @_register
 class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
-    """Conv -> BatchNorm [-> ReLU/ReLU6] fusion for every graph model."""
+    """The TFLite int8 layout: Conv-BatchNorm[-ReLU] folding, SeparableConv2D
+    split, BatchNorm alone, Rescaling with offset and Normalization as MUL
+    then ADD (see the module docstring)."""
+
+    def __init__(self, num_bits_weight=8, num_bits_activation=8, disable_per_axis=False):
+        self.num_bits_weight = int(num_bits_weight)
+        self.num_bits_activation = int(num_bits_activation)
+        self.disable_per_axis = bool(disable_per_axis)
+
+    def get_config(self):
+        return {
+            "num_bits_weight": self.num_bits_weight,
+            "num_bits_activation": self.num_bits_activation,
+            "disable_per_axis": self.disable_per_axis,
+        }
+
+    def kernel_transform(self, conv):
+        """A weight transform for a fused convolution's kernel (None: none).
+        Pruning-/cluster-preserving schemes override it."""
+        return None
 
     def find_fusions(self, model, eligible=lambda layer: True):
         """`{id(layer): (role, Fusion)}`, role 'head' for the conv (replaced by
         the fused layer) or 'folded' for the BatchNorm/activation (replaced
-        by an Identity). `eligible(layer)` filters candidate layers (the
-        annotated ones, in `quantize_apply`)."""
+        by an Identity). `eligible(layer)` filters candidate layers."""
         plan = {}
-        models = [model] + [
-            layer for _, layer in _all_layers(model) if graph.is_graph_model(layer)
-        ]
-        for sub in models:
+        for sub in _graph_models(model):
             consumers, outputs, calls = _consumers(sub)
 
             def single_next(layer):
@@ -124,9 +269,6 @@ class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
                 conv = _unwrap(layer)
                 if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
                     continue
-                if isinstance(conv, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                                     keras.layers.Conv3D)):
-                    continue
                 cfg = conv.get_config()
                 if cfg.get("activation") not in ("linear", None) or cfg.get(
                     "data_format", "channels_last"
@@ -134,7 +276,7 @@ class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
                     continue
                 bn_layer = single_next(layer)
                 bn = _unwrap(bn_layer) if bn_layer is not None else None
-                if not isinstance(bn, keras.layers.BatchNormalization) or not eligible(bn_layer):
+                if not isinstance(bn, L.BatchNormalization) or not eligible(bn_layer):
                     continue
                 if calls.get(id(bn_layer)) != 1 or not _bn_last_axis(bn, conv):
                     continue
@@ -150,30 +292,40 @@ class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
                     plan[id(fusion.act_layer)] = ("folded", fusion)
         return plan
 
+    def apply(self, model, layer_quantize_map):
+        def eligible(layer):
+            entry = layer_quantize_map.get(layer.name)
+            return entry is not None and entry.get("quantize_config") is None
 
-def _bn_last_axis(bn, conv):
-    axis = bn.axis
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            return False
-        axis = axis[0]
-    if bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
-        return False
-    rank = len(conv.kernel.shape) if conv.built else None
-    return axis == -1 or (rank is not None and axis == rank - 1)
+        plan = self.find_fusions(model, eligible)
+
+        def replace(layer, original):
+            role, fusion = plan.get(id(original), (None, None))
+            inner = _unwrap(layer)
+            if role == "folded":
+                return L.Identity(name=inner.name)
+            if role == "head":
+                return QuantizeConvBatchNorm(
+                    inner, graph.copy_layer(_unwrap(fusion.batch_norm)), fusion.activation,
+                    self.num_bits_weight, self.num_bits_activation, not self.disable_per_axis,
+                    kernel_transform=self.kernel_transform(inner), name=f"quant_{inner.name}",
+                )
+            if not isinstance(original, keras.layers.Layer) or not eligible(original):
+                return layer
+            if isinstance(inner, L.SeparableConv2D):
+                return _split_separable(inner)
+            if isinstance(inner, L.BatchNormalization) and _bn_axis_last(inner):
+                return QuantizeBatchNorm(inner, self.num_bits_activation)
+            if isinstance(inner, L.Rescaling) and _has_offset(inner):
+                return _split_rescaling(inner)
+            if isinstance(inner, L.Normalization) and inner.built:
+                return _split_normalization(inner)
+            return layer
+
+        return graph.rewrite(model, replace, with_original=True), layer_quantize_map
 
 
-def _all_layers(model):
-    """Every layer, graph models included, depth first."""
-    if not graph.is_graph_model(model):
-        return
-    for layer in model.layers:
-        yield layer.name, layer
-        if graph.is_graph_model(layer):
-            yield from _all_layers(layer)
-
-
-class QuantizeScheme:
+class QuantizeScheme(_ConfigEquality):
     """Base class (tfmot's `QuantizeScheme`): a layout transform and a registry."""
 
     def get_layout_transformer(self):
@@ -187,16 +339,18 @@ class QuantizeScheme:
 class Default8BitQuantizeScheme(QuantizeScheme):
     """The TFLite int8 scheme: per-channel symmetric int8 conv weights,
     per-tensor symmetric int8 Dense weights, asymmetric int8 activations,
-    Conv-BatchNorm folding."""
+    Conv-BatchNorm folding. `disable_per_axis=True` quantizes conv weights
+    per tensor too."""
 
     def __init__(self, disable_per_axis=False):
         self.disable_per_axis = bool(disable_per_axis)
-
-    num_bits_weight = 8
-    num_bits_activation = 8
+        self.num_bits_weight = 8
+        self.num_bits_activation = 8
 
     def get_layout_transformer(self):
-        return Default8BitQuantizeLayoutTransform()
+        return Default8BitQuantizeLayoutTransform(
+            self.num_bits_weight, self.num_bits_activation, self.disable_per_axis
+        )
 
     def get_quantize_registry(self):
         return Default8BitQuantizeRegistry(
@@ -205,10 +359,6 @@ class Default8BitQuantizeScheme(QuantizeScheme):
 
     def get_config(self):
         return {"disable_per_axis": self.disable_per_axis}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @_register

@@ -1,29 +1,48 @@
 """The layers a quantized model is made of.
 
-* `QuantizeWrapper` (alias `QuantizeWrapperV2`): runs a layer with the
-  weights, activations and outputs its `QuantizeConfig` names fake-quantized.
+* `QuantizeWrapper` (alias `QuantizeWrapperV2`): a `WeightTransformWrapper`
+  that runs a layer with the weights, activations and outputs its
+  `QuantizeConfig` names fake-quantized.
 * `QuantizeLayer`: fake-quantizes a tensor entering the quantized part of the
   model (the model input): the converter's int8 input scale.
 * `QuantizeAnnotate`: marks a layer for `quantize_apply`; it computes exactly
   what the layer computes.
+* `QuantizeOperation`: a raw operation (`x + 3.0`) with an output quantizer.
+
+The fused Conv-BatchNorm layers live in `fused.py`.
 """
 
 import keras
 
-from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.config import QuantizeConfig
+from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
+from tfmot_lite.weight_wrapper import (
+    WeightTransformWrapper,
+    assigned_slot,
+    carry_input_shape,
+    recorded_assignments,
+)
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
 
-def _config_from(value):
+def _check_config(layer, config, optional=False):
+    if config is None and optional:
+        return None
+    if not isinstance(config, QuantizeConfig):
+        raise ValueError(
+            f"`quantize_config` for layer '{layer.name}' must be a "
+            f"`tfmot.quantization.keras.QuantizeConfig` instance; got {config!r}. "
+            "Subclass QuantizeConfig and pass an instance of it."
+        )
+    return config
+
+
+def _config_object(value):
+    """A QuantizeConfig from `from_config`: a serialized dict (loading), or
+    the object itself (`graph.copy_layer` hands it over unserialized)."""
     if value is None or isinstance(value, QuantizeConfig):
         return value
-    if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value)
-    raise ValueError(
-        f"`quantize_config` must be a QuantizeConfig instance; got {value!r}."
-    )
+    return keras.saving.deserialize_keras_object(value)
 
 
 def _safe_name(name):
@@ -63,116 +82,145 @@ class _QuantizeAwareActivation:
         return self.quantizer(self.activation(x), self.training, self.weights)
 
 
+class _StandIn:
+    """What `set_quantize_*` receives at build time in place of a tensor."""
+
+    def __init__(self, index, like=None):
+        self.index = index
+        self.shape = getattr(like, "shape", None)
+        self.dtype = getattr(like, "dtype", None)
+
+    def __repr__(self):
+        return f"<quantized value #{self.index}>"
+
+
 @_register
-class QuantizeWrapper(keras.layers.Wrapper):
+class QuantizeWrapper(WeightTransformWrapper):
     """Quantization-aware training of one layer, as its `QuantizeConfig` says.
 
-    Each call: the config's weights are fake-quantized and handed to the layer
-    (`set_quantize_weights`), its activations are replaced by
-    activation-then-quantize (`set_quantize_activations`), the layer runs, its
-    attributes are restored, and the outputs are fake-quantized. Quantizer
-    state (ranges) lives in this wrapper's non-trainable weights.
+    At build the config is asked, once, for the weights and activations to
+    quantize; its `set_quantize_weights` / `set_quantize_activations` run on
+    stand-ins so that the wrapper learns which attribute each assignment
+    targets (`layer.kernel = ...` means the variable behind Keras 3's
+    read-only `Dense.kernel`). Each call then swaps the fake-quantized
+    weights and the activation-then-quantize functions into those attributes,
+    runs the layer, puts the attributes back and fake-quantizes the outputs.
+    Quantizer state (ranges) lives in this wrapper's non-trainable weights.
     """
 
-    def __init__(self, layer, quantize_config=None, **kwargs):
-        if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(
-                f"QuantizeWrapper wraps a Keras layer; received {layer!r}."
-            )
-        quantize_config = _config_from(quantize_config)
-        if quantize_config is None:
-            raise ValueError(
-                f"QuantizeWrapper around '{layer.name}' needs a `quantize_config`."
-            )
+    # `graph.copy_layer` hands the config object to the copy unserialized.
+    _copied_by_reference = ("quantize_config",)
+
+    def __init__(self, layer, quantize_config, **kwargs):
+        if isinstance(layer, keras.layers.Layer):
+            _check_config(layer, quantize_config)
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(layer, **kwargs)
         self.quantize_config = quantize_config
-        self.supports_masking = getattr(layer, "supports_masking", False)
-        self._quant_ready = False
 
-    def build(self, input_shape=None):
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        self._build_quantizers(input_shape)
+    # -- build: ask the config once -----------------------------------------
 
-    def get_build_config(self):
-        # A weightless layer built by its first call records no shape; the
-        # wrapper's own build did.
-        return self.layer.get_build_config() or super().get_build_config()
-
-    def build_from_config(self, config):
-        if not self.layer.built:
-            self.layer.build_from_config(config)
-        shape = config.get("input_shape") if config else None
-        self._build_quantizers(shape)
-
-    def _build_quantizers(self, input_shape):
-        if self._quant_ready:
-            return
-        cfg, layer = self.quantize_config, self.layer
-        self._weight_quantizers = []
-        for weight, quantizer in cfg.get_weights_and_quantizers(layer):
-            name = _safe_name(weight.name)
-            self._weight_quantizers.append(
-                (weight, quantizer, quantizer.build(tuple(weight.shape), name, self))
+    def _learn_slots(self, method, items, weights):
+        """Runs `config.<method>(layer, stand-ins)` and resolves each
+        stand-in's assignment to an `(owner, attribute)` slot."""
+        layer, config = self.layer, self.quantize_config
+        if not items:
+            return []
+        stand_ins = [_StandIn(i, w) for i, w in enumerate(weights)]
+        with recorded_assignments(layer) as records:
+            getattr(config, method)(layer, stand_ins)
+        slots = [None] * len(items)
+        for owner, name, value in records:
+            if not isinstance(value, _StandIn) or value not in stand_ins:
+                raise ValueError(
+                    f"{type(config).__name__}.{method} assigned {value!r} to "
+                    f"'{name}' of layer '{layer.name}'. It should only assign "
+                    "the values it receives, in order (e.g. `layer.kernel = "
+                    "quantize_weights[0]`)."
+                )
+            slots[value.index] = assigned_slot(layer, owner, name, weights[value.index])
+        missing = [i for i, slot in enumerate(slots) if slot is None]
+        if missing:
+            raise ValueError(
+                f"{type(config).__name__}.{method} did not assign value(s) "
+                f"{missing} to an attribute of layer '{layer.name}'. Assign each "
+                "item it receives to the attribute the layer reads, in the order "
+                "the matching `get_*_and_quantizers` returns them."
             )
-        self._activation_quantizers = []
-        for i, (activation, quantizer) in enumerate(cfg.get_activations_and_quantizers(layer)):
+        return slots
+
+    def weight_slots(self):
+        config, layer = self.quantize_config, self.layer
+        self._weight_pairs = list(config.get_weights_and_quantizers(layer))
+        self._activation_pairs = list(config.get_activations_and_quantizers(layer))
+        self._activation_slots = self._learn_slots(
+            "set_quantize_activations", self._activation_pairs,
+            [None] * len(self._activation_pairs),
+        )
+        return self._learn_slots(
+            "set_quantize_weights", self._weight_pairs, [w for w, _ in self._weight_pairs]
+        )
+
+    def target_weights(self):
+        return [weight for weight, _ in self._weight_pairs]
+
+    def build_transform(self):
+        config, layer = self.quantize_config, self.layer
+        self._weight_vars = [
+            quantizer.build(tuple(weight.shape), _safe_name(weight.name), self)
+            for weight, quantizer in self._weight_pairs
+        ]
+        self._activation_vars = []
+        for i, (_, quantizer) in enumerate(self._activation_pairs):
             suffix = "" if i == 0 else f"_{i}"
-            self._activation_quantizers.append((
-                activation, quantizer,
+            self._activation_vars.append((
                 quantizer.build((1,), f"post_activation{suffix}", self),
                 quantizer.build((1,), f"pre_activation{suffix}", self),
             ))
         out_shape = None
+        input_shape = (layer.get_build_config() or {}).get("input_shape")
         if input_shape is not None:
             try:
                 out_shape = layer.compute_output_shape(input_shape)
             except Exception:  # noqa: BLE001 - only per-axis output ranges need it
                 out_shape = None
+        if not out_shape or isinstance(out_shape, list):
+            out_shape = (1,)
         self._output_quantizers = []
-        for i, quantizer in enumerate(cfg.get_output_quantizers(layer)):
+        for i, quantizer in enumerate(config.get_output_quantizers(layer)):
             name = "output" if i == 0 else f"output_{i}"
-            shape = out_shape if (out_shape and not isinstance(out_shape, list)) else (1,)
-            self._output_quantizers.append((quantizer, quantizer.build(shape, name, self)))
-        self._quant_ready = True
-        self.built = True
+            self._output_quantizers.append((quantizer, quantizer.build(out_shape, name, self)))
 
-    def call(self, inputs, *args, training=None, **kwargs):
-        training = bool(training) if training is not None else False
-        cfg, layer = self.quantize_config, self.layer
-        quantized = [qz(w, training, v) for w, qz, v in self._weight_quantizers]
-        activations = [
-            _QuantizeAwareActivation(a, qz, v, pre, training)
-            for a, qz, v, pre in self._activation_quantizers
+    # -- call -----------------------------------------------------------------
+
+    def transformed_weights(self, training):
+        training = bool(training)
+        return [
+            quantizer(weight, training, variables)
+            for (weight, quantizer), variables in zip(self._weight_pairs, self._weight_vars)
         ]
-        saved = dict(vars(layer))
-        try:
-            if quantized:
-                cfg.set_quantize_weights(layer, quantized)
-            if activations:
-                cfg.set_quantize_activations(layer, activations)
-            if layer._call_has_training_arg:
-                kwargs["training"] = training
-            outputs = layer(inputs, *args, **kwargs)
-        finally:
-            current = vars(layer)
-            for key in [k for k in current if k not in saved]:
-                object.__delattr__(layer, key)
-            for key, value in saved.items():
-                if current.get(key) is not value:
-                    object.__setattr__(layer, key, value)
+
+    def call_substitutions(self, training):
+        training = bool(training)
+        return [
+            (slot, _QuantizeAwareActivation(activation, quantizer, post, pre, training))
+            for slot, (activation, quantizer), (post, pre) in zip(
+                self._activation_slots, self._activation_pairs, self._activation_vars
+            )
+        ]
+
+    def transform_outputs(self, outputs, training):
+        training = bool(training)
         if not self._output_quantizers:
             return outputs
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(
                 qz(o, training, v) for o, (qz, v) in zip(outputs, self._output_quantizers)
             )
-        qz, v = self._output_quantizers[0]
-        return qz(outputs, training, v)
+        quantizer, variables = self._output_quantizers[0]
+        return quantizer(outputs, training, variables)
 
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
+    # -- serialization --------------------------------------------------------
 
     def get_config(self):
         config = super().get_config()
@@ -180,10 +228,12 @@ class QuantizeWrapper(keras.layers.Wrapper):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["quantize_config"] = _config_from(config["quantize_config"])
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"))
+        config["quantize_config"] = _config_object(config["quantize_config"])
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
         return cls(layer, **config)
 
 
@@ -202,9 +252,7 @@ class QuantizeLayer(keras.layers.Layer):
 
     def __init__(self, quantizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(quantizer, dict):
-            quantizer = keras.saving.deserialize_keras_object(quantizer)
-        self.quantizer = quantizer or q.MovingAverageQuantizer(num_bits=8)
+        self.quantizer = quantizer or default_activation_quantizer()
         self._vars = None
 
     def build(self, input_shape):
@@ -212,11 +260,14 @@ class QuantizeLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        return self.quantizer(inputs, bool(training) if training is not None else False,
-                              self._vars)
+        return self.quantizer(inputs, bool(training), self._vars)
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def strip(self):
+        """Float again: the identity (see `graph.strip`)."""
+        return keras.layers.Identity(name=self.name)
 
     def get_config(self):
         return {
@@ -224,19 +275,31 @@ class QuantizeLayer(keras.layers.Layer):
             "quantizer": keras.saving.serialize_keras_object(self.quantizer),
         }
 
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["quantizer"] = keras.saving.deserialize_keras_object(config["quantizer"])
+        return cls(**config)
+
 
 @_register
 class QuantizeAnnotate(keras.layers.Wrapper):
     """Marks `layer` to be quantized by `quantize_apply` (computes `layer`).
 
     `quantize_config=None` uses the scheme's registry; a `QuantizeConfig`
-    overrides it (the way to quantize custom layers).
+    overrides it (the way to quantize custom layers). A first layer given
+    `input_shape=` keeps building its Sequential model once annotated.
     """
 
+    _copied_by_reference = ("quantize_config",)
+
     def __init__(self, layer, quantize_config=None, **kwargs):
+        if isinstance(layer, keras.layers.Layer):
+            _check_config(layer, quantize_config, optional=True)
         kwargs.setdefault("name", f"quant_annotate_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.quantize_config = _config_from(quantize_config)
+        carry_input_shape(self, layer)
+        self.quantize_config = quantize_config
         self.supports_masking = getattr(layer, "supports_masking", False)
 
     def build(self, input_shape=None):
@@ -245,7 +308,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         self.built = True
 
     def get_build_config(self):
-        return self.layer.get_build_config()
+        # A layer without weights may record no build shape; ours has it.
+        return self.layer.get_build_config() or super().get_build_config()
 
     def build_from_config(self, config):
         if not self.layer.built:
@@ -256,6 +320,9 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         if self.layer._call_has_training_arg:
             kwargs["training"] = training
         return self.layer(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
@@ -269,10 +336,12 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["quantize_config"] = _config_from(config.get("quantize_config"))
-        layer = keras.saving.deserialize_keras_object(config.pop("layer"))
+        config["quantize_config"] = _config_object(config.get("quantize_config"))
+        layer = keras.saving.deserialize_keras_object(
+            config.pop("layer"), custom_objects=custom_objects
+        )
         return cls(layer, **config)
 
 
@@ -283,14 +352,10 @@ class QuantizeOperation(keras.layers.Layer):
     output scale."""
 
     def __init__(self, operation, quantizer=None, constants=None, **kwargs):
-        if isinstance(operation, dict):
-            operation = keras.saving.deserialize_keras_object(operation)
         kwargs.setdefault("name", f"quant_{operation.name}")
         super().__init__(**kwargs)
-        if isinstance(quantizer, dict):
-            quantizer = keras.saving.deserialize_keras_object(quantizer)
         self.operation = operation
-        self.quantizer = quantizer or q.MovingAverageQuantizer(num_bits=8)
+        self.quantizer = quantizer or default_activation_quantizer()
         # Python constants among the operation's positional arguments
         # (`x + 3.0`), as [position, value] pairs; tensors fill the others.
         self.constants = [list(c) for c in (constants or [])]
@@ -307,7 +372,7 @@ class QuantizeOperation(keras.layers.Layer):
         for i in range(len(tensors) + len(constants)):
             operands.append(constants[i] if i in constants else tensors.pop(0))
         y = self.operation(*operands, **kwargs)
-        return self.quantizer(y, bool(training) if training is not None else False, self._vars)
+        return self.quantizer(y, bool(training), self._vars)
 
     def get_config(self):
         return {
@@ -316,3 +381,11 @@ class QuantizeOperation(keras.layers.Layer):
             "constants": self.constants,
             "quantizer": keras.saving.serialize_keras_object(self.quantizer),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["operation"] = keras.saving.deserialize_keras_object(config["operation"])
+        config["quantizer"] = keras.saving.deserialize_keras_object(config["quantizer"])
+        return cls(**config)
+

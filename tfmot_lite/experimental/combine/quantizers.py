@@ -19,19 +19,6 @@ from tfmot_lite.quantization.quantizers import Quantizer
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
 
-def _safe_name(name):
-    return name.replace("/", "_").replace(":", "_")
-
-
-def _find_variable(layer, name):
-    """The wrapped layer's variable that a quantizer named `name` quantizes."""
-    inner = getattr(layer, "layer", layer)
-    for variable in getattr(inner, "weights", []):
-        if _safe_name(variable.name) == name:
-            return variable
-    return None
-
-
 @_register
 class PreservingQuantizer(Quantizer):
     """`quantizer(transform(W))`.
@@ -46,9 +33,8 @@ class PreservingQuantizer(Quantizer):
         self.quantizer = quantizer
 
     def build(self, tensor_shape, name, layer):
-        weight = _find_variable(layer, name)
         return {
-            "transform": self.transform.build(tensor_shape, name, layer, weight),
+            "transform": self.transform.build(tensor_shape, name, layer),
             "quantizer": self.quantizer.build(tensor_shape, name, layer),
         }
 

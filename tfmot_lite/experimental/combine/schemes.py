@@ -11,8 +11,10 @@ transform in front of each kernel's quantizer:
 
 The registry's `get_weight_transform(layer)` is the one place that decides a
 kernel's transform; `get_quantize_config` wraps the default config's weight
-quantizer with it (`PreservingQuantizer`), and the fused Conv-BatchNorm
-layer applies it before folding the BatchNorm scale.
+quantizer with it (`PreservingQuantizer`), and the scheme's layout
+transform (`PreservingLayoutTransform`) hands it to each fused
+Conv-BatchNorm (`kernel_transform`), which applies it before folding the
+BatchNorm scale.
 """
 
 import keras
@@ -20,7 +22,10 @@ import keras
 from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve, SparsityPreserve
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
-from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme
+from tfmot_lite.quantization.scheme import (
+    Default8BitQuantizeLayoutTransform,
+    Default8BitQuantizeScheme,
+)
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
@@ -89,7 +94,35 @@ class Default8BitClusterPreserveQuantizeRegistry(_PreservingRegistry):
 
 
 @_register
-class Default8BitPrunePreserveQuantizeScheme(Default8BitQuantizeScheme):
+class PreservingLayoutTransform(Default8BitQuantizeLayoutTransform):
+    """The default 8-bit layout whose fused Conv-BatchNorm kernels get the
+    registry's weight transform (`registry.get_weight_transform(conv)`)."""
+
+    def __init__(self, registry, **kwargs):
+        if isinstance(registry, dict):
+            registry = keras.saving.deserialize_keras_object(registry)
+        super().__init__(registry.num_bits_weight, registry.num_bits_activation,
+                         registry.disable_per_axis)
+        self.registry = registry
+
+    def kernel_transform(self, conv):
+        return self.registry.get_weight_transform(conv)
+
+    def get_config(self):
+        return {"registry": keras.saving.serialize_keras_object(self.registry)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["registry"]))
+
+
+class _PreservingScheme(Default8BitQuantizeScheme):
+    def get_layout_transformer(self):
+        return PreservingLayoutTransform(self.get_quantize_registry())
+
+
+@_register
+class Default8BitPrunePreserveQuantizeScheme(_PreservingScheme):
     """QAT that keeps a pruned model's zeros (tfmot's PQAT scheme).
 
     Use it on a stripped pruned model:
@@ -113,7 +146,7 @@ class Default8BitPrunePreserveQuantizeScheme(Default8BitQuantizeScheme):
 
 
 @_register
-class Default8BitClusterPreserveQuantizeScheme(Default8BitQuantizeScheme):
+class Default8BitClusterPreserveQuantizeScheme(_PreservingScheme):
     """QAT that keeps a clustered model's clusters (tfmot's CQAT scheme).
 
     Use it on a stripped clustered model (`strip_clustering`):

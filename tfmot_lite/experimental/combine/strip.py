@@ -14,22 +14,26 @@ from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve
 from tfmot_lite.quantization.config import Default8BitQuantizeConfig
 from tfmot_lite.quantization.fused import QuantizeConvBatchNorm
-from tfmot_lite.quantization.wrapper import QuantizeWrapper, QuantizeWrapperV2
+from tfmot_lite.quantization.wrapper import QuantizeWrapper
 
 
 def _bake(owner, transform, kernel):
     """Writes `transform(kernel)` (inference) into `kernel`; trainable again."""
-    state = transform.find_state(owner.weights, "kernel", kernel.shape)
+    state = transform.find_state(owner.weights, kernel.shape)
     kernel.assign(keras.ops.convert_to_numpy(transform(kernel, False, state)))
     kernel.trainable = True
 
 
 def _copy_matching(source, target):
-    """Copies `source`'s weights into `target`'s, matched by name."""
-    values = {v.name: v for v in source.weights}
+    """Copies `source`'s weights into `target`'s, matched by path within
+    the layer."""
+    def key(variable):
+        return variable.path.split("/", 1)[-1]
+
+    values = {key(v): v for v in source.weights}
     for variable in target.weights:
-        if variable.name in values:
-            variable.assign(keras.ops.copy(values[variable.name].value))
+        if key(variable) in values:
+            variable.assign(keras.ops.copy(values[key(variable)].value))
 
 
 def _strip_wrapper(wrapper):
@@ -43,20 +47,20 @@ def _strip_wrapper(wrapper):
     _bake(wrapper, quantizer.transform, layer.kernel)
     plain = config.__class__.from_config(config.get_config())
     plain.weight_quantizer = quantizer.quantizer
-    cls = wrapper.__class__ if isinstance(wrapper, QuantizeWrapper) else QuantizeWrapperV2
-    stripped = cls(layer, plain, name=wrapper.name)
+    stripped = wrapper.__class__(layer, plain, name=wrapper.name)
     stripped.build_from_config(wrapper.get_build_config())
     _copy_matching(wrapper, stripped)
     return stripped
 
 
 def _strip_fused(fused):
-    if not isinstance(fused.weight_transform, ClusterPreserve):
+    if not isinstance(fused.kernel_transform, ClusterPreserve):
         return fused
-    _bake(fused, fused.weight_transform, fused.conv.kernel)
-    config = fused.get_config()
-    config.update(conv=fused.conv, batch_norm=fused.batch_norm, weight_transform=None)
-    stripped = QuantizeConvBatchNorm(**config)
+    _bake(fused, fused.kernel_transform, fused.conv.kernel)
+    stripped = QuantizeConvBatchNorm(
+        fused.conv, fused.batch_norm, fused.activation, fused.num_bits_weight,
+        fused.num_bits_activation, fused.per_axis, kernel_transform=None, name=fused.name,
+    )
     stripped.build_from_config(fused.get_build_config())
     _copy_matching(fused, stripped)
     return stripped

@@ -67,8 +67,16 @@ class WeightTransform:
     def __call__(self, weight, training, state):
         raise NotImplementedError
 
-    def _own_variable(self, weight, state):
-        """Hook for `replaces_weight`: remember and freeze the variable."""
+    def _own_variable(self, weight, state, tensor_shape, layer):
+        """Hook for `replaces_weight`: remember and freeze the variable.
+
+        Without `weight`, it is the kernel of the layer that `layer` (a
+        QuantizeWrapper or fused Conv-BatchNorm) wraps, if its shape matches.
+        """
+        if weight is None:
+            kernel = getattr(getattr(layer, "layer", None), "kernel", None)
+            if isinstance(kernel, keras.Variable) and tuple(kernel.shape) == tensor_shape:
+                weight = kernel
         if self.replaces_weight and isinstance(weight, keras.Variable):
             weight.trainable = False
             state["variable"] = weight
@@ -242,17 +250,17 @@ class ClusterPreserve(WeightTransform):
             if self.per_channel:
                 channels = tensor_shape[-1]
                 state["offsets"] = np.arange(channels, dtype="int32") * self.num_centroids
-        return self._own_variable(weight, state)
+        return self._own_variable(weight, state, tensor_shape, layer)
 
-    def find_state(self, variables, name, tensor_shape):
-        """The state `build` created, looked up by name among `variables`
-        (the owning layer's weights)."""
-        by_name = {v.name: v for v in variables}
+    def find_state(self, variables, tensor_shape):
+        """The state `build` created, found among `variables` (the weights
+        of the layer that owns it, which holds one such transform)."""
         state = {}
-        for key, suffix in (("mask", "sparsity_mask"), ("centroids", "cluster_centroids"),
-                            ("indices", "cluster_indices")):
-            if f"{name}_{suffix}" in by_name:
-                state[key] = by_name[f"{name}_{suffix}"]
+        for key, suffix in (("mask", "_sparsity_mask"), ("centroids", "_cluster_centroids"),
+                            ("indices", "_cluster_indices")):
+            for v in variables:
+                if v.name.endswith(suffix):
+                    state[key] = v
         if self.clustered and self.per_channel:
             state["offsets"] = np.arange(int(tensor_shape[-1]), dtype="int32") * self.num_centroids
         return state

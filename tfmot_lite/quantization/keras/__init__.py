@@ -26,6 +26,7 @@ from tfmot_lite.quantization.quantize import (
     quantize_apply,
     quantize_model,
     quantize_scope,
+    strip_quantization,
 )
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry, QuantizeRegistry
 from tfmot_lite.quantization.scheme import (
@@ -70,4 +71,5 @@ __all__ = [
     "quantize_model",
     "quantize_scope",
     "quantizers",
+    "strip_quantization",
 ]
