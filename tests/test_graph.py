@@ -84,3 +84,95 @@ def test_dataflow_graph_inlines_nested_models():
     first, second = flow.ops
     assert flow.next_ops(first) == [second]
     assert flow.input_shape(second) == (None, 3)
+
+
+def test_rewrite_call_hook_inserts_layers_at_model_inputs():
+    inserted = []
+
+    def call(layer, args, kwargs, model_inputs):
+        def at_input(t):
+            if isinstance(t, keras.KerasTensor) and id(t) in model_inputs:
+                layer_ = keras.layers.Rescaling(2.0, name=f"x2_{len(inserted)}")
+                inserted.append(layer_)
+                return layer_(t)
+            return t
+
+        return layer(*keras.tree.map_structure(at_input, args), **kwargs)
+
+    model = _nested()
+    new = graph.rewrite(model, lambda layer: layer, call=call)
+    assert len(inserted) == 1  # the nested model's own input is not a model input
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(new(x), model(2 * x), rtol=1e-6)
+
+    seq = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="only")])
+    new_seq = graph.rewrite(seq, lambda layer: layer, call=call)
+    assert isinstance(new_seq, keras.Sequential)
+    assert [type(l).__name__ for l in new_seq.layers] == ["Rescaling", "Dense"]
+    np.testing.assert_allclose(new_seq(x), seq(2 * x), rtol=1e-6)
+
+
+def test_rewrite_passes_raw_operations_only_when_asked():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(3)(inp) + 1.0)
+    seen = []
+
+    def replace(layer):
+        seen.append(type(layer).__name__)
+        return layer
+
+    graph.rewrite(model, replace)
+    assert "Add" not in seen
+    seen.clear()
+    new = graph.rewrite(model, replace, operations=True)
+    assert "Add" in seen
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_allclose(new(x), model(x), rtol=1e-6)
+
+
+class _Unregistered(keras.layers.Layer):
+    """Not registered with Keras: found through the live object."""
+
+    def call(self, x):
+        return x * 3.0
+
+
+class _Holder(keras.layers.Wrapper):
+    _copied_by_reference = ("payload",)
+
+    def __init__(self, layer, payload=None, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.payload = payload
+
+    def call(self, x):
+        return self.layer(x)
+
+    def get_config(self):
+        return {**super().get_config(), "payload": "serialized"}
+
+
+def test_copy_layer_keeps_outer_scope_and_live_objects():
+    payload = object()
+    holder = _Holder(_Unregistered(), payload=payload)
+    with keras.saving.custom_object_scope({"_Holder": _Holder}):
+        clone = graph.copy_layer(holder)
+    assert clone is not holder and clone.payload is payload
+    assert type(clone.layer) is _Unregistered
+
+
+def test_strip_calls_each_layers_strip():
+    model = _nested()
+
+    class Marker(keras.layers.Wrapper):
+        def call(self, x):
+            return self.layer(x)
+
+        def strip(self):
+            return self.layer
+
+    wrapped = keras.models.clone_model(
+        model, clone_function=lambda l: Marker(l) if l.name == "head" else l
+    )
+    with keras.saving.custom_object_scope({"Marker": Marker}):
+        stripped = graph.strip(wrapped, (Marker,))
+    assert [type(l).__name__ for l in stripped.layers][-1] == "Dense"

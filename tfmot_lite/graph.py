@@ -22,19 +22,26 @@ def is_graph_model(layer):
     )
 
 
-def iter_layers(model, prefix=""):
+def iter_layers(model, prefix="", operations=False):
     """Yields `(path, layer)` for every leaf layer, descending into sub-models.
 
     `path` is the slash-joined chain of model and layer names, for example
     `"backbone/conv2d_1"`, so that error messages can point at a layer inside
-    a nested model. A bare layer yields itself.
+    a nested model. A bare layer yields itself. With `operations`, the raw
+    Keras operations of Functional graphs (`x + 3.0`) are yielded too, and
+    InputLayers are left out.
     """
     if not is_graph_model(model):
         yield prefix + model.name, model
         return
-    for layer in model.layers:
+    layers = model.layers
+    if operations and not isinstance(model, keras.Sequential):
+        layers = [
+            op for op in model.operations if not isinstance(op, keras.layers.InputLayer)
+        ]
+    for layer in layers:
         if is_graph_model(layer):
-            yield from iter_layers(layer, prefix + layer.name + "/")
+            yield from iter_layers(layer, prefix + layer.name + "/", operations)
         else:
             yield prefix + layer.name, layer
 
@@ -65,7 +72,7 @@ def copy_layer(layer):
     # `custom_object_scope` (e.g. `quantize_scope`) stays in force.
     classes = _scope_objects()
     for sub in layer._flatten_layers(include_self=True, recursive=True):
-        classes.setdefault(type(sub).__name__, type(sub))
+        classes[type(sub).__name__] = type(sub)
     config = layer.get_config()
     for key in getattr(layer, "_copied_by_reference", ()):
         config[key] = getattr(layer, key)

@@ -225,12 +225,10 @@ def test_n_bit_scheme_uses_fewer_weight_levels(digits32):
     qat.compile(optimizer="sgd", loss="mse")
     qat.fit(x[:16], np.zeros((16, 10)), epochs=1, verbose=0)
     dense = qat.layers[-1]
-    weight, quantizer, variables = dense._weight_quantizers[0]
-    q = keras.ops.convert_to_numpy(quantizer(weight, False, variables))
+    q = keras.ops.convert_to_numpy(dense.transformed_weights(False)[0])
     assert len(np.unique(q)) <= 15  # 4-bit narrow range: -7..7
     conv = [l for l in qat.layers if isinstance(l, quantize.QuantizeWrapper)][0]
-    weight, quantizer, variables = conv._weight_quantizers[0]
-    q = keras.ops.convert_to_numpy(quantizer(weight, False, variables))
+    q = keras.ops.convert_to_numpy(conv.transformed_weights(False)[0])
     for c in range(q.shape[-1]):
         assert len(np.unique(q[..., c])) <= 15
     with pytest.raises(ValueError, match="between 2 and 8"):

@@ -1,3 +1,19 @@
-"""Quantization-aware training (tfmot's `quantization` package)."""
+"""Quantization-aware training (tfmot's `quantization` package).
+
+What lives where:
+
+* `keras/`: the public API under tfmot's names (`quantize_model`, ...).
+* `quantize.py`: the entry points; validates, runs the scheme's layout
+  transform, then one `graph.rewrite` that wraps layers and inserts
+  `QuantizeLayer`s; `strip_quantization`.
+* `scheme.py`: `QuantizeScheme`s and `QuantizeLayoutTransform`s (layer
+  rewrites: Conv-BatchNorm folding, SeparableConv2D split, ...).
+* `registry.py`: which `QuantizeConfig` each Keras layer gets.
+* `config.py`: `QuantizeConfig` (tfmot's contract) and the default configs.
+* `wrapper.py`: `QuantizeWrapper` (a `WeightTransformWrapper`),
+  `QuantizeAnnotate`, `QuantizeLayer`, `QuantizeOperation`.
+* `fused.py`: `QuantizeConvBatchNorm`, `QuantizeBatchNorm`.
+* `quantizers.py`: the fake-quantization math.
+"""
 
 from tfmot_lite.quantization import keras  # noqa: F401

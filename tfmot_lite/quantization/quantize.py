@@ -155,18 +155,7 @@ def strip_quantization(model):
 
 def _leaf_layers(model):
     """`(path, op)` for every leaf layer and raw operation, nested models included."""
-    if not graph.is_graph_model(model):
-        yield model.name, model
-        return
-    ops = model.layers
-    if not isinstance(model, keras.Sequential):
-        ops = [op for op in model._operations if not isinstance(op, keras.layers.InputLayer)]
-    for op in ops:
-        if graph.is_graph_model(op):
-            for path, leaf in _leaf_layers(op):
-                yield f"{op.name}/{path}", leaf
-        else:
-            yield op.name, op
+    return graph.iter_layers(model, operations=True)
 
 
 def _is_raw_op(op):

@@ -31,6 +31,8 @@ registry subclass returns configs whose weight quantizers apply the same
 transform before quantizing.
 """
 
+import collections
+
 import keras
 import numpy as np
 
@@ -77,31 +79,6 @@ class Fusion:
         return [x for x in (self.conv, self.batch_norm, self.act_layer) if x is not None]
 
 
-def _functional(model):
-    if isinstance(model, keras.Sequential):
-        return getattr(model, "_functional", None)
-    return model
-
-
-def _consumers(model):
-    """`{id(layer): [consumer layers]}` within one graph model, the set of
-    ids of layers whose output is a model output, and call counts."""
-    fn = _functional(model)
-    consumers, outputs, calls = {}, set(), {}
-    if fn is None:
-        return consumers, outputs, calls
-    for nodes in fn._nodes_by_depth.values():
-        for node in nodes:
-            op = node.operation
-            calls[id(op)] = calls.get(id(op), 0) + 1
-            for t in node.arguments.keras_tensors:
-                producer = t._keras_history.operation
-                consumers.setdefault(id(producer), []).append(op)
-    for t in fn.outputs:
-        outputs.add(id(t._keras_history.operation))
-    return consumers, outputs, calls
-
-
 def _activation_name(layer):
     if isinstance(layer, L.ReLU):
         cfg = layer.get_config()
@@ -121,12 +98,9 @@ def _unwrap(layer):
     return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
 
 
-def _graph_models(model):
-    """`model` and every graph model inside it, depth first."""
-    yield model
-    for layer in model.layers:
-        if graph.is_graph_model(layer):
-            yield from _graph_models(layer)
+def _scope(path):
+    """The model a layer call belongs to: its path minus the layer name."""
+    return path.rpartition("/")[0]
 
 
 def _bn_last_axis(bn, conv):
@@ -256,40 +230,50 @@ class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
         the fused layer) or 'folded' for the BatchNorm/activation (replaced
         by an Identity). `eligible(layer)` filters candidate layers."""
         plan = {}
-        for sub in _graph_models(model):
-            consumers, outputs, calls = _consumers(sub)
+        flow = graph.DataflowGraph(model)
+        calls = collections.Counter(id(op.layer) for op in flow.ops)
+        outputs = set(flow.outputs)
 
-            def single_next(layer):
-                nxt = consumers.get(id(layer), [])
-                if len(nxt) != 1 or id(layer) in outputs or calls.get(id(layer)) != 1:
-                    return None
-                return nxt[0]
+        def single_next(op):
+            """The one call consuming `op`'s output, in the same model."""
+            if calls[id(op.layer)] != 1 or outputs.intersection(op.outputs):
+                return None
+            nxt = flow.next_ops(op)
+            if len(nxt) != 1 or _scope(nxt[0].path) != _scope(op.path):
+                return None
+            if calls[id(nxt[0].layer)] != 1:
+                return None
+            return nxt[0]
 
-            for layer in sub.layers:
-                conv = _unwrap(layer)
-                if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
-                    continue
-                cfg = conv.get_config()
-                if cfg.get("activation") not in ("linear", None) or cfg.get(
-                    "data_format", "channels_last"
-                ) != "channels_last" or cfg.get("groups", 1) != 1:
-                    continue
-                bn_layer = single_next(layer)
-                bn = _unwrap(bn_layer) if bn_layer is not None else None
-                if not isinstance(bn, L.BatchNormalization) or not eligible(bn_layer):
-                    continue
-                if calls.get(id(bn_layer)) != 1 or not _bn_last_axis(bn, conv):
-                    continue
-                fusion = Fusion(layer, bn_layer)
-                act_layer = single_next(bn_layer)
-                if act_layer is not None and eligible(act_layer):
-                    name = _activation_name(_unwrap(act_layer))
-                    if name is not None and calls.get(id(act_layer)) == 1:
-                        fusion.act_layer, fusion.activation = act_layer, name
-                plan[id(layer)] = ("head", fusion)
-                plan[id(bn_layer)] = ("folded", fusion)
-                if fusion.act_layer is not None:
-                    plan[id(fusion.act_layer)] = ("folded", fusion)
+        for op in flow.ops:
+            layer = op.layer
+            conv = _unwrap(layer)
+            if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
+                continue
+            cfg = conv.get_config()
+            if cfg.get("activation") not in ("linear", None) or cfg.get(
+                "data_format", "channels_last"
+            ) != "channels_last" or cfg.get("groups", 1) != 1:
+                continue
+            bn_op = single_next(op)
+            bn_layer = bn_op.layer if bn_op is not None else None
+            bn = _unwrap(bn_layer) if bn_layer is not None else None
+            if not isinstance(bn, L.BatchNormalization) or not eligible(bn_layer):
+                continue
+            if not _bn_last_axis(bn, conv):
+                continue
+            fusion = Fusion(layer, bn_layer)
+            act_op = single_next(bn_op)
+            if act_op is not None and isinstance(act_op.layer, keras.layers.Layer) and (
+                eligible(act_op.layer)
+            ):
+                name = _activation_name(_unwrap(act_op.layer))
+                if name is not None:
+                    fusion.act_layer, fusion.activation = act_op.layer, name
+            plan[id(layer)] = ("head", fusion)
+            plan[id(bn_layer)] = ("folded", fusion)
+            if fusion.act_layer is not None:
+                plan[id(fusion.act_layer)] = ("folded", fusion)
         return plan
 
     def apply(self, model, layer_quantize_map):

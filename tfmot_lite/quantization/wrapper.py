@@ -321,9 +321,6 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             kwargs["training"] = training
         return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
