@@ -116,7 +116,7 @@ def test_unclustered_kernel_gets_plain_qat():
     assert np.all(out[:, :4] == 0)
 
 
-def test_clustered_kernel_is_frozen_and_written_back_in_training():
+def test_clustered_kernel_gets_zero_gradient_and_is_written_back_in_training():
     rng = np.random.default_rng(5)
     layer = keras.layers.Dense(4)
     layer.build((None, 6))
@@ -124,12 +124,15 @@ def test_clustered_kernel_is_frozen_and_written_back_in_training():
     transform = combine.ClusterPreserve.from_weight(layer.kernel)
     owner = _Owner()
     state = transform.build(tuple(layer.kernel.shape), "kernel", owner, layer.kernel)
-    assert not layer.kernel.trainable  # rebuilt from centroids: no gradient
+    assert layer.kernel.trainable  # a weight of the layer, as in tfmot
     state["centroids"].assign(keras.ops.convert_to_numpy(state["centroids"]) * 2.0)
     before = keras.ops.convert_to_numpy(layer.kernel).copy()
     transform(layer.kernel, False, state)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.kernel), before)
-    transform(layer.kernel, True, state)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(transform(layer.kernel, True, state))
+    grad = tape.gradient(loss, layer.kernel.value)
+    assert grad is not None and not np.any(tf.convert_to_tensor(grad).numpy())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.kernel), before * 2.0)
 
 

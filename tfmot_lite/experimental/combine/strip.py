@@ -18,10 +18,9 @@ from tfmot_lite.quantization.wrapper import QuantizeWrapper
 
 
 def _bake(owner, transform, kernel):
-    """Writes `transform(kernel)` (inference) into `kernel`; trainable again."""
+    """Writes `transform(kernel)` (inference) into `kernel`."""
     state = transform.find_state(owner.weights, kernel.shape)
     kernel.assign(keras.ops.convert_to_numpy(transform(kernel, False, state)))
-    kernel.trainable = True
 
 
 def _copy_matching(source, target):

@@ -54,9 +54,12 @@ class WeightTransform:
 
     `build(tensor_shape, name, layer, weight=None)` may receive the layer's
     own variable: a transform that rebuilds the kernel from its own state
-    (`replaces_weight`) makes it non-trainable (it gets no gradient) and, in
-    training, writes the rebuilt kernel into it, so that the layer always
-    shows the kernel it trains and strips to.
+    (`replaces_weight`) passes it a zero gradient (it stays a trainable
+    weight of the layer, as in tfmot, without "missing gradient" warnings)
+    and, in training, writes the rebuilt kernel into it, so that the layer
+    shows the kernel it trains. (On JAX that write is not kept: stateless
+    training keeps only non-trainable updates; `strip_clustering_cqat`
+    writes the kernel on every backend.)
     """
 
     replaces_weight = False
@@ -68,7 +71,7 @@ class WeightTransform:
         raise NotImplementedError
 
     def _own_variable(self, weight, state, tensor_shape, layer):
-        """Hook for `replaces_weight`: remember and freeze the variable.
+        """Hook for `replaces_weight`: remember the variable.
 
         Without `weight`, it is the kernel of the layer that `layer` (a
         QuantizeWrapper or fused Conv-BatchNorm) wraps, if its shape matches.
@@ -78,7 +81,6 @@ class WeightTransform:
             if isinstance(kernel, keras.Variable) and tuple(kernel.shape) == tensor_shape:
                 weight = kernel
         if self.replaces_weight and isinstance(weight, keras.Variable):
-            weight.trainable = False
             state["variable"] = weight
         return state
 
@@ -279,8 +281,10 @@ class ClusterPreserve(WeightTransform):
             result = ops.cast(self.clustered_weight(state), weight.dtype)
         if self.preserve_sparsity:
             result = result * ops.cast(state["mask"], weight.dtype)
-        if self.clustered:
+        if self.clustered and training:
             self._write_back(result, training, state)
+            # A zero (not a missing) gradient for the unused kernel.
+            result = result + 0.0 * weight
         return result
 
     def get_config(self):
