@@ -177,3 +177,15 @@ def test_tfmot_import_path():
         combine.Default8BitPrunePreserveQuantizeScheme)
     # tfmot's default: sparsity preserved (a kernel without zeros is unaffected).
     assert combine.Default8BitClusterPreserveQuantizeScheme().preserve_sparsity is True
+
+
+def test_per_tensor_clusters_stay_shared_when_some_channels_use_fewer_values():
+    """Small channels of a kernel clustered per tensor rarely hold every
+    centroid; the kernel keeps one shared set (not one set per channel)."""
+    rng = np.random.default_rng(6)
+    centroids = np.linspace(-1, 1, 8).astype("float32")
+    w0 = centroids[rng.integers(0, 8, size=(3, 3, 1, 12))]
+    per_channel_max = max(len(np.unique(w0[..., c])) for c in range(12))
+    assert per_channel_max < 8 == len(np.unique(w0))
+    transform = combine.ClusterPreserve.from_weight(w0, per_channel_allowed=True)
+    assert not transform.per_channel and transform.num_centroids == 8

@@ -153,18 +153,20 @@ class SparsityPreserve(WeightTransform):
 
 
 def _per_channel_structure(values):
-    """Unique values per output channel (last axis), padded to one width."""
+    """Unique values per output channel (last axis), padded to one width,
+    the indices into them, and how many (channel, value) pairs there are."""
     channels = values.shape[-1]
     columns = values.reshape(-1, channels)
     uniques = [np.unique(columns[:, j]) for j in range(channels)]
     width = max(len(u) for u in uniques)
+    pairs = sum(len(u) for u in uniques)
     centroids = np.zeros((channels, width), dtype="float32")
     indices = np.zeros(columns.shape, dtype="int32")
     for j, u in enumerate(uniques):
         centroids[j, : len(u)] = u
         centroids[j, len(u):] = u[-1]  # Padding: never indexed.
         indices[:, j] = np.searchsorted(u, columns[:, j])
-    return centroids, indices.reshape(values.shape)
+    return centroids, indices.reshape(values.shape), pairs
 
 
 @_register
@@ -197,8 +199,9 @@ class ClusterPreserve(WeightTransform):
 
         Per-channel centroids are used when `per_channel_allowed` (the kernel
         is quantized per output channel, on its last axis) and the channels
-        do not share one set of values (the kernel was clustered per
-        channel); otherwise one set for the whole kernel.
+        do not share their values (the kernel was clustered per channel:
+        more than half of the (channel, value) pairs are distinct values);
+        otherwise one set for the whole kernel.
         """
         values = _values(weight).astype("float32")
         initial = {}
@@ -208,8 +211,12 @@ class ClusterPreserve(WeightTransform):
         per_channel = False
         centroids, indices = unique, inverse.reshape(values.shape).astype("int32")
         if per_channel_allowed and values.ndim >= 2:
-            channel_centroids, channel_indices = _per_channel_structure(values)
-            if channel_centroids.shape[1] < len(unique):
+            channel_centroids, channel_indices, pairs = _per_channel_structure(values)
+            # Clustered per channel: the channels' value sets are (nearly)
+            # disjoint, so the kernel has about as many distinct values as
+            # (channel, value) pairs. Clustered per tensor: the channels
+            # share one set, which is kept whole.
+            if channel_centroids.shape[1] < len(unique) and 2 * len(unique) > pairs:
                 per_channel = True
                 centroids, indices = channel_centroids, channel_indices
         count = centroids.shape[-1]
