@@ -114,7 +114,7 @@ def parse_args(argv):
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.prune_epochs, args.cluster_epochs = 5, 1, 1
+        args.epochs, args.prune_epochs, args.cluster_epochs = 4, 1, 1
         args.qat_epochs, args.latency_runs = 1, 20
     return args
 

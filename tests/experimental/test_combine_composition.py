@@ -159,11 +159,10 @@ def test_quantize_model_accepts_the_schemes(sparse_clustered):
     assert isinstance(head.quantize_config.weight_quantizer, combine.PreservingQuantizer)
 
 
-@pytest.mark.parametrize("scheme", [
-    combine.Default8BitPrunePreserveQuantizeScheme(),
-    combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
-])
-def test_keras_round_trip(tmp_path, sparse_clustered, scheme):
+def test_keras_round_trip(tmp_path, sparse_clustered):
+    """PCQAT: cluster state, sparsity mask and PreservingQuantizer configs
+    (the PQAT mask is the same kind of state) load with no custom_objects."""
+    scheme = combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
     model = qk.quantize_apply(qk.quantize_annotate_model(sparse_clustered), scheme)
     _train(model)
     path = str(tmp_path / "m.keras")
@@ -172,6 +171,9 @@ def test_keras_round_trip(tmp_path, sparse_clustered, scheme):
     x, _ = _data(8, seed=1)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
+    quantizer = loaded.get_layer("quant_head").quantize_config.weight_quantizer
+    assert isinstance(quantizer, combine.PreservingQuantizer)
+    assert isinstance(quantizer.transform, combine.ClusterPreserve)
     for a, b in zip(_fused(model), _fused(loaded)):
         assert a.kernel_transform.get_config() == b.kernel_transform.get_config()
     # Training goes on from the loaded state with the structure intact.

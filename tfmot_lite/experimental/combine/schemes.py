@@ -98,9 +98,7 @@ class PreservingLayoutTransform(Default8BitQuantizeLayoutTransform):
     """The default 8-bit layout whose fused Conv-BatchNorm kernels get the
     registry's weight transform (`registry.get_weight_transform(conv)`)."""
 
-    def __init__(self, registry, **kwargs):
-        if isinstance(registry, dict):
-            registry = keras.saving.deserialize_keras_object(registry)
+    def __init__(self, registry):
         super().__init__(registry.num_bits_weight, registry.num_bits_activation,
                          registry.disable_per_axis)
         self.registry = registry
