@@ -25,8 +25,9 @@ def model_with_structure(rng):
     for layer in model.layers:
         if hasattr(layer, "kernel"):
             shape = tuple(layer.kernel.shape)
-            w = centroids[rng.integers(0, len(centroids), size=shape)]
-            w[rng.random(shape) < 0.5] = 0.0  # 8 values with zero
+            w = centroids[rng.integers(0, len(centroids), size=shape)].reshape(-1)
+            w[rng.permutation(w.size)[: w.size // 2]] = 0.0  # half zeros, 8 values
+            w = w.reshape(shape)
             layer.kernel.assign(w)
     return model
 
