@@ -48,7 +48,7 @@ def _litert_kernel_stats(flatbuffer):
             shape=tuple(values.shape),
             dtype=values.dtype.name,
             zero_fraction=float(np.mean(values == 0)),
-            unique_values=int(len(np.unique(values))),
+            unique_values=len(np.unique(values)),
             max_unique_per_channel=int(max(len(np.unique(r)) for r in rows)),
         ))
     return stats

@@ -8,14 +8,14 @@ import pathlib
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tfmot_lite import data
 
 
-@pytest.fixture(scope="module")
-def digits():
+def load_digits():
+    """`(train_images, train_labels, test_images, test_labels)`: the bundled
+    digits as 16x16 grey images, in place of the guides' MNIST."""
     (x_train, y_train), (x_test, y_test) = data.digits(image_size=16, channels=1)
     return x_train[..., 0], y_train, x_test[..., 0], y_test
 

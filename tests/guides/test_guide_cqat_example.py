@@ -9,18 +9,24 @@ gzipped than the QAT one and keeps the accuracy.
 """
 
 import keras
-from combine_guide_helpers import (  # noqa: F401 - `digits` is a fixture
-    digits,
+import pytest
+from combine_guide_helpers import (
     eval_model,
     guide_model,
     gzipped_size,
     int8_kernels,
     interpreter_for,
+    load_digits,
     model_weight_clusters,
     to_tflite,
 )
 
 import tfmot_lite as tfmot
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
 
 
 def test_cqat_example(digits):

@@ -11,13 +11,13 @@ than the QAT one and keeps the accuracy.
 
 import keras
 import pytest
-from combine_guide_helpers import (  # noqa: F401 - `digits` is a fixture
-    digits,
+from combine_guide_helpers import (
     eval_model,
     guide_model,
     gzipped_size,
     int8_kernels,
     interpreter_for,
+    load_digits,
     model_weight_clusters,
     model_weights_sparsity,
     to_tflite,
@@ -29,6 +29,11 @@ try:  # The guide's import (the migration branch provides it).
     from tfmot_lite.clustering.keras.experimental import cluster
 except ImportError:  # pragma: no cover - until that branch is merged
     cluster = tfmot.clustering.keras
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
 
 
 def test_pcqat_example(digits):

@@ -11,18 +11,22 @@ Keras accuracy; post-training quantization of the pruned model converts.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from combine_guide_helpers import (  # noqa: F401 - `digits` is a fixture
-    digits,
+from combine_guide_helpers import (
     eval_model,
     guide_model,
     gzipped_size,
     interpreter_for,
+    load_digits,
     model_weights_sparsity,
     to_tflite,
 )
 
 import tfmot_lite as tfmot
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
 
 
 def test_pqat_example(digits):
