@@ -9,5 +9,6 @@ Drop-in for the TensorFlow Model Optimization Toolkit's Keras API:
 from tfmot_lite import sparsity  # noqa: F401
 from tfmot_lite import clustering  # noqa: F401
 from tfmot_lite import quantization  # noqa: F401
+from tfmot_lite import experimental  # noqa: F401
 
 __version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Helpers shared by the collaborative-optimization guide tests (PQAT, CQAT,
+PCQAT): the guides' own helper functions, written for Keras 3, and the
+digits in place of MNIST."""
+
+import gzip
+import importlib.util
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmot_lite import data
+
+
+def load_digits():
+    """`(train_images, train_labels, test_images, test_labels)`: the bundled
+    digits as 16x16 grey images, in place of the guides' MNIST."""
+    (x_train, y_train), (x_test, y_test) = data.digits(image_size=16, channels=1)
+    return x_train[..., 0], y_train, x_test[..., 0], y_test
+
+
+def model_weights_sparsity(model):
+    """The guide's `print_model_weights_sparsity`, returning what it prints."""
+    sparsity = {}
+    for layer in model.layers:
+        weights = layer.trainable_weights if isinstance(layer, keras.layers.Wrapper) \
+            else layer.weights
+        for weight in weights:
+            if "quantize_layer" in weight.name or "kernel" not in weight.name:
+                continue
+            if "centroid" in weight.name:
+                continue
+            value = keras.ops.convert_to_numpy(weight)
+            sparsity[f"{layer.name}/{weight.name}"] = np.count_nonzero(value == 0) / value.size
+    print(sparsity)
+    return sparsity
+
+
+def eval_model(interpreter, test_images, test_labels):
+    """The guide's `eval_model`: one image at a time through the interpreter."""
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    predictions = []
+    for test_image in test_images:
+        interpreter.set_tensor(input_index, np.expand_dims(test_image, 0).astype(np.float32))
+        interpreter.invoke()
+        predictions.append(np.argmax(interpreter.tensor(output_index)()[0]))
+    return float((np.array(predictions) == test_labels).mean())
+
+
+def gzipped_size(flatbuffer):
+    return len(gzip.compress(flatbuffer))
+
+
+def to_tflite(model, representative=None):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative is not None:
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def interpreter_for(flatbuffer):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def model_weight_clusters(model):
+    """The guide's `print_model_weight_clusters`, returning what it prints:
+    unique values per kernel among each layer's (trainable, for wrappers)
+    weights."""
+    clusters = {}
+    for layer in model.layers:
+        weights = layer.trainable_weights if isinstance(layer, keras.layers.Wrapper) \
+            else layer.weights
+        for weight in weights:
+            if "quantize_layer" in weight.name or "kernel" not in weight.name:
+                continue
+            if "centroid" in weight.name:
+                continue
+            clusters[f"{layer.name}/{weight.name}"] = len(
+                np.unique(keras.ops.convert_to_numpy(weight)))
+    print(clusters)
+    return clusters
+
+
+def guide_model(input_size=16):
+    """The guides' MNIST model, for 16x16 digits."""
+    return keras.Sequential([
+        keras.layers.InputLayer(input_shape=(input_size, input_size)),
+        keras.layers.Reshape(target_shape=(input_size, input_size, 1)),
+        keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation=tf.nn.relu),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+
+
+def _load_kernel_stats():
+    path = pathlib.Path(__file__).parents[1] / "experimental" / "tflite_weights.py"
+    spec = importlib.util.spec_from_file_location("combine_tflite_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.kernel_stats
+
+
+int8_kernels = _load_kernel_stats()
+"""Per-kernel zeros / unique values of a .tflite model (tests/experimental)."""

@@ -1,0 +1,34 @@
+"""tutorials/collaborative_optimization.py on its short setting."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TUTORIAL = ROOT / "tutorials" / "collaborative_optimization.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("collaborative_optimization", TUTORIAL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run(capsys):
+    result = _load().main(["--quick", "--verbose", "0"])
+    out = capsys.readouterr().out
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["float", "QAT", "PQAT", "CQAT", "PCQAT"]
+    assert "gzip bytes" in out and "max/ch" in out and "PCQAT" in out
+    for name in ("QAT", "PQAT", "CQAT", "PCQAT"):
+        assert result["agreement"][name] >= 0.99
+        assert rows[name]["bytes"] < rows["float"]["bytes"] / 2
+    kernels = result["kernels"]
+    assert len(kernels["PQAT"]) == 5  # four convolutions and the Dense head
+    for _, _, zeros, _, _ in kernels["PQAT"] + kernels["PCQAT"]:
+        assert zeros >= 0.49
+    for _, _, _, _, per_channel in kernels["CQAT"] + kernels["PCQAT"]:
+        assert per_channel <= 8
+    # Zeros and repeated values compress: smaller downloads than plain QAT.
+    for name in ("PQAT", "CQAT", "PCQAT"):
+        assert rows[name]["gzip_bytes"] < rows["QAT"]["gzip_bytes"]
