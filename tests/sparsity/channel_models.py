@@ -109,5 +109,6 @@ def compile_model(model):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,  # A few steps: XLA compilation would dominate.
     )
     return model
