@@ -4,6 +4,7 @@ import keras
 
 from tfmot_lite import graph
 from tfmot_lite.sparsity.channels import coupling
+from tfmot_lite.sparsity.channels.shrink import is_optimization_layer
 from tfmot_lite.sparsity.channels.wrapper import (
     PruneChannels,
     check_importance,
@@ -82,7 +83,7 @@ def prune_channels(
     coupling.check_model(to_prune)
     wrapped = [
         path for path, layer in graph.iter_layers(to_prune)
-        if isinstance(layer, WeightTransformWrapper)
+        if is_optimization_layer(layer)
     ]
     if wrapped:
         raise ValueError(

@@ -104,16 +104,23 @@ def _slice_channelwise(layer, idx):
     return arrays
 
 
+def is_optimization_layer(layer):
+    """A tfmot_lite wrapper or fused layer (QAT, clustering, pruning)."""
+    return isinstance(layer, WeightTransformWrapper) or type(
+        layer
+    ).__module__.startswith("tfmot_lite.")
+
+
 def _plain(model):
     """`model` without pruning wrappers (masks baked into the weights)."""
     others = [
         path for path, layer in graph.iter_layers(model)
-        if isinstance(layer, WeightTransformWrapper)
-        and not isinstance(layer, PruneLowMagnitude)
+        if is_optimization_layer(layer) and not isinstance(layer, PruneLowMagnitude)
     ]
     if others:
         raise ValueError(
-            f"Cannot shrink model '{model.name}': it holds non-pruning wrappers "
+            f"Cannot shrink model '{model.name}': it holds layers of other "
+            "optimization techniques "
             f"({', '.join(others[:5])}). Shrink the channel-pruned model first, "
             "then apply quantization or clustering to the result."
         )
