@@ -158,3 +158,25 @@ def test_shrink_rejects_other_wrappers_and_subclassed_models():
 
     with pytest.raises(ValueError, match="subclassed"):
         sparsity.shrink(Sub())
+
+
+def test_sequential_conv1d_model_shrinks_exactly():
+    model = keras.Sequential([
+        keras.Input((20, 3)),
+        keras.layers.Conv1D(8, 3, padding="same", activation="relu", name="c1"),
+        keras.layers.DepthwiseConv1D(3, padding="same", name="dw"),
+        keras.layers.MaxPooling1D(name="pool"),
+        keras.layers.Conv1D(6, 3, activation="gelu", name="c2"),
+        keras.layers.GlobalAveragePooling1D(name="gap"),
+        keras.layers.Dense(3, name="logits"),
+    ])
+    x, _ = data((20, 3))
+    pruned = pruned_once(model, 0.5)
+    shrunk = sparsity.shrink(pruned)
+    assert isinstance(shrunk, keras.Sequential)
+    assert layer_named(shrunk, "dw").kernel.shape == (3, 4, 1)
+    assert layer_named(shrunk, "c2").kernel.shape == (3, 4, 3)
+    assert layer_named(shrunk, "logits").kernel.shape == (3, 3)
+    np.testing.assert_allclose(
+        shrunk.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-4
+    )
