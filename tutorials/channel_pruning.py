@@ -59,7 +59,7 @@ def latencies(flatbuffers, sample, rounds=5, runs=50):
 
 def run(
     epochs=10,
-    prune_epochs=4,
+    prune_epochs=6,
     qat_epochs=2,
     target_sparsity=0.5,
     batch_size=32,
@@ -79,12 +79,13 @@ def run(
     dense.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
 
     # 2. Prune channels while fine-tuning: sparsity ramps from 0 to the target
-    #    over all but the last pruning epoch, then the masks stay fixed.
-    #    Masks update every half epoch; `end_step` is an update step, so the
-    #    last update reaches the target exactly.
+    #    over the first half of the pruning epochs, then the masks stay fixed
+    #    while the remaining channels recover the accuracy. Masks update every
+    #    half epoch; `end_step` is an update step, so the last update reaches
+    #    the target exactly.
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
     frequency = max(steps_per_epoch // 2, 1)
-    end_step = frequency * 2 * max(prune_epochs - 1, 1)
+    end_step = frequency * 2 * max(prune_epochs // 2, 1)
     pruned = sparsity.prune_channels(
         dense,
         pruning_schedule=sparsity.PolynomialDecay(
@@ -168,7 +169,7 @@ def format_table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="dense training epochs")
-    parser.add_argument("--prune-epochs", type=int, default=4)
+    parser.add_argument("--prune-epochs", type=int, default=6)
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of channels")
     parser.add_argument("--output-dir", default=None, help="where the .tflite files go")

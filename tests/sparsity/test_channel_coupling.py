@@ -114,3 +114,13 @@ def test_nothing_to_prune_is_a_clear_error():
     model = keras.Model(inputs, L.Dense(3, name="only")(inputs))
     with pytest.raises(ValueError, match="(?s)no channels that can be pruned.*model output"):
         sparsity.prune_channels(model)
+
+
+def test_multiply_couples_like_add():
+    inputs = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 1, activation="relu", name="a")(inputs)
+    b = L.Conv2D(4, 1, activation="tanh", name="b")(inputs)
+    x = L.Multiply()([a, b])
+    outputs = L.Dense(2)(L.GlobalAveragePooling2D()(x))
+    groups = groups_by_layer(sparsity.channel_report(keras.Model(inputs, outputs)))
+    assert groups["a"] is groups["b"] and groups["a"].prunable
