@@ -86,7 +86,8 @@ def test_separable_conv_with_depth_multiplier_slices_pointwise_rows():
 def test_summary_lists_layers_and_totals():
     _, summary = sparsity.shrink(pruned_once(resnet_tiny()), return_summary=True)
     by_layer = {c.layer: c for c in summary.layers}
-    assert (by_layer["res1_conv1"].channels_before, by_layer["res1_conv1"].channels_after) == (8, 4)
+    conv = by_layer["res1_conv1"]
+    assert (conv.channels_before, conv.channels_after) == (8, 4)
     assert by_layer["logits"].channels_after == 5
     text = str(summary)
     assert "res1_conv1" in text and "parameters:" in text and "MACs:" in text
