@@ -47,6 +47,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
         for wrapper in self._wrappers:
             wrapper._driven_by_callback = True
+            if hasattr(wrapper, "link_model"):  # Channel pruning: coupled masks.
+                wrapper.link_model(self.model)
         # The schedule's clock lives in the model, not in the optimizer: a
         # reloaded or recompiled model resumes where it stopped.
         self.step = _stored_step(self._wrappers) + 1

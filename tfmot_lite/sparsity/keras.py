@@ -13,6 +13,7 @@ plain = tfmot.sparsity.keras.strip_pruning(pruned)
 ```
 """
 
+from tfmot_lite.sparsity.channels import ChannelReport, PruneChannels, ShrinkSummary, channel_report, link_channel_plans, prune_channels, shrink  # noqa: E501
 from tfmot_lite.sparsity.callbacks import PruningSummaries, UpdatePruningStep
 from tfmot_lite.sparsity.masks import is_pruned_m_by_n
 from tfmot_lite.sparsity.policy import PruningPolicy
@@ -43,3 +44,4 @@ __all__ = [
     "strip_pruning",
     "xnnpack_sparsity_report",
 ]
+__all__ += ["ChannelReport", "PruneChannels", "ShrinkSummary", "channel_report", "link_channel_plans", "prune_channels", "shrink"]  # noqa: E501
