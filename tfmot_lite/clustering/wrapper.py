@@ -125,7 +125,16 @@ class ClusterWeights(WeightTransformWrapper):
         self.sparsity_masks = []
         self._algorithm_classes = []
         for name, weight in named:
-            values = ops.convert_to_numpy(weight)
+            try:
+                values = ops.convert_to_numpy(weight)
+            except (NotImplementedError, TypeError, ValueError) as e:
+                raise ValueError(
+                    f"Layer '{self.layer.name}' is being built inside a traced "
+                    "training step (its model had no input shape), where its "
+                    "centroids cannot be computed from its weights. Build the "
+                    "model before clustering: start it with `keras.Input(shape)` "
+                    "or give its first layer `input_shape=`."
+                ) from e
             initialise = (
                 initial_centroids_per_channel if self.cluster_per_channel else initial_centroids
             )
