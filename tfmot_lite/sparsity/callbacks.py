@@ -8,6 +8,7 @@ ticks it inside the step itself (`PruneLowMagnitude.call` with
 step `s` (1, 2, ...) `UpdatePruningStep` asks the schedule about `s` and, on
 an update step, recomputes the masks from the current weights, so step `s`
 trains with them. With `frequency=10` masks first change for the 10th step.
+N:M masks (`sparsity_m_by_n`) are set once, at step 1, as in tfmot.
 
 Both callbacks accept tfmot's custom-training-loop call patterns:
 `set_model(m)`, `on_train_begin()`, `on_train_batch_begin(batch=...)`,
@@ -115,6 +116,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 continue
             step = self._last_step[id(wrapper)] + 1
             self._last_step[id(wrapper)] = step
+            if wrapper.sparsity_m_by_n is not None:
+                # As tfmot: N:M masks are set once, at step 1, then kept.
+                if step == 1:
+                    due.append((wrapper, None))
+                continue
             key = (wrapper.pruning_schedule, step)
             if key not in decisions:
                 decisions[key] = wrapper.pruning_schedule(step)
@@ -222,16 +228,17 @@ class PruningSummaries(keras.callbacks.TensorBoard):
             self._metrics_writer = self.summary.create_file_writer(
                 os.path.join(self.log_dir, "metrics")
             )
-        with self._metrics_writer.as_default():
-            for name, value in tfmot_tags.items():
-                self.summary.scalar(name, value, step=step)
-        self._metrics_writer.flush()
-        if getattr(self, "_train_dir", None) is None:
-            return  # set_model not called: only the metrics writer exists.
-        with self._train_writer.as_default():
-            for name, value in grouped.items():
-                self.summary.scalar(name, value, step=step)
-        self._train_writer.flush()
+        writers = [(self._metrics_writer, tfmot_tags)]
+        if getattr(self, "_train_dir", None) is not None:  # set_model was called
+            writers.append((self._train_writer, grouped))
+        # TensorBoard's own batch-frequency filter (record_if) must not drop
+        # the epoch and end-of-training points.
+        with self.summary.record_if(True):
+            for writer, values in writers:
+                with writer.as_default():
+                    for name, value in values.items():
+                        self.summary.scalar(name, value, step=step)
+                writer.flush()
 
 
 def pruning_metrics(wrappers, both=False):
