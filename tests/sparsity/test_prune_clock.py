@@ -185,11 +185,29 @@ def state(model):
     )
 
 
+RESUME_FIT = dict(batch_size=8, epochs=3, shuffle=False, verbose=0)  # 4 steps per epoch
+
+
+def resume_data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(32, 12)).astype("float32"), rng.integers(0, 3, size=32).astype("int32")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    model = fresh()
+    model.fit(*resume_data(), callbacks=[sparsity.UpdatePruningStep()], **RESUME_FIT)
+    steps, masks, weights = state(model)
+    assert steps == [12, 12]
+    assert 1 - masks[0].mean() == pytest.approx(0.8, abs=1 / masks[0].size)
+    return steps, masks, weights
+
+
 @pytest.mark.parametrize("order", ["pruning_first", "backup_first"])
 @pytest.mark.parametrize("restart", ["fresh_model", "same_model"])
-def test_backup_and_restore_resumes_pruning_exactly(tiny_data, tmp_path, order, restart):
-    x, y = tiny_data[0][:32], tiny_data[1][:32]  # batch 8: 4 steps per epoch
-    fit = dict(batch_size=8, epochs=3, shuffle=False, verbose=0)
+def test_backup_and_restore_resumes_pruning_exactly(uninterrupted, tmp_path, order, restart):
+    x, y = resume_data()
+    fit = RESUME_FIT
 
     def callbacks(*extra):
         pair = [sparsity.UpdatePruningStep(), keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
@@ -197,11 +215,7 @@ def test_backup_and_restore_resumes_pruning_exactly(tiny_data, tmp_path, order, 
             pair.reverse()
         return pair + list(extra)
 
-    reference = fresh()
-    reference.fit(x, y, callbacks=callbacks(), **fit)
-    steps, masks, weights = state(reference)
-    assert steps == [12, 12]
-    assert 1 - masks[0].mean() == pytest.approx(0.8, abs=1 / masks[0].size)
+    steps, masks, weights = uninterrupted
 
     model = fresh()
     with pytest.raises(RuntimeError, match="preempted"):
