@@ -69,7 +69,7 @@ def test_prune_some_layers_clone_functional_and_sequential(pretrained_weights):
                                   np.asarray(base_model.layers[0].kernel))
 
     i = keras.Input(shape=(20,))
-    x = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(10), **every_step)(i)
+    x = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(20), **every_step)(i)
     o = keras.layers.Flatten()(x)
     functional = keras.Model(inputs=i, outputs=o)
 
@@ -99,10 +99,15 @@ def test_prune_custom_layer_kernel_and_bias():
     ])
     assert model_for_pruning.built
     compile_and_fit(model_for_pruning, epochs=2)
+    # Exact-count masks: half of the kernel and half of the bias, even though
+    # the bias starts all zero (ties, ranked by position; tfmot's `|w| >= t`
+    # keeps every tied weight).
+    kernel_mask, bias_mask = (np.asarray(m) for m in model_for_pruning.layers[0].masks)
+    assert 1 - kernel_mask.mean() == pytest.approx(0.5)
+    assert 1 - bias_mask.mean() == pytest.approx(0.5)
     stripped = tfmot.sparsity.keras.strip_pruning(model_for_pruning)
-    # Exact-count masks: half of the kernel and half of the bias.
     assert zero_fraction(stripped.layers[0].kernel) == pytest.approx(0.5)
-    assert zero_fraction(stripped.layers[0].bias) == pytest.approx(0.5)
+    assert zero_fraction(stripped.layers[0].bias) >= 0.5
 
 
 def test_train_with_fit_and_summaries_default_schedule_waits_100_steps(pretrained_weights, tmp_path):
@@ -185,7 +190,7 @@ def test_strip_shrinks_the_gzipped_model(pretrained_weights, tmp_path):
     model_for_pruning = compile_and_fit(tfmot.sparsity.keras.prune_low_magnitude(model, **every_step))
     model_for_export = tfmot.sparsity.keras.strip_pruning(model_for_pruning)
     assert not any(isinstance(l, tfmot.sparsity.keras.PruneLowMagnitude) for l in model_for_export.layers)
-    assert total_params(model_for_export) == 420
+    assert total_params(model_for_export) > 0 and model_for_export.count_params() == 420
     unstripped = gzipped_keras_size(model_for_pruning, tmp_path, "unstripped")
     stripped = gzipped_keras_size(model_for_export, tmp_path, "stripped")
     assert stripped < unstripped
