@@ -30,12 +30,12 @@ def setup_model():
     ])
 
 
-@pytest.fixture
-def pretrained_weights(tmp_path):
+@pytest.fixture(scope="module")
+def pretrained_weights(tmp_path_factory):
     model = setup_model()
     model.compile(loss=keras.losses.categorical_crossentropy, optimizer="adam", metrics=["accuracy"])
     model.fit(x_train, y_train, verbose=0)
-    path = str(tmp_path / "pretrained.weights.h5")  # Keras 3 names weight files so
+    path = str(tmp_path_factory.mktemp("pretrained") / "pretrained.weights.h5")  # Keras 3 names weight files so
     model.save_weights(path)
     return path
 
@@ -170,7 +170,7 @@ def test_custom_training_loop_drives_the_callbacks_by_hand(tmp_path):
     assert (tmp_path / "metrics").is_dir()
 
 
-def test_checkpoint_to_hdf5_and_load_in_prune_scope(pretrained_weights, tmp_path):
+def test_checkpoint_to_hdf5_load_in_prune_scope_and_strip(pretrained_weights, tmp_path):
     model = setup_model()
     model.load_weights(pretrained_weights)
     model_for_pruning = compile_and_fit(tfmot.sparsity.keras.prune_low_magnitude(model, **every_step))
@@ -183,11 +183,6 @@ def test_checkpoint_to_hdf5_and_load_in_prune_scope(pretrained_weights, tmp_path
                                model_for_pruning.predict(x_train, verbose=0), atol=1e-6)
     assert int(np.asarray(loaded_model.layers[0].pruning_step)) == 1
 
-
-def test_strip_shrinks_the_gzipped_model(pretrained_weights, tmp_path):
-    model = setup_model()
-    model.load_weights(pretrained_weights)
-    model_for_pruning = compile_and_fit(tfmot.sparsity.keras.prune_low_magnitude(model, **every_step))
     model_for_export = tfmot.sparsity.keras.strip_pruning(model_for_pruning)
     assert not any(isinstance(l, tfmot.sparsity.keras.PruneLowMagnitude) for l in model_for_export.layers)
     assert total_params(model_for_export) > 0 and model_for_export.count_params() == 420
