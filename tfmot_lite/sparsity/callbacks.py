@@ -156,8 +156,8 @@ def require_tensorboard(callback_name, extra="tensorboard"):
         raise ImportError(
             f"{callback_name} writes TensorBoard summaries and needs the "
             f"`tensorflow` and `tensorboard` packages ({e}). Install them "
-            f'with `pip install "tfmot-lite[{extra}]"` (or `pip install '
-            "tensorflow tensorboard`)."
+            f'with `pip install "tfmot-lite[{extra}]"` (the `[tf]` and `[cpu]` '
+            "extras include it too)."
         ) from e
 
 
