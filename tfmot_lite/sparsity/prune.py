@@ -9,12 +9,12 @@ from tfmot_lite.sparsity.registry import (
     unsupported_layer_error,
 )
 from tfmot_lite.sparsity.schedule import ConstantSparsity
-from tfmot_lite.weight_wrapper import carry_input_shape
 from tfmot_lite.sparsity.wrapper import (
     PruneLowMagnitude,
     check_pruning_params,
     weight_shape_problems,
 )
+from tfmot_lite.weight_wrapper import carry_input_shape
 
 
 def prune_low_magnitude(
