@@ -247,3 +247,29 @@ def test_sequential_without_input_is_built_by_fit_and_pruned(tiny_data):
         assert int(np.asarray(first.pruning_step)) == 8
         assert 1 - float(np.asarray(first.masks[0]).mean()) == pytest.approx(0.5)
         assert model.count_params() > 0
+
+
+def test_jax_stateless_loop_driven_by_hand_follows_tfmots_clock():
+    """A JAX loop (stateless_call + jax.grad), in its own process."""
+    import importlib.util
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    script = pathlib.Path(__file__).parent / "jax_loop_script.py"
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax"
+    assert result["pruning_step"] == [8, 8]
+    expected = tfmot_sparsity_after_each_step(
+        "poly", 8, begin_step=0, end_step=8, frequency=2, initial=0.2, final=0.8)
+    np.testing.assert_allclose(result["mask_sparsity_per_step"],
+                               [exact(s, 12 * 32) for s in expected], atol=1e-6)
+    assert result["kernel_zeros"] == pytest.approx(exact(0.8, 12 * 32))
