@@ -18,8 +18,10 @@ setup(
     # `[tf]` (GPU-capable) or `[cpu]` (the lighter CPU-only wheel).
     install_requires=["keras>=3.4", "numpy"],
     extras_require={
-        "tf": ["tensorflow>=2.16"],
-        "cpu": ["tensorflow-cpu>=2.16"],
+        # tensorboard: `PruningSummaries` / `ClusteringSummaries` write with
+        # TensorBoard's summary ops, which TensorFlow 2.21 no longer installs.
+        "tf": ["tensorflow>=2.16", "tensorboard"],
+        "cpu": ["tensorflow-cpu>=2.16", "tensorboard"],
         "data": ["scikit-learn", "tensorflow-datasets"],
         "export": ["ai-edge-litert", "tflite"],
         "plots": ["matplotlib"],

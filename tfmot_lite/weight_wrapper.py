@@ -143,13 +143,18 @@ def assigned_slot(layer, owner, name, weight=None):
     return owner, name
 
 
-def carry_input_shape(wrapper, layer):
-    """Lets `keras.Sequential([Wrapper(Dense(..., input_shape=s))])` build,
-    as Keras does for the bare layer: the wrapper exposes the shape given to
-    the layer it wraps."""
-    shape = getattr(layer, "_input_shape_arg", None)
-    if shape is not None and getattr(wrapper, "_input_shape_arg", None) is None:
-        wrapper._input_shape_arg = shape
+def carry_input_shape(source, target):
+    """Gives `target` the `input_shape=` that `source` was created with.
+
+    A first layer given `input_shape=` builds its Sequential: Keras 3 reads
+    `_input_shape_arg` from the first layer it is given. Wrappers (and layer
+    copies made from a config, which drops it) carry it over, as tfmot's
+    wrappers carry `_batch_input_shape`.
+    """
+    shape = getattr(source, "_input_shape_arg", None)
+    if shape is not None and getattr(target, "_input_shape_arg", None) is None:
+        target._input_shape_arg = shape
+    return target
 
 
 class WeightTransformWrapper(keras.layers.Wrapper):
@@ -182,7 +187,7 @@ class WeightTransformWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"{self._name_prefix()}_{layer.name}")
         super().__init__(layer, **kwargs)
-        carry_input_shape(self, layer)
+        carry_input_shape(layer, self)
         self.supports_masking = getattr(layer, "supports_masking", False)
         self._slots = None
 

@@ -293,3 +293,40 @@ def test_clusterable_layer_can_bring_its_own_algorithm(tiny_data):
     stripped = strip_clustering(clustered)
     assert len(np.unique(stripped.layers[0].w.numpy())) <= 4
     np.testing.assert_array_equal(stripped.predict(x, verbose=0), clustered.predict(x, verbose=0))
+
+
+def test_tfmots_experimental_cluster_module_path_clusters_with_preserve_sparsity():
+    import tfmot_lite as tfmot
+    from tfmot_lite.clustering.keras.experimental import cluster
+
+    assert tfmot.clustering.keras.experimental.cluster.cluster_weights is cluster.cluster_weights
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
+    kernel = np.asarray(model.layers[0].kernel)
+    kernel[:, ::2] = 0.0
+    model.layers[0].kernel.assign(kernel)
+    clustered = cluster.cluster_weights(model, number_of_clusters=4, preserve_sparsity=True)
+    stripped = cluster.strip_clustering(clustered)
+    values = np.asarray(stripped.layers[0].kernel)
+    assert np.all(values[:, ::2] == 0) and len(np.unique(values)) <= 4
+
+
+def test_clustering_a_first_layer_given_input_shape_builds_the_sequential():
+    import tfmot_lite as tfmot
+
+    model = keras.Sequential([
+        tfmot.clustering.keras.cluster_weights(keras.layers.Dense(8, input_shape=(16,)), 4),
+        keras.layers.Dense(2),
+    ])
+    assert model.built and model.count_params() == 16 * 8 + 8 + 4 + 8 * 2 + 2
+    stripped = tfmot.clustering.keras.strip_clustering(model)
+    assert stripped.built and stripped.count_params() == 16 * 8 + 8 + 8 * 2 + 2
+
+
+def test_clustering_summaries_name_the_extra_when_tensorboard_is_missing(monkeypatch, tmp_path):
+    import sys
+
+    import tfmot_lite as tfmot
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ImportError, match=r"tfmot-lite\[tensorboard\]"):
+        tfmot.clustering.keras.ClusteringSummaries(str(tmp_path))

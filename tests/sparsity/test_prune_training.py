@@ -44,14 +44,14 @@ def test_masks_follow_the_schedule(tiny_data):
                callbacks=[sparsity.UpdatePruningStep(), Record()])
     expected = []
     current = 0.0
-    for step in range(16):
+    for step in range(1, 17):  # tfmot's clock: the first training step is step 1
         should, value = schedule(step)
         if bool(np.asarray(should)):
             current = float(np.asarray(value))
         expected.append(current)
     # Masks meet the schedule's sparsity up to one weight of rounding.
     np.testing.assert_allclose(seen, expected, atol=1 / (32 * 32))
-    assert int(np.asarray(wrappers(pruned)[0].pruning_step)) == 15  # last step run
+    assert int(np.asarray(wrappers(pruned)[0].pruning_step)) == 16  # steps run
 
 
 def test_training_without_the_callback_is_an_error(tiny_data):
@@ -85,13 +85,13 @@ def test_save_and_load_keep_masks_and_step_and_resume_the_schedule(tiny_data, tm
     loaded = keras.models.load_model(path)  # no custom_objects
     for a, b in zip(wrappers(pruned), wrappers(loaded)):
         np.testing.assert_array_equal(np.asarray(a.masks[0]), np.asarray(b.masks[0]))
-        assert int(np.asarray(b.pruning_step)) == 7
+        assert int(np.asarray(b.pruning_step)) == 8
         assert b.pruning_schedule == schedule
     np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6)
-    # A fresh optimizer (iterations = 0) still resumes at step 8, not 0.
+    # A fresh optimizer (iterations = 0) still resumes at step 9, not 1.
     compiled(loaded).fit(x, y, batch_size=8, epochs=3, verbose=0,
                          callbacks=[sparsity.UpdatePruningStep()])
-    assert int(np.asarray(wrappers(loaded)[0].pruning_step)) == 31
+    assert int(np.asarray(wrappers(loaded)[0].pruning_step)) == 32
     assert mask_sparsity(wrappers(loaded)[1]) == pytest.approx(0.9, abs=1 / 1024)
 
 
@@ -111,11 +111,11 @@ def test_block_and_m_by_n_patterns_survive_training(tiny_data):
             assert sparsity.is_pruned_m_by_n(layer.kernel, (2, 4)), layer.name
 
 
-def read_scalars(log_dir):
+def read_scalars(log_dir, run="train"):
     import tensorflow as tf
 
     scalars = {}
-    for path in glob.glob(f"{log_dir}/train/events.out.tfevents.*"):
+    for path in glob.glob(f"{log_dir}/{run}/events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name != "scalars":
@@ -125,19 +125,50 @@ def read_scalars(log_dir):
     return scalars
 
 
-def test_pruning_summaries_write_sparsity_scalars(tiny_data, tmp_path):
-    x, y = tiny_data
+def test_pruning_summaries_write_tfmot_tags_on_the_iteration_axis(tiny_data, tmp_path):
+    x, y = tiny_data  # batch 16: 4 steps per epoch
     pruned = compiled(sparsity.prune_low_magnitude(mlp(), sparsity.ConstantSparsity(0.6, 0, frequency=1)))
     log_dir = str(tmp_path / "logs")
     pruned.fit(x, y, batch_size=16, epochs=2, verbose=0,
                callbacks=[sparsity.UpdatePruningStep(), sparsity.PruningSummaries(log_dir)])
-    scalars = read_scalars(log_dir)
-    tags = [t for t in scalars if t.startswith("pruning/")]
-    assert len(tags) == 6  # sparsity and threshold for three kernels
-    sparsity_tag = next(t for t in tags if t.endswith("/sparsity"))
-    steps, values = zip(*scalars[sparsity_tag])
-    assert steps == (0, 1) and values[-1] == pytest.approx(0.6, abs=0.01)
-    assert "epoch_loss" in scalars  # the usual TensorBoard logs are kept
+    # tfmot's tags: `<mask variable>/sparsity`, `<threshold variable>/threshold`
+    # in <log_dir>/metrics, at optimizer.iterations, from the start of each epoch.
+    metrics = read_scalars(log_dir, "metrics")
+    masks = sorted(t for t in metrics if t.endswith("_mask/sparsity"))
+    assert len(masks) == 3 and len([t for t in metrics if t.endswith("_threshold/threshold")]) == 3
+    assert "prune_low_magnitude_dense_1/kernel_mask/sparsity" in masks, masks
+    steps, values = zip(*metrics[masks[0]])
+    assert steps == (0, 4, 8)
+    assert values[0] == 0.0 and values[-1] == pytest.approx(0.6, abs=0.01)
+    # The same values grouped under pruning/, beside the usual TensorBoard logs.
+    train = read_scalars(log_dir)
+    grouped = [t for t in train if t.startswith("pruning/")]
+    assert len(grouped) == 6
+    assert [s for s, _ in train[next(t for t in grouped if t.endswith("/sparsity"))]] == [0, 4, 8]
+    assert "epoch_loss" in train
+
+
+def test_pruning_summaries_with_integer_update_freq_use_one_step_axis(tiny_data, tmp_path):
+    x, y = tiny_data
+    pruned = compiled(sparsity.prune_low_magnitude(mlp(), sparsity.ConstantSparsity(0.6, 0, frequency=1)))
+    log_dir = str(tmp_path / "logs")
+    pruned.fit(x, y, batch_size=16, epochs=2, verbose=0,
+               callbacks=[sparsity.UpdatePruningStep(), sparsity.PruningSummaries(log_dir, update_freq=3)])
+    for run in ("metrics", "train"):
+        scalars = read_scalars(log_dir, run)
+        tag = next(t for t in scalars if t.endswith("/sparsity"))
+        steps = [s for s, _ in scalars[tag]]
+        # Epoch starts (0, 4), every 3rd batch (3, 6) and the end (8); each
+        # step once, all in optimizer iterations (no epoch numbers mixed in).
+        assert steps == sorted(set(steps)) == [0, 3, 4, 6, 8], (run, steps)
+
+
+def test_pruning_summaries_name_the_extra_when_tensorboard_is_missing(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ImportError, match=r"tfmot-lite\[tensorboard\]"):
+        sparsity.PruningSummaries(str(tmp_path))
 
 
 def test_digits_cnn_pruned_to_75_percent_keeps_accuracy(digits32):

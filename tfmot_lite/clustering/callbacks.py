@@ -6,6 +6,7 @@ from keras import ops
 
 from tfmot_lite import graph
 from tfmot_lite.clustering.wrapper import ClusterWeights
+from tfmot_lite.sparsity.callbacks import require_tensorboard
 
 
 def clustering_wrappers(model):
@@ -74,6 +75,7 @@ class ClusteringSummaries(keras.callbacks.TensorBoard):
                 "`cluster_update_freq` must be 'epoch', 'batch' or a positive "
                 f"number of batches. Received {cluster_update_freq!r}."
             )
+        require_tensorboard("ClusteringSummaries")
         super().__init__(log_dir=log_dir, **kwargs)
         self.cluster_update_freq = cluster_update_freq
         self._batches_seen = 0

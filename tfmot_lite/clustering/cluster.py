@@ -10,6 +10,7 @@ from tfmot_lite.clustering.wrapper import (
     per_channel_applies,
     weight_count_problems,
 )
+from tfmot_lite.weight_wrapper import carry_input_shape
 
 
 def cluster_weights(
@@ -60,9 +61,13 @@ def cluster_weights(
 
     if not graph.is_graph_model(to_cluster) and not isinstance(to_cluster, keras.Model):
         if isinstance(to_cluster, ClusterWeights):
-            raise ValueError(f"Layer '{to_cluster.name}' is already clustered.")
+            raise ValueError(
+                f"Layer '{to_cluster.name}' is already clustered. To cluster "
+                "it with new settings, strip the old wrapper first: "
+                "`cluster_weights(strip_clustering(layer), ...)`."
+            )
         _check_layers([(getattr(to_cluster, "name", repr(to_cluster)), to_cluster)], params)
-        copy = graph.copy_layer(to_cluster)
+        copy = carry_input_shape(to_cluster, graph.copy_layer(to_cluster))
         if not registry.has_clusterable_weights(copy):
             return copy
         return ClusterWeights(copy, **params, **kwargs)
@@ -72,7 +77,10 @@ def cluster_weights(
             f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
             "arguments such as a name apply when clustering a single layer."
         )
+    graph.check_rewritable(to_cluster)
+    _check_built(to_cluster)
     _check_layers(list(graph.iter_layers(to_cluster)), params)
+    _check_already_clustered(list(graph.iter_layers(to_cluster)), params)
 
     def replace(layer):
         if isinstance(layer, ClusterWeights) or not registry.has_clusterable_weights(layer):
@@ -80,6 +88,60 @@ def cluster_weights(
         return ClusterWeights(layer, **params)
 
     return graph.rewrite(to_cluster, replace)
+
+
+def _check_built(model):
+    """Centroids start from the trained weights: the model must hold them."""
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built, so its layers hold no weights "
+            "to cluster (tfmot-lite initialises the centroids from them). "
+            "Give the model an input (`keras.Input(shape)` as its first "
+            "layer, or `input_shape=` on the first layer), or call "
+            "`model.build(input_shape)`, train it, then cluster it."
+        )
+
+
+def _describe(settings):
+    return ", ".join(
+        f"{key}={getattr(value, 'value', value)!r}" for key, value in settings.items()
+    )
+
+
+def _settings(wrapper, params=None):
+    """The settings `wrapper` was made with, or would be made with `params`."""
+    source = params if params is not None else vars(wrapper)
+    per_channel = (
+        per_channel_applies(wrapper.layer, params["cluster_per_channel"])
+        if params is not None
+        else wrapper.cluster_per_channel
+    )
+    return dict(
+        number_of_clusters=source["number_of_clusters"],
+        cluster_centroids_init=source["cluster_centroids_init"],
+        preserve_sparsity=source["preserve_sparsity"],
+        cluster_per_channel=per_channel,
+    )
+
+
+def _check_already_clustered(named_layers, params):
+    """Already-clustered layers are kept as they are (as in tfmot) when they
+    were clustered with the requested settings; other settings would be
+    silently ignored, so that is an error naming the layers and the fix."""
+    differ = [
+        f"{path}: {_describe(_settings(layer))}"
+        for path, layer in named_layers
+        if isinstance(layer, ClusterWeights)
+        and _settings(layer) != _settings(layer, params)
+    ]
+    if differ:
+        raise ValueError(
+            "These layers are already clustered, with other settings than "
+            "the ones requested, which would not be applied to them:\n"
+            + "\n".join(f"  - {d}" for d in differ)
+            + "\nStrip the old wrappers first: "
+            "`cluster_weights(strip_clustering(model), ...)`."
+        )
 
 
 def _check_layers(named_layers, params):

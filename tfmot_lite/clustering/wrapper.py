@@ -121,6 +121,19 @@ class ClusterWeights(WeightTransformWrapper):
         finally:
             self._restoring = False
 
+    def _initial_values(self, weight):
+        """The weight's values, from which the first centroids are computed."""
+        try:
+            return ops.convert_to_numpy(weight)
+        except (NotImplementedError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"Layer '{self.layer.name}' is being built inside a traced "
+                "training step (its model had no input shape), where its "
+                "centroids cannot be computed from its weights. Build the "
+                "model before clustering: start it with `keras.Input(shape)` "
+                "or give its first layer `input_shape=`."
+            ) from e
+
     def build_transform(self):
         named = registry.clusterable_weights(self.layer)
         problems = weight_count_problems(
@@ -146,7 +159,7 @@ class ClusterWeights(WeightTransformWrapper):
         self.sparsity_masks = []
         self._algorithm_classes = []
         for name, weight in named:
-            values = None if restoring else ops.convert_to_numpy(weight)
+            values = None if restoring else self._initial_values(weight)
             shape = tuple(weight.shape)
             k = self.number_of_clusters
             self.cluster_centroids.append(self._state(

@@ -298,7 +298,7 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             _check_config(layer, quantize_config, optional=True)
         kwargs.setdefault("name", f"quant_annotate_{layer.name}")
         super().__init__(layer, **kwargs)
-        carry_input_shape(self, layer)
+        carry_input_shape(layer, self)
         self.quantize_config = quantize_config
         self.supports_masking = getattr(layer, "supports_masking", False)
 

@@ -14,6 +14,7 @@ from tfmot_lite.sparsity.wrapper import (
     check_pruning_params,
     weight_shape_problems,
 )
+from tfmot_lite.weight_wrapper import carry_input_shape
 
 
 def prune_low_magnitude(
@@ -71,9 +72,14 @@ def prune_low_magnitude(
                 f"Received layer '{getattr(to_prune, 'name', to_prune)}'."
             )
         if isinstance(to_prune, PruneLowMagnitude):
-            raise ValueError(f"Layer '{to_prune.name}' is already pruned.")
+            raise ValueError(
+                f"Layer '{to_prune.name}' is already pruned. To prune it with "
+                "new settings, strip the old wrapper first: "
+                "`prune_low_magnitude(strip_pruning(layer), ...)`."
+            )
         _check_model([(getattr(to_prune, "name", str(to_prune)), to_prune)], params)
-        return PruneLowMagnitude(graph.copy_layer(to_prune), **params, **kwargs)
+        copy = carry_input_shape(to_prune, graph.copy_layer(to_prune))
+        return PruneLowMagnitude(copy, **params, **kwargs)
 
     if kwargs:
         raise ValueError(
@@ -82,6 +88,7 @@ def prune_low_magnitude(
         )
     graph.check_rewritable(to_prune)
     _check_model(list(graph.iter_layers(to_prune)), params)
+    _check_already_pruned(list(graph.iter_layers(to_prune)), params)
     if pruning_policy is not None:
         pruning_policy.ensure_model_supports_pruning(to_prune)
 
@@ -124,6 +131,43 @@ def _check_model(named_layers, params):
             + "\n".join(f"  - {p}" for p in problems)
             + "\nUse block_size=(1, 1) / sparsity_m_by_n=None for these layers, "
             "or prune only the layers that fit."
+        )
+
+
+def _describe(settings):
+    return ", ".join(
+        f"{key}={getattr(value, 'value', value)!r}" for key, value in settings.items()
+    )
+
+
+def _settings(wrapper):
+    return dict(
+        pruning_schedule=wrapper.pruning_schedule,
+        block_size=tuple(wrapper.block_size),
+        block_pooling_type=wrapper.block_pooling_type,
+        sparsity_m_by_n=wrapper.sparsity_m_by_n,
+    )
+
+
+def _check_already_pruned(named_layers, params):
+    """Already-pruned layers are kept as they are (as in tfmot) when they
+    were pruned with the requested settings; other settings would be
+    silently ignored, so that is an error naming the layers and the fix."""
+    wanted = dict(params)
+    if wanted["sparsity_m_by_n"] is not None:
+        wanted["sparsity_m_by_n"] = tuple(wanted["sparsity_m_by_n"])
+    differ = [
+        f"{path}: {_describe(_settings(layer))}"
+        for path, layer in named_layers
+        if isinstance(layer, PruneLowMagnitude) and _settings(layer) != wanted
+    ]
+    if differ:
+        raise ValueError(
+            "These layers are already pruned, with other settings than the "
+            "ones requested, which would not be applied to them:\n"
+            + "\n".join(f"  - {d}" for d in differ)
+            + "\nStrip the old wrappers first: "
+            "`prune_low_magnitude(strip_pruning(model), ...)`."
         )
 
 

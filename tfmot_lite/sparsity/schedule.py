@@ -1,9 +1,11 @@
 """Pruning schedules: when to update masks, and to which sparsity.
 
-A schedule maps a training step to `(should_prune, sparsity)`. Masks are
-updated at steps `begin_step, begin_step + frequency, ...` up to and
-including `end_step` (`end_step=-1` prunes until training ends). The
-semantics, defaults and argument names are those of
+A schedule maps a training step to `(should_prune, sparsity)`. Steps count
+as tfmot counts them: the k-th training step is step k (1, 2, ...), and
+masks are updated before steps `begin_step, begin_step + frequency, ...`
+(those >= 1) up to and including `end_step` (`end_step=-1` prunes until
+training ends); with `begin_step=0, frequency=10` the first update is for
+step 10. The semantics, defaults and argument names are those of
 `tfmot.sparsity.keras`.
 
 Schedules are evaluated by `UpdatePruningStep` between training steps, so

@@ -81,8 +81,8 @@ class PruneLowMagnitude(WeightTransformWrapper):
     callback; remove it with `strip_pruning`.
 
     State, saved with the model: one `mask` and one `threshold` per pruned
-    weight, and `pruning_step`, the last training step the schedule saw
-    (-1 before training).
+    weight, and `pruning_step`, the number of training steps run (-1 before
+    the first; each call with `training=True` adds one, as in tfmot).
     """
 
     def __init__(
@@ -162,14 +162,18 @@ class PruneLowMagnitude(WeightTransformWrapper):
         )
 
     def transformed_weights(self, training):
-        if training is True and self.masks and not self._driven_by_callback:
-            raise ValueError(
-                f"Layer '{self.name}' is being trained without the pruning "
-                "callback, so its masks would never change. Add "
-                "`tfmot_lite.sparsity.keras.UpdatePruningStep()` to the "
-                "callbacks of `model.fit` (or call its on_train_begin / "
-                "on_train_batch_begin in a custom loop)."
-            )
+        if training is True:
+            if self.masks and not self._driven_by_callback:
+                raise ValueError(
+                    f"Layer '{self.name}' is being trained without the pruning "
+                    "callback, so its masks would never change. Add "
+                    "`tfmot_lite.sparsity.keras.UpdatePruningStep()` to the "
+                    "callbacks of `model.fit` (or call its on_train_begin / "
+                    "on_train_batch_begin in a custom loop)."
+                )
+            # tfmot's clock: one tick per training step, inside the step, so
+            # the saved step always matches the saved weights (-1 counts as 0).
+            self.pruning_step.assign(ops.maximum(self.pruning_step, 0) + 1)
         return [ops.multiply(w, m) for w, m in zip(self.pruned_weights, self.masks)]
 
     # -- mask updates, called from outside the training step ----------------
@@ -187,6 +191,11 @@ class PruneLowMagnitude(WeightTransformWrapper):
             )
             for w in self.pruned_weights
         ]
+
+    def apply_masks(self):
+        """Sets every pruned weight to `weight * mask` (tfmot's re-mask)."""
+        for weight, mask in zip(self.pruned_weights, self.masks):
+            weight.assign(ops.multiply(weight, mask))
 
     def update_masks(self, sparsity):
         """Recomputes every mask at `sparsity` and zeroes pruned weights."""

@@ -1,4 +1,5 @@
-"""Public clustering API, with the names and signatures of `tfmot.clustering.keras`.
+"""Public clustering API, with the names and signatures of `tfmot.clustering.keras`
+(`experimental.cluster` holds tfmot's experimental module of the same name).
 
 ```python
 import tfmot_lite as tfmot
@@ -31,3 +32,5 @@ __all__ = [
     "cluster_weights",
     "strip_clustering",
 ]
+
+from tfmot_lite.clustering.keras import experimental  # noqa: E402,F401
