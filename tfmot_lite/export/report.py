@@ -5,9 +5,9 @@
 writes the .tflite, then reads the file back and measures it:
 
 * size: bytes raw and gzipped (what an over-the-air update downloads);
-* operators: every operator type, and the fraction that run integer (all
-  their run-time inputs and outputs int8/int16: QUANTIZE and DEQUANTIZE at
-  the float edges do not count);
+* operators: every operator type, and the fraction that run integer (of
+  the operators handling data, those that touch no float tensor; the
+  QUANTIZE/DEQUANTIZE of a float interface count as float);
 * weights: zeros and unique values of every kernel (`weight_stats`), so a
   pruned model shows its zeros and a clustered one its few values per
   channel, as stored;
@@ -36,7 +36,7 @@ from tfmot_lite.export.source import read_tflite
 from tfmot_lite.export.strip import strip_for_export, techniques
 from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
 
-_FLOAT_EDGES = ("QUANTIZE", "DEQUANTIZE")
+_DATA_TYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int8, np.uint8, np.int16)}
 
 
 @dataclasses.dataclass
@@ -213,7 +213,7 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
     """
     flatbuffer = read_tflite(flatbuffer, "flatbuffer")
     runner = TFLiteModel(flatbuffer, num_threads=threads)
-    operators, integer = _operators(flatbuffer)
+    operators, int8_fraction = _operators(flatbuffer)
     stats = weight_stats(flatbuffer)
     kernels = [s for s in stats if s.op_type in KERNEL_OPS]
     total = sum(s.size for s in kernels)
@@ -233,7 +233,7 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
         bytes=len(flatbuffer),
         gzip_bytes=gzipped_size(flatbuffer),
         operators=operators,
-        int8_fraction=integer / len(operators) if operators else 0.0,
+        int8_fraction=int8_fraction,
         sparsity=zeros / total if total else 0.0,
         max_unique_per_channel=max(per_channel) if per_channel else None,
         weights=[s.to_dict() for s in stats],
@@ -278,8 +278,11 @@ def _kernel_zero_fraction(model):
 
 
 def _operators(flatbuffer):
-    """`(operator names, count of integer ones)` of the graph as stored
-    (read by LiteRT without delegates, so no DELEGATE nodes hide them)."""
+    """`(operator names, int8 share)` of the graph as stored (read by LiteRT
+    without delegates, so no DELEGATE node hides them). The share counts the
+    operators that handle data (a float or 8/16-bit integer tensor; int32
+    shape arithmetic is left out) and touch no floating-point tensor: the
+    QUANTIZE/DEQUANTIZE of a float interface count as float."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfmot_lite.quiet import silenced_stderr
@@ -291,19 +294,17 @@ def _operators(flatbuffer):
         )
         interpreter.allocate_tensors()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    names, integer = [], 0
+    names, data_ops, integer = [], 0, 0
     for op in interpreter._get_ops_details():
         names.append(op["op_name"])
-        if op["op_name"] in _FLOAT_EDGES:
-            continue
-        # Shape/axis operands and int8 kernels' int32 biases are not data.
-        used = [op["inputs"][0]] + [
-            i for i in op["inputs"][1:] if tensors.get(i, {}).get("dtype") != np.int32
-        ] + list(op["outputs"])
-        dtypes = {np.dtype(tensors[i]["dtype"]) for i in used if i >= 0 and i in tensors}
-        if dtypes and all(d in (np.int8, np.uint8, np.int16) for d in dtypes):
+        used = [i for i in list(op["inputs"]) + list(op["outputs"]) if i in tensors]
+        kinds = {np.dtype(tensors[i]["dtype"]) for i in used}
+        if not kinds & _DATA_TYPES:
+            continue  # Shape bookkeeping on int32 only.
+        data_ops += 1
+        if not any(np.issubdtype(kind, np.floating) for kind in kinds):
             integer += 1
-    return names, integer
+    return names, integer / data_ops if data_ops else 0.0
 
 
 # -- presentation ---------------------------------------------------------
@@ -355,7 +356,7 @@ def to_markdown(reports, title=None):
         "",
         f"LiteRT latency: median of {', '.join(map(str, runs))} single-example runs, "
         f"{', '.join(map(str, threads))} thread(s), XNNPACK. int8 ops: share of "
-        "operators whose run-time tensors are all integer. zeros: share of zero "
+        "the operators handling data that touch no float tensor. zeros: share of zero "
         "kernel weights as stored. max uniq/ch: most distinct values in one output "
         "channel of a kernel.",
     ]
