@@ -21,7 +21,7 @@ setup(
         "tf": ["tensorflow>=2.16"],
         "cpu": ["tensorflow-cpu>=2.16"],
         "data": ["scikit-learn", "tensorflow-datasets"],
-        "export": ["ai-edge-litert", "tflite"],
+        "export": ["ai-edge-litert", "tflite", "matplotlib"],
         "plots": ["matplotlib"],
         "tensorboard": ["tensorboard"],
         "test": [

@@ -9,7 +9,7 @@
 `check` exits with status 1 when the model cannot be pruned for the policy.
 Errors (a missing file, a file that is not a Keras or .tflite model, a wrong
 mode, missing representative data) print one line to stderr and exit with
-status 2; set TFMOT_LITE_DEBUG=1 to see the Python traceback instead.
+status 2 (`main` raises `SystemExit(2)`); set TFMOT_LITE_DEBUG=1 to see the Python traceback instead.
 """
 
 import argparse
@@ -206,7 +206,7 @@ def main(argv=None):
             raise
         message = " ".join(str(error).split())
         print(f"tfmot-lite: error: {message}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

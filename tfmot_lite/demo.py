@@ -271,8 +271,12 @@ def run(dataset="digits", output="tfmot_lite_demo", quick=False, epochs=None,
     files["report.json"] = export.save_json(reports, os.path.join(output, "report.json"))
     files["report.md"] = export.save_markdown(
         reports, os.path.join(output, "report.md"), title=title)
-    files["report.png"] = export.plot_reports(
-        reports, os.path.join(output, "report.png"), title=title)
+    try:
+        files["report.png"] = export.plot_reports(
+            reports, os.path.join(output, "report.png"), title=title)
+    except ImportError:
+        print("    report.png skipped: matplotlib is not installed "
+              "(pip install matplotlib)", flush=True)
     return {"reports": reports, "files": files, "table": table, "title": title}
 
 

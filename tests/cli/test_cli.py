@@ -82,20 +82,26 @@ def test_inspect_and_bench(files):
     assert result.returncode == 0 and result.stderr == ""
     assert "CONV_2D" in result.stdout and "MEAN" in result.stdout
     assert "weights:" in result.stdout and "max/ch" in result.stdout
-    result = run_cli("bench", files / "good.tflite", "--threads", "2", "--runs", "5")
-    assert result.returncode == 0 and result.stderr == ""
-    assert "us median over 5 runs, 2 thread(s)" in result.stdout
+
+def test_bench_in_process(files, capsys):
+    from tfmot_lite import cli
+
+    assert cli.main(["bench", str(files / "good.tflite"), "--threads", "2", "--runs", "5"]) == 0
+    assert "us median over 5 runs, 2 thread(s)" in capsys.readouterr().out
 
 
 def test_check_exit_status_and_alias(files):
     result = run_cli("check", files / "bad.keras", "--policy", "xnnpack")
     assert result.returncode == 1 and "mean" in result.stdout
     assert result.stderr == ""
-    assert run_cli("check", files / "good.keras").returncode == 0
-    assert run_cli("xnnpack-check", files / "good.keras").returncode == 0
+    from tfmot_lite import cli
+
+    assert cli.main(["check", str(files / "good.keras")]) == 0
+    assert cli.main(["xnnpack-check", str(files / "good.keras")]) == 0
+    assert cli.main(["xnnpack-check", str(files / "bad.keras")]) == 1
 
 
-@pytest.mark.parametrize("args, fragments", [
+ERRORS = [
     (("inspect", "{root}/missing.tflite"), ("missing.tflite", "no such file")),
     (("inspect", "{root}/empty.tflite"), ("empty.tflite", "empty")),
     (("inspect", "{root}/notes.tflite"), ("notes.tflite", "not a .tflite model")),
@@ -113,10 +119,31 @@ def test_check_exit_status_and_alias(files):
     (("check", "{root}/good.keras", "--policy", "arm"), ("--policy",)),
     (("frobnicate",), ("frobnicate",)),
     (("export",), ("MODEL.keras",)),
-])
-def test_every_error_is_one_clean_line(files, args, fragments):
-    result = run_cli(*(a.format(root=files) for a in args))
-    assert_one_line_error(result, *fragments)
+]
+
+
+@pytest.mark.parametrize("args, fragments", ERRORS)
+def test_every_error_is_one_clean_line(files, args, fragments, capsys):
+    """In process (fast): the same code path the executable runs."""
+    from tfmot_lite import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main([a.format(root=files) for a in args])
+    status = exited.value.code
+    captured = capsys.readouterr()
+    assert status != 0
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("tfmot-lite: error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", [0, 2, 7, 10])
+def test_errors_from_the_executable_are_one_line(files, case):
+    """A few of them through a real process: no traceback, no TF log noise."""
+    args, fragments = ERRORS[case]
+    assert_one_line_error(run_cli(*(a.format(root=files) for a in args)), *fragments)
 
 
 def test_python_api_errors_name_the_argument(files):
