@@ -36,10 +36,11 @@ import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tfmot_lite as tfmot  # noqa: E402  (first: TensorFlow's banner silenced)
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
 from tfmot_lite.demo import build_xnnpack_cnn  # noqa: E402
 
@@ -170,6 +171,12 @@ TFMOT_SCRIPT = textwrap.dedent("""
 
 def run_tfmot():
     """tfmot's sizes for the same models, or `(None, why)` when unavailable."""
+    import importlib.util
+
+    missing = [name for name in ("tf_keras", "tensorflow_model_optimization")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        return None, "not installed: " + ", ".join(missing)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     probe = subprocess.run(
         [sys.executable, "-c", "import tf_keras, tensorflow_model_optimization"],
