@@ -149,19 +149,28 @@ TFMOT_SCRIPT = textwrap.dedent("""
             classifier_activation=None), (96, 96, 3)),
     ):
         model = build()
+        # tfmot's wrappers change the layers they wrap: convert the float
+        # model first and give each technique its own copy.
+        sizes = {"float": size(model)}
+
+        def copy():
+            clone = keras.models.clone_model(model)
+            clone.set_weights(model.get_weights())
+            return clone
+
         x = np.random.default_rng(0).random((32,) + shape).astype("float32")
         y = np.zeros(32, "int32")
         pruned = tfmot.sparsity.keras.prune_low_magnitude(
-            model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.75, 0))
+            copy(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.75, 0))
         pruned.compile(optimizer=keras.optimizers.SGD(0.0),
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        pruned.fit(x, y, epochs=1, verbose=0,
+        pruned.fit(x, y, batch_size=8, epochs=1, verbose=0,
                    callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
         clustered = tfmot.clustering.keras.cluster_weights(
-            model, number_of_clusters=16,
+            copy(), number_of_clusters=16,
             cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS)
         out[name] = {
-            "float": size(model),
+            **sizes,
             "pruned 75%": size(tfmot.sparsity.keras.strip_pruning(pruned), sparse=True),
             "clustered 16": size(tfmot.clustering.keras.strip_clustering(clustered)),
         }
