@@ -23,7 +23,7 @@ setup(
         "tf": ["tensorflow>=2.16", "tensorboard"],
         "cpu": ["tensorflow-cpu>=2.16", "tensorboard"],
         "data": ["scikit-learn", "tensorflow-datasets"],
-        "export": ["ai-edge-litert", "tflite"],
+        "export": ["ai-edge-litert", "tflite", "matplotlib"],
         "plots": ["matplotlib"],
         "tensorboard": ["tensorboard"],
         "test": [

@@ -1,56 +1,212 @@
-"""The `tfmot-lite` command line.
+"""The `tfmot-lite` command line (also `python -m tfmot_lite.cli`).
 
-    tfmot-lite demo [--quick]             the pruning workflow on the bundled digits
-    tfmot-lite inspect MODEL.tflite       per-operator weights, zeros, sparse storage
-    tfmot-lite xnnpack-check MODEL.keras  can XNNPACK run this model sparse?
+    tfmot-lite demo [--dataset digits|cifar10] [--output DIR] [--quick]
+    tfmot-lite check MODEL.keras --policy xnnpack      (alias: xnnpack-check)
+    tfmot-lite export MODEL.keras --mode int8 --representative-data X.npy -o OUT.tflite
+    tfmot-lite inspect MODEL.tflite
+    tfmot-lite bench MODEL.tflite [--threads N]
+
+`check` exits with status 1 when the model cannot be pruned for the policy.
+Errors (a missing file, a file that is not a Keras or .tflite model, a wrong
+mode, missing representative data) print one line to stderr and exit with
+status 2 (`main` raises `SystemExit(2)`); set TFMOT_LITE_DEBUG=1 to see the Python traceback instead.
 """
 
 import argparse
 import os
 import sys
 
+from tfmot_lite.quiet import quiet_environment
 
-def _inspect(path):
-    from tfmot_lite.export import inspect_tflite
+quiet_environment()
 
-    print(inspect_tflite(path))
+
+class CommandError(ValueError):
+    """A user error the CLI reports in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr, exit status 2."""
+
+    def error(self, message):
+        raise CommandError(f"{message} (see `{self.prog} --help`)")
+
+
+def load_keras_model(path):
+    """Loads a .keras/.h5 model file, or raises a ValueError naming it."""
+    import keras
+
+    from tfmot_lite.quiet import silenced_stderr
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"'{path}': no such file; give the path of a .keras model.")
+    if os.path.isdir(path):
+        raise ValueError(f"'{path}' is a directory; give the path of a .keras model file.")
+    if not path.endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(
+            f"'{path}' is not a Keras model file: expected a .keras file saved with "
+            "`model.save('model.keras')`."
+        )
+    try:
+        with silenced_stderr():
+            return keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 - any load failure: not a model
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"'{path}' could not be loaded as a Keras model "
+            f"({type(error).__name__}{': ' + first if first else ''})."
+        ) from None
+
+
+def load_array(path, option):
+    """Loads a .npy file for `option`, or raises a ValueError naming it."""
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise ValueError(f"{option} '{path}': no such file.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(
+            f"{option} '{path}' is not a NumPy .npy array file ({type(error).__name__})."
+        ) from None
+
+
+# -- commands -------------------------------------------------------------
+
+
+def _demo(args, rest):
+    from tfmot_lite import demo
+
+    demo.main(rest)
     return 0
 
 
-def _xnnpack_check(path):
-    import keras
-
+def _check(args):
     from tfmot_lite.sparsity.keras import xnnpack_sparsity_report
 
-    report = xnnpack_sparsity_report(keras.models.load_model(path))
+    report = xnnpack_sparsity_report(load_keras_model(args.path))
     print(report)
     return 0 if not report.findings else 1
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = argparse.ArgumentParser(
+def _export(args):
+    from tfmot_lite import export
+    from tfmot_lite.export.ptq import CALIBRATED, check_mode
+    from tfmot_lite.export.strip import is_qat
+
+    check_mode(args.mode, "--mode")
+    model = load_keras_model(args.path)
+    calibrate = None
+    if args.representative_data:
+        calibrate = load_array(args.representative_data, "--representative-data")
+    elif args.mode in CALIBRATED and not is_qat(model):
+        raise CommandError(
+            f"--mode {args.mode} (full integer) needs --representative-data FILE.npy: "
+            "a few hundred typical inputs, shaped like the model's input with a "
+            "batch axis first."
+        )
+    data = load_array(args.data, "--data") if args.data else None
+    labels = load_array(args.labels, "--labels") if args.labels else None
+    output = args.output or os.path.splitext(args.path)[0] + ".tflite"
+    report = export.export_model(
+        model, args.mode, path=output, data=data, labels=labels,
+        threads=args.threads, representative_data=calibrate, int8_io=args.int8_io,
+        name=os.path.basename(output),
+    )
+    print(report)
+    if args.json:
+        export.save_json([report], args.json)
+    print(f"wrote {output}")
+    return 0
+
+
+def _inspect(args):
+    from tfmot_lite import export
+
+    print(export.inspect_tflite(args.path))
+    stats = export.weight_stats(args.path)
+    if stats:
+        print("\nweights:")
+        print(export.format_weight_stats(stats))
+    return 0
+
+
+def _bench(args):
+    import numpy as np
+
+    from tfmot_lite import export
+
+    if args.threads < 1 or args.runs < 1:
+        raise CommandError("--threads and --runs must be positive integers.")
+    runner = export.TFLiteModel(args.path, num_threads=args.threads)
+    shape = tuple(int(d) for d in runner.input["shape"][1:])
+    sample = np.random.default_rng(0).random(shape).astype(np.float32)
+    latency = export.measure_latency(
+        runner.flatbuffer, sample, runs=args.runs, warmup=min(20, args.runs),
+        num_threads=args.threads)
+    print(
+        f"{args.path}: {latency:.1f} us median over {args.runs} runs, "
+        f"{args.threads} thread(s), LiteRT + XNNPACK, input {shape}"
+    )
+    return 0
+
+
+def build_parser():
+    parser = _Parser(
         prog="tfmot-lite", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the end-to-end pruning demo", add_help=False)
-    inspect = commands.add_parser("inspect", help="inspect a .tflite file")
-    inspect.add_argument("path")
-    check = commands.add_parser("xnnpack-check", help="check a .keras model for XNNPACK sparse inference")
-    check.add_argument("path")
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "demo":
-        from tfmot_lite import demo
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("demo", help="train, optimize, export and report (see demo --help)",
+                        add_help=False)
+    for name in ("check", "xnnpack-check"):
+        check = commands.add_parser(
+            name, help="can this .keras model be pruned for XNNPACK's sparse inference?")
+        check.add_argument("path", metavar="MODEL.keras")
+        check.add_argument("--policy", choices=["xnnpack"], default="xnnpack")
+    exp = commands.add_parser("export", help="convert a .keras model and report on it")
+    exp.add_argument("path", metavar="MODEL.keras")
+    exp.add_argument("--mode", default="float32",
+                     help="float32, dynamic_range, float16, int8 or int16x8")
+    exp.add_argument("--representative-data", metavar="FILE.npy",
+                     help="calibration inputs for int8 / int16x8")
+    exp.add_argument("--int8-io", action="store_true", help="integer input and output")
+    exp.add_argument("--data", metavar="FILE.npy", help="inputs to check agreement on")
+    exp.add_argument("--labels", metavar="FILE.npy", help="labels of --data (accuracy)")
+    exp.add_argument("--threads", type=int, default=1)
+    exp.add_argument("--json", metavar="FILE.json", help="also save the report as JSON")
+    exp.add_argument("-o", "--output", metavar="OUT.tflite")
+    inspect = commands.add_parser("inspect", help="operators, weights, XNNPACK verdict")
+    inspect.add_argument("path", metavar="MODEL.tflite")
+    bench = commands.add_parser("bench", help="LiteRT latency of a .tflite model")
+    bench.add_argument("path", metavar="MODEL.tflite")
+    bench.add_argument("--threads", type=int, default=1)
+    bench.add_argument("--runs", type=int, default=200)
+    return parser
 
-        demo.main(rest)
-        return 0
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "inspect":
-        return _inspect(args.path)
-    return _xnnpack_check(args.path)
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if args.command == "demo":
+            return _demo(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        handler = {
+            "check": _check, "xnnpack-check": _check, "export": _export,
+            "inspect": _inspect, "bench": _bench,
+        }[args.command]
+        return handler(args)
+    except (ValueError, OSError) as error:
+        if os.environ.get("TFMOT_LITE_DEBUG") == "1":
+            raise
+        message = " ".join(str(error).split())
+        print(f"tfmot-lite: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,147 +1,323 @@
-"""End-to-end pruning demo on the bundled handwritten digits.
+"""The whole tfmot-lite workflow in one command: train, optimize, export, report.
 
-    python -m tfmot_lite.demo            # or: tfmot-lite demo
-    python -m tfmot_lite.demo --quick    # a few seconds, for smoke tests
+    python -m tfmot_lite.demo                  # or: tfmot-lite demo
+    python -m tfmot_lite.demo --quick          # under a minute, for CI
+    python -m tfmot_lite.demo --dataset cifar10 --output runs/cifar
 
-Trains a small Conv-BN-ReLU CNN, prunes it from 25% to 75% sparsity with
-`PolynomialDecay` while fine-tuning, strips the wrappers, exports both models
-to .tflite and prints one table: accuracy in Keras and in LiteRT, kernel
-sparsity, and file sizes raw and gzipped (zeros compress, which is where
-pruning pays off in download size).
+1. Trains a float CNN built for XNNPACK's sparse inference (3x3 stride-2
+   stem on a padded input, depthwise + 1x1 blocks, a spatial mean with
+   keepdims) on the digits bundled with scikit-learn (32x32x3, no download),
+   or on CIFAR-10 through TensorFlow Datasets.
+2. Optimizes it, one variant at a time (`VARIANTS`): post-training int8;
+   pruning to 75% with the `PruneForLatencyOnXNNPack` policy; quantization-
+   aware training; weight clustering (16 clusters), exported float and int8.
+3. Exports each with `tfmot_lite.export.export_model` and writes to the
+   output folder: the .tflite files, `report.txt` (the table), `report.json`,
+   `report.md` and `report.png` (size, latency, accuracy side by side).
+
+A variant is a name, an export mode and a function that returns the trained
+(possibly wrapped) Keras model from the float baseline; adding one to
+`VARIANTS` is a few lines.
 """
 
 import argparse
+import dataclasses
 import os
+import re
+import sys
+import time
+from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfmot_lite.quiet import quiet_environment
+
+quiet_environment()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
-from tfmot_lite.sparsity import keras as sparsity  # noqa: E402
+
+L = keras.layers
 
 
 def build_cnn(input_shape=(32, 32, 3), classes=10):
+    """A small Conv-BN-ReLU CNN (three stride-2 stages); the tests' model."""
     inputs = keras.Input(input_shape)
     x = inputs
     for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(classes)(x)
+        x = L.Conv2D(filters, 3, strides=2, padding="same")(x)
+        x = L.BatchNormalization(momentum=0.9)(x)
+        x = L.ReLU()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    outputs = L.Dense(classes)(x)
     return keras.Model(inputs, outputs, name="digits_cnn")
 
 
-def _compile(model, learning_rate):
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+def build_xnnpack_cnn(input_shape=(32, 32, 3), classes=10):
+    """The TensorFlow XNNPACK pruning guide's CNN, twice as wide: every
+    convolution fits XNNPACK's sparse subgraph, so its 1x1 convolutions can
+    be pruned for sparse inference."""
+    def bn_relu(x):
+        return L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
+
+    inputs = keras.Input(input_shape)
+    x = L.ZeroPadding2D(1)(inputs)
+    x = bn_relu(L.Conv2D(16, 3, strides=2, padding="valid")(x))
+    x = bn_relu(L.DepthwiseConv2D(3, padding="same")(x))
+    x = bn_relu(L.Conv2D(32, 1)(x))
+    x = L.ZeroPadding2D(1)(x)
+    x = bn_relu(L.DepthwiseConv2D(3, strides=2, padding="valid")(x))
+    x = bn_relu(L.Conv2D(64, 1)(x))
+    x = L.GlobalAveragePooling2D(keepdims=True)(x)
+    outputs = L.Dense(classes)(L.Flatten()(x))
+    return keras.Model(inputs, outputs, name="xnnpack_cnn")
+
+
+# -- data and training ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Splits:
+    """Training pipeline (arrays or tf.data), test arrays, calibration inputs."""
+
+    name: str
+    fit_args: tuple
+    fit_kwargs: dict
+    validation: object
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_calibrate: np.ndarray
+    steps_per_epoch: int
+
+
+def load_splits(name, batch_size=32):
+    if name == "cifar10":
+        (train, val, test), _ = data.cifar10(batch_size=batch_size)
+        x_test, y_test = data.to_numpy(test)
+        x_calibrate, _ = data.to_numpy(train.take(max(1, 200 // batch_size)))
+        return Splits("CIFAR-10", (train,), {}, val, x_test, y_test, x_calibrate,
+                      len(train))
+    (x, y), (x_test, y_test) = data.digits(image_size=32)
+    n_train = int(round(len(x) * 0.9))
+    return Splits(
+        "digits (scikit-learn, 32x32x3)",
+        (x[:n_train], y[:n_train]),
+        {"batch_size": batch_size},
+        (x[n_train:], y[n_train:]),
+        x_test, y_test,
+        export.ptq.calibration_samples(x[:n_train], 200),
+        -(-n_train // batch_size),
     )
-    return model
 
 
-def kernel_sparsity(model):
-    """Fraction of zeros over every Conv/Dense kernel of a plain model."""
-    zeros = total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = np.asarray(layer.kernel)
-            zeros += int((kernel == 0).sum())
-            total += kernel.size
-    return zeros / total
+class Progress(keras.callbacks.Callback):
+    """One line per epoch: what a person watching the demo needs."""
+
+    def __init__(self, label, epochs):
+        super().__init__()
+        self.label, self.epochs = label, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"{k} {v:.4f}" for k, v in logs.items()
+                 if k in ("loss", "accuracy", "val_accuracy")]
+        print(f"    {self.label} epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts)
+              + f" ({time.perf_counter() - self.start:.1f} s)", flush=True)
 
 
-def run(epochs=10, prune_epochs=6, batch_size=32, log_dir=None, seed=0, verbose=0):
-    """Runs the workflow; returns a list of result rows (dicts)."""
+@dataclasses.dataclass
+class Context:
+    """What a variant's `build` function gets: data, settings, trained models."""
+
+    splits: Splits
+    epochs: dict
+    models: dict = dataclasses.field(default_factory=dict)
+    # Quick runs skip validation (one traced function less per model).
+    quick: bool = False
+
+    def fit(self, model, label, epochs, learning_rate, callbacks=()):
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            # XLA compilation costs more than it saves on these small models.
+            jit_compile=False,
+        )
+        model.fit(
+            *self.splits.fit_args, **self.splits.fit_kwargs, epochs=epochs,
+            validation_data=None if self.quick else self.splits.validation, verbose=0,
+            callbacks=[*callbacks, Progress(label, epochs)],
+        )
+        return model
+
+
+# -- variants ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Variant:
+    """One optimized model: `build(baseline, context)` returns it trained
+    (wrapped or stripped); `export_model(..., mode)` exports it."""
+
+    name: str
+    mode: str
+    build: Callable
+    note: str = ""
+
+
+def _baseline(baseline, ctx):
+    return baseline
+
+
+def prune_for_xnnpack(baseline, ctx):
+    """25% -> 75% sparsity on the 1x1 convolutions XNNPACK runs sparse,
+    reached after a third of the fine-tuning."""
+    import tfmot_lite as tfmot
+
+    sk = tfmot.sparsity.keras
+    epochs = ctx.epochs["prune"]
+    steps = ctx.splits.steps_per_epoch
+    frequency = min(100, steps)
+    end_step = max(frequency, steps * max(1, epochs // 3) // frequency * frequency)
+    pruned = sk.prune_low_magnitude(
+        baseline,
+        pruning_schedule=sk.PolynomialDecay(0.25, 0.75, 0, end_step, frequency=frequency),
+        pruning_policy=sk.PruneForLatencyOnXNNPack(),
+    )
+    return ctx.fit(pruned, "pruning", epochs, 1e-3, [sk.UpdatePruningStep()])
+
+
+def quantization_aware(baseline, ctx):
+    import tfmot_lite as tfmot
+
+    qat = tfmot.quantization.keras.quantize_model(baseline)
+    return ctx.fit(qat, "QAT", ctx.epochs["qat"], 1e-4)
+
+
+def cluster(baseline, ctx):
+    import tfmot_lite as tfmot
+
+    ck = tfmot.clustering.keras
+    clustered = ck.cluster_weights(
+        baseline, number_of_clusters=16,
+        cluster_centroids_init=ck.CentroidInitialization.KMEANS_PLUS_PLUS,
+    )
+    return ctx.fit(clustered, "clustering", ctx.epochs["cluster"], 1e-4)
+
+
+def _trained(name):
+    """Reuses the model another variant trained (export it another way)."""
+    return lambda baseline, ctx: ctx.models[name]
+
+
+VARIANTS = [
+    Variant("float", "float32", _baseline, "the trained float baseline"),
+    Variant("int8 PTQ", "int8", _baseline, "post-training full-integer quantization"),
+    Variant("pruned 75%", "float32", prune_for_xnnpack,
+            "PruneForLatencyOnXNNPack, stored sparse"),
+    Variant("QAT int8", "int8", quantization_aware, "quantization-aware training"),
+    Variant("clustered 16", "float32", cluster, "16 clusters per kernel"),
+    Variant("clustered 16 int8", "int8", _trained("clustered 16"),
+            "the clustered model, post-training int8"),
+]
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def run(dataset="digits", output="tfmot_lite_demo", quick=False, epochs=None,
+        threads=1, latency_runs=None, variants=None, seed=0):
+    """Runs the workflow; returns `{"reports", "files", "baseline_accuracy"}`."""
     keras.utils.set_random_seed(seed)
-    (x, y), (xt, yt) = data.digits(image_size=32)
+    epochs = dict(epochs or ({"base": 2, "prune": 2, "qat": 1, "cluster": 1} if quick
+                             else {"base": 15, "prune": 6, "qat": 3, "cluster": 3}))
+    latency_runs = latency_runs or (20 if quick else 200)
+    variants = VARIANTS if variants is None else variants
+    os.makedirs(output, exist_ok=True)
 
-    dense = _compile(build_cnn(), 3e-3)
-    dense.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    splits = load_splits(dataset)
+    ctx = Context(splits, epochs, quick=quick)
+    print(f"[1/{len(variants) + 2}] float baseline on {splits.name}, "
+          f"{epochs['base']} epochs (Keras backend: {keras.backend.backend()})", flush=True)
+    baseline = ctx.fit(build_xnnpack_cnn(), "float", epochs["base"], 3e-3)
 
-    steps_per_epoch = int(np.ceil(len(x) / batch_size))
-    end_step = steps_per_epoch * max(prune_epochs - 1, 1)
-    pruned = sparsity.prune_low_magnitude(
-        dense,
-        pruning_schedule=sparsity.PolynomialDecay(
-            initial_sparsity=0.25, final_sparsity=0.75, begin_step=0,
-            end_step=end_step, frequency=max(steps_per_epoch // 4, 1),
-        ),
-    )
-    callbacks = [sparsity.UpdatePruningStep()]
-    if log_dir:
-        callbacks.append(sparsity.PruningSummaries(log_dir))
-    _compile(pruned, 1e-3).fit(
-        x, y, batch_size=batch_size, epochs=prune_epochs, callbacks=callbacks,
-        verbose=verbose,
-    )
-    stripped = sparsity.strip_pruning(pruned)
-    _compile(stripped, 1e-3)
-
-    import tensorflow as tf
-
-    rows = []
-    for name, model, optimizations in (
-        ("dense", dense, []),
-        ("pruned 75%", stripped, [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]),
-    ):
-        flatbuffer = export.to_tflite(model, optimizations=optimizations)
-        rows.append(
-            {
-                "model": name,
-                "keras_acc": model.evaluate(xt, yt, verbose=0)[1],
-                "tflite_acc": export.TFLiteModel(flatbuffer).accuracy(xt, yt),
-                "sparsity": kernel_sparsity(model),
-                "tflite_bytes": len(flatbuffer),
-                "gzip_bytes": export.gzipped_size(flatbuffer),
-            }
+    reports, files = [], {}
+    for step, variant in enumerate(variants, start=2):
+        print(f"[{step}/{len(variants) + 2}] {variant.name}: {variant.note}", flush=True)
+        model = variant.build(baseline, ctx)
+        ctx.models[variant.name] = model
+        path = os.path.join(output, slug(variant.name) + ".tflite")
+        report = export.export_model(
+            model, variant.mode, path=path, data=splits.x_test, labels=splits.y_test,
+            representative_data=splits.x_calibrate, threads=threads,
+            latency_runs=latency_runs, name=variant.name,
         )
-    max_diff = float(
-        np.abs(stripped.predict(xt, verbose=0) - pruned.predict(xt, verbose=0)).max()
-    )
-    return rows, max_diff
+        reports.append(report)
+        files[variant.name] = path
+        print(f"    exported {path}: {report.bytes:,} bytes, LiteRT accuracy "
+              f"{report.accuracy:.4f}, agreement with Keras {report.agreement:.4f}",
+              flush=True)
+
+    print(f"[{len(variants) + 2}/{len(variants) + 2}] reports", flush=True)
+    title = f"tfmot-lite demo: {splits.name}"
+    table = export.format_reports(reports)
+    with open(os.path.join(output, "report.txt"), "w", encoding="utf-8") as f:
+        f.write(title + "\n" + table + "\n")
+    files["report.txt"] = os.path.join(output, "report.txt")
+    files["report.json"] = export.save_json(reports, os.path.join(output, "report.json"))
+    files["report.md"] = export.save_markdown(
+        reports, os.path.join(output, "report.md"), title=title)
+    try:
+        files["report.png"] = export.plot_reports(
+            reports, os.path.join(output, "report.png"), title=title)
+    except ImportError:
+        print("    report.png skipped: matplotlib is not installed "
+              "(pip install matplotlib)", flush=True)
+    return {"reports": reports, "files": files, "table": table, "title": title}
 
 
-def format_table(rows):
-    header = (
-        f"{'model':<12}{'Keras acc':>10}{'LiteRT acc':>12}{'sparsity':>10}"
-        f"{'.tflite B':>11}{'gzip B':>9}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['model']:<12}{r['keras_acc']:>10.4f}{r['tflite_acc']:>12.4f}"
-            f"{r['sparsity']:>10.3f}{r['tflite_bytes']:>11,}{r['gzip_bytes']:>9,}"
-        )
-    return "\n".join(lines)
+def parse_args(argv):
+    from tfmot_lite.cli import _Parser
+
+    parser = _Parser(prog="tfmot-lite demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
+    parser.add_argument("--output", default="tfmot_lite_demo", metavar="DIR",
+                        help="where the .tflite files and reports go")
+    parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
+    parser.add_argument("--epochs", type=int, default=None, help="float training epochs")
+    parser.add_argument("--threads", type=int, default=1, help="LiteRT threads")
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="tfmot-lite demo", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--epochs", type=int, default=10, help="dense training epochs")
-    parser.add_argument("--prune-epochs", type=int, default=6, help="pruning fine-tune epochs")
-    parser.add_argument("--quick", action="store_true", help="2 + 2 epochs: a smoke test")
-    parser.add_argument("--log-dir", default=None, help="write PruningSummaries here")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs, args.prune_epochs = 2, 2
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    epochs = None
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError("--epochs must be at least 1.")
+        epochs = {"base": args.epochs, "prune": max(3, args.epochs // 2),
+                  "qat": max(1, args.epochs // 5), "cluster": max(1, args.epochs // 5)}
+    start = time.perf_counter()
+    result = run(args.dataset, args.output, args.quick, epochs, threads=args.threads)
+    print()
+    print(result["title"])
+    print(result["table"])
     print(
-        f"tfmot-lite demo: digits 32x32x3, dense {args.epochs} epochs, "
-        f"pruning 25% -> 75% over {args.prune_epochs} epochs "
-        f"(Keras backend: {keras.backend.backend()})"
+        "\nint8 ops: share of operators running integer; zeros / max uniq/ch: kernel "
+        "weights as stored in the .tflite; sparse-ready: XNNPACK's sparse-inference "
+        "preconditions hold (sparse kernels engage on ARM; the x86 LiteRT build "
+        "runs them dense, so expect no speedup here)."
     )
-    rows, max_diff = run(args.epochs, args.prune_epochs, log_dir=args.log_dir)
-    print(format_table(rows))
-    print(f"strip_pruning: max |pruned - stripped| prediction difference = {max_diff:.2e}")
-    gz_dense, gz_pruned = rows[0]["gzip_bytes"], rows[1]["gzip_bytes"]
-    print(f"gzipped .tflite: {gz_dense / gz_pruned:.2f}x smaller after pruning")
-    return rows
+    print(f"\nwrote {len(result['files'])} files to {args.output}/ "
+          f"in {time.perf_counter() - start:.0f} s")
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    from tfmot_lite import cli
+
+    sys.exit(cli.main(["demo", *sys.argv[1:]]))

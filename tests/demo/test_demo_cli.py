@@ -1,53 +1,74 @@
+"""The demo, run as a user runs it (`tfmot-lite demo --quick` in a
+subprocess), and its CIFAR-10 path under `tfds.testing.mock_data`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
-from tfmot_lite import cli, demo
+from tfmot_lite import demo, export
 
 
-def test_demo_quick_prunes_exports_and_prints_a_table(capsys):
-    assert cli.main(["demo", "--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "Keras acc" in out and "LiteRT acc" in out and "pruned 75%" in out
-    assert "max |pruned - stripped| prediction difference = 0.00e+00" in out
+def test_quick_demo_writes_models_reports_and_plot(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmot_lite.cli", "demo", "--quick", "--output", str(out)],
+        capture_output=True, text=True, timeout=900, env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # No TensorFlow log noise.
+    stdout = result.stdout
+    assert "float epoch 1/2" in stdout  # Progress while it trains.
+    reports = json.loads((out / "report.json").read_text())
+    names = [r["name"] for r in reports]
+    assert names == [v.name for v in demo.VARIANTS]
+    for report in reports:
+        path = out / (demo.slug(report["name"]) + ".tflite")
+        assert report["path"] == str(path)
+        data = path.read_bytes()
+        assert report["bytes"] == len(data)
+        # The table's numbers, from an independent reading of the file.
+        stats = export.weight_stats(data)
+        kernels = [s for s in stats if s.op_type in export.weights.KERNEL_OPS]
+        zeros = sum(s.size * s.zero_fraction for s in kernels) / sum(s.size for s in kernels)
+        assert report["sparsity"] == pytest.approx(zeros)
+        assert f"{report['bytes']:,}" in stdout
+    by_name = {r["name"]: r for r in reports}
+    assert by_name["pruned 75%"]["sparse_ready"] and by_name["pruned 75%"]["sparse_storage"]
+    assert not by_name["float"]["sparse_ready"]
+    assert by_name["clustered 16"]["max_unique_per_channel"] <= 16
+    assert by_name["clustered 16 int8"]["max_unique_per_channel"] <= 16
+    assert by_name["QAT int8"]["int8_fraction"] > 0.8
+    for name in ("float", "pruned 75%", "QAT int8", "clustered 16"):
+        assert by_name[name]["agreement"] >= 0.97
+    markdown = (out / "report.md").read_text()
+    assert "| pruned 75% | float32 |" in markdown
+    assert (out / "report.txt").read_text().splitlines()[1].startswith("variant")
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_demo_rows_are_consistent():
-    rows, max_diff = demo.run(epochs=1, prune_epochs=2)
-    dense, pruned = rows
-    assert dense["sparsity"] == 0.0
-    assert pruned["sparsity"] == pytest.approx(0.75, abs=0.005)
-    assert pruned["gzip_bytes"] < dense["gzip_bytes"]
-    for row in rows:  # LiteRT runs the exported graph as Keras does
-        assert abs(row["tflite_acc"] - row["keras_acc"]) <= 0.01
-    assert max_diff <= 1e-6
+def test_cifar10_path_with_mocked_tfds(tmp_path, capsys):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=64):
+        splits = demo.load_splits("cifar10", batch_size=16)
+        assert splits.x_test.shape == (64, 32, 32, 3)
+        assert splits.x_calibrate.shape[1:] == (32, 32, 3)
+        assert splits.steps_per_epoch == 4
+        variants = [v for v in demo.VARIANTS if v.name in ("float", "pruned 75%")]
+        result = demo.run("cifar10", str(tmp_path), quick=True, variants=variants,
+                          latency_runs=3)
+    assert [r.name for r in result["reports"]] == ["float", "pruned 75%"]
+    assert "CIFAR-10" in result["title"]
+    assert (tmp_path / "pruned_75.tflite").exists()
 
 
-def guide_model(keepdims):
-    import keras
-
-    L = keras.layers
-    return keras.Sequential([
-        keras.Input((32, 32, 3)),
-        L.ZeroPadding2D(1), L.Conv2D(8, 3, strides=2, padding="valid"), L.ReLU(),
-        L.Conv2D(16, 1, name="pointwise"), L.ReLU(),
-        L.GlobalAveragePooling2D(keepdims=keepdims, name="mean"),
-        L.Flatten(), L.Dense(10),
-    ])
-
-
-def test_xnnpack_check_prints_the_report_and_sets_the_exit_code(tmp_path, capsys):
-    bad, good = str(tmp_path / "bad.keras"), str(tmp_path / "good.keras")
-    guide_model(keepdims=False).save(bad)
-    guide_model(keepdims=True).save(good)
-    assert cli.main(["xnnpack-check", bad]) == 1
-    assert "mean" in capsys.readouterr().out
-    assert cli.main(["xnnpack-check", good]) == 0
-
-
-def test_inspect_prints_every_operator(tmp_path, capsys):
-    from tfmot_lite import export
-
-    path = str(tmp_path / "m.tflite")
-    export.to_tflite(guide_model(keepdims=True), path=path)
-    assert cli.main(["inspect", path]) == 0
-    out = capsys.readouterr().out
-    assert "CONV_2D" in out and "MEAN" in out
+def test_bad_demo_arguments_are_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmot_lite.demo", "--dataset", "mnist"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--dataset" in result.stderr

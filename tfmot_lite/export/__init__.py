@@ -1,24 +1,63 @@
-"""The export edge: Keras model -> .tflite bytes, run and inspected.
+"""The export edge: Keras model -> .tflite bytes, run, inspected, reported.
 
 This is the one place where tfmot-lite needs TensorFlow (the TFLite
 converter) and LiteRT (to run the result).
+
+* `convert.py`: `to_tflite`, the converter call; model/data validation.
+* `ptq.py`: `quantize_post_training`, the five post-training modes.
+* `strip.py`: which wrappers a model holds; stripping before conversion.
+* `sparse.py`: `to_sparse_tflite`, pruned weights stored sparse.
+* `source.py`: `read_tflite`, validated .tflite bytes from bytes or a path.
+* `weights.py`: `weight_stats`, zeros / unique values per weight tensor.
+* `inspect.py`: `inspect_tflite`, per-operator table and XNNPACK verdict.
+* `report.py`: `export_model` -> `ExportReport`; tables, JSON, Markdown, PNG.
+* `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.
 """
 
 from tfmot_lite.export.convert import to_tflite
 from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
+from tfmot_lite.export.ptq import MODES, quantize_post_training
+from tfmot_lite.export.report import (
+    ExportReport,
+    export_model,
+    format_reports,
+    load_json,
+    measure,
+    plot_reports,
+    save_json,
+    save_markdown,
+    to_markdown,
+)
 from tfmot_lite.export.runtime import (
     TFLiteModel,
     gzipped_size,
     measure_latency,
 )
+from tfmot_lite.export.source import read_tflite
 from tfmot_lite.export.sparse import to_sparse_tflite
+from tfmot_lite.export.weights import WeightStats, format_weight_stats, weight_stats
 
 __all__ = [
+    "ExportReport",
+    "export_model",
+    "format_reports",
+    "load_json",
+    "measure",
+    "plot_reports",
+    "save_json",
+    "save_markdown",
+    "to_markdown",
+    "MODES",
     "TFLiteModel",
     "TFLiteReport",
+    "WeightStats",
+    "format_weight_stats",
     "gzipped_size",
     "inspect_tflite",
     "measure_latency",
+    "quantize_post_training",
+    "read_tflite",
     "to_sparse_tflite",
     "to_tflite",
+    "weight_stats",
 ]

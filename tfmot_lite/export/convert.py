@@ -1,7 +1,73 @@
-"""Keras model -> .tflite bytes with the stock TFLite converter."""
+"""Keras model -> .tflite bytes with the stock TFLite converter.
+
+`check_keras_model` is the one gate every export entry point passes a model
+through: a path, a string or any other object gets a ValueError saying how to
+load a Keras model, before TensorFlow is touched.
+"""
 
 import contextlib
 import io
+import os
+
+import numpy as np
+
+from tfmot_lite.quiet import import_tensorflow, silenced_stderr
+
+
+def check_keras_model(model, argument="model"):
+    """Raises a ValueError unless `model` is a built Keras model."""
+    import keras
+
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        raise ValueError(
+            f"`{argument}` is the path '{path}', not a Keras model: load it first "
+            f"with `keras.models.load_model('{path}')` (or use the `tfmot-lite "
+            "export` command, which takes a .keras file)."
+        )
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`{argument}` must be a Keras model (keras.Model); got "
+            f"{type(model).__name__}. Build or load the model with Keras 3 first."
+        )
+    if not model.built or not getattr(model, "inputs", None):
+        raise ValueError(
+            f"`{argument}` ('{model.name}') has no defined inputs: build it with an "
+            "`keras.Input` (Functional or Sequential with Input) before exporting."
+        )
+
+
+def check_representative_data(model, data, argument="representative_data"):
+    """Returns `data` as float32 after checking it fits the model's input."""
+    if isinstance(data, (str, os.PathLike)):
+        raise ValueError(
+            f"`{argument}` is the path '{os.fspath(data)}': load it with "
+            "`numpy.load` and pass the array."
+        )
+    try:
+        array = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`{argument}` must be a NumPy array of model inputs; could not read "
+            f"it as float32 ({error})."
+        ) from None
+    expected = tuple(model.inputs[0].shape[1:])
+    if array.ndim != len(expected) + 1 or not len(array):
+        raise ValueError(
+            f"`{argument}` has shape {array.shape}; expected a non-empty batch of "
+            f"inputs shaped (N, {', '.join(map(str, expected))})."
+        )
+    mismatch = [
+        (a, e) for a, e in zip(array.shape[1:], expected) if e is not None and a != e
+    ]
+    if mismatch:
+        raise ValueError(
+            f"`{argument}` has shape {array.shape}; the model '{model.name}' takes "
+            f"inputs shaped (N, {', '.join(map(str, expected))})."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`{argument}` contains NaN or infinite values.")
+    return array
 
 
 def to_tflite(
@@ -11,6 +77,8 @@ def to_tflite(
     inference_input_type=None,
     inference_output_type=None,
     path=None,
+    supported_types=None,
+    supported_ops=None,
 ):
     """Converts a Keras 3 model with `tf.lite.TFLiteConverter.from_keras_model`.
 
@@ -24,11 +92,20 @@ def to_tflite(
       inference_input_type, inference_output_type: e.g. `tf.int8` for a
         fully integer interface.
       path: if given, the bytes are also written there.
+      supported_types: `converter.target_spec.supported_types`, e.g.
+        `[tf.float16]`.
+      supported_ops: `converter.target_spec.supported_ops`, e.g.
+        `[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]`.
 
     Returns:
       The flatbuffer as `bytes`.
+
+    Raises:
+      ValueError: if `model` is not a Keras model (a path to a .keras file,
+        say), before TensorFlow is involved.
     """
-    import tensorflow as tf
+    check_keras_model(model)
+    tf = import_tensorflow()
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = list(optimizations)
@@ -44,9 +121,13 @@ def to_tflite(
         converter.inference_input_type = inference_input_type
     if inference_output_type is not None:
         converter.inference_output_type = inference_output_type
-    # The converter prints the SavedModel signature it traces; keep the
-    # caller's output readable.
-    with contextlib.redirect_stdout(io.StringIO()):
+    if supported_types is not None:
+        converter.target_spec.supported_types = list(supported_types)
+    if supported_ops is not None:
+        converter.target_spec.supported_ops = list(supported_ops)
+    # The converter prints the SavedModel signature it traces (stdout) and
+    # calibration statistics (native stderr); keep the caller's output readable.
+    with contextlib.redirect_stdout(io.StringIO()), silenced_stderr():
         flatbuffer = converter.convert()
     if path is not None:
         with open(path, "wb") as f:

@@ -150,10 +150,15 @@ class TFLiteReport:
 
 
 def inspect_tflite(flatbuffer):
-    """Reports on a .tflite model given as bytes or as a file path."""
-    if isinstance(flatbuffer, (str, os.PathLike)):
-        with open(flatbuffer, "rb") as f:
-            flatbuffer = f.read()
+    """Reports on a .tflite model given as bytes or as a file path.
+
+    Raises:
+      ValueError: naming the file or argument when it is None, missing,
+        empty, not a .tflite flatbuffer, or corrupt.
+    """
+    from tfmot_lite.export.source import read_tflite
+
+    flatbuffer = read_tflite(flatbuffer, "flatbuffer")
     fb = _Flatbuffer(bytes(flatbuffer))
     rows = {}
     for i, name in enumerate(fb.types):

@@ -18,11 +18,19 @@ class TFLiteModel:
     def __init__(self, flatbuffer, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.flatbuffer = bytes(flatbuffer)
-        self.interpreter = Interpreter(
-            model_content=self.flatbuffer, num_threads=num_threads
-        )
-        self.interpreter.allocate_tensors()
+        from tfmot_lite.export.source import read_tflite
+
+        self.flatbuffer = read_tflite(flatbuffer, "flatbuffer")
+        from tfmot_lite.quiet import silenced_stderr
+
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"`num_threads` must be a positive integer; got {num_threads!r}.")
+        # LiteRT announces the XNNPACK delegate on stderr; keep it quiet.
+        with silenced_stderr():
+            self.interpreter = Interpreter(
+                model_content=self.flatbuffer, num_threads=num_threads
+            )
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

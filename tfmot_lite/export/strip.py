@@ -1,0 +1,85 @@
+"""Any tfmot-lite model -> the plain Keras model the converter should see.
+
+`strip_for_export(model)` removes the training-time wrappers that have no
+place in a deployed model (pruning masks, clustering, `QuantizeAnnotate`
+marks), baking their inference-time weights into the layers, through
+`graph.strip`. Quantization-aware-training wrappers are kept: their
+fake-quant ops are what the TFLite converter turns into an int8 model.
+`techniques(model)` names what a model holds.
+"""
+
+import keras
+
+from tfmot_lite import graph
+from tfmot_lite.weight_wrapper import WeightTransformWrapper
+
+
+def _qat_classes():
+    from tfmot_lite.quantization.wrapper import (
+        QuantizeLayer,
+        QuantizeOperation,
+        QuantizeWrapper,
+    )
+
+    return (QuantizeWrapper, QuantizeLayer, QuantizeOperation)
+
+
+def _layers_deep(model):
+    """Every layer, descending into wrappers' inner layers too."""
+    for _, layer in graph.iter_layers(model):
+        while True:
+            yield layer
+            inner = getattr(layer, "layer", None)
+            if not isinstance(layer, keras.layers.Wrapper) or inner is None:
+                break
+            layer = inner
+
+
+_NAMES = {
+    "PruneLowMagnitude": "pruning",
+    "ClusterWeights": "clustering",
+}
+
+
+def techniques(model):
+    """The set of techniques whose wrappers `model` holds, e.g.
+    `{"pruning", "qat"}`; empty for a plain Keras model."""
+    found = set()
+    qat = _qat_classes()
+    for layer in _layers_deep(model):
+        if isinstance(layer, qat):
+            found.add("qat")
+        elif isinstance(layer, WeightTransformWrapper):
+            found.add(_NAMES.get(type(layer).__name__, type(layer).__name__))
+    return found
+
+
+def is_qat(model):
+    return "qat" in techniques(model)
+
+
+def strip_for_export(model):
+    """A copy of `model` without pruning/clustering/annotation wrappers.
+
+    QAT models are returned as they are: the converter reads their
+    fake-quant ranges, and wrappers nested inside `QuantizeWrapper` (pruning
+    or clustering preserved through QAT) compute their inference weights in
+    the traced graph, which the converter folds into constants. A model
+    without wrappers is returned unchanged (it is not copied).
+    """
+    from tfmot_lite.quantization.wrapper import QuantizeAnnotate
+
+    if is_qat(model):
+        return model
+    for _ in range(8):  # Wrappers may wrap wrappers; each pass peels one.
+        top = [layer for _, layer in graph.iter_layers(model)]
+        if any(isinstance(layer, WeightTransformWrapper) for layer in top):
+            model = graph.strip(model, WeightTransformWrapper)
+        elif any(isinstance(layer, QuantizeAnnotate) for layer in top):
+            model = graph.rewrite(
+                model,
+                lambda layer: layer.layer if isinstance(layer, QuantizeAnnotate) else layer,
+            )
+        else:
+            break
+    return model
