@@ -39,7 +39,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfmot_lite as tfmot  # noqa: E402  (first: TensorFlow's banner silenced)
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
 from tfmot_lite.demo import build_xnnpack_cnn  # noqa: E402

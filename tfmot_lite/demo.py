@@ -10,7 +10,8 @@
    or on CIFAR-10 through TensorFlow Datasets.
 2. Optimizes it, one variant at a time (`VARIANTS`): post-training int8;
    pruning to 75% with the `PruneForLatencyOnXNNPack` policy; quantization-
-   aware training; weight clustering (16 clusters), exported float and int8.
+   aware training; pruning-preserving QAT of the pruned model (PQAT);
+   weight clustering (16 clusters), exported float and int8.
 3. Exports each with `tfmot_lite.export.export_model` and writes to the
    output folder: the .tflite files, `report.txt` (the table), `report.json`,
    `report.md` and `report.png` (size, latency, accuracy side by side).
@@ -20,7 +21,6 @@ A variant is a name, an export mode and a function that returns the trained
 `VARIANTS` is a few lines.
 """
 
-import argparse
 import dataclasses
 import os
 import re
@@ -208,6 +208,20 @@ def cluster(baseline, ctx):
     return ctx.fit(clustered, "clustering", ctx.epochs["cluster"], 1e-4)
 
 
+def prune_preserving_qat(baseline, ctx):
+    """PQAT: quantization-aware training of the pruned model that keeps its
+    zeros (`tfmot.experimental.combine`), exported int8 and sparse."""
+    import tfmot_lite as tfmot
+
+    qk = tfmot.quantization.keras
+    stripped = tfmot.sparsity.keras.strip_pruning(ctx.models["pruned 75%"])
+    pqat = qk.quantize_apply(
+        qk.quantize_annotate_model(stripped),
+        tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
+    )
+    return ctx.fit(pqat, "PQAT", ctx.epochs["qat"], 1e-4)
+
+
 def _trained(name):
     """Reuses the model another variant trained (export it another way)."""
     return lambda baseline, ctx: ctx.models[name]
@@ -219,6 +233,8 @@ VARIANTS = [
     Variant("pruned 75%", "float32", prune_for_xnnpack,
             "PruneForLatencyOnXNNPack, stored sparse"),
     Variant("QAT int8", "int8", quantization_aware, "quantization-aware training"),
+    Variant("PQAT int8", "int8", prune_preserving_qat,
+            "QAT of the pruned model that keeps its zeros"),
     Variant("clustered 16", "float32", cluster, "16 clusters per kernel"),
     Variant("clustered 16 int8", "int8", _trained("clustered 16"),
             "the clustered model, post-training int8"),

@@ -29,7 +29,7 @@ AVX it keeps the dense kernels.
 
 import dataclasses
 import math
-import os
+
 
 import numpy as np
 

@@ -23,8 +23,10 @@ import keras
 import numpy as np
 from keras import layers
 
-from tfmot_lite.layer_kinds import DEPTHWISE_LAYERS, SEPARABLE_LAYERS
-
+# Which weights are kernels is `tfmot_lite/layer_kinds.py`'s business; this
+# table is about how channels flow through a layer.
+SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
+DEPTHWISE_LAYERS = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 PRODUCER_LAYERS = (layers.Conv1D, layers.Conv2D, layers.Dense, *SEPARABLE_LAYERS)
 CHANNELWISE_LAYERS = (layers.BatchNormalization, *DEPTHWISE_LAYERS)
 ACTIVATION_LAYERS = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU)

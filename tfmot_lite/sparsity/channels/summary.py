@@ -6,9 +6,14 @@ import numpy as np
 from keras import layers
 
 from tfmot_lite import graph
-from tfmot_lite.layer_kinds import DEPTHWISE_LAYERS, KERNEL_LAYERS, SEPARABLE_LAYERS
 
 _TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+# One multiply-accumulate per kernel value at every output position.
+_KERNEL_PER_POSITION = (
+    layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D,
+    layers.Conv3D, layers.DepthwiseConv1D, layers.DepthwiseConv2D,
+)
 
 
 def _size(variable):
@@ -43,9 +48,9 @@ def count_macs(model):
         if isinstance(layer, _TRANSPOSED):
             positions = int(np.prod(inp[1:-1])) if inp and len(inp) > 2 else 1
             total += positions * _size(layer.kernel)
-        elif isinstance(layer, SEPARABLE_LAYERS):
+        elif isinstance(layer, _SEPARABLE):
             total += positions * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
-        elif isinstance(layer, DEPTHWISE_LAYERS + KERNEL_LAYERS):
+        elif isinstance(layer, _KERNEL_PER_POSITION):
             total += positions * _size(layer.kernel)
     return total
 
