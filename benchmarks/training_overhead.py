@@ -149,6 +149,7 @@ def bootstrap_median(values, rng, n=2000, level=0.90):
 
 
 def main(argv=None):
+    launched = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--techniques", default=",".join(TECHNIQUES),
                         help="comma-separated subset of " + ",".join(TECHNIQUES))
@@ -157,6 +158,9 @@ def main(argv=None):
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="seeds data and round order")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="start no new round once this many seconds have passed since "
+                             "launch (setup included); at least 2 rounds run")
     parser.add_argument("--no-tfmot", action="store_true",
                         help="skip tfmot/tf_keras even when installed")
     args = parser.parse_args(argv)
@@ -188,11 +192,18 @@ def main(argv=None):
     for model, cbs in models.values():
         time_steps(model, dataset, args.warmup_steps, cbs)
 
+    print(f"setup and warm-up: {time.perf_counter() - launched:.0f} s", flush=True)
     load_start = os.getloadavg()
     order_rng = random.Random(args.seed)
     wall = {name: [] for name in models}
     cpu = {name: [] for name in models}
+    rounds = 0
     for r in range(args.rounds):
+        if (args.time_budget is not None and r >= 2
+                and time.perf_counter() - launched > args.time_budget):
+            print(f"time budget reached: stopping after {r} rounds", flush=True)
+            break
+        rounds += 1
         order = list(models)
         order_rng.shuffle(order)
         for name in order:
@@ -207,7 +218,7 @@ def main(argv=None):
     print(
         f"\nMobileNetV2 alpha=0.5, 96x96, batch {args.batch_size}, CPU, Keras "
         f"{keras.__version__} ({keras.backend.backend()} backend), {os.cpu_count()} CPUs; "
-        f"{args.rounds} shuffled rounds of {args.steps} steps; load average (1/5/15 min) "
+        f"{rounds} shuffled rounds of {args.steps} steps; load average (1/5/15 min) "
         f"{' '.join(f'{v:.2f}' for v in load_start)} at start, "
         f"{' '.join(f'{v:.2f}' for v in load_end)} at end"
     )
