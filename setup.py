@@ -26,6 +26,9 @@ setup(
         "export": ["ai-edge-litert", "tflite", "matplotlib"],
         "plots": ["matplotlib"],
         "tensorboard": ["tensorboard"],
+        # benchmarks/training_overhead.py also trains tfmot's techniques on
+        # tf_keras (Keras 2) in the same process when these are installed.
+        "bench": ["tensorflow-model-optimization>=0.8", "tf_keras~=2.21.0"],
         "test": [
             "jax[cpu]",
             "tensorboard",

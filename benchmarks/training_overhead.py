@@ -1,87 +1,181 @@
-"""Training-step overhead of each technique against plain Keras.
+"""Training-step time of each technique against plain Keras, and against tfmot.
 
-Builds MobileNetV2 (alpha 0.5, 96x96, weights=None) twice in one process:
-plain, and prepared by a technique (pruning, QAT or clustering). Rounds
-alternate between the two models, each round timing `--steps` training steps
-through `model.fit` (callbacks included, as users run it). Printed: per-round
-step times (wall clock and process CPU time), the medians, and their ratios; then the bytes the model's
-variables hold (masks, indices and ranges are the memory a technique adds).
+Builds MobileNetV2 (alpha 0.5, 96x96, weights=None, 10 classes) as a plain
+Keras 3 model and once per technique prepared by tfmot-lite (pruning, QAT,
+clustering). Where `tensorflow-model-optimization` and `tf_keras` are
+installed (`pip install -e ".[bench]"`) the same models are also built with
+tf_keras and prepared by tfmot in the same process (tfmot needs
+`TF_USE_LEGACY_KERAS=1` before TensorFlow is imported; `import keras` still
+gives Keras 3).
 
-    python benchmarks/training_overhead.py --technique prune
-    python benchmarks/training_overhead.py --technique qat --rounds 7
+Every round trains every model for `--steps` steps through `model.fit`
+(callbacks included, as users run it), in a freshly shuffled order, so slow
+phases of a shared machine hit all models alike. Printed: wall-clock ms/step
+per model (median over rounds), and for each comparison the per-round ratios'
+min / median / max with a bootstrap 90% interval of the median (the
+"stable to a few percent" check: rerun with more rounds when it is wide),
+beside the median ratio of process CPU time; then the load average and the
+bytes the models' variables hold.
+
+    python benchmarks/training_overhead.py                      # all, 9 rounds
+    python benchmarks/training_overhead.py --techniques qat --rounds 5 --steps 10
+    python benchmarks/training_overhead.py --no-tfmot
 """
 
 import argparse
+import importlib.util
 import os
+import random
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def _tfmot_installed():
+    return all(importlib.util.find_spec(m) for m in
+               ("tensorflow_model_optimization", "tf_keras"))
+
+
+# tfmot runs on tf_keras (Keras 2), which tf.keras only resolves to when this
+# is set before TensorFlow's first import.
+if "--no-tfmot" not in sys.argv and _tfmot_installed():
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+TECHNIQUES = ("prune", "qat", "cluster")
 
-def mobilenet_v2():
-    return keras.applications.MobileNetV2(
+
+def mobilenet_v2(applications):
+    return applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10,
         classifier_activation=None,
     )
 
 
-def prepare_prune(model):
-    from tfmot_lite.sparsity import keras as sparsity
-
-    pruned = sparsity.prune_low_magnitude(
-        model,
-        pruning_schedule=sparsity.PolynomialDecay(0.25, 0.75, 0, 1000, frequency=100),
-    )
-    return pruned, [sparsity.UpdatePruningStep()]
+def _schedule(module):
+    return module.PolynomialDecay(0.25, 0.75, 0, 1000, frequency=100)
 
 
-def prepare_qat(model):
-    from tfmot_lite.quantization import keras as quantization
+def lite(technique, model):
+    """tfmot-lite's version of `technique` on a Keras 3 model."""
+    if technique == "prune":
+        from tfmot_lite.sparsity import keras as sparsity
 
-    return quantization.quantize_model(model), []
+        pruned = sparsity.prune_low_magnitude(model, pruning_schedule=_schedule(sparsity))
+        return pruned, [sparsity.UpdatePruningStep()]
+    if technique == "qat":
+        from tfmot_lite.quantization import keras as quantization
 
-
-def prepare_cluster(model):
+        return quantization.quantize_model(model), []
     from tfmot_lite.clustering import keras as clustering
 
     return clustering.cluster_weights(model, number_of_clusters=16), []
 
 
-TECHNIQUES = {"prune": prepare_prune, "qat": prepare_qat, "cluster": prepare_cluster}
+def reference(technique, model):
+    """tfmot's version of `technique` on a tf_keras model."""
+    import tensorflow_model_optimization as tfmot
+
+    if technique == "prune":
+        sparsity = tfmot.sparsity.keras
+        pruned = sparsity.prune_low_magnitude(model, pruning_schedule=_schedule(sparsity))
+        return pruned, [sparsity.UpdatePruningStep()]
+    if technique == "qat":
+        return tfmot.quantization.keras.quantize_model(model), []
+    return tfmot.clustering.keras.cluster_weights(model, number_of_clusters=16), []
 
 
 def state_bytes(model):
     """Bytes held in the model's variables (weights, masks, indices, ranges)."""
     return sum(
-        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables
+        int(np.prod(v.shape)) * np.dtype(v.dtype.name if hasattr(v.dtype, "name")
+                                          else v.dtype).itemsize
+        for v in model.variables
     )
 
 
 def time_steps(model, dataset, steps, callbacks):
-    """Wall-clock and process CPU seconds per step of `model.fit`.
-
-    CPU time (all threads) is the steadier figure on a shared machine: a
-    throttled or preempted process waits without accruing it.
-    """
+    """Wall-clock and process CPU seconds per step of `model.fit`."""
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--technique", choices=sorted(TECHNIQUES), default="prune")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
+def build_models(techniques, with_tfmot):
+    """`{name: (model, callbacks)}`: 'plain', each technique, and with tfmot
+    'tf_keras plain' and 'tfmot <technique>'."""
+    from keras import losses
 
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
+    models = {"plain": (mobilenet_v2(keras.applications), [])}
+    for t in techniques:
+        models[t] = lite(t, mobilenet_v2(keras.applications))
+    for model, _ in models.values():
+        model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    if with_tfmot:
+        import tf_keras
+
+        ref = {"tf_keras plain": (mobilenet_v2(tf_keras.applications), [])}
+        for t in techniques:
+            ref[f"tfmot {t}"] = reference(t, mobilenet_v2(tf_keras.applications))
+        for model, _ in ref.values():
+            model.compile(
+                optimizer="adam",
+                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+        models.update(ref)
+    return models
+
+
+def comparisons(techniques, with_tfmot):
+    """`(label, numerator model, denominator model)` ratios to report."""
+    pairs = [(f"{t} / plain (tfmot-lite, Keras 3)", t, "plain") for t in techniques]
+    if with_tfmot:
+        pairs += [(f"{t}: tfmot-lite / tfmot", t, f"tfmot {t}") for t in techniques]
+        pairs += [(f"tfmot {t} / tf_keras plain", f"tfmot {t}", "tf_keras plain")
+                  for t in techniques]
+        pairs.append(("plain: Keras 3 / tf_keras", "plain", "tf_keras plain"))
+    return pairs
+
+
+def bootstrap_median(values, rng, n=2000, level=0.90):
+    """`(low, high)` bootstrap interval of the median of `values`."""
+    values = np.asarray(values)
+    meds = np.median(rng.choice(values, size=(n, len(values)), replace=True), axis=1)
+    return tuple(np.quantile(meds, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def main(argv=None):
+    launched = time.perf_counter()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--techniques", default=",".join(TECHNIQUES),
+                        help="comma-separated subset of " + ",".join(TECHNIQUES))
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per fit call")
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="seeds data and round order")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="start no new round once this many seconds have passed since "
+                             "launch (setup included); at least 2 rounds run")
+    parser.add_argument("--no-tfmot", action="store_true",
+                        help="skip tfmot/tf_keras even when installed")
+    args = parser.parse_args(argv)
+    techniques = [t for t in args.techniques.split(",") if t]
+    unknown = sorted(set(techniques) - set(TECHNIQUES))
+    if unknown or not techniques:
+        parser.error(f"--techniques takes a comma-separated subset of {','.join(TECHNIQUES)}; "
+                     f"got {args.techniques!r}")
+    with_tfmot = os.environ.get("TF_USE_LEGACY_KERAS") == "1" and not args.no_tfmot
+    if not with_tfmot and not args.no_tfmot:
+        print("tensorflow-model-optimization / tf_keras not installed: comparing with "
+              "plain Keras 3 only (pip install -e '.[bench]').")
+
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
     x = rng.uniform(size=(args.batch_size * 4, 96, 96, 3)).astype("float32")
     y = rng.integers(0, 10, size=len(x))
 
@@ -93,58 +187,60 @@ def main(argv=None):
         .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
+    models = build_models(techniques, with_tfmot)
+    # Warm-up: trace and compile every training step.
+    for model, cbs in models.values():
+        time_steps(model, dataset, args.warmup_steps, cbs)
 
-    plain = mobilenet_v2()
-    optimized, callbacks = TECHNIQUES[args.technique](mobilenet_v2())
-    runs = {"plain": (plain, []), args.technique: (optimized, callbacks)}
-    for model, _ in runs.values():
-        model.compile(
-            optimizer="adam",
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-    # Warm-up: trace and compile both training steps.
-    for name, (model, cbs) in runs.items():
-        time_steps(model, dataset, 3, cbs)
-
-    times = {name: {"wall": [], "cpu": []} for name in runs}
+    print(f"setup and warm-up: {time.perf_counter() - launched:.0f} s", flush=True)
+    load_start = os.getloadavg()
+    order_rng = random.Random(args.seed)
+    wall = {name: [] for name in models}
+    cpu = {name: [] for name in models}
+    rounds = 0
     for r in range(args.rounds):
-        order = list(runs) if r % 2 == 0 else list(reversed(runs))
+        if (args.time_budget is not None and r >= 2
+                and time.perf_counter() - launched > args.time_budget):
+            print(f"time budget reached: stopping after {r} rounds", flush=True)
+            break
+        rounds += 1
+        order = list(models)
+        order_rng.shuffle(order)
         for name in order:
-            model, cbs = runs[name]
-            wall, cpu = time_steps(model, dataset, args.steps, cbs)
-            times[name]["wall"].append(wall)
-            times[name]["cpu"].append(cpu)
-        base, tech = times["plain"], times[args.technique]
-        print(
-            f"round {r + 1}: wall plain {base['wall'][-1] * 1e3:.1f} / "
-            f"{args.technique} {tech['wall'][-1] * 1e3:.1f} ms/step "
-            f"({tech['wall'][-1] / base['wall'][-1]:.3f}x); cpu plain "
-            f"{base['cpu'][-1] * 1e3:.1f} / {args.technique} "
-            f"{tech['cpu'][-1] * 1e3:.1f} ms/step "
-            f"({tech['cpu'][-1] / base['cpu'][-1]:.3f}x)",
-            flush=True,
-        )
+            model, cbs = models[name]
+            w, c = time_steps(model, dataset, args.steps, cbs)
+            wall[name].append(w)
+            cpu[name].append(c)
+        print(f"round {r + 1}/{args.rounds} (wall ms/step): "
+              + ", ".join(f"{n} {wall[n][-1] * 1e3:.0f}" for n in order), flush=True)
+    load_end = os.getloadavg()
+
     print(
-        f"\nMobileNetV2 alpha=0.5, 96x96, batch {args.batch_size}, backend "
-        f"{keras.backend.backend()}, {os.cpu_count()} CPUs, {args.rounds} rounds "
-        f"of {args.steps} steps"
+        f"\nMobileNetV2 alpha=0.5, 96x96, batch {args.batch_size}, CPU, Keras "
+        f"{keras.__version__} ({keras.backend.backend()} backend), {os.cpu_count()} CPUs; "
+        f"{rounds} shuffled rounds of {args.steps} steps; load average (1/5/15 min) "
+        f"{' '.join(f'{v:.2f}' for v in load_start)} at start, "
+        f"{' '.join(f'{v:.2f}' for v in load_end)} at end"
     )
-    for clock in ("wall", "cpu"):
-        plain_t = times["plain"][clock]
-        tech_t = times[args.technique][clock]
-        ratios = [t / p for t, p in zip(tech_t, plain_t)]
-        plain_ms = statistics.median(plain_t) * 1e3
-        tech_ms = statistics.median(tech_t) * 1e3
-        print(
-            f"{args.technique} {clock}: median {tech_ms:.1f} vs plain "
-            f"{plain_ms:.1f} ms/step -> {tech_ms / plain_ms:.3f}x "
-            f"(median of per-round ratios {statistics.median(ratios):.3f}x)"
-        )
-    plain_mb, tech_mb = state_bytes(plain) / 2**20, state_bytes(optimized) / 2**20
-    print(
-        f"model state: plain {plain_mb:.2f} MiB, {args.technique} {tech_mb:.2f} MiB "
-        f"-> {tech_mb / plain_mb:.2f}x (variables only, before the optimizer's slots)"
-    )
+    print(f"\n{'model':<16} {'wall ms/step (median [min-max])':>34} {'cpu ms/step':>12}")
+    for name in models:
+        ws = [v * 1e3 for v in wall[name]]
+        print(f"{name:<16} {statistics.median(ws):>12.1f} [{min(ws):7.1f} - {max(ws):7.1f}]"
+              f" {statistics.median(cpu[name]) * 1e3:>12.1f}")
+    boot = np.random.default_rng(args.seed)
+    print(f"\n{'ratio (per round)':<40} {'min':>6} {'median':>7} {'max':>6} "
+          f"{'90% CI of median':>17} {'cpu median':>10}")
+    for label, a, b in comparisons(techniques, with_tfmot):
+        ratios = [p / q for p, q in zip(wall[a], wall[b])]
+        cpu_ratios = [p / q for p, q in zip(cpu[a], cpu[b])]
+        lo, hi = bootstrap_median(ratios, boot)
+        print(f"{label:<40} {min(ratios):6.3f} {statistics.median(ratios):7.3f} "
+              f"{max(ratios):6.3f}   [{lo:5.3f}, {hi:5.3f}] {statistics.median(cpu_ratios):10.3f}")
+
+    plain_mb = state_bytes(models["plain"][0]) / 2**20
+    print("\nmodel state (variables, before optimizer slots): plain "
+          f"{plain_mb:.2f} MiB; " + ", ".join(
+              f"{t} {state_bytes(models[t][0]) / 2**20:.2f} MiB" for t in techniques))
 
 
 if __name__ == "__main__":

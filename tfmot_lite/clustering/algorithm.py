@@ -43,12 +43,17 @@ def _lookup_reference(weight, table, indices):
 
 def _lookup_fused(weight, table, indices):
     """Same value and gradients as `_lookup_reference`, computed directly:
-    one gather forward, one weighted bincount backward."""
+    one gather forward, one weighted bincount backward (TensorFlow only)."""
+    import tensorflow as tf
+
     size = table.shape[0]
 
     @ops.custom_gradient
     def lookup(weight, table):
-        value = ops.take(table, indices)
+        # `tf.gather`, not `ops.take`: the indices are never negative, and
+        # `ops.take` adds three element-wise passes (`Less`, `AddV2`,
+        # `SelectV2`) over them to wrap negative ones.
+        value = tf.gather(table, indices)
 
         def grad(*args, upstream=None):
             if upstream is None:

@@ -223,11 +223,20 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         super().__init__(num_bits, per_axis, symmetric, narrow_range)
         self.decay = float(decay)
 
-    def __call__(self, inputs, training, weights, **kwargs):
+    def __call__(self, inputs, training, weights, nonnegative=False, **kwargs):
+        """`nonnegative=True` tells the quantizer that `inputs >= 0` (a ReLU's
+        output), so the batch minimum after widening to 0 is 0 without
+        reducing over the tensor; the range is the same."""
         if training:
             x = ops.stop_gradient(inputs)
-            lo, hi = _global_range(*_range_of(x, self.per_axis, self.symmetric))
-            lo, hi = ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
+            if nonnegative and not self.symmetric:
+                axes = _reduce_axes(len(x.shape), self.per_axis)
+                hi = ops.maximum(ops.max(x, axis=axes), 0.0)
+                lo = ops.zeros_like(hi)
+            else:
+                lo, hi = _range_of(x, self.per_axis, self.symmetric)
+                lo, hi = ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
+            lo, hi = _global_range(lo, hi)
             first = ops.equal(weights["seen"], 0.0)
             d = self.decay
             lo = ops.where(first, lo, d * weights["min_var"] + (1.0 - d) * lo)
