@@ -64,40 +64,13 @@ def fit(model, x, y, learning_rate, epochs, args, callbacks=()):
 
 
 def kernel_report(flatbuffer):
-    """`(operator, shape, zeros, unique, max unique per channel)` per int8 kernel.
+    """`(operator, shape, zeros, unique, max unique per channel)` per int8
+    kernel, read from the .tflite file by `tfmot_lite.export.weight_stats`."""
+    from tfmot_lite.export import weight_stats
 
-    Uses `tfmot_lite.export.weight_stats` where the installed tfmot-lite has
-    it, otherwise reads the kernels through LiteRT.
-    """
-    try:
-        from tfmot_lite.export import weight_stats
-    except ImportError:
-        weight_stats = None
-    if weight_stats is not None:
-        return [(s.op_type, s.shape, s.zero_fraction, s.unique_values,
-                 s.max_unique_per_channel)
-                for s in weight_stats(flatbuffer) if s.op_type in KERNEL_OPS]
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(
-        model_content=bytes(flatbuffer),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    interpreter.allocate_tensors()
-    details = {t["index"]: t for t in interpreter.get_tensor_details()}
-    rows = []
-    for op in interpreter._get_ops_details():
-        if op["op_name"] not in KERNEL_OPS:
-            continue
-        index = int(op["inputs"][1])
-        values = np.asarray(interpreter.get_tensor(index))
-        params = details[index]["quantization_parameters"]
-        axis = (int(params["quantized_dimension"]) if len(params["scales"]) > 1
-                else KERNEL_OPS[op["op_name"]])
-        channels = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
-        rows.append((op["op_name"], tuple(values.shape), float(np.mean(values == 0)),
-                     len(np.unique(values)), max(len(np.unique(c)) for c in channels)))
-    return rows
+    return [(s.op_type, s.shape, s.zero_fraction, s.unique_values,
+             s.max_unique_per_channel)
+            for s in weight_stats(flatbuffer) if s.op_type in KERNEL_OPS]
 
 
 def parse_args(argv):

@@ -25,10 +25,9 @@ from combine_guide_helpers import (
 
 import tfmot_lite as tfmot
 
-try:  # The guide's import (the migration branch provides it).
-    from tfmot_lite.clustering.keras.experimental import cluster
-except ImportError:  # pragma: no cover - until that branch is merged
-    cluster = tfmot.clustering.keras
+# The guide imports `...clustering.keras.experimental.cluster` for
+# `cluster_weights(..., preserve_sparsity=True)`.
+from tfmot_lite.clustering.keras.experimental import cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")
