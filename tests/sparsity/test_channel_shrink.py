@@ -11,7 +11,7 @@ from tfmot_lite.sparsity import keras as sparsity
 
 def pruned_once(model, sparsity_level=0.5):
     """Channel-pruned at `sparsity_level`, masks set by the callback."""
-    pruned = sparsity.prune_channels(model, sparsity.ConstantSparsity(sparsity_level, 0))
+    pruned = sparsity.prune_channels(model, sparsity.ConstantSparsity(sparsity_level, 0, frequency=1))
     callback = sparsity.UpdatePruningStep()
     callback.set_model(pruned)
     callback.on_train_begin()

@@ -174,6 +174,10 @@ class PruneLowMagnitude(WeightTransformWrapper):
             # tfmot's clock: one tick per training step, inside the step, so
             # the saved step always matches the saved weights (-1 counts as 0).
             self.pruning_step.assign(ops.maximum(self.pruning_step, 0) + 1)
+        return self.masked_weights()
+
+    def masked_weights(self):
+        """Every target weight times its mask (what the layer computes with)."""
         return [ops.multiply(w, m) for w, m in zip(self.pruned_weights, self.masks)]
 
     # -- mask updates, called from outside the training step ----------------
@@ -194,8 +198,8 @@ class PruneLowMagnitude(WeightTransformWrapper):
 
     def apply_masks(self):
         """Sets every pruned weight to `weight * mask` (tfmot's re-mask)."""
-        for weight, mask in zip(self.pruned_weights, self.masks):
-            weight.assign(ops.multiply(weight, mask))
+        for weight, value in zip(self.target_weights(), self.masked_weights()):
+            weight.assign(value)
 
     def update_masks(self, sparsity):
         """Recomputes every mask at `sparsity` and zeroes pruned weights."""

@@ -152,14 +152,10 @@ class PruneChannels(PruneLowMagnitude):
         self.masks = [self.channel_mask]
         self.thresholds = [self.threshold]
 
-    def transformed_weights(self, training):
-        if training is True and not self._driven_by_callback:
-            raise ValueError(
-                f"Layer '{self.name}' is being trained without the pruning "
-                "callback, so its channel mask would never change. Add "
-                "`tfmot_lite.sparsity.keras.UpdatePruningStep()` to the "
-                "callbacks of `model.fit`."
-            )
+    def masked_weights(self):
+        """The kernel (and bias, or BatchNorm gamma/beta) with pruned
+        channels zeroed; `PruneLowMagnitude.transformed_weights` ticks the
+        pruning clock and checks the callback around it."""
         return [
             ops.multiply(w, ops.reshape(self.channel_mask, self._mask_shape(w)))
             for w in self.target_weights()
