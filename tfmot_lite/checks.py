@@ -13,7 +13,8 @@ leaves nothing half-applied and the user's model untouched.
   centroids or quantization ranges, so wrapping refuses it.
 * `check_graph_model`, `check_not_wrapped`: what each technique's entry point
   accepts (Sequential/Functional models; no other technique's wrappers left
-  in the model).
+  in the model); `check_layer_not_wrapped`, `check_no_wrapper_kwargs`: a
+  single layer is not wrapped twice, wrapper arguments go with a layer only.
 """
 
 import numbers
@@ -187,6 +188,29 @@ def check_not_wrapped(model, fn):
                 + f" ({cls_name}). Call `{strip}(model)` first and pass the "
                 f"result to `{fn}`."
             )
+
+
+def check_layer_not_wrapped(layer, wrapper_class, fn, verb):
+    """ValueError if the single layer handed to `fn` (which `verb`s it) is
+    already a `wrapper_class`: wrapping twice would stack two wrappers."""
+    if isinstance(layer, wrapper_class):
+        done, strip = next(
+            (done, strip) for _, name, done, strip in _STRIP_HINTS
+            if name == wrapper_class.__name__
+        )
+        raise ValueError(
+            f"Layer '{layer.name}' is already {done}. To {verb} it with new "
+            f"settings, strip the old wrapper first: `{fn}({strip}(layer), ...)`."
+        )
+
+
+def check_no_wrapper_kwargs(kwargs, gerund):
+    """Wrapper arguments (a name, ...) only apply to a single layer."""
+    if kwargs:
+        raise ValueError(
+            f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
+            f"arguments such as a name apply when {gerund} a single layer."
+        )
 
 
 def check_ints(**values):

@@ -60,23 +60,14 @@ def cluster_weights(
         return [cluster_weights(layer, **params, **kwargs) for layer in to_cluster]
 
     if not graph.is_graph_model(to_cluster) and not isinstance(to_cluster, keras.Model):
-        if isinstance(to_cluster, ClusterWeights):
-            raise ValueError(
-                f"Layer '{to_cluster.name}' is already clustered. To cluster "
-                "it with new settings, strip the old wrapper first: "
-                "`cluster_weights(strip_clustering(layer), ...)`."
-            )
+        checks.check_layer_not_wrapped(to_cluster, ClusterWeights, "cluster_weights", "cluster")
         _check_layers([(getattr(to_cluster, "name", repr(to_cluster)), to_cluster)], params)
         copy = carry_input_shape(to_cluster, graph.copy_layer(to_cluster))
         if not registry.has_clusterable_weights(copy):
             return copy
         return ClusterWeights(copy, **params, **kwargs)
 
-    if kwargs:
-        raise ValueError(
-            f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
-            "arguments such as a name apply when clustering a single layer."
-        )
+    checks.check_no_wrapper_kwargs(kwargs, "clustering")
     graph.check_rewritable(to_cluster)
     _check_built(to_cluster)
     _check_layers(list(graph.iter_layers(to_cluster)), params)

@@ -8,12 +8,14 @@ converter) and LiteRT (to run the result).
 * `strip.py`: which wrappers a model holds; stripping before conversion.
 * `sparse.py`: `to_sparse_tflite`, pruned weights stored sparse.
 * `source.py`: `read_tflite`, validated .tflite bytes from bytes or a path.
+* `flatbuffer.py`: `Subgraph`, the operators and constants of those bytes.
 * `weights.py`: `weight_stats`, zeros / unique values per weight tensor.
 * `inspect.py`: `inspect_tflite`, per-operator table and XNNPACK verdict.
 * `report.py`: `export_model` -> `ExportReport`; tables, JSON, Markdown, PNG.
 * `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.
 """
 
+from tfmot_lite.export import report
 from tfmot_lite.export.convert import to_tflite
 from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
 from tfmot_lite.export.ptq import MODES, quantize_post_training
@@ -37,17 +39,7 @@ from tfmot_lite.export.source import read_tflite
 from tfmot_lite.export.sparse import to_sparse_tflite
 from tfmot_lite.export.weights import WeightStats, format_weight_stats, weight_stats
 
-__all__ = [
-    "ExportReport",
-    "export_model",
-    "format_reports",
-    "load_json",
-    "measure",
-    "plot_reports",
-    "save_json",
-    "save_markdown",
-    "to_markdown",
-    "MODES",
+__all__ = report.__all__ + [
     "TFLiteModel",
     "TFLiteReport",
     "WeightStats",

@@ -34,12 +34,8 @@ import math
 import numpy as np
 
 from tfmot_lite import xnnpack_rules as rules
+from tfmot_lite.export.flatbuffer import DTYPES, Subgraph
 
-_DTYPES = {
-    0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-    6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64,
-    15: np.uint32, 16: np.uint16,
-}
 # Index of the weight input of the operators that have one.
 _WEIGHT_INPUT = {
     "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
@@ -179,32 +175,8 @@ def inspect_tflite(flatbuffer):
     )
 
 
-class _Flatbuffer:
-    """The main subgraph of a .tflite file, with producers and consumers."""
-
-    def __init__(self, data):
-        import tflite
-        from tflite.utils import BUILTIN_OPCODE2NAME
-
-        self.tflite = tflite
-        self.data = data
-        self.model = tflite.Model.GetRootAsModel(data, 0)
-        self.graph = self.model.Subgraphs(0)
-        self.ops = [
-            self.graph.Operators(i) for i in range(self.graph.OperatorsLength())
-        ]
-        self.types = []
-        for op in self.ops:
-            code = self.model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            self.types.append(BUILTIN_OPCODE2NAME.get(builtin, "CUSTOM"))
-        self.producer, self.consumers = {}, {}
-        for i, op in enumerate(self.ops):
-            for t in self.outputs(i):
-                self.producer[t] = i
-            for t in self.inputs(i):
-                self.consumers.setdefault(t, []).append(i)
-        self.graph_outputs = set(self.graph.OutputsAsNumpy().tolist())
+class _Flatbuffer(Subgraph):
+    """The main subgraph of a .tflite file, with what the checks read."""
 
     def constant_bytes(self):
         """Bytes of constant data: buffers, plus the index arrays that the
@@ -235,20 +207,6 @@ class _Flatbuffer:
                     total += vector.ValuesLength() * size
         return total
 
-    def inputs(self, i):
-        op = self.ops[i]
-        return [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
-
-    def outputs(self, i):
-        op = self.ops[i]
-        return [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
-
-    def shape(self, t):
-        tensor = self.graph.Tensors(t)
-        if not tensor.ShapeLength():
-            return ()
-        return tuple(int(d) for d in tensor.ShapeAsNumpy())
-
     def options(self, i, cls_name):
         table = self.ops[i].BuiltinOptions()
         if table is None:
@@ -260,19 +218,11 @@ class _Flatbuffer:
     def constant(self, t):
         """The values stored for tensor `t` (only the stored ones when it is
         sparse), or None when it is computed at run time."""
-        if t < 0:
+        raw = self.raw(t)
+        if raw is None:
             return None
         tensor = self.graph.Tensors(t)
-        buffer = self.model.Buffers(tensor.Buffer())
-        if buffer is None:
-            return None
-        if buffer.DataLength():
-            raw = buffer.DataAsNumpy().tobytes()
-        elif buffer.Offset() > 1:  # Large models keep buffers after the flatbuffer.
-            raw = self.data[buffer.Offset(): buffer.Offset() + buffer.Size()]
-        else:
-            return None
-        values = np.frombuffer(raw, dtype=_DTYPES.get(tensor.Type(), np.uint8))
+        values = np.frombuffer(raw, dtype=DTYPES.get(tensor.Type(), np.uint8))
         if tensor.Sparsity() is None and values.size == math.prod(self.shape(t)):
             return values.reshape(self.shape(t))
         return values
@@ -283,18 +233,10 @@ class _Flatbuffer:
         inputs = self.inputs(i)
         if index is None or index >= len(inputs) or inputs[index] < 0:
             return None
-        t, sparse = inputs[index], False
-        while (
-            self.constant(t) is None
-            and t in self.producer
-            and self.types[self.producer[t]] in ("DENSIFY", "DEQUANTIZE")
-        ):
-            sparse |= self.types[self.producer[t]] == "DENSIFY"
-            t = self.inputs(self.producer[t])[0]
-        values = self.constant(t)
-        if values is None:
+        t, sparse = self.source(inputs[index])
+        if t is None:
             return None
-        sparse |= self.graph.Tensors(t).Sparsity() is not None
+        values = self.constant(t)
         shape = self.shape(t)
         total = math.prod(shape)
         zeros = (total - int(np.count_nonzero(values))) / total if total else 0.0

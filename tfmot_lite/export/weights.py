@@ -26,13 +26,9 @@ import math
 
 import numpy as np
 
+from tfmot_lite.export.flatbuffer import DTYPES, PASS_THROUGH, Subgraph
 from tfmot_lite.export.source import read_tflite
 
-_DTYPES = {
-    0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-    6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64,
-    15: np.uint32, 16: np.uint16,
-}
 # Operators with a weight input, its index, and the axis of its output
 # channels (TFLite layouts: CONV_2D [out, h, w, in], DEPTHWISE_CONV_2D
 # [1, h, w, out], FULLY_CONNECTED [out, in], TRANSPOSE_CONV [out, h, w, in],
@@ -45,7 +41,6 @@ KERNEL_OPS = {
     "CONV_3D": (1, 4),
     "EMBEDDING_LOOKUP": (1, None),
 }
-_PASS_THROUGH = ("DENSIFY", "DEQUANTIZE")
 _WEIGHT_DTYPES = (np.float32, np.float16, np.int8, np.uint8, np.int16)
 
 
@@ -106,7 +101,7 @@ def weight_stats(tflite):
     reader = _Reader(read_tflite(tflite, "tflite"))
     stats, seen = [], set()
     for i, op_type in enumerate(reader.types):
-        if op_type in _PASS_THROUGH:
+        if op_type in PASS_THROUGH:
             continue
         inputs = reader.inputs(i)
         if op_type in KERNEL_OPS:
@@ -178,69 +173,13 @@ def format_weight_stats(stats):
     )
 
 
-class _Reader:
-    """Subgraph 0 of a .tflite model: operators, producers, constants."""
-
-    def __init__(self, data):
-        import tflite
-        from tflite.utils import BUILTIN_OPCODE2NAME
-
-        self.data = data
-        self.model = tflite.Model.GetRootAsModel(data, 0)
-        self.graph = self.model.Subgraphs(0)
-        self.ops = [self.graph.Operators(i) for i in range(self.graph.OperatorsLength())]
-        self.types = []
-        for op in self.ops:
-            code = self.model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            self.types.append(BUILTIN_OPCODE2NAME.get(builtin, "CUSTOM"))
-        self.producer = {}
-        for i in range(len(self.ops)):
-            for t in self.outputs(i):
-                self.producer[t] = i
-
-    def inputs(self, i):
-        op = self.ops[i]
-        return [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
-
-    def outputs(self, i):
-        op = self.ops[i]
-        return [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
-
-    def shape(self, t):
-        tensor = self.graph.Tensors(t)
-        return tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-
-    def raw(self, t):
-        """The stored bytes of tensor `t`, or None when it has none."""
-        tensor = self.graph.Tensors(t)
-        buffer = self.model.Buffers(tensor.Buffer())
-        if buffer is None:
-            return None
-        if buffer.DataLength():
-            return buffer.DataAsNumpy().tobytes()
-        if buffer.Offset() > 1:  # Large models keep buffers after the flatbuffer.
-            return self.data[buffer.Offset(): buffer.Offset() + buffer.Size()]
-        return None
-
-    def source(self, t):
-        """`(constant tensor, stored sparse)` behind input `t`, following
-        DENSIFY and DEQUANTIZE; `(None, False)` for run-time tensors."""
-        sparse = False
-        while t >= 0 and self.raw(t) is None and t in self.producer:
-            producer = self.producer[t]
-            if self.types[producer] not in _PASS_THROUGH:
-                return None, False
-            sparse |= self.types[producer] == "DENSIFY"
-            t = self.inputs(producer)[0]
-        if t < 0 or self.raw(t) is None:
-            return None, False
-        return t, sparse or self.graph.Tensors(t).Sparsity() is not None
+class _Reader(Subgraph):
+    """Subgraph 0 of a .tflite model, with dense values of its constants."""
 
     def values(self, t):
         """The dense values of constant tensor `t` (expanded if sparse)."""
         tensor = self.graph.Tensors(t)
-        dtype = _DTYPES.get(tensor.Type())
+        dtype = DTYPES.get(tensor.Type())
         if dtype is None:
             return None
         flat = np.frombuffer(self.raw(t), dtype=dtype)

@@ -16,12 +16,13 @@ the originals back afterwards.
 
 import keras
 
+from tfmot_lite.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
 
-class QuantizeConfig:
+class QuantizeConfig(ConfigEquality):
     """Base class (tfmot's `QuantizeConfig`); subclass it for custom layers.
 
     A config need not be registered to be applied: `quantize_annotate_*` and
@@ -50,18 +51,8 @@ class QuantizeConfig:
         """Quantizers applied to the layer's outputs (one per output)."""
         raise NotImplementedError
 
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __ne__(self, other):
-        return not self == other
+    # Mutable (`weight_attrs` lists): equal by config, but not hashable.
+    __hash__ = None
 
 
 def _serialize(obj):

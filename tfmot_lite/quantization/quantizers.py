@@ -38,6 +38,8 @@ already sees the global batch.
 import keras
 from keras import ops
 
+from tfmot_lite.config_equality import ConfigEquality
+
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
 
@@ -99,7 +101,7 @@ def _range_of(x, per_axis, symmetric):
     return ops.min(x, axis=axes), ops.max(x, axis=axes)
 
 
-class Quantizer:
+class Quantizer(ConfigEquality):
     """Base class (tfmot's `quantizers.Quantizer`).
 
     Implement `build(tensor_shape, name, layer) -> dict of variables`,
@@ -113,32 +115,21 @@ class Quantizer:
     def __call__(self, inputs, training, weights, **kwargs):
         raise NotImplementedError
 
-    def get_config(self):
-        raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __ne__(self, other):
-        return not self == other
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+def _check_num_bits(num_bits):
+    """`num_bits` as an int; TFLite's integer kernels take 2 to 8 bits."""
+    if not 2 <= int(num_bits) <= 8:
+        raise ValueError(
+            f"`num_bits` must be between 2 and 8 (TFLite kernels); got {num_bits}."
+        )
+    return int(num_bits)
 
 
 class _RangeQuantizer(Quantizer):
     """Shared state: `min_var`/`max_var` (one per channel with `per_axis`)."""
 
     def __init__(self, num_bits=8, per_axis=False, symmetric=False, narrow_range=False):
-        if not 2 <= int(num_bits) <= 8:
-            raise ValueError(
-                f"`num_bits` must be between 2 and 8 (TFLite kernels); got {num_bits}."
-            )
-        self.num_bits = int(num_bits)
+        self.num_bits = _check_num_bits(num_bits)
         self.per_axis = bool(per_axis)
         self.symmetric = bool(symmetric)
         self.narrow_range = bool(narrow_range)
@@ -198,7 +189,12 @@ class LastValueQuantizer(_RangeQuantizer):
 
 class _TrackedRangeQuantizer(_RangeQuantizer):
     """A range learned from the batches seen in training; `seen` marks the
-    first batch, which sets the range directly."""
+    first batch, which sets the range directly.
+
+    Training: the batch's range (`_batch_range`, over every replica's
+    share) is merged into the stored one (`_merge`), stored, and used.
+    Inference: the stored range.
+    """
 
     def build(self, tensor_shape, name, layer):
         weights = self._add_range(tensor_shape, name, layer)
@@ -207,6 +203,26 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
             aggregation=RANGE_AGGREGATION,
         )
         return weights
+
+    def _batch_range(self, x, **kwargs):
+        return _range_of(x, self.per_axis, self.symmetric)
+
+    def _merge(self, stored_min, stored_max, lo, hi):
+        raise NotImplementedError
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if training:
+            lo, hi = _global_range(*self._batch_range(ops.stop_gradient(inputs), **kwargs))
+            first = ops.equal(weights["seen"], 0.0)
+            merged_lo, merged_hi = self._merge(weights["min_var"], weights["max_var"], lo, hi)
+            lo = ops.where(first, lo, merged_lo)
+            hi = ops.where(first, hi, merged_hi)
+            weights["min_var"].assign(lo)
+            weights["max_var"].assign(hi)
+            weights["seen"].assign(1.0)
+        else:
+            lo, hi = weights["min_var"], weights["max_var"]
+        return self._quantize(inputs, lo, hi)
 
 
 @_register
@@ -227,26 +243,19 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         """`nonnegative=True` tells the quantizer that `inputs >= 0` (a ReLU's
         output), so the batch minimum after widening to 0 is 0 without
         reducing over the tensor; the range is the same."""
-        if training:
-            x = ops.stop_gradient(inputs)
-            if nonnegative and not self.symmetric:
-                axes = _reduce_axes(len(x.shape), self.per_axis)
-                hi = ops.maximum(ops.max(x, axis=axes), 0.0)
-                lo = ops.zeros_like(hi)
-            else:
-                lo, hi = _range_of(x, self.per_axis, self.symmetric)
-                lo, hi = ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
-            lo, hi = _global_range(lo, hi)
-            first = ops.equal(weights["seen"], 0.0)
-            d = self.decay
-            lo = ops.where(first, lo, d * weights["min_var"] + (1.0 - d) * lo)
-            hi = ops.where(first, hi, d * weights["max_var"] + (1.0 - d) * hi)
-            weights["min_var"].assign(lo)
-            weights["max_var"].assign(hi)
-            weights["seen"].assign(1.0)
-        else:
-            lo, hi = weights["min_var"], weights["max_var"]
-        return self._quantize(inputs, lo, hi)
+        return super().__call__(inputs, training, weights, nonnegative=nonnegative)
+
+    def _batch_range(self, x, nonnegative=False):
+        if nonnegative and not self.symmetric:
+            axes = _reduce_axes(len(x.shape), self.per_axis)
+            hi = ops.maximum(ops.max(x, axis=axes), 0.0)
+            return ops.zeros_like(hi), hi
+        lo, hi = _range_of(x, self.per_axis, self.symmetric)
+        return ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
+
+    def _merge(self, stored_min, stored_max, lo, hi):
+        d = self.decay
+        return d * stored_min + (1.0 - d) * lo, d * stored_max + (1.0 - d) * hi
 
     def get_config(self):
         return {**super().get_config(), "decay": self.decay}
@@ -256,20 +265,8 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
 class AllValuesQuantizer(_TrackedRangeQuantizer):
     """Range = smallest minimum and largest maximum seen in training."""
 
-    def __call__(self, inputs, training, weights, **kwargs):
-        if training:
-            lo, hi = _global_range(
-                *_range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
-            )
-            first = ops.equal(weights["seen"], 0.0)
-            lo = ops.where(first, lo, ops.minimum(weights["min_var"], lo))
-            hi = ops.where(first, hi, ops.maximum(weights["max_var"], hi))
-            weights["min_var"].assign(lo)
-            weights["max_var"].assign(hi)
-            weights["seen"].assign(1.0)
-        else:
-            lo, hi = weights["min_var"], weights["max_var"]
-        return self._quantize(inputs, lo, hi)
+    def _merge(self, stored_min, stored_max, lo, hi):
+        return ops.minimum(stored_min, lo), ops.maximum(stored_max, hi)
 
 
 @_register
@@ -281,7 +278,7 @@ class FixedQuantizer(Quantizer):
             raise ValueError(
                 f"FixedQuantizer range [{init_min}, {init_max}] must contain 0."
             )
-        self.num_bits = int(num_bits)
+        self.num_bits = _check_num_bits(num_bits)
         self.init_min = float(init_min)
         self.init_max = float(init_max)
         self.narrow_range = bool(narrow_range)

@@ -20,6 +20,7 @@ values enter (`get_input_quantizer`).
 import keras
 
 from tfmot_lite import layer_kinds
+from tfmot_lite.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     Default8BitQuantizeConfig,
@@ -42,7 +43,7 @@ OUTPUT_OPS = frozenset(
 PASS_OPS = frozenset({"Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem", "Identity"})
 
 
-class QuantizeRegistry:
+class QuantizeRegistry(ConfigEquality):
     """Base class (tfmot's `QuantizeRegistry`): layer -> `QuantizeConfig`.
 
     Implement `supports(layer)` and `get_quantize_config(layer)` (None: leave
@@ -71,26 +72,32 @@ class QuantizeRegistry:
     def get_config(self):
         return {}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = None
+    __hash__ = None  # equal by config (ConfigEquality), not hashable
 
 
-@_register
-class Default8BitQuantizeRegistry(QuantizeRegistry):
-    """The TFLite int8 layout: symmetric weights (per channel for convs),
-    asymmetric moving-average activations. `num_bits_*` below 8 keep the
-    same layout with fewer levels (the n-bit scheme)."""
+class BitWidths:
+    """Mixin: the bit-width fields a scheme hands its layout transform and
+    registry (`num_bits_weight`, `num_bits_activation`, `disable_per_axis`),
+    and the config of them."""
 
     def __init__(self, num_bits_weight=8, num_bits_activation=8, disable_per_axis=False):
         self.num_bits_weight = int(num_bits_weight)
         self.num_bits_activation = int(num_bits_activation)
         self.disable_per_axis = bool(disable_per_axis)
+
+    def get_config(self):
+        return {
+            "num_bits_weight": self.num_bits_weight,
+            "num_bits_activation": self.num_bits_activation,
+            "disable_per_axis": self.disable_per_axis,
+        }
+
+
+@_register
+class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
+    """The TFLite int8 layout: symmetric weights (per channel for convs),
+    asymmetric moving-average activations. `num_bits_*` below 8 keep the
+    same layout with fewer levels (the n-bit scheme)."""
 
     def kind(self, layer):
         """'weights', 'output', 'pass' or None (not supported)."""
@@ -148,10 +155,3 @@ class Default8BitQuantizeRegistry(QuantizeRegistry):
             weight_quantizer=self.weight_quantizer(layer),
             activation_quantizer=self.activation_quantizer(),
         )
-
-    def get_config(self):
-        return {
-            "num_bits_weight": self.num_bits_weight,
-            "num_bits_activation": self.num_bits_activation,
-            "disable_per_axis": self.disable_per_axis,
-        }

@@ -37,30 +37,24 @@ import keras
 import numpy as np
 
 from tfmot_lite import graph
+from tfmot_lite.config_equality import ConfigEquality
 from tfmot_lite.quantization.fused import (
     FOLDABLE_CONVS,
     QuantizeBatchNorm,
     QuantizeConvBatchNorm,
 )
-from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
+from tfmot_lite.quantization.registry import BitWidths, Default8BitQuantizeRegistry
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
 
 
-class _ConfigEquality:
-    """`get_config`-based equality and `from_config`, for plain objects."""
+class _ConfigEquality(ConfigEquality):
+    """No fields by default; equal by config, not hashable."""
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
 
     __hash__ = None
 
@@ -203,22 +197,10 @@ class QuantizeLayoutTransform(_ConfigEquality):
 
 
 @_register
-class Default8BitQuantizeLayoutTransform(QuantizeLayoutTransform):
+class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
     """The TFLite int8 layout: Conv-BatchNorm[-ReLU] folding, SeparableConv2D
     split, BatchNorm alone, Rescaling with offset and Normalization as MUL
     then ADD (see the module docstring)."""
-
-    def __init__(self, num_bits_weight=8, num_bits_activation=8, disable_per_axis=False):
-        self.num_bits_weight = int(num_bits_weight)
-        self.num_bits_activation = int(num_bits_activation)
-        self.disable_per_axis = bool(disable_per_axis)
-
-    def get_config(self):
-        return {
-            "num_bits_weight": self.num_bits_weight,
-            "num_bits_activation": self.num_bits_activation,
-            "disable_per_axis": self.disable_per_axis,
-        }
 
     def kernel_transform(self, conv):
         """A weight transform for a fused convolution's kernel (None: none).
@@ -360,9 +342,4 @@ class DefaultNBitQuantizeScheme(Default8BitQuantizeScheme):
         self.num_bits_weight = int(num_bits_weight)
         self.num_bits_activation = int(num_bits_activation)
 
-    def get_config(self):
-        return {
-            "disable_per_axis": self.disable_per_axis,
-            "num_bits_weight": self.num_bits_weight,
-            "num_bits_activation": self.num_bits_activation,
-        }
+    get_config = BitWidths.get_config

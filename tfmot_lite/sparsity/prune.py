@@ -71,21 +71,14 @@ def prune_low_magnitude(
                 "`pruning_policy` applies to models: it checks the whole graph. "
                 f"Received layer '{getattr(to_prune, 'name', to_prune)}'."
             )
-        if isinstance(to_prune, PruneLowMagnitude):
-            raise ValueError(
-                f"Layer '{to_prune.name}' is already pruned. To prune it with "
-                "new settings, strip the old wrapper first: "
-                "`prune_low_magnitude(strip_pruning(layer), ...)`."
-            )
+        checks.check_layer_not_wrapped(
+            to_prune, PruneLowMagnitude, "prune_low_magnitude", "prune"
+        )
         _check_model([(getattr(to_prune, "name", str(to_prune)), to_prune)], params)
         copy = carry_input_shape(to_prune, graph.copy_layer(to_prune))
         return PruneLowMagnitude(copy, **params, **kwargs)
 
-    if kwargs:
-        raise ValueError(
-            f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
-            "arguments such as a name apply when pruning a single layer."
-        )
+    checks.check_no_wrapper_kwargs(kwargs, "pruning")
     graph.check_rewritable(to_prune)
     _check_model(list(graph.iter_layers(to_prune)), params)
     _check_already_pruned(list(graph.iter_layers(to_prune)), params)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from tfmot_lite import checks
+from tfmot_lite.config_equality import ConfigEquality
 
 _PACKAGE = "tfmot_lite"
 
@@ -55,7 +56,7 @@ def _as_int(step):
     return int(np.asarray(keras.ops.convert_to_numpy(step)))
 
 
-class PruningSchedule:
+class PruningSchedule(ConfigEquality):
     """Base class: `schedule(step) -> (should_prune, sparsity)`.
 
     Subclasses implement `__call__` and `get_config`. `step` is an int (or a
@@ -65,22 +66,9 @@ class PruningSchedule:
     def __call__(self, step):
         raise NotImplementedError
 
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     def _should_prune_in_step(self, step, begin_step, end_step, frequency):
         in_range = begin_step <= step and (end_step == -1 or step <= end_step)
         return in_range and (step - begin_step) % frequency == 0
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

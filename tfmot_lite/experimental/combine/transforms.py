@@ -40,6 +40,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmot_lite.config_equality import ConfigEquality
+
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
 # More distinct values than an int8 tensor can hold: the kernel is not
@@ -47,7 +49,7 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 MAX_CLUSTERS = 256
 
 
-class WeightTransform:
+class WeightTransform(ConfigEquality):
     """Base class: a structure-keeping function applied to a kernel.
 
     Subclasses implement `build`, `__call__` and `get_config`.
@@ -88,22 +90,6 @@ class WeightTransform:
         variable = state.get("variable")
         if training and variable is not None:
             variable.assign(ops.cast(ops.stop_gradient(result), variable.dtype))
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __ne__(self, other):
-        return not self == other
-
-    def __hash__(self):
-        return hash(type(self).__name__)
 
 
 def _values(weight):
