@@ -51,7 +51,7 @@ MODELS = {
 
 
 def prune_and_shrink(model, target):
-    pruned = sparsity.prune_channels(model, sparsity.ConstantSparsity(target, 0))
+    pruned = sparsity.prune_channels(model, sparsity.ConstantSparsity(target, 0, frequency=1))
     callback = sparsity.UpdatePruningStep()
     callback.set_model(pruned)
     callback.on_train_begin()

@@ -66,7 +66,7 @@ def variants(name, model, x, y, epochs):
     yield "float", model, "float32"
     yield "int8", model, "int8"
     pruned = _compile(sk.prune_low_magnitude(
-        model, pruning_schedule=sk.ConstantSparsity(0.75, 0)), 1e-3 if epochs else 0.0)
+        model, pruning_schedule=sk.ConstantSparsity(0.75, 0, frequency=1)), 1e-3 if epochs else 0.0)
     # One pass with UpdatePruningStep sets the masks (lr 0 leaves weights as is).
     pruned.fit(x, y, batch_size=32, epochs=max(epochs, 1), verbose=0,
                steps_per_epoch=None if epochs else 1, callbacks=[sk.UpdatePruningStep()])
@@ -160,7 +160,7 @@ TFMOT_SCRIPT = textwrap.dedent("""
         x = np.random.default_rng(0).random((32,) + shape).astype("float32")
         y = np.zeros(32, "int32")
         pruned = tfmot.sparsity.keras.prune_low_magnitude(
-            copy(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.75, 0))
+            copy(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.75, 0, frequency=1))
         pruned.compile(optimizer=keras.optimizers.SGD(0.0),
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         pruned.fit(x, y, batch_size=8, epochs=1, verbose=0,

@@ -60,7 +60,7 @@ def test_every_mode_runs_in_litert_close_to_float(trained, mode, int8_io, tolera
 def test_wrappers_are_stripped_and_the_file_is_written(trained, tmp_path):
     model, representative, _ = trained
     pruned = sparsity.prune_low_magnitude(
-        model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0))
+        model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))
     pruned.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=True))
     labels = model.predict(representative, verbose=0).argmax(-1)

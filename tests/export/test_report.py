@@ -65,7 +65,7 @@ def keras_kernel_zeros(model):
 def test_pruned_float_export_report_matches_the_file(trained, tmp_path):
     model, (x, y), (xt, yt) = trained
     pruned = _compile(sk.prune_low_magnitude(
-        model, pruning_schedule=sk.ConstantSparsity(0.6, 0)))
+        model, pruning_schedule=sk.ConstantSparsity(0.6, 0, frequency=1)))
     pruned.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0,
                callbacks=[sk.UpdatePruningStep()])
     path = tmp_path / "pruned.tflite"

@@ -15,13 +15,11 @@ from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
 
 def _qat_classes():
-    from tfmot_lite.quantization.wrapper import (
-        QuantizeLayer,
-        QuantizeOperation,
-        QuantizeWrapper,
-    )
+    """Every layer class a QAT model is made of (wrappers, fused Conv-BN,
+    input and raw-operation quantizers), as the quantization package lists them."""
+    from tfmot_lite.quantization.quantize import QUANTIZED
 
-    return (QuantizeWrapper, QuantizeLayer, QuantizeOperation)
+    return QUANTIZED
 
 
 def _layers_deep(model):
@@ -35,10 +33,15 @@ def _layers_deep(model):
             layer = inner
 
 
-_NAMES = {
-    "PruneLowMagnitude": "pruning",
-    "ClusterWeights": "clustering",
-}
+def _technique_name(wrapper):
+    from tfmot_lite.clustering.wrapper import ClusterWeights
+    from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
+
+    if isinstance(wrapper, PruneLowMagnitude):  # channel pruning included
+        return "pruning"
+    if isinstance(wrapper, ClusterWeights):
+        return "clustering"
+    return type(wrapper).__name__
 
 
 def techniques(model):
@@ -50,7 +53,7 @@ def techniques(model):
         if isinstance(layer, qat):
             found.add("qat")
         elif isinstance(layer, WeightTransformWrapper):
-            found.add(_NAMES.get(type(layer).__name__, type(layer).__name__))
+            found.add(_technique_name(layer))
     return found
 
 
