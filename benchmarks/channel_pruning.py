@@ -129,9 +129,7 @@ def format_table(results):
         "latency float", "latency int8",
     ]
     rows = [header] + [format_row(r) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
+    lines = export.text_table(rows).split("\n")
     return "\n".join(lines)
 
 

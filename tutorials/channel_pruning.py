@@ -153,9 +153,7 @@ def format_table(results):
             f"{r['bytes']:,} ({r['bytes'] / base['bytes']:.2f}x)",
             f"{r['latency_us']:.1f} ({r['latency_us'] / base['latency_us']:.2f}x)",
         ))
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
+    lines = export.text_table(table).split("\n")
     s = results["summary"]
     lines.append(
         f"{int(results['target_sparsity'] * 100)}% of channels pruned per group; "

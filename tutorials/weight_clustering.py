@@ -152,9 +152,7 @@ def format_table(results):
             f"{r['float_gzipped'] / r['clustered_gzipped']:.2f}x",
         ),
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
+    lines = export.text_table(rows).split("\n")
     lines.append(
         f"at most {r['max_unique_values']} unique values per kernel; strip exact: "
         f"{r['strip_is_exact']}; clustered .tflite accuracy (LiteRT): "

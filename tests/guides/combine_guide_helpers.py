@@ -20,9 +20,10 @@ def load_digits():
     return x_train[..., 0], y_train, x_test[..., 0], y_test
 
 
-def model_weights_sparsity(model):
-    """The guide's `print_model_weights_sparsity`, returning what it prints."""
-    sparsity = {}
+def _guide_kernels(model):
+    """`(name, values)` for the kernels the guides' print helpers look at:
+    each layer's weights (a wrapper's trainable ones) named `kernel`, not
+    the quantize layer's nor centroids."""
     for layer in model.layers:
         weights = layer.trainable_weights if isinstance(layer, keras.layers.Wrapper) \
             else layer.weights
@@ -31,10 +32,26 @@ def model_weights_sparsity(model):
                 continue
             if "centroid" in weight.name:
                 continue
-            value = keras.ops.convert_to_numpy(weight)
-            sparsity[f"{layer.name}/{weight.name}"] = np.count_nonzero(value == 0) / value.size
+            yield f"{layer.name}/{weight.name}", keras.ops.convert_to_numpy(weight)
+
+
+def model_weights_sparsity(model):
+    """The guide's `print_model_weights_sparsity`, returning what it prints."""
+    sparsity = {
+        name: np.count_nonzero(values == 0) / values.size
+        for name, values in _guide_kernels(model)
+    }
     print(sparsity)
     return sparsity
+
+
+def model_weight_clusters(model):
+    """The guide's `print_model_weight_clusters`, returning what it prints:
+    unique values per kernel among each layer's (trainable, for wrappers)
+    weights."""
+    clusters = {name: len(np.unique(values)) for name, values in _guide_kernels(model)}
+    print(clusters)
+    return clusters
 
 
 def eval_model(interpreter, test_images, test_labels):
@@ -67,25 +84,6 @@ def interpreter_for(flatbuffer):
     interpreter = Interpreter(model_content=flatbuffer)
     interpreter.allocate_tensors()
     return interpreter
-
-
-def model_weight_clusters(model):
-    """The guide's `print_model_weight_clusters`, returning what it prints:
-    unique values per kernel among each layer's (trainable, for wrappers)
-    weights."""
-    clusters = {}
-    for layer in model.layers:
-        weights = layer.trainable_weights if isinstance(layer, keras.layers.Wrapper) \
-            else layer.weights
-        for weight in weights:
-            if "quantize_layer" in weight.name or "kernel" not in weight.name:
-                continue
-            if "centroid" in weight.name:
-                continue
-            clusters[f"{layer.name}/{weight.name}"] = len(
-                np.unique(keras.ops.convert_to_numpy(weight)))
-    print(clusters)
-    return clusters
 
 
 def guide_model(input_size=16):

@@ -28,6 +28,7 @@ from tfmot_lite.export.report import (
     plot_reports,
     save_json,
     save_markdown,
+    text_table,
     to_markdown,
 )
 from tfmot_lite.export.runtime import (

@@ -329,6 +329,16 @@ def _rows(reports):
     return [[name for name, _ in _COLUMNS]] + [[f(r) for _, f in _COLUMNS] for r in reports]
 
 
+def text_table(rows):
+    """Rows of strings (the first is the header) as aligned text columns,
+    `a | b` with a `-+-` rule under the header: the tables the tutorials and
+    benchmarks print."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def format_reports(reports):
     """A plain-text table, one row per report."""
     rows = _rows(reports)
@@ -441,6 +451,7 @@ def plot_reports(reports, path, title=None):
 
 
 __all__ = [
+    "text_table",
     "ExportReport",
     "MODES",
     "export_model",
