@@ -1,26 +1,36 @@
-"""Where a technique's training step spends its time, op by op (TF backend).
+"""Where a technique's training step spends its time, op by op.
 
 Builds MobileNetV2 (alpha 0.5, 96x96, weights=None) plain and prepared by one
-technique, runs `model.train_step` in a `tf.function` under the TensorFlow
-profiler (`tf.profiler.experimental`), reads the trace (XSpace protobuf) and
-sums the time of every TensorFlow op type executed on the compute threads.
-Printed: the total op time per step of both models and the op types whose
-time or count differs most, i.e. what the technique adds; plus how many ops
-each traced training graph holds.
+technique, trains each under the backend's profiler, reads the trace (an
+XSpace protobuf on both backends) and sums the time of every op type on the
+compute threads:
 
-Op times are summed over threads (two cores run ops concurrently) and
-include time lost to other processes on a shared machine: compare the two
-columns of one run, not figures across runs. Use
+* TensorFlow: `model.train_step` in a `tf.function` under
+  `tf.profiler.experimental`; op types are TensorFlow ops (`Conv2D`,
+  `FusedBatchNormV3`, `FakeQuantWithMinMaxVars`, ...); also counts the ops
+  of each traced training graph.
+* JAX (`KERAS_BACKEND=jax`): `model.fit` (the jitted step, callbacks
+  included) under `jax.profiler.trace`; op types are the XLA CPU thunks of
+  the compiled step with their numeric suffix removed (`ynn_fusion`,
+  `convolution-base-dilated`, `broadcast_multiply_fusion`, ...).
+
+The two models alternate `--repeats` times and each op type keeps its
+smallest time, which filters out most of what other processes steal on a
+shared machine. Printed: the total op time per step of both models and the
+op types whose time or count differs most, i.e. what the technique adds.
+Compare the two columns of one run, not figures across runs; use
 `benchmarks/training_overhead.py` for wall-clock step times.
 
     python benchmarks/profile_training.py --technique qat
     python benchmarks/profile_training.py --technique cluster --steps 10 --top 20
+    KERAS_BACKEND=jax python benchmarks/profile_training.py --technique prune
 """
 
 import argparse
 import collections
 import glob
 import os
+import re
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -60,37 +70,102 @@ def prepare(technique):
     return clustering.cluster_weights(model, number_of_clusters=16)
 
 
-def op_times(step, batch, steps):
-    """`{op type: (ms per step, ops per step)}` from a profiler trace."""
-    import tensorflow as tf
+def _read_trace(logdir):
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    logdir = tempfile.mkdtemp(prefix="tfmot_lite_profile_")
-    tf.profiler.experimental.start(logdir)
-    for _ in range(steps):
-        step(batch)
-    tf.profiler.experimental.stop()
     path = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
         space.ParseFromString(f.read())
+    return space
+
+
+def _tf_op_type(line_name, event_name):
+    # Kernels run on the executor's threads; 'python' holds the enclosing
+    # function call and the Eigen pool its shards.
+    if not line_name.startswith("tf_Compute"):
+        return None
+    op_type = event_name.rsplit(":", 1)[-1]
+    return None if op_type == "Process" else op_type  # the per-batch wrapper
+
+
+def _xla_op_type(line_name, event_name):
+    # XLA:CPU runs the compiled step's thunks on its Eigen pool threads.
+    if (not line_name.startswith("tf_XLAEigen") or event_name.startswith("ThunkExecutor")
+            or event_name.endswith("::Await")):  # waiting, not computing
+        return None
+    return re.sub(r"\.\d+$", "", event_name)
+
+
+def op_times(run, steps):
+    """`{op type: (ms per step, ops per step)}` from a profiler trace of
+    `run()`, which trains `steps` steps."""
+    logdir = tempfile.mkdtemp(prefix="tfmot_lite_profile_")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        with jax.profiler.trace(logdir):
+            run()
+        op_type = _xla_op_type
+    else:
+        import tensorflow as tf
+
+        tf.profiler.experimental.start(logdir)
+        run()
+        tf.profiler.experimental.stop()
+        op_type = _tf_op_type
     total, count = collections.Counter(), collections.Counter()
-    for plane in space.planes:
+    for plane in _read_trace(logdir).planes:
         if plane.name != "/host:CPU":
             continue
         for line in plane.lines:
-            # Kernels run on the executor's threads; 'python' holds the
-            # enclosing function call and the Eigen pool its shards.
-            if not line.name.startswith("tf_Compute"):
-                continue
             for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                op_type = name.rsplit(":", 1)[-1]
-                if op_type == "Process":  # the executor's per-batch wrapper
-                    continue
-                total[op_type] += event.duration_ps
-                count[op_type] += 1
+                kind = op_type(line.name, plane.event_metadata[event.metadata_id].name)
+                if kind is not None:
+                    total[kind] += event.duration_ps
+                    count[kind] += 1
     return {k: (total[k] / 1e9 / steps, count[k] / steps) for k in total}
+
+
+def _fastest(profiles):
+    """Per op type, the smallest time over repeated profiles."""
+    kinds = set().union(*profiles)
+    return {
+        k: min((p[k] for p in profiles if k in p), key=lambda v: v[0]) for k in kinds
+    }
+
+
+def trainer(name, batch, steps):
+    """`(run, graph op counts or None)` for the model `name`: `run()` trains
+    it for `steps` steps (warmed up)."""
+    model = prepare(name)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(model.train_step)
+        graph = graph_ops(step, batch)
+
+        def run():
+            for _ in range(steps):
+                step(batch)
+    else:
+        graph = None
+        x = np.concatenate([batch[0]] * steps)
+        y = np.concatenate([batch[1]] * steps)
+        callbacks = []
+        if name == "prune":
+            from tfmot_lite.sparsity import keras as sparsity
+
+            callbacks = [sparsity.UpdatePruningStep()]
+
+        def run():
+            model.fit(x, y, batch_size=len(batch[1]), epochs=1, shuffle=False,
+                      verbose=0, callbacks=callbacks)
+    for _ in range(2):  # warm-up: trace or compile, then settle
+        run()
+    return run, graph
 
 
 def graph_ops(step, batch):
@@ -105,33 +180,40 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="profiled steps per model")
     parser.add_argument("--top", type=int, default=15, help="op types to list")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="profiles per model, alternating; each op type keeps its fastest")
     args = parser.parse_args(argv)
-    if keras.backend.backend() != "tensorflow":
-        parser.error("the op-level profile reads TensorFlow's trace: run with KERAS_BACKEND=tensorflow")
-    import tensorflow as tf
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        parser.error("profiles are read from TensorFlow's or JAX's trace: "
+                     "run with KERAS_BACKEND=tensorflow or jax")
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     batch = (
-        tf.constant(rng.uniform(size=(args.batch_size, 96, 96, 3)).astype("float32")),
-        tf.constant(rng.integers(0, 10, size=args.batch_size)),
+        rng.uniform(size=(args.batch_size, 96, 96, 3)).astype("float32"),
+        rng.integers(0, 10, size=args.batch_size),
     )
-    profiles, graphs = {}, {}
-    for name in ("plain", args.technique):
-        model = prepare(name)
-        model.compile(optimizer="adam",
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        step = tf.function(model.train_step)
-        graphs[name] = graph_ops(step, batch)
-        for _ in range(3):  # warm-up
-            step(batch)
-        profiles[name] = op_times(step, batch, args.steps)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        batch = tuple(tf.constant(b) for b in batch)
+    names = ("plain", args.technique)
+    runs, graphs = {}, {}
+    for name in names:
+        runs[name], graphs[name] = trainer(name, batch, args.steps)
+    traces = {name: [] for name in names}
+    for _ in range(args.repeats):
+        for name in names:
+            traces[name].append(op_times(runs[name], args.steps))
+    profiles = {name: _fastest(traces[name]) for name in names}
 
     plain, tech = profiles["plain"], profiles[args.technique]
-    print(f"MobileNetV2 alpha=0.5 96x96 batch {args.batch_size}; {args.steps} profiled steps; "
+    print(f"MobileNetV2 alpha=0.5 96x96 batch {args.batch_size}, {keras.backend.backend()} "
+          f"backend; {args.repeats} x {args.steps} profiled steps per model; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"ops in the traced training graph: plain {sum(graphs['plain'].values())}, "
-          f"{args.technique} {sum(graphs[args.technique].values())}")
+    if graphs["plain"] is not None:
+        print(f"ops in the traced training graph: plain {sum(graphs['plain'].values())}, "
+              f"{args.technique} {sum(graphs[args.technique].values())}")
     t_plain = sum(v[0] for v in plain.values())
     t_tech = sum(v[0] for v in tech.values())
     print(f"op time per step (summed over threads): plain {t_plain:.1f} ms, "

@@ -12,6 +12,7 @@ import dataclasses
 
 import keras
 
+from tfmot_lite.batch_norm import FusedBatchNormalization
 from tfmot_lite.weight_wrapper import WeightTransformWrapper
 
 
@@ -59,8 +60,11 @@ def copy_operation(op):
     return op.__class__.from_config(op.get_config())
 
 
-def copy_layer(layer):
+def copy_layer(layer, cls=None):
     """A new layer with the same config, build state and weight values.
+
+    `cls` builds the copy from another class that takes the same config and
+    holds the same weights (a subclass, or the base class of one).
 
     A layer may name attributes in `_copied_by_reference` (a
     `QuantizeConfig`, say): they are handed to the copy's `from_config` as
@@ -77,7 +81,7 @@ def copy_layer(layer):
     for key in getattr(layer, "_copied_by_reference", ()):
         config[key] = getattr(layer, key)
     with keras.saving.custom_object_scope(classes):
-        clone = layer.__class__.from_config(config)
+        clone = (cls or layer.__class__).from_config(config)
     if layer.built:
         build_config = layer.get_build_config()
         if build_config:
@@ -100,6 +104,16 @@ def copy_layer(layer):
         # the copied statistics only when its state is finalized.
         clone.finalize_state()
     return clone
+
+
+def training_layer(layer):
+    """The layer a technique's rewrite trains in place of `layer`, which it
+    does not wrap: `layer` itself, or for Keras' own BatchNormalization a
+    `FusedBatchNormalization` copy (same config and weights, TensorFlow's
+    fused kernel in training; see `batch_norm.py`). `strip` undoes it."""
+    if type(layer) is keras.layers.BatchNormalization:
+        return copy_layer(layer, FusedBatchNormalization)
+    return layer
 
 
 def check_rewritable(model):
@@ -217,11 +231,15 @@ def _rewrite_sequential(model, clone, call):
 def strip(model, wrapper_class):
     """A copy of `model` with every `wrapper_class` (a class or a tuple)
     replaced by `layer.strip()`: for a `WeightTransformWrapper`, the layer
-    it wrapped with its weights baked (see `WeightTransformWrapper.bake`)."""
+    it wrapped with its weights baked (see `WeightTransformWrapper.bake`).
+    Each `FusedBatchNormalization` that `training_layer` put in becomes
+    Keras' BatchNormalization again."""
 
     def unwrap(layer):
         if isinstance(layer, wrapper_class):
             return layer.strip()
+        if type(layer) is FusedBatchNormalization:
+            return copy_layer(layer, keras.layers.BatchNormalization)
         return layer
 
     return rewrite(model, unwrap)

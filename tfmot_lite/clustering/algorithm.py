@@ -31,6 +31,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmot_lite import fast_ops
+
 
 def _lookup_reference(weight, table, indices):
     """`table[indices]` with the straight-through term, plain autodiff.
@@ -44,16 +46,11 @@ def _lookup_reference(weight, table, indices):
 def _lookup_fused(weight, table, indices):
     """Same value and gradients as `_lookup_reference`, computed directly:
     one gather forward, one weighted bincount backward (TensorFlow only)."""
-    import tensorflow as tf
-
     size = table.shape[0]
 
     @ops.custom_gradient
     def lookup(weight, table):
-        # `tf.gather`, not `ops.take`: the indices are never negative, and
-        # `ops.take` adds three element-wise passes (`Less`, `AddV2`,
-        # `SelectV2`) over them to wrap negative ones.
-        value = tf.gather(table, indices)
+        value = fast_ops.take_nonnegative(table, indices)
 
         def grad(*args, upstream=None):
             if upstream is None:

@@ -75,7 +75,7 @@ def cluster_weights(
 
     def replace(layer):
         if isinstance(layer, ClusterWeights) or not registry.has_clusterable_weights(layer):
-            return layer
+            return graph.training_layer(layer)
         return ClusterWeights(layer, **params)
 
     return graph.rewrite(to_cluster, replace)

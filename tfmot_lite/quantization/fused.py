@@ -41,6 +41,7 @@ quantization: the hook that pruning- and cluster-preserving schemes use.
 import keras
 from keras import ops
 
+from tfmot_lite.fast_ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.weight_wrapper import WeightTransformWrapper, substituted
 
@@ -64,51 +65,6 @@ def batch_norm_folding(bn, mean, variance):
 
 def is_depthwise(conv):
     return isinstance(conv, keras.layers.DepthwiseConv2D)
-
-
-# TensorFlow's FusedBatchNormV3 refuses smaller epsilons.
-_FUSED_MIN_EPSILON = 1.001e-5
-
-
-def batch_norm_train(bn, y):
-    """`bn(y, training=True)`: normalize with the batch statistics and update
-    the moving statistics the way Keras' BatchNormalization does,
-
-        moving <- moving * momentum + batch * (1 - momentum)
-
-    with the biased (population) batch variance.
-
-    On TensorFlow, for a 4-D channels-last `y`, the normalization runs as one
-    `FusedBatchNormV3` (oneDNN's fused kernel, forward and backward) instead
-    of the dozen element-wise ops of `moments` + `batch_normalization`;
-    about half of a MobileNetV2 training step is spent in those (see
-    docs/perf.md). Same math, same updates: the op's variance output is
-    Bessel-corrected, so it is scaled back by `(n - 1) / n`. Other backends,
-    ranks and epsilons below the fused kernel's minimum run the layer itself.
-    """
-    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
-    if (keras.backend.backend() != "tensorflow" or len(y.shape) != 4
-            or axis not in (-1, 3) or bn.epsilon < _FUSED_MIN_EPSILON):
-        return bn(y, training=True)
-    import tensorflow as tf
-
-    x = tf.cast(y, "float32")
-    channels = int(x.shape[-1])
-    gamma = tf.cast(bn.gamma, "float32") if bn.scale else tf.ones((channels,))
-    beta = tf.cast(bn.beta, "float32") if bn.center else tf.zeros((channels,))
-    out, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-        x, gamma, beta, epsilon=bn.epsilon, data_format="NHWC", is_training=True
-    )
-    n = tf.cast(tf.size(x) // channels, "float32")
-    variance = variance * (tf.maximum(n - 1.0, 1.0) / n)
-    m = bn.momentum
-    bn.moving_mean.assign(
-        tf.cast(bn.moving_mean, "float32") * m + tf.stop_gradient(mean) * (1.0 - m)
-    )
-    bn.moving_variance.assign(
-        tf.cast(bn.moving_variance, "float32") * m + tf.stop_gradient(variance) * (1.0 - m)
-    )
-    return tf.cast(out, bn.compute_dtype)
 
 
 @_register

@@ -87,9 +87,9 @@ def prune_low_magnitude(
 
     def replace(layer):
         if isinstance(layer, PruneLowMagnitude) or classify(layer) != "prune":
-            return layer
+            return graph.training_layer(layer)
         if pruning_policy is not None and not pruning_policy.allow_pruning(layer):
-            return layer
+            return graph.training_layer(layer)
         return PruneLowMagnitude(layer, **params)
 
     return graph.rewrite(to_prune, replace)

@@ -111,7 +111,9 @@ def prune_channels(
 
     def replace(layer):
         spec = plans.get(layer.name)
-        return layer if spec is None else PruneChannels(layer, channel_plan=spec, **params)
+        if spec is None:
+            return graph.training_layer(layer)
+        return PruneChannels(layer, channel_plan=spec, **params)
 
     pruned = graph.rewrite(to_prune, replace)
     link_channel_plans(pruned)

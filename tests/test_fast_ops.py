@@ -1,12 +1,14 @@
-"""The fused Conv-BN layer's training-time BatchNormalization
-(`fused.batch_norm_train`) computes what Keras' BatchNormalization computes:
-outputs, gradients and moving-statistics updates."""
+"""`fast_ops` computes what its `keras.ops` form computes: the fused
+training-time BatchNormalization (outputs, gradients, moving statistics; used
+by QAT's folded Conv-BN and by `FusedBatchNormalization`), when it applies,
+and the gather of non-negative indices."""
 
 import keras
 import numpy as np
 import pytest
 
-from tfmot_lite.quantization.fused import batch_norm_train
+from tfmot_lite import fast_ops
+from tfmot_lite.fast_ops import batch_norm_train
 
 
 @pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])
@@ -54,3 +56,43 @@ def test_batch_norm_train_gradients_match_keras():
         grads.append(tape.gradient(loss, [x] + bn.trainable_weights))
     for a, b in zip(*grads):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4)
+
+
+def _bn(**kwargs):
+    bn = keras.layers.BatchNormalization(**kwargs)
+    bn.build((None, 4, 4, 3))
+    return bn
+
+
+@pytest.mark.parametrize("kwargs,rank,fused", [
+    ({}, 4, True),
+    ({"axis": 3}, 4, True),
+    ({}, 2, False),                        # Dense outputs: the layer's own path
+    ({"axis": 1}, 4, False),               # channels-first
+    ({"renorm": True}, 4, False),
+    ({"synchronized": True}, 4, False),
+    ({"epsilon": 1e-6}, 4, False),         # below FusedBatchNormV3's minimum
+])
+def test_fused_kernel_only_where_it_computes_the_same(kwargs, rank, fused):
+    on_tf = keras.backend.backend() == "tensorflow"
+    if kwargs.get("synchronized") and not on_tf:
+        pytest.skip("Keras offers synchronized BatchNormalization on TensorFlow only")
+    assert fast_ops.can_fuse_batch_norm(_bn(**kwargs), rank) is (fused and on_tf)
+
+
+def test_batch_norm_train_falls_back_to_the_layer_with_the_same_result():
+    rng = np.random.default_rng(2)
+    layers = [_bn(renorm=True) for _ in range(2)]
+    x = rng.normal(size=(2, 4, 4, 3)).astype("float32")
+    expected = layers[0](x, training=True)
+    got = batch_norm_train(layers[1], keras.ops.convert_to_tensor(x))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
+
+
+def test_take_nonnegative_is_take():
+    table = keras.ops.convert_to_tensor(np.array([-1.5, 0.0, 2.0, 7.0], "float32"))
+    indices = np.random.default_rng(3).integers(0, 4, size=(5, 6)).astype("int32")
+    got = fast_ops.take_nonnegative(table, keras.ops.convert_to_tensor(indices))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(table)[indices]
+    )

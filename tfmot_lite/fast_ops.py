@@ -1,0 +1,94 @@
+"""TensorFlow kernels for training-time math that Keras 3 spells as many ops.
+
+Every technique trains through `keras.ops`, so it runs on the TensorFlow,
+JAX and PyTorch backends. On TensorFlow, two pieces of that math cost far
+more than they need to (measured in docs/perf.md):
+
+* Keras 3's `BatchNormalization` in training is `moments` plus
+  `batch_normalization`: a dozen element-wise passes over the activation
+  forward and as many backward, about half of a MobileNetV2 step on CPU.
+  TensorFlow's `FusedBatchNormV3` (oneDNN's kernel) does it in one pass
+  each way; tf_keras, and so tfmot, uses it.
+* `ops.take` wraps negative indices with three element-wise passes over
+  the indices; `tf.gather` does not.
+
+This module is the one place that chooses: each function below computes what
+its `keras.ops` form computes (the tests compare values, gradients and
+updates) and is that form on every other backend, where XLA or eager
+PyTorch gains nothing from the special case. Nothing here runs at export:
+the converter sees the inference graph, which does not use these.
+"""
+
+import keras
+from keras import ops
+
+# TensorFlow's FusedBatchNormV3 refuses smaller epsilons.
+FUSED_MIN_EPSILON = 1.001e-5
+
+
+def _on_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def can_fuse_batch_norm(bn, rank):
+    """Whether `batch_norm_train(bn, y)` runs TensorFlow's fused kernel for a
+    rank-`rank` input (else it calls the layer): TensorFlow backend, 4-D
+    channels-last input, no batch renormalization or cross-replica
+    statistics, epsilon the kernel accepts."""
+    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+    if isinstance(bn.axis, (list, tuple)) and len(bn.axis) != 1:
+        return False
+    return (
+        _on_tensorflow()
+        and rank == 4
+        and axis in (-1, 3)
+        and not getattr(bn, "renorm", False)
+        and not getattr(bn, "synchronized", False)
+        and bn.epsilon >= FUSED_MIN_EPSILON
+    )
+
+
+def batch_norm_train(bn, y):
+    """`bn(y, training=True)` for a trainable BatchNormalization: normalize
+    with the batch statistics and update the moving ones as Keras does,
+
+        moving <- moving * momentum + batch * (1 - momentum)
+
+    with the biased (population) batch variance.
+
+    Where `can_fuse_batch_norm` holds, the normalization is one
+    `FusedBatchNormV3` forward and one backward. The op's variance output is
+    Bessel-corrected, so it is scaled back by `(n - 1) / n` before the
+    update. Anywhere else the layer itself runs.
+    """
+    if not can_fuse_batch_norm(bn, len(y.shape)):
+        return bn(y, training=True)
+    import tensorflow as tf
+
+    x = tf.cast(y, "float32")
+    channels = int(x.shape[-1])
+    gamma = tf.cast(bn.gamma, "float32") if bn.scale else tf.ones((channels,))
+    beta = tf.cast(bn.beta, "float32") if bn.center else tf.zeros((channels,))
+    out, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, epsilon=bn.epsilon, data_format="NHWC", is_training=True
+    )
+    n = tf.cast(tf.size(x) // channels, "float32")
+    variance = variance * (tf.maximum(n - 1.0, 1.0) / n)
+    m = bn.momentum
+    bn.moving_mean.assign(
+        tf.cast(bn.moving_mean, "float32") * m + tf.stop_gradient(mean) * (1.0 - m)
+    )
+    bn.moving_variance.assign(
+        tf.cast(bn.moving_variance, "float32") * m + tf.stop_gradient(variance) * (1.0 - m)
+    )
+    return tf.cast(out, bn.compute_dtype)
+
+
+def take_nonnegative(table, indices):
+    """`ops.take(table, indices)` for indices known to be in
+    `[0, len(table))` (cluster assignments from `searchsorted`/`argmin`)."""
+    if _on_tensorflow():
+        import tensorflow as tf
+
+        return tf.gather(table, indices)
+    return ops.take(table, indices)
