@@ -93,3 +93,38 @@ def test_straight_through_gradient():
     with tf.GradientTape() as tape:
         y = tf.reduce_sum(q(x, True, w) * tf.constant([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), [1.0, 2.0, 3.0, 4.0])
+
+
+def test_nonnegative_hint_keeps_the_range_of_relu_outputs():
+    """`nonnegative=True` (a ReLU's output) skips the minimum's reduction;
+    ranges and outputs equal the unhinted quantizer's."""
+    rng = np.random.default_rng(4)
+    hinted, plain = (quantizers.MovingAverageQuantizer(8, decay=0.9) for _ in range(2))
+    (_, wh), (_, wp) = _build(hinted, (2, 6)), _build(plain, (2, 6))
+    for _ in range(3):
+        x = keras.ops.convert_to_tensor(np.maximum(rng.normal(size=(2, 6)), 0).astype("float32"))
+        out_h = hinted(x, True, wh, nonnegative=True)
+        out_p = plain(x, True, wp)
+        np.testing.assert_array_equal(_np(out_h), _np(out_p))
+    for key in ("min_var", "max_var"):
+        np.testing.assert_array_equal(_np(wh[key]), _np(wp[key]))
+
+
+def test_relu_layers_quantize_their_output_with_the_hint(monkeypatch):
+    from tfmot_lite.quantization.keras import quantize_model
+
+    seen = []
+    call = quantizers.MovingAverageQuantizer.__call__
+
+    def spy(self, inputs, training, weights, nonnegative=False, **kwargs):
+        seen.append(nonnegative)
+        return call(self, inputs, training, weights, nonnegative=nonnegative, **kwargs)
+
+    monkeypatch.setattr(quantizers.MovingAverageQuantizer, "__call__", spy)
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, activation="relu")(inputs)
+    model = quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
+    seen.clear()
+    model(np.ones((1, 4), "float32"), training=True)
+    # The input QuantizeLayer and the last Dense may be negative; the ReLU not.
+    assert seen == [False, True, False]

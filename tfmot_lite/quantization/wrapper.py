@@ -14,6 +14,7 @@ The fused Conv-BatchNorm layers live in `fused.py`.
 
 import keras
 
+from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
 from tfmot_lite.weight_wrapper import (
     WeightTransformWrapper,
@@ -62,6 +63,27 @@ def _activation_name(fn):
     return name if isinstance(name, str) else None
 
 
+NONNEGATIVE_ACTIVATIONS = ("relu", "relu6")
+
+
+def _nonnegative_output(layer):
+    """Whether `layer`'s outputs are never negative: a ReLU/ReLU6 activation,
+    or a ReLU layer with no negative slope."""
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.negative_slope and layer.threshold >= 0
+    return _activation_name(getattr(layer, "activation", None)) in NONNEGATIVE_ACTIVATIONS
+
+
+def _nonnegative_hint(quantizer, nonnegative):
+    """`{"nonnegative": True}` for our moving-average quantizer on a value
+    known to be >= 0 (its range minimum is then 0 without a reduction; see
+    `MovingAverageQuantizer.__call__`); `{}` otherwise: a user's quantizer
+    gets tfmot's call signature unchanged."""
+    if nonnegative and isinstance(quantizer, q.MovingAverageQuantizer):
+        return {"nonnegative": True}
+    return {}
+
+
 class _QuantizeAwareActivation:
     """`activation` followed by its quantizer, for one call.
 
@@ -77,9 +99,11 @@ class _QuantizeAwareActivation:
         self.training = training
 
     def __call__(self, x):
-        if _activation_name(self.activation) not in FUSED_ACTIVATIONS:
+        name = _activation_name(self.activation)
+        if name not in FUSED_ACTIVATIONS:
             x = self.quantizer(x, self.training, self.pre_weights)
-        return self.quantizer(self.activation(x), self.training, self.weights)
+        hint = _nonnegative_hint(self.quantizer, name in NONNEGATIVE_ACTIVATIONS)
+        return self.quantizer(self.activation(x), self.training, self.weights, **hint)
 
 
 class _StandIn:
@@ -218,7 +242,8 @@ class QuantizeWrapper(WeightTransformWrapper):
                 qz(o, training, v) for o, (qz, v) in zip(outputs, self._output_quantizers)
             )
         quantizer, variables = self._output_quantizers[0]
-        return quantizer(outputs, training, variables)
+        hint = _nonnegative_hint(quantizer, _nonnegative_output(self.layer))
+        return quantizer(outputs, training, variables, **hint)
 
     # -- serialization --------------------------------------------------------
 
