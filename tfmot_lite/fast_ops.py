@@ -72,8 +72,13 @@ def batch_norm_train(bn, y):
     out, mean, variance = tf.compat.v1.nn.fused_batch_norm(
         x, gamma, beta, epsilon=bn.epsilon, data_format="NHWC", is_training=True
     )
-    n = tf.cast(tf.size(x) // channels, "float32")
-    variance = variance * (tf.maximum(n - 1.0, 1.0) / n)
+    if x.shape.is_fully_defined():  # a constant: no ops in the step
+        n = x.shape.num_elements() // channels
+        unbias = max(n - 1, 1) / n
+    else:
+        n = tf.cast(tf.size(x) // channels, "float32")
+        unbias = tf.maximum(n - 1.0, 1.0) / n
+    variance = variance * unbias
     m = bn.momentum
     bn.moving_mean.assign(
         tf.cast(bn.moving_mean, "float32") * m + tf.stop_gradient(mean) * (1.0 - m)
