@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfmot_lite import graph
-from tfmot_lite.batch_norm import FusedBatchNormalization
+from tfmot_lite.core import graph
+from tfmot_lite.fast.batch_norm import FusedBatchNormalization
 from tfmot_lite.clustering import keras as clustering
 from tfmot_lite.sparsity import keras as sparsity
 

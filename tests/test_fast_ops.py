@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfmot_lite import fast_ops
-from tfmot_lite.fast_ops import batch_norm_train
+from tfmot_lite.fast import ops as fast_ops
+from tfmot_lite.fast.ops import batch_norm_train
 
 
 @pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])

@@ -1,10 +1,10 @@
-"""Graph walking and rewriting shared by every technique (tfmot_lite/graph.py)."""
+"""Graph walking and rewriting shared by every technique (tfmot_lite/core/graph.py)."""
 
 import keras
 import numpy as np
 import pytest
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 
 
 def _nested():

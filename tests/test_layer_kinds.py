@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from tfmot_lite import layer_kinds
+from tfmot_lite.core import layer_kinds
 from tfmot_lite.clustering import registry as clustering
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
 from tfmot_lite.sparsity import registry as pruning

@@ -1,12 +1,12 @@
-"""WeightTransformWrapper (tfmot_lite/weight_wrapper.py): slots, restore,
+"""WeightTransformWrapper (tfmot_lite/core/weight_wrapper.py): slots, restore,
 dtype casts, and the hooks QAT uses."""
 
 import keras
 import numpy as np
 import pytest
 
-from tfmot_lite import graph
-from tfmot_lite.weight_wrapper import (
+from tfmot_lite.core import graph
+from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
     find_weight_slots,

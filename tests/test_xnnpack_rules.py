@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from tfmot_lite import export
-from tfmot_lite import xnnpack_rules as rules
+from tfmot_lite.core import xnnpack_rules as rules
 from tfmot_lite.sparsity import keras as sk
 
 L = keras.layers

@@ -16,20 +16,11 @@ import argparse
 import os
 import sys
 
+from tfmot_lite.command_line import CommandError, Parser
+from tfmot_lite.command_line import run as _run
 from tfmot_lite.quiet import quiet_environment
 
 quiet_environment()
-
-
-class CommandError(ValueError):
-    """A user error the CLI reports in one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr, exit status 2."""
-
-    def error(self, message):
-        raise CommandError(f"{message} (see `{self.prog} --help`)")
 
 
 def load_keras_model(path):
@@ -154,11 +145,11 @@ def _bench(args):
 
 
 def build_parser():
-    parser = _Parser(
+    parser = Parser(
         prog="tfmot-lite", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     commands.add_parser("demo", help="train, optimize, export and report (see demo --help)",
                         add_help=False)
     for name in ("check", "xnnpack-check"):
@@ -188,26 +179,21 @@ def build_parser():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    try:
-        args, rest = parser.parse_known_args(argv)
-        if args.command == "demo":
-            return _demo(args, rest)
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        handler = {
-            "check": _check, "xnnpack-check": _check, "export": _export,
-            "inspect": _inspect, "bench": _bench,
-        }[args.command]
-        return handler(args)
-    except (ValueError, OSError) as error:
-        if os.environ.get("TFMOT_LITE_DEBUG") == "1":
-            raise
-        message = " ".join(str(error).split())
-        print(f"tfmot-lite: error: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return _run(_dispatch, argv)
 
+
+def _dispatch(argv):
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        return _demo(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    handler = {
+        "check": _check, "xnnpack-check": _check, "export": _export,
+        "inspect": _inspect, "bench": _bench,
+    }[args.command]
+    return handler(args)
 
 if __name__ == "__main__":
     sys.exit(main())

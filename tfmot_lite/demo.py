@@ -297,9 +297,9 @@ def run(dataset="digits", output="tfmot_lite_demo", quick=False, epochs=None,
 
 
 def parse_args(argv):
-    from tfmot_lite.cli import _Parser
+    from tfmot_lite.command_line import Parser
 
-    parser = _Parser(prog="tfmot-lite demo", description=__doc__.splitlines()[0])
+    parser = Parser(prog="tfmot-lite demo", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
     parser.add_argument("--output", default="tfmot_lite_demo", metavar="DIR",
                         help="where the .tflite files and reports go")
@@ -333,7 +333,12 @@ def main(argv=None):
     return result
 
 
-if __name__ == "__main__":
-    from tfmot_lite import cli
+def _main_returning_status(argv):
+    main(argv)
+    return 0
 
-    sys.exit(cli.main(["demo", *sys.argv[1:]]))
+
+if __name__ == "__main__":
+    from tfmot_lite.command_line import run as run_command
+
+    sys.exit(run_command(_main_returning_status))

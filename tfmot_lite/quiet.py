@@ -49,15 +49,14 @@ def silenced_stderr():
 
 
 def import_quietly():
-    """Imports Keras (and so TensorFlow) with native log lines silenced,
+    """Imports Keras (and, on its TensorFlow backend, TensorFlow) with
+    native log lines silenced,
     unless they are already imported or `TFMOT_LITE_TF_LOGS=1`."""
     if os.environ.get("TFMOT_LITE_TF_LOGS") == "1" or "tensorflow" in sys.modules:
         return
     with silenced_stderr():
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:  # Keras on JAX or PyTorch alone.
-            pass
+        # Keras imports TensorFlow itself when it is the backend; on JAX or
+        # PyTorch, tfmot_lite needs it only for export and TF fast paths.
         import keras  # noqa: F401
 
 

@@ -20,7 +20,7 @@ def snapshot(model):
 
 
 def wrapped_names(model):
-    from tfmot_lite import graph
+    from tfmot_lite.core import graph
 
     return sorted(
         layer.layer.name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.clustering import algorithm, centroids, wrapper
 from tfmot_lite.clustering.keras import ClusteringAlgorithm, ClusterWeights, cluster_weights
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from tfmot_lite.demo import build_cnn as small_cnn
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.clustering.keras import (
     CentroidInitialization,
     ClusterWeights,

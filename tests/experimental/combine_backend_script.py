@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 import tfmot_lite as tfmot
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 
 L = keras.layers
 qk = tfmot.quantization.keras

@@ -44,7 +44,7 @@ def _kernels(model):
 
 
 def tfmot_lite_layers(model):
-    from tfmot_lite import graph
+    from tfmot_lite.core import graph
 
     return list(graph.iter_layers(model))
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmot_lite import export, graph, weight_wrapper
+from tfmot_lite import export
+from tfmot_lite.core import graph, weight_wrapper
 from tfmot_lite.demo import build_cnn
 from tfmot_lite.quantization import keras as quantize
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from channel_models import compile_model, data, mobilenet_v2_tiny, nested_model, resnet_tiny
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity import keras as sparsity
 
 

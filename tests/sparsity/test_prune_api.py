@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity import keras as sparsity
 
 

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite import fast_ops
+from tfmot_lite.fast import ops as fast_ops
 
 
 def _lookup_reference(weight, table, indices):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.clustering.wrapper import ClusterWeights
 from tfmot_lite.sparsity.callbacks import require_tensorboard
 

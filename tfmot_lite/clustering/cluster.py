@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmot_lite import checks, graph
+from tfmot_lite.core import checks, graph
 from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
 from tfmot_lite.clustering.wrapper import (
@@ -10,7 +10,7 @@ from tfmot_lite.clustering.wrapper import (
     per_channel_applies,
     weight_count_problems,
 )
-from tfmot_lite.weight_wrapper import carry_input_shape
+from tfmot_lite.core.weight_wrapper import carry_input_shape
 
 
 def cluster_weights(

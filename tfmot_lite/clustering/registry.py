@@ -1,5 +1,5 @@
 """Which weights of a layer are clustered: the clustering column of
-`tfmot_lite/layer_kinds.py`.
+`tfmot_lite/core/layer_kinds.py`.
 
 The kernels tfmot clusters: Dense, Conv1D/2D/3D and their transposes, the
 pointwise kernel of separable convolutions, Embedding tables, the four
@@ -17,7 +17,7 @@ implement `ClusterableLayer`.
 
 import abc
 
-from tfmot_lite import layer_kinds
+from tfmot_lite.core import layer_kinds
 
 
 class ClusterableLayer(abc.ABC):

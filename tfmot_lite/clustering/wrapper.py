@@ -34,7 +34,7 @@ from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.algorithm import ClusteringAlgorithm, ClusteringAlgorithmPerChannel
 from tfmot_lite.clustering.centroids import initial_centroids, initial_centroids_per_channel
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def weight_count_problems(layer, named_weights, number_of_clusters, per_channel):

@@ -11,20 +11,20 @@ converter) and LiteRT (to run the result).
 * `flatbuffer.py`: `Subgraph`, the operators and constants of those bytes.
 * `weights.py`: `weight_stats`, zeros / unique values per weight tensor.
 * `inspect.py`: `inspect_tflite`, per-operator table and XNNPACK verdict.
-* `report.py`: `export_model` -> `ExportReport`; tables, JSON, Markdown, PNG.
+* `pipeline.py`: `export_model` -> a verified `ExportReport`; `measure`.
+* `report.py`: `ExportReport` and its tables, JSON, Markdown, PNG.
 * `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.
 """
 
 from tfmot_lite.export import report
 from tfmot_lite.export.convert import to_tflite
 from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
+from tfmot_lite.export.pipeline import export_model, measure
 from tfmot_lite.export.ptq import MODES, quantize_post_training
 from tfmot_lite.export.report import (
     ExportReport,
-    export_model,
     format_reports,
     load_json,
-    measure,
     plot_reports,
     save_json,
     save_markdown,
@@ -41,6 +41,8 @@ from tfmot_lite.export.sparse import to_sparse_tflite
 from tfmot_lite.export.weights import WeightStats, format_weight_stats, weight_stats
 
 __all__ = report.__all__ + [
+    "export_model",
+    "measure",
     "TFLiteModel",
     "TFLiteReport",
     "WeightStats",

@@ -9,7 +9,7 @@ expanded by a `DENSIFY` operator at load time; `DENSIFY` rows are folded
 into the operator they feed).
 
 It then checks XNNPACK's sparse-inference preconditions on the exported
-graph, with the rules of `tfmot_lite/xnnpack_rules.py` (the Keras-graph
+graph, with the rules of `tfmot_lite/core/xnnpack_rules.py` (the Keras-graph
 policy applies the same rules before training): each operator is translated
 into a rules `Op`; the walk starts at every CONV_2D that may start the
 sparse subgraph, follows the data to the MEANs that end it, and checks every
@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from tfmot_lite import xnnpack_rules as rules
+from tfmot_lite.core import xnnpack_rules as rules
 from tfmot_lite.export.flatbuffer import DTYPES, Subgraph
 
 # Index of the weight input of the operators that have one.

@@ -1,42 +1,16 @@
-"""One call from any tfmot-lite model to a .tflite file and a verified report.
-
-`export_model(model, mode, path, data, labels, threads)` strips the model
-(pruning, clustering; QAT models keep their fake-quant ops), converts it,
-writes the .tflite, then reads the file back and measures it:
-
-* size: bytes raw and gzipped (what an over-the-air update downloads);
-* operators: every operator type, and the fraction that run integer (of
-  the operators handling data, those that touch no float tensor; the
-  QUANTIZE/DEQUANTIZE of a float interface count as float);
-* weights: zeros and unique values of every kernel (`weight_stats`), so a
-  pruned model shows its zeros and a clustered one its few values per
-  channel, as stored;
-* the XNNPACK sparse-inference verdict (`inspect_tflite`);
-* LiteRT latency: the median of repeated single-example runs, `threads`
-  threads, XNNPACK as deployed;
-* given `data`, top-1 agreement with the Keras model and, given `labels`,
-  accuracy in Keras and in LiteRT.
-
-`ExportReport`s print as a table (`format_reports`), save as JSON
-(`save_json`) and Markdown (`to_markdown`), and several draw one PNG
-comparing size, latency and accuracy (`plot_reports`).
+"""`ExportReport`: what one exported .tflite file holds and how it runs,
+and its presentation: a text table (`format_reports`, `text_table`), JSON
+(`save_json`, `load_json`), Markdown (`to_markdown`) and one PNG comparing
+variants (`plot_reports`). `pipeline.py` fills it in (`export_model`).
 """
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
-from tfmot_lite.export.convert import check_keras_model, check_representative_data, to_tflite
-from tfmot_lite.export.inspect import inspect_tflite
-from tfmot_lite.export.ptq import CALIBRATED, MODES, calibration_samples, check_mode, converter_settings
-from tfmot_lite.export.runtime import TFLiteModel, gzipped_size, measure_latency
-from tfmot_lite.export.source import read_tflite
-from tfmot_lite.export.strip import strip_for_export, techniques
-from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
+from tfmot_lite.export.ptq import MODES
 
-_DATA_TYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int8, np.uint8, np.int16)}
 
 
 @dataclasses.dataclass
@@ -83,228 +57,6 @@ class ExportReport:
 
 
 # -- export ---------------------------------------------------------------
-
-
-def export_model(
-    model,
-    mode="float32",
-    path=None,
-    data=None,
-    labels=None,
-    threads=1,
-    representative_data=None,
-    int8_io=False,
-    sparse=None,
-    name=None,
-    latency_runs=100,
-):
-    """Strips, converts, writes and measures a tfmot-lite model.
-
-    Args:
-      model: a Keras model, plain or with tfmot-lite wrappers (pruning,
-        clustering, QAT, or a combination). A QAT model exports as int8 from
-        its own fake-quant ranges (mode "int8" only).
-      mode: "float32", "dynamic_range", "float16", "int8" or "int16x8" (see
-        `quantize_post_training`).
-      path: where to write the .tflite (optional).
-      data: NumPy inputs (batch first) to measure agreement (and accuracy
-        with `labels`) on; its first example also drives the latency runs.
-      labels: integer class labels of `data`.
-      threads: LiteRT threads for the latency and accuracy runs.
-      representative_data: calibration inputs for "int8"/"int16x8" post-
-        training quantization; defaults to up to 200 examples of `data`.
-      int8_io: an integer interface (int8; int16 for "int16x8").
-      sparse: store weights sparse (`Optimize.EXPERIMENTAL_SPARSITY`,
-        float32 only, as XNNPACK's sparse kernels are float). None: when the
-        model is pruned or its kernels are at least half zeros.
-      name: the report's label (default: the techniques and mode).
-      latency_runs: repeated runs the median latency is taken over.
-
-    Returns:
-      An `ExportReport`.
-
-    Raises:
-      ValueError: before conversion, for a model that is not Keras, an
-        unknown mode, a mode the model cannot take, missing calibration
-        data, or data/labels that do not fit the model.
-    """
-    check_keras_model(model)
-    check_mode(mode)
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"`threads` must be a positive integer; got {threads!r}.")
-    found = sorted(techniques(model))
-    qat = "qat" in found
-    if qat and mode != "int8":
-        raise ValueError(
-            f"Model '{model.name}' is quantization-aware trained: it exports as "
-            f"int8 from its fake-quant ranges; use mode='int8', not {mode!r}."
-        )
-    if data is not None:
-        data = check_representative_data(model, data, "data")
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
-            if len(labels) != len(data):
-                raise ValueError(
-                    f"`labels` has {len(labels)} entries but `data` has {len(data)} "
-                    "examples; give one label per example."
-                )
-    elif labels is not None:
-        raise ValueError("`labels` were given without `data`; pass the inputs too.")
-    calibration = ""
-    if mode in CALIBRATED and not qat:
-        if representative_data is None and data is None:
-            raise ValueError(
-                f"mode {mode!r} (full integer) needs `representative_data` (or "
-                "`data`) to calibrate activation ranges on."
-            )
-        if representative_data is None:
-            representative_data = calibration_samples(data, 200)
-            calibration = f"{len(representative_data)} examples of `data`"
-        else:
-            representative_data = check_representative_data(model, representative_data)
-            calibration = f"{len(representative_data)} representative examples"
-    if int8_io and mode not in CALIBRATED:
-        raise ValueError(f"`int8_io=True` needs mode 'int8' or 'int16x8'; got {mode!r}.")
-
-    plain = strip_for_export(model)
-    if sparse is None:
-        sparse = mode == "float32" and not qat and (
-            "pruning" in found or _kernel_zero_fraction(plain) >= 0.5)
-    elif sparse and mode != "float32":
-        raise ValueError(
-            "`sparse=True` needs mode 'float32': XNNPACK's sparse kernels are float "
-            f"and LiteRT cannot run sparse {mode} weights."
-        )
-    tf = _tf()
-    if qat:
-        settings = {"optimizations": [tf.lite.Optimize.DEFAULT]}
-        if int8_io:
-            settings["inference_input_type"] = tf.int8
-            settings["inference_output_type"] = tf.int8
-    else:
-        settings = converter_settings(mode, int8_io)
-        if sparse:
-            settings["optimizations"] = list(settings.get("optimizations", [])) + [
-                tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    flatbuffer = to_tflite(
-        plain,
-        representative_data=representative_data if mode in CALIBRATED and not qat else None,
-        path=path,
-        **settings,
-    )
-    report = measure(
-        flatbuffer, data=data, labels=labels, keras_model=model, threads=threads,
-        latency_runs=latency_runs,
-    )
-    report.name = name or "+".join(found + [mode])
-    report.mode = mode
-    report.path = None if path is None else os.fspath(path)
-    report.techniques = found
-    report.calibration = calibration
-    return report
-
-
-def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
-            latency_runs=100, name="model"):
-    """An `ExportReport` for an existing .tflite (bytes or path).
-
-    `keras_model`, when given with `data`, is the reference for top-1
-    agreement and Keras accuracy.
-    """
-    flatbuffer = read_tflite(flatbuffer, "flatbuffer")
-    runner = TFLiteModel(flatbuffer, num_threads=threads)
-    operators, int8_fraction = _operators(flatbuffer)
-    stats = weight_stats(flatbuffer)
-    kernels = [s for s in stats if s.op_type in KERNEL_OPS]
-    total = sum(s.size for s in kernels)
-    zeros = sum(s.size * s.zero_fraction for s in kernels)
-    per_channel = [s.max_unique_per_channel for s in kernels if s.max_unique_per_channel]
-    inspection = inspect_tflite(flatbuffer)
-    if data is not None and len(data):
-        sample = np.asarray(data[0], dtype=np.float32)
-    else:
-        shape = tuple(runner.input["shape"][1:])
-        sample = np.random.default_rng(0).random(shape).astype(np.float32)
-    report = ExportReport(
-        name=name,
-        mode="",
-        path=None,
-        techniques=[],
-        bytes=len(flatbuffer),
-        gzip_bytes=gzipped_size(flatbuffer),
-        operators=operators,
-        int8_fraction=int8_fraction,
-        sparsity=zeros / total if total else 0.0,
-        max_unique_per_channel=max(per_channel) if per_channel else None,
-        weights=[s.to_dict() for s in stats],
-        sparse_storage=any(s.sparse for s in stats),
-        sparse_ready=inspection.sparse_ready,
-        sparse_reasons=inspection.reasons,
-        latency_us=measure_latency(flatbuffer, sample, runs=latency_runs,
-                                   warmup=min(20, latency_runs), num_threads=threads),
-        threads=threads,
-        latency_runs=latency_runs,
-    )
-    if data is not None:
-        predicted = runner.predict(data).argmax(-1)
-        report.examples = int(len(data))
-        if keras_model is not None:
-            reference = np.asarray(keras_model.predict(data, verbose=0)).argmax(-1)
-            report.agreement = float(np.mean(predicted == reference))
-            if labels is not None:
-                report.keras_accuracy = float(np.mean(reference == labels))
-        if labels is not None:
-            report.accuracy = float(np.mean(predicted == labels))
-    return report
-
-
-def _tf():
-    from tfmot_lite.quiet import import_tensorflow
-
-    return import_tensorflow()
-
-
-def _kernel_zero_fraction(model):
-    from tfmot_lite import graph
-
-    zeros = total = 0
-    for _, layer in graph.iter_layers(model):
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None:
-            values = np.asarray(kernel)
-            zeros += int(values.size - np.count_nonzero(values))
-            total += values.size
-    return zeros / total if total else 0.0
-
-
-def _operators(flatbuffer):
-    """`(operator names, int8 share)` of the graph as stored (read by LiteRT
-    without delegates, so no DELEGATE node hides them). The share counts the
-    operators that handle data (a float or 8/16-bit integer tensor; int32
-    shape arithmetic is left out) and touch no floating-point tensor: the
-    QUANTIZE/DEQUANTIZE of a float interface count as float."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from tfmot_lite.quiet import silenced_stderr
-
-    with silenced_stderr():
-        interpreter = Interpreter(
-            model_content=flatbuffer,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        interpreter.allocate_tensors()
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    names, data_ops, integer = [], 0, 0
-    for op in interpreter._get_ops_details():
-        names.append(op["op_name"])
-        used = [i for i in list(op["inputs"]) + list(op["outputs"]) if i in tensors]
-        kinds = {np.dtype(tensors[i]["dtype"]) for i in used}
-        if not kinds & _DATA_TYPES:
-            continue  # Shape bookkeeping on int32 only.
-        data_ops += 1
-        if not any(np.issubdtype(kind, np.floating) for kind in kinds):
-            integer += 1
-    return names, integer / data_ops if data_ops else 0.0
 
 
 # -- presentation ---------------------------------------------------------
@@ -454,10 +206,8 @@ __all__ = [
     "text_table",
     "ExportReport",
     "MODES",
-    "export_model",
     "format_reports",
     "load_json",
-    "measure",
     "plot_reports",
     "save_json",
     "save_markdown",

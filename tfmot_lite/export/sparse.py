@@ -1,6 +1,6 @@
 """Pruned Keras model -> .tflite with its zeros stored sparse."""
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.export.convert import to_tflite
 from tfmot_lite.sparsity.prune import strip_pruning
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude

@@ -10,8 +10,8 @@ fake-quant ops are what the TFLite converter turns into an int8 model.
 
 import keras
 
-from tfmot_lite import graph
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.core import graph
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _qat_classes():

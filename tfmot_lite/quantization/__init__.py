@@ -6,13 +6,15 @@ What lives where:
 * `quantize.py`: the entry points; validates, runs the scheme's layout
   transform, then one `graph.rewrite` that wraps layers and inserts
   `QuantizeLayer`s; `strip_quantization`.
-* `scheme.py`: `QuantizeScheme`s and `QuantizeLayoutTransform`s (layer
-  rewrites: Conv-BatchNorm folding, SeparableConv2D split, ...).
+* `scheme.py`: `QuantizeScheme`s: a layout transform plus a registry.
+* `layout.py`: `QuantizeLayoutTransform`s, the layer rewrites (Conv-BatchNorm
+  folding, SeparableConv2D split, ...).
 * `registry.py`: which `QuantizeConfig` each Keras layer gets.
 * `config.py`: `QuantizeConfig` (tfmot's contract) and the default configs.
 * `wrapper.py`: `QuantizeWrapper` (a `WeightTransformWrapper`),
   `QuantizeAnnotate`, `QuantizeLayer`, `QuantizeOperation`.
-* `fused.py`: `QuantizeConvBatchNorm`, `QuantizeBatchNorm`.
+* `conv_bn_folding.py`: `QuantizeConvBatchNorm` (Conv-BatchNorm folded as the
+  converter folds it), `QuantizeBatchNorm`.
 * `quantizers.py`: the fake-quantization math.
 """
 

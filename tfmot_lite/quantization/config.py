@@ -16,7 +16,7 @@ the originals back afterwards.
 
 import keras
 
-from tfmot_lite.config_equality import ConfigEquality
+from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")

@@ -11,10 +11,10 @@ fake-quantized weights baked in.
 
 import keras
 
-from tfmot_lite import checks, graph
+from tfmot_lite.core import checks, graph
 from tfmot_lite.quantization import config as config_lib
 from tfmot_lite.quantization import quantizers as quantizers_lib
-from tfmot_lite.quantization.fused import QuantizeBatchNorm, QuantizeConvBatchNorm
+from tfmot_lite.quantization.conv_bn_folding import QuantizeBatchNorm, QuantizeConvBatchNorm
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,

@@ -19,8 +19,8 @@ values enter (`get_input_quantizer`).
 
 import keras
 
-from tfmot_lite import layer_kinds
-from tfmot_lite.config_equality import ConfigEquality
+from tfmot_lite.core import layer_kinds
+from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     Default8BitQuantizeConfig,
@@ -32,7 +32,7 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
 
 PER_CHANNEL = (L.Conv1D, L.Conv2D)
-# The layer families and their kinds live in tfmot_lite/layer_kinds.py.
+# The layer families and their kinds live in tfmot_lite/core/layer_kinds.py.
 OUTPUT_ONLY = layer_kinds.classes("quantize", "output")
 PASS_THROUGH = layer_kinds.classes("quantize", "pass")
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values

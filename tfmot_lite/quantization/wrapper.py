@@ -9,14 +9,14 @@
   what the layer computes.
 * `QuantizeOperation`: a raw operation (`x + 3.0`) with an output quantizer.
 
-The fused Conv-BatchNorm layers live in `fused.py`.
+The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 """
 
 import keras
 
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
-from tfmot_lite.weight_wrapper import (
+from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
     carry_input_shape,

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
 
 

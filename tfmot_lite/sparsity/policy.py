@@ -6,7 +6,7 @@ the target runtime cannot exploit, and `allow_pruning` picks the layers to
 prune among those that could be. A policy should hold no per-model state:
 `prune_low_magnitude` passes `allow_pruning` private copies of the layers,
 and either method may be called first. `PruneForLatencyOnXNNPack` lives in
-`sparsity/xnnpack.py`, its rules in `tfmot_lite/xnnpack_rules.py`.
+`sparsity/xnnpack.py`, its rules in `tfmot_lite/core/xnnpack_rules.py`.
 """
 
 import abc

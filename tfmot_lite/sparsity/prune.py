@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmot_lite import checks, graph
+from tfmot_lite.core import checks, graph
 from tfmot_lite.sparsity.registry import (
     classify,
     prunable_weights,
@@ -14,7 +14,7 @@ from tfmot_lite.sparsity.wrapper import (
     check_pruning_params,
     weight_shape_problems,
 )
-from tfmot_lite.weight_wrapper import carry_input_shape
+from tfmot_lite.core.weight_wrapper import carry_input_shape
 
 
 def prune_low_magnitude(

@@ -1,5 +1,5 @@
 """Which weights of a layer are pruned: the pruning column of
-`tfmot_lite/layer_kinds.py`.
+`tfmot_lite/core/layer_kinds.py`.
 
 Kernels that carry most of a model's parameters and multiply activations are
 pruned; biases, normalisation statistics and depthwise kernels (few weights,
@@ -9,7 +9,7 @@ implementing `PrunableLayer`.
 
 import abc
 
-from tfmot_lite import layer_kinds
+from tfmot_lite.core import layer_kinds
 
 
 class PrunableLayer(abc.ABC):

@@ -15,8 +15,8 @@ they are plain Python: no tensor op runs per step.
 import keras
 import numpy as np
 
-from tfmot_lite import checks
-from tfmot_lite.config_equality import ConfigEquality
+from tfmot_lite.core import checks
+from tfmot_lite.core.config_equality import ConfigEquality
 
 _PACKAGE = "tfmot_lite"
 

@@ -10,11 +10,11 @@ compiled step carries a single multiply per kernel.
 import keras
 from keras import ops
 
-from tfmot_lite import checks
+from tfmot_lite.core import checks
 from tfmot_lite.sparsity import masks as mask_lib
 from tfmot_lite.sparsity.registry import classify, prunable_weights
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def check_pruning_params(

@@ -1,7 +1,7 @@
 """Pruning for XNNPACK's sparse inference: `PruneForLatencyOnXNNPack`.
 
 XNNPACK, LiteRT's default CPU delegate, runs part of a float CNN with sparse
-kernels when the subgraph meets the rules in `tfmot_lite/xnnpack_rules.py`
+kernels when the subgraph meets the rules in `tfmot_lite/core/xnnpack_rules.py`
 (the .tflite inspector checks the same rules on the exported file). This
 module translates each Keras layer call of a `graph.DataflowGraph` into a
 rules `Op` and walks the graph. In Keras terms:
@@ -33,8 +33,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfmot_lite import graph
-from tfmot_lite import xnnpack_rules as rules
+from tfmot_lite.core import graph
+from tfmot_lite.core import xnnpack_rules as rules
 from tfmot_lite.sparsity.policy import PruningPolicy
 
 L = keras.layers
@@ -435,7 +435,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
 
     `ensure_model_supports_pruning` raises one ValueError listing every layer
     that keeps the model from running sparse on XNNPACK (see
-    `tfmot_lite/xnnpack_rules.py`); `allow_pruning` admits the 1x1 Conv2D
+    `tfmot_lite/core/xnnpack_rules.py`); `allow_pruning` admits the 1x1 Conv2D
     layers XNNPACK runs with sparse kernels over feature maps larger than
     one pixel, and nothing else: the start convolution, depthwise
     convolutions, squeeze-and-excite convolutions and a 1x1 classifier head

@@ -22,10 +22,8 @@ import keras
 from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve, SparsityPreserve
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
-from tfmot_lite.quantization.scheme import (
-    Default8BitQuantizeLayoutTransform,
-    Default8BitQuantizeScheme,
-)
+from tfmot_lite.quantization.layout import Default8BitQuantizeLayoutTransform
+from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers

@@ -9,11 +9,11 @@ same int8 model, is smaller to save, and can be trained further as plain QAT.
 
 import keras
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve
 from tfmot_lite.quantization.config import Default8BitQuantizeConfig
-from tfmot_lite.quantization.fused import QuantizeConvBatchNorm
+from tfmot_lite.quantization.conv_bn_folding import QuantizeConvBatchNorm
 from tfmot_lite.quantization.wrapper import QuantizeWrapper
 
 

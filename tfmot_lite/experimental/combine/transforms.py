@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.config_equality import ConfigEquality
+from tfmot_lite.core.config_equality import ConfigEquality
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 

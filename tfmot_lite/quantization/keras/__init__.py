@@ -18,7 +18,7 @@ from tfmot_lite.quantization.config import (
     OutputQuantizeConfig,
     QuantizeConfig,
 )
-from tfmot_lite.quantization.fused import QuantizeBatchNorm, QuantizeConvBatchNorm
+from tfmot_lite.quantization.conv_bn_folding import QuantizeBatchNorm, QuantizeConvBatchNorm
 from tfmot_lite.quantization.keras import default_8bit, experimental, quantizers
 from tfmot_lite.quantization.quantize import (
     quantize_annotate_layer,
@@ -29,11 +29,13 @@ from tfmot_lite.quantization.quantize import (
     strip_quantization,
 )
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry, QuantizeRegistry
-from tfmot_lite.quantization.scheme import (
+from tfmot_lite.quantization.layout import (
     Default8BitQuantizeLayoutTransform,
+    QuantizeLayoutTransform,
+)
+from tfmot_lite.quantization.scheme import (
     DefaultNBitQuantizeScheme,
     Default8BitQuantizeScheme,
-    QuantizeLayoutTransform,
     QuantizeScheme,
 )
 from tfmot_lite.quantization.wrapper import (

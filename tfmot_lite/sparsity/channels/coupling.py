@@ -27,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity.channels import layers as kinds
 
 

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import layers
 
-# Which weights are kernels is `tfmot_lite/layer_kinds.py`'s business; this
+# Which weights are kernels is `tfmot_lite/core/layer_kinds.py`'s business; this
 # table is about how channels flow through a layer.
 SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
 DEPTHWISE_LAYERS = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity.channels import coupling
 from tfmot_lite.sparsity.channels.shrink import is_optimization_layer
 from tfmot_lite.sparsity.channels.wrapper import (
@@ -12,7 +12,7 @@ from tfmot_lite.sparsity.channels.wrapper import (
     new_plan_id,
 )
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _check_schedule(schedule):

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 from tfmot_lite.sparsity.channels import coupling
 from tfmot_lite.sparsity.channels import layers as kinds
 from tfmot_lite.sparsity.channels.summary import (
@@ -28,7 +28,7 @@ from tfmot_lite.sparsity.channels.summary import (
     count_params,
 )
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _np(variable):

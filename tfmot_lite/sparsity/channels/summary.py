@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 from keras import layers
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 
 _TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 _SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)

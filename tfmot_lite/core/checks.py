@@ -22,7 +22,7 @@ import numbers
 import keras
 import numpy as np
 
-from tfmot_lite import graph
+from tfmot_lite.core import graph
 
 
 def _is_number(value):

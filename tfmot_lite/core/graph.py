@@ -12,8 +12,8 @@ import dataclasses
 
 import keras
 
-from tfmot_lite.batch_norm import FusedBatchNormalization
-from tfmot_lite.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.fast.batch_norm import FusedBatchNormalization
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def is_graph_model(layer):
@@ -110,7 +110,7 @@ def training_layer(layer):
     """The layer a technique's rewrite trains in place of `layer`, which it
     does not wrap: `layer` itself, or for Keras' own BatchNormalization a
     `FusedBatchNormalization` copy (same config and weights, TensorFlow's
-    fused kernel in training; see `batch_norm.py`). `strip` undoes it."""
+    fused kernel in training; see `fast/batch_norm.py`). `strip` undoes it."""
     if type(layer) is keras.layers.BatchNormalization:
         return copy_layer(layer, FusedBatchNormalization)
     return layer

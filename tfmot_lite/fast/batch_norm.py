@@ -18,7 +18,7 @@ synchronized statistics); anywhere else it is Keras' code path.
 
 import keras
 
-from tfmot_lite import fast_ops
+from tfmot_lite.fast import ops as fast_ops
 
 
 @keras.saving.register_keras_serializable(package="tfmot_lite")

@@ -41,9 +41,9 @@ quantization: the hook that pruning- and cluster-preserving schemes use.
 import keras
 from keras import ops
 
-from tfmot_lite.fast_ops import batch_norm_train
+from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.weight_wrapper import WeightTransformWrapper, substituted
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 

@@ -1,0 +1,278 @@
+"""Layout transforms: the layer rewrites `quantize_model` performs before
+wrapping, so the Keras model trains what the TFLite converter will run.
+
+`Default8BitQuantizeLayoutTransform.apply(model, layer_quantize_map)`, in
+every graph model, nested ones included:
+
+* Conv1D/Conv2D/DepthwiseConv2D -> BatchNormalization [-> ReLU/ReLU6]:
+  one `QuantizeConvBatchNorm` (the BatchNorm and ReLU become Identity);
+* SeparableConv2D: the DepthwiseConv2D and 1x1 Conv2D the converter
+  emits, each annotated, so the tensor between them has a range;
+* BatchNormalization alone: `QuantizeBatchNorm` (MUL then ADD);
+* Rescaling with an offset, adapted Normalization: two Rescalings
+  (MUL then ADD), each annotated.
+
+Extension point (pruning-/cluster-preserving QAT): a transform subclass
+overrides `kernel_transform(conv)` to give each fused Conv-BatchNorm a
+weight transform (mask, cluster structure) applied before folding.
+`scheme.py` pairs a transform with a registry.
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+from tfmot_lite.core import graph
+from tfmot_lite.core.config_equality import ConfigEquality
+from tfmot_lite.quantization.conv_bn_folding import (
+    FOLDABLE_CONVS,
+    QuantizeBatchNorm,
+    QuantizeConvBatchNorm,
+)
+from tfmot_lite.quantization.registry import BitWidths
+from tfmot_lite.quantization.wrapper import QuantizeAnnotate
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+L = keras.layers
+
+
+class _ConfigEquality(ConfigEquality):
+    """No fields by default; equal by config, not hashable."""
+
+    def get_config(self):
+        return {}
+
+    __hash__ = None
+
+
+class Fusion:
+    """A Conv -> BatchNorm [-> activation] chain found in a model."""
+
+    def __init__(self, conv, batch_norm, act_layer=None, activation=None):
+        self.conv = conv
+        self.batch_norm = batch_norm
+        self.act_layer = act_layer
+        self.activation = activation
+
+    @property
+    def layers(self):
+        return [x for x in (self.conv, self.batch_norm, self.act_layer) if x is not None]
+
+
+def _activation_name(layer):
+    if isinstance(layer, L.ReLU):
+        cfg = layer.get_config()
+        if cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
+            return None
+        mv = cfg.get("max_value")
+        if mv is None:
+            return "relu"
+        return "relu6" if float(mv) == 6.0 else None
+    if isinstance(layer, L.Activation):
+        name = layer.get_config().get("activation")
+        return name if name in ("relu", "relu6") else None
+    return None
+
+
+def _unwrap(layer):
+    return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
+
+
+def _scope(path):
+    """The model a layer call belongs to: its path minus the layer name."""
+    return path.rpartition("/")[0]
+
+
+def _bn_last_axis(bn, conv):
+    axis = bn.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return False
+        axis = axis[0]
+    if bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
+        return False
+    rank = len(conv.kernel.shape) if conv.built else None
+    return axis == -1 or (rank is not None and axis == rank - 1)
+
+
+def _bn_axis_last(bn):
+    shape = (bn.get_build_config() or {}).get("input_shape")
+    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+    return axis == -1 or (shape is not None and axis == len(shape) - 1)
+
+
+def _has_offset(layer):
+    offset = keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(layer.offset, "float32"))
+    return bool(np.any(offset.reshape(-1) != 0.0))
+
+
+def _split_separable(sep):
+    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs)."""
+    cfg = sep.get_config()
+    depthwise = L.DepthwiseConv2D(
+        kernel_size=cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"],
+        depth_multiplier=cfg["depth_multiplier"], data_format=cfg["data_format"],
+        dilation_rate=cfg["dilation_rate"], use_bias=False, name=f"{sep.name}_depthwise",
+    )
+    pointwise = L.Conv2D(
+        filters=cfg["filters"], kernel_size=1, use_bias=cfg["use_bias"],
+        activation=cfg["activation"], data_format=cfg["data_format"],
+        name=f"{sep.name}_pointwise",
+    )
+    shape = sep.get_build_config()["input_shape"]
+    depthwise.build(shape)
+    depthwise.kernel.assign(sep.depthwise_kernel)
+    pointwise.build(depthwise.compute_output_shape(shape))
+    pointwise.kernel.assign(sep.pointwise_kernel)
+    if cfg["use_bias"]:
+        pointwise.bias.assign(sep.bias)
+    return keras.Sequential(
+        [keras.Input(batch_shape=shape), QuantizeAnnotate(depthwise), QuantizeAnnotate(pointwise)],
+        name=sep.name,
+    )
+
+
+def _split_affine(layer, scale, offset):
+    """`x * scale + offset` runs as MUL then ADD in TFLite; each gets a range.
+
+    Returns a Sequential of two annotated Rescaling layers named after
+    `layer` (a Rescaling with an offset, or an adapted Normalization).
+    """
+    shape = (layer.get_build_config() or {}).get("input_shape")
+    mul = L.Rescaling(scale, name=f"{layer.name}_scale")
+    add = L.Rescaling(1.0, offset=offset, name=f"{layer.name}_offset")
+    layers = [keras.Input(batch_shape=shape)] if shape else []
+    layers += [QuantizeAnnotate(mul), QuantizeAnnotate(add)]
+    return keras.Sequential(layers, name=layer.name)
+
+
+def _split_rescaling(layer):
+    cfg = layer.get_config()
+    return _split_affine(layer, cfg["scale"], cfg["offset"])
+
+
+def _split_normalization(layer):
+    ops = keras.ops
+    std = ops.convert_to_numpy(
+        ops.maximum(ops.sqrt(layer.variance), keras.backend.epsilon())
+    ).astype("float32")
+    mean = ops.convert_to_numpy(layer.mean).astype("float32")
+    if layer.invert:
+        scale, offset = std, mean
+    else:
+        scale = (1.0 / std).astype("float32")
+        offset = (-mean * scale).astype("float32")
+    return _split_affine(layer, np.asarray(scale), np.asarray(offset))
+
+
+@_register
+class QuantizeLayoutTransform(_ConfigEquality):
+    """Base class (tfmot's `QuantizeLayoutTransform`): rewrites layers before
+    they are quantized. The base transform rewrites nothing."""
+
+    def apply(self, model, layer_quantize_map):
+        """Returns `(new_model, layer_quantize_map)`.
+
+        `layer_quantize_map` is `{layer name: {"quantize_config": config or
+        None}}` for the layers to quantize (None: the registry decides).
+        Layers the transform returns wrapped in `QuantizeAnnotate` are
+        quantized by the registry; `QuantizeConvBatchNorm`,
+        `QuantizeBatchNorm` and `QuantizeWrapper` layers are kept as they are.
+        """
+        return model, layer_quantize_map
+
+
+@_register
+class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
+    """The TFLite int8 layout: Conv-BatchNorm[-ReLU] folding, SeparableConv2D
+    split, BatchNorm alone, Rescaling with offset and Normalization as MUL
+    then ADD (see the module docstring)."""
+
+    def kernel_transform(self, conv):
+        """A weight transform for a fused convolution's kernel (None: none).
+        Pruning-/cluster-preserving schemes override it."""
+        return None
+
+    def find_fusions(self, model, eligible=lambda layer: True):
+        """`{id(layer): (role, Fusion)}`, role 'head' for the conv (replaced by
+        the fused layer) or 'folded' for the BatchNorm/activation (replaced
+        by an Identity). `eligible(layer)` filters candidate layers."""
+        plan = {}
+        flow = graph.DataflowGraph(model)
+        calls = collections.Counter(id(op.layer) for op in flow.ops)
+        outputs = set(flow.outputs)
+
+        def single_next(op):
+            """The one call consuming `op`'s output, in the same model."""
+            if calls[id(op.layer)] != 1 or outputs.intersection(op.outputs):
+                return None
+            nxt = flow.next_ops(op)
+            if len(nxt) != 1 or _scope(nxt[0].path) != _scope(op.path):
+                return None
+            if calls[id(nxt[0].layer)] != 1:
+                return None
+            return nxt[0]
+
+        for op in flow.ops:
+            layer = op.layer
+            conv = _unwrap(layer)
+            if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
+                continue
+            cfg = conv.get_config()
+            if cfg.get("activation") not in ("linear", None) or cfg.get(
+                "data_format", "channels_last"
+            ) != "channels_last" or cfg.get("groups", 1) != 1:
+                continue
+            bn_op = single_next(op)
+            bn_layer = bn_op.layer if bn_op is not None else None
+            bn = _unwrap(bn_layer) if bn_layer is not None else None
+            if not isinstance(bn, L.BatchNormalization) or not eligible(bn_layer):
+                continue
+            if not _bn_last_axis(bn, conv):
+                continue
+            fusion = Fusion(layer, bn_layer)
+            act_op = single_next(bn_op)
+            if act_op is not None and isinstance(act_op.layer, keras.layers.Layer) and (
+                eligible(act_op.layer)
+            ):
+                name = _activation_name(_unwrap(act_op.layer))
+                if name is not None:
+                    fusion.act_layer, fusion.activation = act_op.layer, name
+            plan[id(layer)] = ("head", fusion)
+            plan[id(bn_layer)] = ("folded", fusion)
+            if fusion.act_layer is not None:
+                plan[id(fusion.act_layer)] = ("folded", fusion)
+        return plan
+
+    def apply(self, model, layer_quantize_map):
+        def eligible(layer):
+            entry = layer_quantize_map.get(layer.name)
+            return entry is not None and entry.get("quantize_config") is None
+
+        plan = self.find_fusions(model, eligible)
+
+        def replace(layer, original):
+            role, fusion = plan.get(id(original), (None, None))
+            inner = _unwrap(layer)
+            if role == "folded":
+                return L.Identity(name=inner.name)
+            if role == "head":
+                return QuantizeConvBatchNorm(
+                    inner, graph.copy_layer(_unwrap(fusion.batch_norm)), fusion.activation,
+                    self.num_bits_weight, self.num_bits_activation, not self.disable_per_axis,
+                    kernel_transform=self.kernel_transform(inner), name=f"quant_{inner.name}",
+                )
+            if not isinstance(original, keras.layers.Layer) or not eligible(original):
+                return layer
+            if isinstance(inner, L.SeparableConv2D):
+                return _split_separable(inner)
+            if isinstance(inner, L.BatchNormalization) and _bn_axis_last(inner):
+                return QuantizeBatchNorm(inner, self.num_bits_activation)
+            if isinstance(inner, L.Rescaling) and _has_offset(inner):
+                return _split_rescaling(inner)
+            if isinstance(inner, L.Normalization) and inner.built:
+                return _split_normalization(inner)
+            return layer
+
+        return graph.rewrite(model, replace, with_original=True), layer_quantize_map
