@@ -223,6 +223,18 @@ def verdict(layer, technique):
     return OPTIMIZE if OPTIMIZE in found else DENSE
 
 
+def activation_name(activation):
+    """The name of an activation: `'relu'`, `'relu6'`, `'gelu'`, `'linear'`, ...
+
+    `activation` is a function (Keras' own, whose names are the ones Keras
+    serializes, or a custom callable, named by its `__name__`), a string
+    naming one, or None (gives None). Layers hold theirs as
+    `layer.activation`."""
+    if activation is None or isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", None)
+
+
 def _attribute(layer, path):
     for part in path.split("."):
         layer = getattr(layer, part)

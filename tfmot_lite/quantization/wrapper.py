@@ -14,6 +14,7 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 
 import keras
 
+from tfmot_lite.core.layer_kinds import activation_name
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
 from tfmot_lite.core.weight_wrapper import (
@@ -53,16 +54,6 @@ def _safe_name(name):
 FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 
-def _activation_name(fn):
-    try:
-        name = keras.activations.serialize(fn)
-    except Exception:  # noqa: BLE001 - custom callables
-        return None
-    if isinstance(name, dict):
-        name = name.get("config", name)
-    return name if isinstance(name, str) else None
-
-
 NONNEGATIVE_ACTIVATIONS = ("relu", "relu6")
 
 
@@ -71,7 +62,7 @@ def _nonnegative_output(layer):
     or a ReLU layer with no negative slope."""
     if isinstance(layer, keras.layers.ReLU):
         return not layer.negative_slope and layer.threshold >= 0
-    return _activation_name(getattr(layer, "activation", None)) in NONNEGATIVE_ACTIVATIONS
+    return activation_name(getattr(layer, "activation", None)) in NONNEGATIVE_ACTIVATIONS
 
 
 def _nonnegative_hint(quantizer, nonnegative):
@@ -99,7 +90,7 @@ class _QuantizeAwareActivation:
         self.training = training
 
     def __call__(self, x):
-        name = _activation_name(self.activation)
+        name = activation_name(self.activation)
         if name not in FUSED_ACTIVATIONS:
             x = self.quantizer(x, self.training, self.pre_weights)
         hint = _nonnegative_hint(self.quantizer, name in NONNEGATIVE_ACTIVATIONS)

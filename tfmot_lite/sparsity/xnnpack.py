@@ -33,7 +33,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import graph, layer_kinds
 from tfmot_lite.core import xnnpack_rules as rules
 from tfmot_lite.sparsity.policy import PruningPolicy
 
@@ -311,7 +311,7 @@ def _walk_subgraph(g, ops, starts, ends, findings):
 
 
 def _activation_name(function):
-    name = getattr(function, "__name__", "linear")
+    name = layer_kinds.activation_name(function) or "linear"
     return _ACTIVATION_NAMES.get(name, name)
 
 

@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfmot_lite.core import layer_kinds
+
 # Which weights are kernels is `tfmot_lite/core/layer_kinds.py`'s business; this
 # table is about how channels flow through a layer.
 SEPARABLE_LAYERS = (layers.SeparableConv1D, layers.SeparableConv2D)
@@ -93,13 +95,7 @@ def is_channelwise(layer, rank):
 
 
 def activation_name(layer):
-    fn = getattr(layer, "activation", None)
-    if fn is None:
-        return None
-    try:
-        return keras.activations.serialize(fn)
-    except Exception:  # A plain callable: named by itself.
-        return getattr(fn, "__name__", repr(fn))
+    return layer_kinds.activation_name(getattr(layer, "activation", None))
 
 
 def maps_zero_to_zero(fn):
