@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from tfmot_lite.atomic_file import write_bytes_atomic
 from tfmot_lite.quiet import import_tensorflow, silenced_stderr
 
 
@@ -91,7 +92,8 @@ def to_tflite(
         post-training calibration; one sample per converter step.
       inference_input_type, inference_output_type: e.g. `tf.int8` for a
         fully integer interface.
-      path: if given, the bytes are also written there.
+      path: if given, the bytes are also written there (atomically: the file
+        is either the whole model or left as it was).
       supported_types: `converter.target_spec.supported_types`, e.g.
         `[tf.float16]`.
       supported_ops: `converter.target_spec.supported_ops`, e.g.
@@ -130,6 +132,5 @@ def to_tflite(
     with contextlib.redirect_stdout(io.StringIO()), silenced_stderr():
         flatbuffer = converter.convert()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(flatbuffer)
+        write_bytes_atomic(path, flatbuffer)
     return flatbuffer
