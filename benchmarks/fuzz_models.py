@@ -56,6 +56,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class TimeUp(Exception):
+    """`--minutes` have passed for this technique."""
+
+
 def run_technique(name, args):
     counts = collections.Counter()
     errors = []  # median int8 error of each exported model
@@ -68,7 +72,7 @@ def run_technique(name, args):
     @given(recipe=model_checks.technique_models(name, max_steps=args.max_steps))
     def one(recipe):
         if args.minutes and time.monotonic() - started > 60 * args.minutes:
-            return
+            raise TimeUp  # stops hypothesis (no shrinking phase: it just re-raises)
         counts["examples"] += 1
         if counts["examples"] % 25 == 0:
             print(f"  [{name}] {counts['examples']} examples, {counts['failed']} failed, "
@@ -100,7 +104,10 @@ def run_technique(name, args):
 
     if args.seed is not None:
         one = __import__("hypothesis").seed(args.seed)(one)
-    one()
+    try:
+        one()
+    except TimeUp:
+        pass
     counts["seconds"] = round(time.monotonic() - started)
     if errors:
         counts["int8 median error, worst model"] = round(max(errors), 4)

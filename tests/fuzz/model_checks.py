@@ -129,13 +129,15 @@ def _channels_refusal(model):
     return [] if sparsity.channel_report(model).prunable else [model.name]
 
 
+def _pruning(name, entry_point, strip, **kwargs):
+    """A pruning technique: `entry_point(model, pruning_schedule=...)`,
+    trained with `UpdatePruningStep`."""
+    return Technique(name, lambda m: entry_point(m, pruning_schedule=_schedule()), strip,
+                     lambda: [sparsity.UpdatePruningStep()], **kwargs)
+
+
 TECHNIQUES = {
-    "prune": Technique(
-        "prune",
-        lambda m: sparsity.prune_low_magnitude(m, pruning_schedule=_schedule()),
-        sparsity.strip_pruning,
-        lambda: [sparsity.UpdatePruningStep()],
-    ),
+    "prune": _pruning("prune", sparsity.prune_low_magnitude, sparsity.strip_pruning),
     "cluster": Technique(
         "cluster",
         lambda m: clustering.cluster_weights(
@@ -146,14 +148,8 @@ TECHNIQUES = {
     ),
     "qat": Technique("qat", quantization.quantize_model, None, refusal=_quantize_refusal,
                      supports=_quantize_supports),
-    "channels": Technique(
-        "channels",
-        lambda m: sparsity.prune_channels(m, pruning_schedule=_schedule()),
-        sparsity.shrink,
-        lambda: [sparsity.UpdatePruningStep()],
-        refusal=_channels_refusal,
-        supports=_channels_supports,
-    ),
+    "channels": _pruning("channels", sparsity.prune_channels, sparsity.shrink,
+                         refusal=_channels_refusal, supports=_channels_supports),
 }
 
 

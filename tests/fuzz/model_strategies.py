@@ -510,64 +510,41 @@ def recipe_from_code(code):
 
 # Hand-written models with every feature at once: the fast profile's
 # explicit examples (a derandomized run starts from the simplest model).
+# Image and second inputs, a residual block, a convolution called at two
+# call sites, a nested Functional model called twice, a nested Sequential,
+# Concatenate, two outputs; "any" has an int input through an Embedding and
+# a GRU, "conv" a vector input through a Dense (layers QAT and channel
+# pruning take).
+_RICH = '''
+block_in = keras.Input((6, 6, 4))
+block_x = L.Conv2D(4, 3, padding="same", use_bias=False, name="block_conv")(block_in)
+block_x = L.BatchNormalization(name="block_bn")(block_x)
+block_x = L.Add(name="block_add")([block_x, block_in])
+block = keras.Model(block_in, L.ReLU(name="block_relu")(block_x), name="block")
+tower = keras.Sequential([
+    keras.Input((6, 6, 4)),
+    L.DepthwiseConv2D(3, padding="same", name="tower_depthwise"),
+    L.Conv2D(6, 1, activation="relu", name="tower_pointwise"),
+], name="tower")
+input_0 = keras.Input((6, 6, 3), name="input_0")
+stem = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")
+x = stem(input_0)
+x = block(x)
+x = block(x)
+y = tower(x)
+shared = L.Conv2D(4, 1, name="shared_conv")
+z = L.Concatenate(name="concat")([shared(x), shared(stem(input_0)), y])
+image = L.GlobalAveragePooling2D(name="pool")(z)
+{second}
+both = L.Concatenate(name="features")([image, second])
+out_0 = L.Dense(3, name="head_0")(L.Dense(8, activation="relu", name="hidden")(both))
+out_1 = L.Dense(2, name="head_1")(image)
+model = keras.Model([input_0, input_1], [out_0, out_1], name="rich")
+'''
 RICH = {
-    # Image and token inputs, a residual block, a convolution called at two
-    # call sites, a nested Functional model called twice, a nested
-    # Sequential, Concatenate, two outputs.
-    "any": '''
-block_in = keras.Input((6, 6, 4))
-block_x = L.Conv2D(4, 3, padding="same", use_bias=False, name="block_conv")(block_in)
-block_x = L.BatchNormalization(name="block_bn")(block_x)
-block_x = L.Add(name="block_add")([block_x, block_in])
-block = keras.Model(block_in, L.ReLU(name="block_relu")(block_x), name="block")
-tower = keras.Sequential([
-    keras.Input((6, 6, 4)),
-    L.DepthwiseConv2D(3, padding="same", name="tower_depthwise"),
-    L.Conv2D(6, 1, activation="relu", name="tower_pointwise"),
-], name="tower")
-input_0 = keras.Input((6, 6, 3), name="input_0")
-input_1 = keras.Input((5,), dtype="int32", name="input_1")
-stem = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")
-x = stem(input_0)
-x = block(x)
-x = block(x)
-y = tower(x)
-shared = L.Conv2D(4, 1, name="shared_conv")
-z = L.Concatenate(name="concat")([shared(x), shared(stem(input_0)), y])
-image = L.GlobalAveragePooling2D(name="pool")(z)
-tokens = L.Embedding(12, 4, name="embedding")(input_1)
-tokens = L.GRU(4, unroll=True, name="gru")(tokens)
-both = L.Concatenate(name="features")([image, tokens])
-out_0 = L.Dense(3, name="head_0")(L.Dense(8, activation="relu", name="hidden")(both))
-out_1 = L.Dense(2, name="head_1")(image)
-model = keras.Model([input_0, input_1], [out_0, out_1], name="rich")
-''',
-    # The same shapes of graph, from layers QAT and channel pruning take.
-    "conv": '''
-block_in = keras.Input((6, 6, 4))
-block_x = L.Conv2D(4, 3, padding="same", use_bias=False, name="block_conv")(block_in)
-block_x = L.BatchNormalization(name="block_bn")(block_x)
-block_x = L.Add(name="block_add")([block_x, block_in])
-block = keras.Model(block_in, L.ReLU(name="block_relu")(block_x), name="block")
-tower = keras.Sequential([
-    keras.Input((6, 6, 4)),
-    L.DepthwiseConv2D(3, padding="same", name="tower_depthwise"),
-    L.Conv2D(6, 1, activation="relu", name="tower_pointwise"),
-], name="tower")
-input_0 = keras.Input((6, 6, 3), name="input_0")
-input_1 = keras.Input((6,), name="input_1")
-stem = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")
-x = stem(input_0)
-x = block(x)
-x = block(x)
-y = tower(x)
-shared = L.Conv2D(4, 1, name="shared_conv")
-z = L.Concatenate(name="concat")([shared(x), shared(stem(input_0)), y])
-image = L.GlobalAveragePooling2D(name="pool")(z)
-vector = L.Dense(4, activation="relu", name="vector_dense")(input_1)
-both = L.Concatenate(name="features")([image, vector])
-out_0 = L.Dense(3, name="head_0")(L.Dense(8, activation="relu", name="hidden")(both))
-out_1 = L.Dense(2, name="head_1")(image)
-model = keras.Model([input_0, input_1], [out_0, out_1], name="rich")
-''',
+    "any": _RICH.format(second='''input_1 = keras.Input((5,), dtype="int32", name="input_1")
+second = L.Embedding(12, 4, name="embedding")(input_1)
+second = L.GRU(4, unroll=True, name="gru")(second)'''),
+    "conv": _RICH.format(second='''input_1 = keras.Input((6,), name="input_1")
+second = L.Dense(4, activation="relu", name="vector_dense")(input_1)'''),
 }

@@ -10,7 +10,7 @@ Profiles (environment variable `HYPOTHESIS_PROFILE`):
 
 * unset / `fuzz-fast`: a hand-written model with every feature at once
   (`model_strategies.RICH`) and, with a fixed seed (`derandomize=True`),
-  three small drawn models per technique, no shrinking; the export test
+  two small drawn models per technique, no shrinking; the export test
   converts the hand-written one. Part of the normal test run;
 * `long`: random models, `FUZZ_EXAMPLES` (default 200) per test, each
   exported; stops at the first failure and shrinks it. To run thousands
@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import model_checks  # noqa: E402
 
 settings.register_profile(
-    "fuzz-fast", max_examples=3, derandomize=True, deadline=None, database=None,
+    "fuzz-fast", max_examples=2, derandomize=True, deadline=None, database=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
@@ -54,47 +54,28 @@ def run(recipe, technique, export_tflite):
     return result
 
 
-@pytest.mark.slow
-@PROFILE
-@given(recipe=model_checks.technique_models("prune"))
-@example(recipe=model_checks.rich_example("prune"))
-def test_prune_invariants(recipe):
-    run(recipe, "prune", export_tflite=False)
+def fuzz(technique, profile, export_tflite):
+    """The hypothesis test of `technique`: drawn models, and the
+    hand-written rich one."""
+
+    @profile
+    @given(recipe=model_checks.technique_models(technique))
+    @example(recipe=model_checks.rich_example(technique))
+    def check(recipe):
+        run(recipe, technique, export_tflite)
+
+    check()
 
 
 @pytest.mark.slow
-@PROFILE
-@given(recipe=model_checks.technique_models("cluster"))
-@example(recipe=model_checks.rich_example("cluster"))
-def test_cluster_invariants(recipe):
-    run(recipe, "cluster", export_tflite=False)
-
-
-@pytest.mark.slow
-@PROFILE
-@given(recipe=model_checks.technique_models("qat"))
-@example(recipe=model_checks.rich_example("qat"))
-def test_qat_invariants(recipe):
-    run(recipe, "qat", export_tflite=False)
-
-
-@pytest.mark.slow
-@PROFILE
-@given(recipe=model_checks.technique_models("channels"))
-@example(recipe=model_checks.rich_example("channels"))
-def test_channel_pruning_invariants(recipe):
-    run(recipe, "channels", export_tflite=False)
+@pytest.mark.parametrize("technique", list(model_checks.TECHNIQUES))
+def test_invariants(technique):
+    """Wrap, train, strip, save/load: prune, cluster, qat, channels."""
+    fuzz(technique, PROFILE, export_tflite=False)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("technique", list(model_checks.TECHNIQUES))
 def test_export_agrees(technique):
     """The .tflite conversions (float, sparse, int8) of fuzzed models."""
-
-    @EXPORT_PROFILE
-    @given(recipe=model_checks.technique_models(technique))
-    @example(recipe=model_checks.rich_example(technique))
-    def check(recipe):
-        run(recipe, technique, export_tflite=True)
-
-    check()
+    fuzz(technique, EXPORT_PROFILE, export_tflite=True)
