@@ -9,7 +9,8 @@ from qat_helpers import assert_int8_body
 
 from tfmot_lite import export
 from tfmot_lite.quantization import keras as quantize
-from tfmot_lite.quantization.quantize import QUANTIZED, _leaf_layers
+from tfmot_lite.core import techniques
+from tfmot_lite.quantization.quantize import _leaf_layers
 from tfmot_lite.quantization.registry import PASS_THROUGH
 
 L = keras.layers
@@ -35,7 +36,8 @@ def _assert_every_layer_quantized(qat):
     left = [
         f"{path} ({type(layer).__name__})"
         for path, layer in _leaf_layers(qat)
-        if not isinstance(layer, QUANTIZED + PASS_THROUGH)
+        if techniques.technique_of(layer) is not techniques.QAT
+        and not isinstance(layer, PASS_THROUGH)
     ]
     assert not left, left
 

@@ -31,9 +31,16 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.clustering import registry
-from tfmot_lite.clustering.algorithm import ClusteringAlgorithm, ClusteringAlgorithmPerChannel
-from tfmot_lite.clustering.centroids import initial_centroids, initial_centroids_per_channel
+from tfmot_lite.clustering.algorithm import (
+    ClusteringAlgorithm,
+    ClusteringAlgorithmPerChannel,
+)
+from tfmot_lite.clustering.centroids import (
+    initial_centroids,
+    initial_centroids_per_channel,
+)
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
+from tfmot_lite.core import techniques
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
@@ -74,6 +81,8 @@ class ClusterWeights(WeightTransformWrapper):
       cluster_per_channel: one set of centroids per output channel of a
         Conv2D kernel; ignored for other layers, as in tfmot.
     """
+
+    technique = techniques.CLUSTERING
 
     def __init__(
         self,

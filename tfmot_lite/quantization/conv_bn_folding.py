@@ -41,9 +41,10 @@ quantization: the hook that pruning- and cluster-preserving schemes use.
 import keras
 from keras import ops
 
+from tfmot_lite.core import techniques
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -81,6 +82,8 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
       kernel_transform: optional `Quantizer`-like object applied to the float
         kernel before folding (see the module docstring).
     """
+
+    technique = techniques.QAT
 
     def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
                  num_bits_activation=8, per_axis=True, kernel_transform=None, **kwargs):
@@ -254,6 +257,8 @@ class QuantizeBatchNorm(keras.layers.Layer):
     range of `x * s` (moving statistics) for the MUL; inference computes
     `fq(fq(x * s) + b)`.
     """
+
+    technique = techniques.QAT
 
     def __init__(self, batch_norm, num_bits_activation=8, **kwargs):
         kwargs.setdefault("name", f"quant_{batch_norm.name}")

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import graph, techniques
 from tfmot_lite.sparsity.channels import coupling
 from tfmot_lite.sparsity.channels import layers as kinds
 from tfmot_lite.sparsity.channels.summary import (
@@ -27,8 +27,6 @@ from tfmot_lite.sparsity.channels.summary import (
     count_macs,
     count_params,
 )
-from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _np(variable):
@@ -104,18 +102,11 @@ def _slice_channelwise(layer, idx):
     return arrays
 
 
-def is_optimization_layer(layer):
-    """A tfmot_lite wrapper or fused layer (QAT, clustering, pruning)."""
-    return isinstance(layer, WeightTransformWrapper) or type(
-        layer
-    ).__module__.startswith("tfmot_lite.")
-
-
 def _plain(model):
     """`model` without pruning wrappers (masks baked into the weights)."""
     others = [
-        path for path, layer in graph.iter_layers(model)
-        if is_optimization_layer(layer) and not isinstance(layer, PruneLowMagnitude)
+        f"{path} ({technique.name})" for path, technique in techniques.found_in(model)
+        if technique is not techniques.PRUNING
     ]
     if others:
         raise ValueError(
@@ -124,10 +115,8 @@ def _plain(model):
             f"({', '.join(others[:5])}). Shrink the channel-pruned model first, "
             "then apply quantization or clustering to the result."
         )
-    if any(
-        isinstance(layer, PruneLowMagnitude) for _, layer in graph.iter_layers(model)
-    ):
-        return graph.strip(model, PruneLowMagnitude)
+    if techniques.PRUNING in techniques.in_model(model):
+        return techniques.strip(model, techniques.PRUNING)
     return model
 
 
