@@ -109,6 +109,7 @@ class SparseSubgraph:
     """What `walk` found in an `OpGraph`.
 
     Attributes:
+      graph: the `OpGraph` walked; nodes below are its nodes.
       starts: convolutions that start the subgraph, in the order found.
       rejected: `(node, problems)` of first convolutions that cannot start it.
       unstarted: nodes whose output leaves the model before any convolution
@@ -128,16 +129,16 @@ class SparseSubgraph:
     open_outputs: list
     visits: dict
 
-    def _ordered(self, nodes):
-        return sorted(nodes, key=self.graph.position.get)
+    def _reached(self, role, clean_only):
+        return [
+            node for node, visit in self.visits.items()
+            if visit.role == role and (visit.clean or not clean_only)
+        ]
 
     def with_role(self, role, clean_only=False):
         """The reached operators with `role`, in graph order; `clean_only`
         keeps those reached without crossing a problem."""
-        return self._ordered(
-            node for node, visit in self.visits.items()
-            if visit.role == role and (visit.clean or not clean_only)
-        )
+        return sorted(self._reached(role, clean_only), key=self.graph.position.get)
 
     def pointwise(self, clean_only=False):
         """The 1x1 convolutions inside: XNNPACK runs them with sparse
@@ -149,11 +150,9 @@ class SparseSubgraph:
 
     def flat_means(self, clean_only=False):
         """Spatial means that drop their axes where an end should be: met
-        by the inside walk, then those on the way to an open output."""
-        found = [
-            node for node, visit in self.visits.items()
-            if visit.role == FLAT_END and (visit.clean or not clean_only)
-        ]
+        by the inside walk (in the order met), then those on the way to an
+        open output."""
+        found = self._reached(FLAT_END, clean_only)
         for _, means in self.open_outputs:
             found += [node for node in means if node not in found]
         return found
@@ -216,24 +215,31 @@ def _find_ends(graph):
         last = graph.producer.get(tensor)
         if tensor in model_inputs or last is None:
             continue  # An input passed through untouched; nothing runs.
-        flat_means, open_ = [], []
-
-        def expand(node):
-            op = graph.ops[node]
-            if rules.is_end(op):
-                if node not in ends:
-                    ends.append(node)
-                return []
-            if _is_flat_mean(op):
-                flat_means.append(node)
-            sources = graph.inputs[node]
-            open_.extend(t for t in sources if t not in graph.producer)
-            return [graph.producer[t] for t in sources if t in graph.producer]
-
-        _dfs([last], expand)
-        if open_:
+        reached, flat_means, is_open = _back_from(graph, last)
+        ends += [node for node in reached if node not in ends]
+        if is_open:
             open_outputs.append((last, flat_means))
     return ends, open_outputs
+
+
+def _back_from(graph, last):
+    """From output op `last` back to the inputs, stopping at ends: the ends
+    met, the flat spatial means met, and whether a model input was reached."""
+    ends, flat_means, open_ = [], [], []
+
+    def expand(node):
+        op = graph.ops[node]
+        if rules.is_end(op):
+            ends.append(node)
+            return []
+        if _is_flat_mean(op):
+            flat_means.append(node)
+        sources = graph.inputs[node]
+        open_.extend(t for t in sources if t not in graph.producer)
+        return [graph.producer[t] for t in sources if t in graph.producer]
+
+    _dfs([last], expand)
+    return ends, flat_means, bool(open_)
 
 
 def _classify(graph, node, seeds, ends):

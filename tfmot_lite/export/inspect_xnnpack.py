@@ -115,11 +115,18 @@ def _end_check(found):
     return Check("end", True, f"MEAN #{found.ends[0]} over the spatial axes, keep_dims")
 
 
+# The table's name for each role of the walk.
+_ROLES = {
+    walk.INSIDE: "inside", walk.PROBLEM: "unsupported", walk.END: "end",
+    walk.FLAT_END: "end without keep_dims",
+}
+
+
 def _set_roles(found, rows):
-    roles = {walk.SEED: "start", walk.END: "end", walk.FLAT_END: "end without keep_dims",
-             walk.PROBLEM: "unsupported", walk.INSIDE: "inside"}
     for i, visit in found.visits.items():
-        rows[i].role = roles[visit.role]
+        rows[i].role = _ROLES.get(visit.role, "")
+    for i in found.starts:
+        rows[i].role = "start"
     for i, _ in found.rejected:
         rows[i].role = "unsupported"
     for i in found.ends:

@@ -11,9 +11,8 @@ ValueError.
 
 import dataclasses
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import graph, xnnpack_walk
 from tfmot_lite.core import xnnpack_rules as rules
-from tfmot_lite.core import xnnpack_walk
 from tfmot_lite.sparsity.xnnpack_graph import op_graph
 
 
