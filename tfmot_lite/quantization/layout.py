@@ -23,10 +23,9 @@ import collections
 import keras
 import numpy as np
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import graph, layer_kinds
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization.conv_bn_folding import (
-    FOLDABLE_CONVS,
     QuantizeBatchNorm,
     QuantizeConvBatchNorm,
 )
@@ -217,7 +216,7 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         for op in flow.ops:
             layer = op.layer
             conv = _unwrap(layer)
-            if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
+            if not layer_kinds.folds_batch_norm(conv) or not eligible(layer):
                 continue
             cfg = conv.get_config()
             if cfg.get("activation") not in ("linear", None) or cfg.get(
