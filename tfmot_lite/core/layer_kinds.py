@@ -5,7 +5,7 @@ A new layer family goes in one place: a `Family` row of `FAMILIES` below.
 Pruning (`sparsity/registry.py`), clustering (`clustering/registry.py`),
 quantization (`quantization/registry.py`, the Conv-BatchNorm folding,
 `experimental/combine/schemes.py`) and channel pruning
-(`sparsity/channels/`) all read it. A row names a family of layer classes,
+(`sparsity/channels/`, with its MAC counts) all read it. A row names a family of layer classes,
 the kernels they hold as `(name, attribute path)` pairs (the name is what
 wrappers and saved variables call the weight, the path is where the layer
 keeps it), and for each technique:
@@ -367,6 +367,17 @@ def activation_name(activation):
     if activation is None or isinstance(activation, str):
         return activation
     return getattr(activation, "__name__", None)
+
+
+def batch_norm_axis(layer):
+    """The one axis a BatchNormalization normalizes over, as configured
+    (maybe negative); None when it normalizes over several."""
+    axis = layer.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return None
+        axis = axis[0]
+    return int(axis)
 
 
 def _attribute(layer, path):

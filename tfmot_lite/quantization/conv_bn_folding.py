@@ -89,10 +89,10 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
                 "or DepthwiseConv2D, whose output channels lie on the kernel's "
                 "last axis."
             )
-        # The int8 kernel's per-channel layout (the layer table's).
-        self._layout = layer_kinds.per_channel(layer)
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(layer, **kwargs)
+        # The int8 kernel's per-channel layout (the layer table's).
+        self._layout = layer_kinds.per_channel(layer)
         self.batch_norm = batch_norm
         self.activation = activation
         self.num_bits_weight = int(num_bits_weight)

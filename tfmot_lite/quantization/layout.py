@@ -84,12 +84,8 @@ def _scope(path):
 
 
 def _bn_last_axis(bn, conv):
-    axis = bn.axis
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            return False
-        axis = axis[0]
-    if bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
+    axis = layer_kinds.batch_norm_axis(bn)
+    if axis is None or bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
         return False
     rank = len(conv.kernel.shape) if conv.built else None
     return axis == -1 or (rank is not None and axis == rank - 1)

@@ -45,12 +45,8 @@ def is_channelwise(layer, rank):
     if layer_kinds.channel_role(layer) != layer_kinds.CHANNELWISE:
         return False
     if isinstance(layer, layers.BatchNormalization):
-        axis = layer.axis
-        if isinstance(axis, (list, tuple)):
-            if len(axis) != 1:
-                return False
-            axis = axis[0]
-        return int(axis) % rank == rank - 1
+        axis = layer_kinds.batch_norm_axis(layer)
+        return axis is not None and axis % rank == rank - 1
     return layer.depth_multiplier == 1 and is_channels_last(layer)
 
 
