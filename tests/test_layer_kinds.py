@@ -4,9 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from tfmot_lite.core import layer_kinds
-from tfmot_lite.experimental.combine.schemes import Default8BitClusterPreserveQuantizeRegistry
 from tfmot_lite.clustering import registry as clustering
+from tfmot_lite.core import layer_kinds
+from tfmot_lite.experimental.combine.schemes import (
+    Default8BitClusterPreserveQuantizeRegistry,
+)
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
 from tfmot_lite.sparsity import registry as pruning
 
