@@ -72,6 +72,12 @@ def test_strip_quantization_bakes_fake_quantized_weights():
     np.testing.assert_allclose(kernel / scale, np.round(kernel / scale), atol=1e-3)
 
 
+@pytest.mark.parametrize("conv", [L.Conv2DTranspose(4, 3), L.Dense(4), L.Conv3D(4, 3)])
+def test_conv_bn_refuses_a_layer_whose_channels_are_not_on_the_kernels_last_axis(conv):
+    with pytest.raises(ValueError, match=f"'{conv.name}'.*cannot fold a BatchNormalization"):
+        quantize.QuantizeConvBatchNorm(conv, L.BatchNormalization())
+
+
 def test_per_tensor_conv_bn_trains_on_the_folded_kernel():
     conv = L.Conv2D(4, 3, use_bias=True)
     bn = L.BatchNormalization()

@@ -72,10 +72,7 @@ class _ChannelPlan(entry.Plan):
     argument = "to_prune"
     gerund = "pruning channels of"
     needs_inputs = True
-    needs_inputs_why = (
-        ": channel pruning follows tensors through the graph, so it needs "
-        "the model's inputs"
-    )
+    needs_inputs_why = coupling.NEEDS_INPUTS
     keeps_own_wrappers = False  # prune channels on the plain model
 
     def __init__(self, params, leave_intact):

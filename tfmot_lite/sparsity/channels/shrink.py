@@ -18,9 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph, techniques
-from tfmot_lite.sparsity.channels import coupling
-from tfmot_lite.sparsity.channels import layers as kinds
+from tfmot_lite.core import graph, layer_kinds, techniques
+from tfmot_lite.sparsity.channels import coupling, roles
 from tfmot_lite.sparsity.channels.summary import (
     LayerChange,
     ShrinkSummary,
@@ -44,7 +43,7 @@ def _dead_classes(analysis):
     )
     for item in analysis.producers:
         layer = item.layer
-        kernel = _np(kinds.kernel_of(layer))
+        kernel = _np(roles.output_kernel(layer))
         columns = kernel.reshape(-1, kernel.shape[-1])
         bias = _np(layer.bias) if layer.use_bias else np.zeros(kernel.shape[-1])
         for j, k in enumerate(item.classes):
@@ -73,7 +72,7 @@ def _slice_producer(layer, out_idx, in_idx):
     """`{weight name: array}` for a producer keeping `out_idx` of its output
     channels and `in_idx` of its input channels (None: all)."""
     arrays = {}
-    if isinstance(layer, kinds.SEPARABLE_LAYERS):
+    if roles.is_separable(layer):
         depthwise = _np(layer.depthwise_kernel)
         pointwise = _np(layer.pointwise_kernel)
         if in_idx is not None:
@@ -133,7 +132,7 @@ def shrink(model, return_summary=False):
       The smaller model (and the summary). Its predictions equal the masked
       model's up to float rounding; `model` is not modified.
     """
-    coupling.check_model(model)
+    graph.check_model(model, "shrink", needs_inputs=True, why=coupling.NEEDS_INPUTS)
     plain = _plain(model)
     analysis = coupling.analyze(plain, strict=False)
     keep = ~_dead_classes(analysis)
@@ -158,7 +157,7 @@ def shrink(model, return_summary=False):
         if out_idx is None:
             out_idx = np.arange(len(item.classes))
         config = layer.get_config()
-        config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = len(out_idx)
+        config[layer_kinds.channel_width_field(layer)] = len(out_idx)
         configs[layer.name] = (type(layer), config)
         new_weights[layer.name] = _slice_producer(layer, out_idx, in_idx)
     for item in analysis.channelwise:
