@@ -43,7 +43,7 @@ class _Subclassed(keras.Model):
 def test_a_value_that_is_no_layer_names_the_argument(entry):
     fn, argument = ENTRIES[entry]
     for bad in (np.zeros(3), [keras.layers.Dense(2), "dense"]):
-        with pytest.raises(ValueError, match=f"`{argument}` must be a Keras layer"):
+        with pytest.raises(ValueError, match=f"`{argument}` of `{entry}` must be a Keras layer"):
             fn(bad)
 
 

@@ -1,7 +1,5 @@
 """`cluster_weights`, `strip_clustering` and `cluster_scope`."""
 
-import keras
-
 from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
 from tfmot_lite.clustering.wrapper import (
@@ -9,7 +7,7 @@ from tfmot_lite.clustering.wrapper import (
     per_channel_applies,
     weight_count_problems,
 )
-from tfmot_lite.core import entry, graph, techniques
+from tfmot_lite.core import checks, entry, graph, techniques
 
 
 def cluster_weights(
@@ -92,12 +90,11 @@ class _ClusterPlan(entry.Plan):
         if unknown:
             raise registry.unsupported_layer_error(unknown)
         if problems:
-            raise ValueError(
-                "Too few weights to cluster:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-                + "\nLower `number_of_clusters`, or cluster only the larger layers: "
+            raise checks.problems_error(
+                "Too few weights to cluster", problems,
+                "Lower `number_of_clusters`, or cluster only the larger layers: "
                 "`keras.models.clone_model(model, clone_function=lambda l: "
-                "cluster_weights(l, k) if <l is large> else l)`."
+                "cluster_weights(l, k) if <l is large> else l)`.",
             )
 
     def settings(self, wrapper):
@@ -142,9 +139,6 @@ def strip_clustering(model):
 
 
 def cluster_scope():
-    """A custom-object scope naming the clustering wrapper (tfmot compatibility).
-
-    tfmot-lite's objects are registered with Keras, so `load_model` needs no
-    scope; this exists so that tfmot code using it keeps working.
-    """
-    return keras.saving.custom_object_scope({"ClusterWeights": ClusterWeights})
+    """A custom-object scope naming `ClusterWeights` (tfmot compatibility;
+    loading needs no scope)."""
+    return entry.compat_scope(ClusterWeights)

@@ -40,7 +40,7 @@ from tfmot_lite.clustering.centroids import (
     initial_centroids_per_channel,
 )
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
-from tfmot_lite.core import techniques
+from tfmot_lite.core import checks, techniques
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
@@ -149,10 +149,9 @@ class ClusterWeights(WeightTransformWrapper):
             self.layer, named, self.number_of_clusters, self.cluster_per_channel
         )
         if problems:
-            raise ValueError(
-                "Too few weights to cluster:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-                + "\nLower `number_of_clusters`, or leave these layers unclustered."
+            raise checks.problems_error(
+                "Too few weights to cluster", problems,
+                "Lower `number_of_clusters`, or leave these layers unclustered.",
             )
         restoring = getattr(self, "_restoring", False)
         rng = None if restoring else np.random.default_rng(np.random.randint(2**31 - 1))

@@ -143,3 +143,9 @@ def check_block_size(value):
             "`block_size` must be two positive integers (rows, cols), for example "
             f"block_size=(1, 4); (1, 1) prunes single weights. Received {value!r}."
         )
+
+
+def problems_error(title, problems, fix):
+    """One ValueError for every layer or weight that cannot take a
+    technique: `title`, a line per problem, then the `fix`."""
+    return ValueError(f"{title}:\n" + "\n".join(f"  - {p}" for p in problems) + f"\n{fix}")

@@ -84,13 +84,12 @@ def wrap(to_wrap, plan, **kwargs):
     if isinstance(to_wrap, (list, tuple)):
         plan.check_call("list")
         for item in to_wrap:
-            _check_argument(item, plan)
+            graph.check_rewritable(item, plan.entry, plan.argument)
             _check_single_layer(item, plan)
         checks.check_finite_weights(to_wrap, plan.entry)
         plan.check_layers(list(graph.iter_named(to_wrap)))
         return [_wrap_single(item, plan, kwargs) for item in to_wrap]
-    _check_argument(to_wrap, plan)
-    graph.check_rewritable(to_wrap, plan.entry)
+    graph.check_rewritable(to_wrap, plan.entry, plan.argument)
     if not graph.is_graph_model(to_wrap):
         plan.check_call("layer")
         _check_single_layer(to_wrap, plan)
@@ -146,16 +145,6 @@ def _way_out(technique, fn, subject="model"):
     return f"Call `{technique.strip}({subject})` first and pass the result to `{fn}`."
 
 
-def _check_argument(value, plan):
-    """`value` is a Keras layer or model; a list holds layers only."""
-    if not isinstance(value, keras.layers.Layer):
-        raise ValueError(
-            f"`{plan.argument}` must be a Keras layer, a list of layers or a "
-            f"Sequential/Functional model. Received {value!r} "
-            f"({type(value).__name__})."
-        )
-
-
 def _check_single_layer(layer, plan):
     """A single layer to wrap (a list holds no models), not already a
     layer of any technique."""
@@ -186,6 +175,15 @@ def _wrap_single(layer, plan, kwargs):
     return plan.wrap_layer(copy, layer, **kwargs)
 
 
+def compat_scope(*classes):
+    """A custom-object scope naming `classes` (tfmot compatibility).
+
+    tfmot-lite's objects are registered with Keras, so `load_model` needs
+    no scope; `prune_scope()` and `cluster_scope()` exist so that tfmot code
+    using them keeps working."""
+    return keras.saving.custom_object_scope({cls.__name__: cls for cls in classes})
+
+
 def describe(settings):
     """`key=value, ...` of a settings dict, enum members by their value."""
     return ", ".join(
@@ -206,11 +204,11 @@ def _check_same_settings(named_layers, plan):
     ]
     if differ:
         technique = plan.technique
-        raise ValueError(
+        raise checks.problems_error(
             f"These layers are already {technique.done}, with other settings "
-            "than the ones requested, which would not be applied to them:\n"
-            + "\n".join(f"  - {d}" for d in differ)
-            + f"\nStrip the old wrappers first: `{plan.entry}({technique.strip}(model), ...)`."
+            "than the ones requested, which would not be applied to them",
+            differ,
+            f"Strip the old wrappers first: `{plan.entry}({technique.strip}(model), ...)`.",
         )
 
 

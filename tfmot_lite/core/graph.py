@@ -137,16 +137,30 @@ def _subclassed_model_error(model, fn):
     )
 
 
-def check_rewritable(model, fn="rewrite"):
-    """Raises a ValueError unless `model` is a layer or a graph model."""
+def check_rewritable(model, fn="rewrite", argument="model"):
+    """Raises a ValueError unless `model` (`fn`'s `argument`) is a layer or
+    a graph model."""
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
-            f"`{fn}` expects a Keras layer, a list of layers or a "
-            f"Sequential/Functional model. Received {model!r} "
+            f"`{argument}` of `{fn}` must be a Keras layer, a list of layers "
+            f"or a Sequential/Functional model. Received {model!r} "
             f"({type(model).__name__})."
         )
     if isinstance(model, keras.Model) and not is_graph_model(model):
         raise _subclassed_model_error(model, fn)
+
+
+def check_unique_names(model, fn, names=None):
+    """Raises a ValueError naming the layers of `model` (nested models
+    included) that share a name: `fn` matches layers by name. `names`
+    limits the check to those."""
+    counts = collections.Counter(layer.name for _, layer in iter_layers(model))
+    clashes = sorted(n for n, c in counts.items() if c > 1 and (names is None or n in names))
+    if clashes:
+        raise ValueError(
+            f"Several layers are named {clashes}: `{fn}` matches layers by "
+            "name across nested models. Give them unique names."
+        )
 
 
 def has_inputs(model):

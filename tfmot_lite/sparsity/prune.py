@@ -1,8 +1,6 @@
 """`prune_low_magnitude`, `strip_pruning` and `prune_scope`."""
 
-import keras
-
-from tfmot_lite.core import entry, graph, techniques
+from tfmot_lite.core import checks, entry, graph, techniques
 from tfmot_lite.sparsity.policy import PruningPolicy
 from tfmot_lite.sparsity.registry import (
     classify,
@@ -110,11 +108,10 @@ class _PrunePlan(entry.Plan):
         if unknown:
             raise unsupported_layer_error(unknown)
         if problems:
-            raise ValueError(
-                "Cannot apply the requested sparsity pattern:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-                + "\nUse block_size=(1, 1) / sparsity_m_by_n=None for these layers, "
-                "or prune only the layers that fit."
+            raise checks.problems_error(
+                "Cannot apply the requested sparsity pattern", problems,
+                "Use block_size=(1, 1) / sparsity_m_by_n=None for these layers, "
+                "or prune only the layers that fit.",
             )
 
     def settings(self, wrapper):
@@ -155,9 +152,6 @@ def strip_pruning(model):
 
 
 def prune_scope():
-    """A custom-object scope naming the pruning wrapper (tfmot compatibility).
-
-    tfmot-lite's objects are registered with Keras, so `load_model` needs no
-    scope; this exists so that tfmot code using it keeps working.
-    """
-    return keras.saving.custom_object_scope({"PruneLowMagnitude": PruneLowMagnitude})
+    """A custom-object scope naming `PruneLowMagnitude` (tfmot compatibility;
+    loading needs no scope)."""
+    return entry.compat_scope(PruneLowMagnitude)

@@ -126,7 +126,7 @@ def _plan_layers(analysis):
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(
-            f"Several layers are named {duplicates}: channel pruning matches "
+            f"Several layers are named {duplicates}: `prune_channels` matches "
             "layers by name across nested models. Give them unique names."
         )
     member = {id(item.layer): i for i, item in enumerate(chosen)}

@@ -177,13 +177,7 @@ def shrink(model, return_summary=False):
                 configs[layer.name] = (type(layer), layer.get_config())
                 break
 
-    names = [layer.name for _, layer in graph.iter_layers(plain)]
-    clashes = sorted({n for n in configs if names.count(n) > 1})
-    if clashes:
-        raise ValueError(
-            f"Several layers are named {clashes}: shrink matches layers by "
-            "name across nested models. Give them unique names."
-        )
+    graph.check_unique_names(plain, "shrink", names=configs)
 
     def replace(layer):
         if layer.name not in configs:
