@@ -39,15 +39,41 @@ def load_keras_model(path):
             f"'{path}' is not a Keras model file: expected a .keras file saved with "
             "`model.save('model.keras')`."
         )
+    damage = _keras_archive_damage(path)
+    if damage:
+        raise ValueError(f"'{path}' is not a readable Keras model: {damage}.")
     try:
         with silenced_stderr():
             return keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - any load failure: not a model
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
-            f"'{path}' could not be loaded as a Keras model "
+            f"'{path}' is not a readable Keras model: it could not be loaded "
             f"({type(error).__name__}{': ' + first if first else ''})."
         ) from None
+
+
+def _keras_archive_damage(path):
+    """Why a .keras file cannot be a Keras 3 archive (a zip holding
+    config.json), or None. Keras' own message for these is misleading
+    ("File not found" for a truncated file)."""
+    import zipfile
+
+    if not path.endswith(".keras"):
+        return None
+    advice = "save it again with `model.save('model.keras')`"
+    if os.path.getsize(path) == 0:
+        return f"the file is empty; {advice}"
+    if not zipfile.is_zipfile(path):
+        return f"not a zip archive (truncated or corrupted?); {advice}"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        return f"a damaged zip archive ({error}); {advice}"
+    if "config.json" not in names:
+        return f"the archive holds no config.json, so it is no saved Keras model; {advice}"
+    return None
 
 
 def load_array(path, option):

@@ -36,6 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
+from tfmot_lite.atomic_file import write_text_atomic  # noqa: E402
 
 L = keras.layers
 
@@ -281,9 +282,8 @@ def run(dataset="digits", output="tfmot_lite_demo", quick=False, epochs=None,
     print(f"[{len(variants) + 2}/{len(variants) + 2}] reports", flush=True)
     title = f"tfmot-lite demo: {splits.name}"
     table = export.format_reports(reports)
-    with open(os.path.join(output, "report.txt"), "w", encoding="utf-8") as f:
-        f.write(title + "\n" + table + "\n")
-    files["report.txt"] = os.path.join(output, "report.txt")
+    files["report.txt"] = write_text_atomic(
+        os.path.join(output, "report.txt"), title + "\n" + table + "\n")
     files["report.json"] = export.save_json(reports, os.path.join(output, "report.json"))
     files["report.md"] = export.save_markdown(
         reports, os.path.join(output, "report.md"), title=title)

@@ -109,7 +109,7 @@ ERRORS = [
     (("inspect", "{root}/truncated.tflite"), ("truncated.tflite",)),
     (("bench", "{root}/empty.tflite"), ("empty.tflite", "empty")),
     (("export", "{root}/missing.keras"), ("missing.keras", "no such file")),
-    (("export", "{root}/notes.keras"), ("notes.keras", "could not be loaded")),
+    (("export", "{root}/notes.keras"), ("notes.keras", "not a readable Keras model")),
     (("export", "{root}/good.tflite"), ("good.tflite", "not a Keras model file")),
     (("export", "{root}/good.keras", "--mode", "int4"), ("--mode", "int4")),
     (("export", "{root}/good.keras", "--mode", "int8"), ("--representative-data",)),

@@ -206,8 +206,8 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
         calls each new layer on its (new) inputs and may insert layers
         around it (QAT inserts a `QuantizeLayer` where float values enter).
         `model_inputs` holds the ids of the new model's input tensors. It
-        applies to the model and its nested Functional models (not to nested
-        Sequential ones, as `keras.models.clone_model`); a top-level
+        applies to the model and every Functional model nested in it (the
+        layers of a nested Sequential are called as they are); a top-level
         Sequential is rebuilt through it and stays a Sequential.
       operations: also pass (copies of) raw Keras operations of Functional
         graphs (`x + 3.0`, `x * y`) through `replace`; by default they are
@@ -232,17 +232,7 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
             return replace_one(op, layer) if operations else op
         return replace_one(copy_layer(layer), layer)
 
-    if isinstance(model, keras.Sequential):
-        if call is None:
-            return keras.models.clone_model(model, clone_function=clone, recursive=True)
-        return _rewrite_sequential(model, clone, call)
-    inputs = keras.tree.map_structure(
-        lambda t: keras.Input(
-            batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name
-        ),
-        model._inputs_struct,
-    )
-    top = {id(t) for t in keras.tree.flatten(inputs)}
+    top = set()  # the new model's input tensors (Functional only)
 
     def call_function(layer, *args, **kwargs):
         if "mask" in kwargs and kwargs["mask"] is None:
@@ -253,26 +243,67 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
             return layer(*args, **kwargs)
         return call(layer, args, kwargs, top)
 
+    clone_any = _nested_cloner(clone, call_function)
+    if isinstance(model, keras.Sequential):
+        if call is None:
+            return keras.models.clone_model(model, clone_function=clone_any, recursive=False)
+        return _rewrite_sequential(model, clone_any, call)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name
+        ),
+        model._inputs_struct,
+    )
+    top.update(id(t) for t in keras.tree.flatten(inputs))
     return keras.models.clone_model(
         model,
         input_tensors=inputs,
-        clone_function=clone,
+        clone_function=clone_any,
         call_function=call_function,
-        recursive=True,
+        recursive=False,
     )
+
+
+def _nested_cloner(clone, call_function):
+    """The `clone_function` of a non-recursive `keras.models.clone_model`
+    that descends into nested models itself, every nested Functional model
+    with `call_function`. (Keras' own recursion drops `call_function` below
+    a Sequential, so a Functional model nested in a Sequential was called
+    with the kwargs Keras recorded, `mask=None`, which a replacement layer
+    such as `QuantizeBatchNorm` does not take.) A model or layer used at
+    several places is cloned once and stays shared."""
+    cache = {}
+
+    def clone_any(layer):
+        if id(layer) not in cache:
+            if isinstance(layer, keras.Sequential):
+                cache[id(layer)] = keras.models.clone_model(
+                    layer, clone_function=clone_any, recursive=False)
+            elif is_graph_model(layer):
+                cache[id(layer)] = keras.models.clone_model(
+                    layer, clone_function=clone_any, call_function=call_function,
+                    recursive=False)
+            else:
+                cache[id(layer)] = clone(layer)
+        return cache[id(layer)]
+
+    return clone_any
 
 
 def _rewrite_sequential(model, clone, call):
     """A Sequential rebuilt through `call`: traced as a chain, then listed."""
     check_model(model, "rewrite", needs_inputs=True)
-    body = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    body = keras.models.clone_model(model, clone_function=clone, recursive=False)
     first = model.inputs[0]
     x = inputs = keras.Input(batch_shape=first.shape, dtype=first.dtype)
     for layer in body.layers:
         x = call(layer, (x,), {}, {id(inputs)})
     traced = keras.Model(inputs, x)
     layers = [op for op in traced.operations if not isinstance(op, keras.layers.InputLayer)]
-    new_input = keras.Input(batch_shape=first.shape, dtype=first.dtype)
+    # The input keeps its name: it names the exported model's input (the
+    # TFLite signature), as in the Functional path.
+    new_input = keras.Input(batch_shape=first.shape, dtype=first.dtype,
+                            name=first._keras_history.operation.name)
     return keras.Sequential([new_input, *layers], name=model.name)
 
 

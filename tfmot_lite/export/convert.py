@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from tfmot_lite.atomic_file import write_bytes_atomic
 from tfmot_lite.quiet import import_tensorflow, silenced_stderr
 
 
@@ -38,20 +39,47 @@ def check_keras_model(model, argument="model"):
 
 
 def check_representative_data(model, data, argument="representative_data"):
-    """Returns `data` as float32 after checking it fits the model's input."""
+    """Returns `data` as float32 (int32 for an input of integer ids) after
+    checking it fits the model's input; for a model with several inputs,
+    `data` is a list of such arrays, one per input in `model.inputs` order,
+    with the same number of examples."""
     if isinstance(data, (str, os.PathLike)):
         raise ValueError(
             f"`{argument}` is the path '{os.fspath(data)}': load it with "
             "`numpy.load` and pass the array."
         )
+    if len(model.inputs) == 1:
+        return _check_input_batch(model, model.inputs[0], data, argument)
+    names = [t.name for t in model.inputs]
+    if not isinstance(data, (list, tuple)) or len(data) != len(names):
+        raise ValueError(
+            f"`{argument}`: the model '{model.name}' has {len(names)} inputs "
+            f"({', '.join(names)}); give a list of {len(names)} arrays, one per "
+            "input in that order."
+        )
+    arrays = [
+        _check_input_batch(model, t, d, f"{argument}[{i}] ({t.name})")
+        for i, (t, d) in enumerate(zip(model.inputs, data))
+    ]
+    if len({len(a) for a in arrays}) != 1:
+        raise ValueError(
+            f"`{argument}`: the arrays of the {len(arrays)} inputs hold different "
+            f"numbers of examples ({', '.join(str(len(a)) for a in arrays)})."
+        )
+    return arrays
+
+
+def _check_input_batch(model, model_input, data, argument):
+    dtype = np.dtype(model_input.dtype)
+    dtype = dtype if np.issubdtype(dtype, np.integer) else np.dtype(np.float32)
     try:
-        array = np.asarray(data, dtype=np.float32)
+        array = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"`{argument}` must be a NumPy array of model inputs; could not read "
-            f"it as float32 ({error})."
+            f"it as {dtype} ({error})."
         ) from None
-    expected = tuple(model.inputs[0].shape[1:])
+    expected = tuple(model_input.shape[1:])
     if array.ndim != len(expected) + 1 or not len(array):
         raise ValueError(
             f"`{argument}` has shape {array.shape}; expected a non-empty batch of "
@@ -87,11 +115,13 @@ def to_tflite(
         technique needs it; QAT models convert as they are).
       optimizations: `tf.lite.Optimize` values, e.g. `[Optimize.DEFAULT]` for
         int8, `[Optimize.EXPERIMENTAL_SPARSITY]` to store sparse weights.
-      representative_data: an array (or iterable of batches) of inputs for
-        post-training calibration; one sample per converter step.
+      representative_data: an array of inputs (batch first) for
+        post-training calibration, one sample per converter step; for a
+        model with several inputs, a list of such arrays, one per input.
       inference_input_type, inference_output_type: e.g. `tf.int8` for a
         fully integer interface.
-      path: if given, the bytes are also written there.
+      path: if given, the bytes are also written there (atomically: the file
+        is either the whole model or left as it was).
       supported_types: `converter.target_spec.supported_types`, e.g.
         `[tf.float16]`.
       supported_ops: `converter.target_spec.supported_ops`, e.g.
@@ -110,11 +140,20 @@ def to_tflite(
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = list(optimizations)
     if representative_data is not None:
-        samples = representative_data
+        several = len(model.inputs) > 1
+        columns = list(representative_data) if several else [representative_data]
+        # Integer inputs (token ids) are calibrated as integers.
+        dtypes = [tf.as_dtype(t.dtype) for t in model.inputs]
+        dtypes = [d if d.is_integer else tf.float32 for d in dtypes]
+
+        # Keyed by input name: the converted model's input order need not
+        # be Keras' (a list would be fed in the converter's order).
+        names = [t.name for t in model.inputs]
 
         def representative_dataset():
-            for sample in samples:
-                yield [tf.cast(tf.expand_dims(sample, 0), tf.float32)]
+            for samples in zip(*columns):
+                batch = [tf.cast(tf.expand_dims(s, 0), d) for s, d in zip(samples, dtypes)]
+                yield dict(zip(names, batch)) if several else batch
 
         converter.representative_dataset = representative_dataset
     if inference_input_type is not None:
@@ -130,6 +169,5 @@ def to_tflite(
     with contextlib.redirect_stdout(io.StringIO()), silenced_stderr():
         flatbuffer = converter.convert()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(flatbuffer)
+        write_bytes_atomic(path, flatbuffer)
     return flatbuffer

@@ -92,6 +92,14 @@ def export_model(
             f"int8 from its fake-quant ranges; use mode='int8', not {mode!r}."
         )
     if data is not None:
+        if len(model.inputs) > 1 or len(model.outputs) > 1:
+            raise ValueError(
+                f"`data` measures top-1 agreement and accuracy of a model with one "
+                f"input and one output; '{model.name}' has {len(model.inputs)} "
+                f"input(s) and {len(model.outputs)} output(s). Export it with "
+                "data=None (and `representative_data`, a list with one array per "
+                "input, for a calibrated mode)."
+            )
         data = check_representative_data(model, data, "data")
         if labels is not None:
             labels = np.asarray(labels).reshape(-1)
@@ -114,7 +122,8 @@ def export_model(
             calibration = f"{len(representative_data)} examples of `data`"
         else:
             representative_data = check_representative_data(model, representative_data)
-            calibration = f"{len(representative_data)} representative examples"
+            examples = representative_data[0] if len(model.inputs) > 1 else representative_data
+            calibration = f"{len(examples)} representative examples"
     if int8_io and mode not in CALIBRATED:
         raise ValueError(f"`int8_io=True` needs mode 'int8' or 'int16x8'; got {mode!r}.")
 
@@ -173,7 +182,7 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
     per_channel = [s.max_unique_per_channel for s in kernels if s.max_unique_per_channel]
     inspection = inspect_tflite(flatbuffer)
     if data is not None and len(data):
-        sample = np.asarray(data[0], dtype=np.float32)
+        sample = np.asarray(data[0])
     else:
         shape = tuple(runner.input["shape"][1:])
         sample = np.random.default_rng(0).random(shape).astype(np.float32)

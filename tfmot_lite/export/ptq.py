@@ -84,7 +84,8 @@ def quantize_post_training(
       mode: "float32", "dynamic_range", "float16", "int8" (full integer) or
         "int16x8" (int16 activations, int8 weights). See the module table.
       representative_data: for "int8" and "int16x8", a NumPy array of model
-        inputs (batch first) to calibrate activation ranges on.
+        inputs (batch first) to calibrate activation ranges on; a list of
+        arrays, one per input, for a model with several inputs.
       int8_io: with "int8", an int8 input and output instead of float (with
         "int16x8", int16).
       path: if given, the .tflite bytes are also written there.

@@ -6,9 +6,11 @@ variants (`plot_reports`). `pipeline.py` fills it in (`export_model`).
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 
+from tfmot_lite.atomic_file import atomic_write, write_text_atomic
 from tfmot_lite.export.ptq import MODES
 
 
@@ -129,7 +131,7 @@ def save_json(reports, path):
     """Writes the reports (a list, or one) as JSON; returns the path."""
     if isinstance(reports, ExportReport):
         reports = [reports]
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump([r.to_dict() for r in reports], f, indent=2, default=_jsonable)
     return path
 
@@ -137,8 +139,7 @@ def save_json(reports, path):
 def save_markdown(reports, path, title=None):
     if isinstance(reports, ExportReport):
         reports = [reports]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(to_markdown(reports, title))
+    write_text_atomic(path, to_markdown(reports, title))
     return path
 
 
@@ -197,8 +198,13 @@ def plot_reports(reports, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    # The format comes from the extension, as matplotlib takes it from a path.
+    image_format = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=110, format=image_format)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -36,9 +36,11 @@ class TFLiteModel:
 
     def _quantize_input(self, x):
         dtype = self.input["dtype"]
-        if dtype == np.float32:
-            return x.astype(np.float32)
         scale, zero_point = self.input["quantization"]
+        if dtype == np.float32 or not scale:
+            # A float input, or an integer one that is no quantized value
+            # (token ids for an Embedding): passed as they are.
+            return np.asarray(x).astype(dtype)
         info = np.iinfo(dtype)
         q = np.round(x / scale + zero_point)
         return np.clip(q, info.min, info.max).astype(dtype)

@@ -1,0 +1,1 @@
+"""See `tfmot_lite/python/__init__.py`."""
