@@ -6,13 +6,16 @@ from keras import ops
 
 from tfmot_lite.core import graph
 from tfmot_lite.clustering.wrapper import ClusterWeights
+from tfmot_lite.distillation.distiller import student_of
 from tfmot_lite.sparsity.callbacks import require_tensorboard
 
 
 def clustering_wrappers(model):
-    """Every `ClusterWeights` in `model`, nested models included."""
+    """Every `ClusterWeights` in `model`, nested models included (in the
+    student of a distillation model, never in its teacher)."""
     return [
-        layer for _, layer in graph.iter_layers(model) if isinstance(layer, ClusterWeights)
+        layer for _, layer in graph.iter_layers(student_of(model))
+        if isinstance(layer, ClusterWeights)
     ]
 
 

@@ -23,13 +23,15 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.core import graph
+from tfmot_lite.distillation.distiller import student_of
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
 
 
 def pruning_wrappers(model):
-    """Every `PruneLowMagnitude` in `model`, nested models included."""
+    """Every `PruneLowMagnitude` in `model`, nested models included (in the
+    student of a distillation model, never in its teacher)."""
     return [
-        layer for _, layer in graph.iter_layers(model)
+        layer for _, layer in graph.iter_layers(student_of(model))
         if isinstance(layer, PruneLowMagnitude)
     ]
 
@@ -138,7 +140,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             wrapper._driven_by_callback = True
             if hasattr(wrapper, "link_model"):  # Channel pruning: coupled masks.
-                wrapper.link_model(_model(self))
+                wrapper.link_model(student_of(_model(self)))
         # Read lazily, at the first batch: a callback later in the list
         # (BackupAndRestore) may still restore the weights in on_train_begin.
         self._last_step = {}
