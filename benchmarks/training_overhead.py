@@ -54,14 +54,9 @@ if "--no-tfmot" not in sys.argv and _tfmot_installed():
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
+
 TECHNIQUES = ("prune", "qat", "cluster")
-
-
-def mobilenet_v2(applications):
-    return applications.MobileNetV2(
-        input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10,
-        classifier_activation=None,
-    )
 
 
 def _schedule(module):
@@ -128,15 +123,15 @@ def build_models(techniques, with_tfmot, distill=False):
     teacher alone, timed by `predict`; its callbacks are None)."""
     from keras import losses
 
-    models = {"plain": (mobilenet_v2(keras.applications), [])}
+    models = {"plain": (mobilenet_v2(0.5), [])}
     for t in techniques:
-        models[t] = lite(t, mobilenet_v2(keras.applications))
+        models[t] = lite(t, mobilenet_v2(0.5))
     if distill:
         from tfmot_lite.distillation import distill as distilled
 
-        teacher = mobilenet_v2(keras.applications)
+        teacher = mobilenet_v2(0.5)
         for t in techniques:
-            student, callbacks = lite(t, mobilenet_v2(keras.applications))
+            student, callbacks = lite(t, mobilenet_v2(0.5))
             models[f"{t} distilled"] = (distilled(student, teacher), callbacks)
     for model, _ in models.values():
         model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -145,9 +140,9 @@ def build_models(techniques, with_tfmot, distill=False):
     if with_tfmot:
         import tf_keras
 
-        ref = {"tf_keras plain": (mobilenet_v2(tf_keras.applications), [])}
+        ref = {"tf_keras plain": (mobilenet_v2(0.5, tf_keras.applications), [])}
         for t in techniques:
-            ref[f"tfmot {t}"] = reference(t, mobilenet_v2(tf_keras.applications))
+            ref[f"tfmot {t}"] = reference(t, mobilenet_v2(0.5, tf_keras.applications))
         for model, _ in ref.values():
             model.compile(
                 optimizer="adam",

@@ -39,42 +39,7 @@ import numpy as np  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
 from tfmot_lite.atomic_file import write_text_atomic  # noqa: E402
-
-L = keras.layers
-
-
-def build_cnn(input_shape=(32, 32, 3), classes=10):
-    """A small Conv-BN-ReLU CNN (three stride-2 stages); the tests' model."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters in (16, 32, 64):
-        x = L.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    outputs = L.Dense(classes)(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
-
-
-def build_xnnpack_cnn(input_shape=(32, 32, 3), classes=10):
-    """The TensorFlow XNNPACK pruning guide's CNN, twice as wide: every
-    convolution fits XNNPACK's sparse subgraph, so its 1x1 convolutions can
-    be pruned for sparse inference."""
-    def bn_relu(x):
-        return L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
-
-    inputs = keras.Input(input_shape)
-    x = L.ZeroPadding2D(1)(inputs)
-    x = bn_relu(L.Conv2D(16, 3, strides=2, padding="valid")(x))
-    x = bn_relu(L.DepthwiseConv2D(3, padding="same")(x))
-    x = bn_relu(L.Conv2D(32, 1)(x))
-    x = L.ZeroPadding2D(1)(x)
-    x = bn_relu(L.DepthwiseConv2D(3, strides=2, padding="valid")(x))
-    x = bn_relu(L.Conv2D(64, 1)(x))
-    x = L.GlobalAveragePooling2D(keepdims=True)(x)
-    outputs = L.Dense(classes)(L.Flatten()(x))
-    return keras.Model(inputs, outputs, name="xnnpack_cnn")
-
+from tfmot_lite.example_models import build_xnnpack_cnn  # noqa: E402
 
 # -- data and training ------------------------------------------------------
 

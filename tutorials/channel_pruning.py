@@ -5,7 +5,7 @@ Structured pruning removes whole output channels, so the result is a smaller
 with no sparse kernels needed. On the bundled handwritten digits (8x8
 upsampled to 32x32x3, no download):
 
-1. Train the demo's Conv-BN-ReLU CNN (`tfmot_lite.demo.build_cnn`).
+1. Train the demo's Conv-BN-ReLU CNN (`tfmot_lite.example_models.build_cnn`).
 2. `prune_channels` it: the sparsity of a `PolynomialDecay` schedule (0 to
    50%) is the fraction of each group's channels masked, least important
    first (L2 norm of the kernel column times the BatchNorm's
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
-from tfmot_lite.demo import build_cnn  # noqa: E402
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 
 
 def compile_model(model, learning_rate):

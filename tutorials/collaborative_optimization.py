@@ -40,21 +40,9 @@ import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 
-L = keras.layers
 KERNEL_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
-
-
-def build_model(input_shape=(32, 32, 3), classes=10):
-    """Three stride-2 Conv-BN-ReLU stages, a 1x1 Conv-BN-ReLU, GAP, Dense."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters, size, stride in ((16, 3, 2), (32, 3, 2), (64, 3, 2), (64, 1, 1)):
-        x = L.Conv2D(filters, size, strides=stride, padding="same")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(classes)(x), name="cnn")
 
 
 def fit(model, x, y, learning_rate, epochs, args, callbacks=(), teacher=None):
@@ -143,7 +131,7 @@ def main(argv=None):
     (x, y), (xt, yt) = data.digits(image_size=32)
 
     # 1. Float baseline.
-    float_model = fit(build_model(), x, y, 3e-3, args.epochs, args)
+    float_model = fit(build_cnn(pointwise_filters=64), x, y, 3e-3, args.epochs, args)
 
     plain = quantization_aware_models(float_model, x, y, args)
     distilled = quantization_aware_models(float_model, x, y, args, teacher=float_model)

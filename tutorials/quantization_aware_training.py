@@ -36,20 +36,7 @@ import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
-
-L = keras.layers
-
-
-def build_model(input_shape=(32, 32, 3), classes=10):
-    """A small Conv-BatchNorm-ReLU CNN (three stages, then a Dense head)."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters in (16, 32, 64):
-        x = L.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(classes)(x), name="cnn")
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 
 
 def compile_model(model, learning_rate):
@@ -81,8 +68,9 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = data.digits(image_size=32)
 
-    # 1. Float baseline.
-    model = build_model()
+    # 1. Float baseline: a small Conv-BatchNorm-ReLU CNN (three stages, then
+    #    a Dense head), the convolutions' biases left to the BatchNorms.
+    model = build_cnn(use_bias=False)
     compile_model(model, 1e-3)
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
               validation_split=0.1, verbose=args.verbose)

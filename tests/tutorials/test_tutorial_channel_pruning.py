@@ -1,15 +1,13 @@
 """The channel pruning tutorial runs end to end on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
-TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "tutorials" / "channel_pruning.py"
+pytestmark = pytest.mark.slow
 
 
 def test_tutorial_quick_run(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("channel_pruning_quick", TUTORIAL)
-    tutorial = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tutorial)
+    tutorial = load_tutorial("channel_pruning")
 
     results = tutorial.main(["--quick", "--output-dir", str(tmp_path)])
 

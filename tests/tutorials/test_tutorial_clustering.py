@@ -1,15 +1,13 @@
 """The weight clustering tutorial runs end to end on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
-TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "tutorials" / "weight_clustering.py"
+pytestmark = pytest.mark.slow
 
 
 def test_tutorial_quick_run(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("weight_clustering_quick", TUTORIAL)
-    tutorial = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tutorial)
+    tutorial = load_tutorial("weight_clustering")
 
     results = tutorial.main(["--quick", "--clusters", "8", "--output-dir", str(tmp_path)])
 

@@ -1,21 +1,13 @@
 """tutorials/collaborative_optimization.py on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "tutorials" / "collaborative_optimization.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("collaborative_optimization", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run(capsys):
-    result = _load().main(["--quick", "--verbose", "0"])
+    result = load_tutorial("collaborative_optimization").main(["--quick", "--verbose", "0"])
     out = capsys.readouterr().out
     rows = {r["model"]: r for r in result["rows"]}
     techniques = ("QAT", "PQAT", "CQAT", "PCQAT")

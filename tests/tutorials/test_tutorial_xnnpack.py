@@ -1,24 +1,20 @@
 """tutorials/pruning_for_xnnpack.py on a short setting, and its CIFAR-10 path."""
 
-import importlib.util
 import pathlib
 import re
 
 import numpy as np
 import pytest
+from tutorial_modules import load_tutorial
 
 from tfmot_lite import data
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "tutorials" / "pruning_for_xnnpack.py"
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tutorial():
-    spec = importlib.util.spec_from_file_location("pruning_for_xnnpack", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tutorial("pruning_for_xnnpack")
 
 
 def test_quick_run_reproduces_the_guide(tutorial, tmp_path, capsys):
