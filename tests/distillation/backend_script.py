@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 import tfmot_lite as tfmot
-from tfmot_lite.demo import build_cnn
+from tfmot_lite.example_models import build_cnn
 
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
