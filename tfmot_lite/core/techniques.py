@@ -80,6 +80,12 @@ def found_in(model):
     return found
 
 
+def layers_in(model, technique):
+    """Every layer of `technique` among `model`'s layers, nested models
+    included (the wrappers callbacks drive)."""
+    return [layer for _, layer in graph.iter_layers(model) if technique_of(layer) is technique]
+
+
 def in_model(model):
     """The set of techniques whose layers `model` holds."""
     return {technique for _, technique in found_in(model)}

@@ -22,18 +22,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import techniques
 from tfmot_lite.distillation.distiller import student_of
-from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
 
 
 def pruning_wrappers(model):
     """Every `PruneLowMagnitude` in `model`, nested models included (in the
     student of a distillation model, never in its teacher)."""
-    return [
-        layer for _, layer in graph.iter_layers(student_of(model))
-        if isinstance(layer, PruneLowMagnitude)
-    ]
+    return techniques.layers_in(student_of(model), techniques.PRUNING)
 
 
 def _steps_run(wrapper):
