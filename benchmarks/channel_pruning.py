@@ -1,7 +1,7 @@
 """Channel pruning + shrink: size, MACs and LiteRT latency before and after.
 
 For MobileNetV2 (alpha 0.35 and 1.0, 96x96, weights=None) and the digits CNN
-(`tfmot_lite.demo.build_cnn`): prune 50% of the channels of every prunable
+(`tfmot_lite.example_models.build_cnn`): prune 50% of the channels of every prunable
 group with `prune_channels` (L2 importance with BatchNorm gamma folded in;
 masks set once by `UpdatePruningStep`, no training: latency does not depend
 on the weights' values), `shrink`, and export dense and shrunk models to
@@ -29,23 +29,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfmot_lite import export  # noqa: E402
-from tfmot_lite.demo import build_cnn  # noqa: E402
+from tfmot_lite.example_models import build_cnn, mobilenet_v2  # noqa: E402
 from tfmot_lite.sparsity import keras as sparsity  # noqa: E402
 
 
-def mobilenet_v2(alpha):
-    def build():
-        return keras.applications.MobileNetV2(
-            input_shape=(96, 96, 3), alpha=alpha, weights=None, classes=10,
-            classifier_activation=None,
-        )
-
-    return build, (96, 96, 3)
-
-
 MODELS = {
-    "mobilenet_v2_0.35": mobilenet_v2(0.35),
-    "mobilenet_v2_1.0": mobilenet_v2(1.0),
+    "mobilenet_v2_0.35": (lambda: mobilenet_v2(0.35), (96, 96, 3)),
+    "mobilenet_v2_1.0": (lambda: mobilenet_v2(1.0), (96, 96, 3)),
     "digits_cnn": (build_cnn, (32, 32, 3)),
 }
 

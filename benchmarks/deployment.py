@@ -41,7 +41,7 @@ import tfmot_lite as tfmot  # noqa: E402  (first: TensorFlow's banner silenced)
 import keras  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
-from tfmot_lite.demo import build_xnnpack_cnn  # noqa: E402
+from tfmot_lite.example_models import build_xnnpack_cnn, mobilenet_v2  # noqa: E402
 
 sk = tfmot.sparsity.keras
 ck = tfmot.clustering.keras
@@ -52,12 +52,6 @@ def _compile(model, lr):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=False)
     return model
-
-
-def mobilenet():
-    return keras.applications.MobileNetV2(
-        input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10,
-        classifier_activation=None)
 
 
 def variants(name, model, x, y, epochs):
@@ -223,7 +217,7 @@ def main(argv=None):
     print("MobileNetV2 0.35 96x96 (untrained)", flush=True)
     (x96, y96), (xt96, _) = data.digits(image_size=96)
     n = 64 if args.quick else 200
-    mobile = mobilenet()
+    mobile = mobilenet_v2(0.35)
     reports += benchmark_model("mobilenet_v2", mobile, x96[:n], y96[:n], xt96[:n], None,
                                0, args)
 

@@ -38,16 +38,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def mobilenet_v2():
-    return keras.applications.MobileNetV2(
-        input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10,
-        classifier_activation=None,
-    )
+from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
 
 
 def prepare(technique):
-    model = mobilenet_v2()
+    model = mobilenet_v2(0.5)
     if technique == "plain":
         return model
     if technique == "qat":

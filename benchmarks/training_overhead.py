@@ -20,6 +20,14 @@ bytes the models' variables hold.
     python benchmarks/training_overhead.py                      # all, 9 rounds
     python benchmarks/training_overhead.py --techniques qat --rounds 5 --steps 10
     python benchmarks/training_overhead.py --no-tfmot
+    python benchmarks/training_overhead.py --distill --no-tfmot --techniques prune,qat
+
+`--distill` adds, per technique, the same model trained through
+`tfmot_lite.distillation.distill` with a float MobileNetV2 teacher, and the
+teacher's forward pass alone ("teacher forward": `predict` steps, inference
+mode, the same batches). The distillation cost, (distilled step - step)
+divided by the teacher's forward pass, is at most 1 when distilling costs
+no more than running the teacher.
 """
 
 import argparse
@@ -46,14 +54,9 @@ if "--no-tfmot" not in sys.argv and _tfmot_installed():
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
+
 TECHNIQUES = ("prune", "qat", "cluster")
-
-
-def mobilenet_v2(applications):
-    return applications.MobileNetV2(
-        input_shape=(96, 96, 3), alpha=0.5, weights=None, classes=10,
-        classifier_activation=None,
-    )
 
 
 def _schedule(module):
@@ -105,22 +108,41 @@ def time_steps(model, dataset, steps, callbacks):
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
-def build_models(techniques, with_tfmot):
+def time_forward(model, dataset, steps):
+    """Wall-clock and process CPU seconds per batch of `model.predict`: the
+    forward pass in inference mode, as a distillation teacher runs it."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.predict(dataset, steps=steps, verbose=0)
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+
+
+def build_models(techniques, with_tfmot, distill=False):
     """`{name: (model, callbacks)}`: 'plain', each technique, and with tfmot
-    'tf_keras plain' and 'tfmot <technique>'."""
+    'tf_keras plain' and 'tfmot <technique>'; with `distill`, '<technique>
+    distilled' (a float MobileNetV2 teacher) and 'teacher forward' (that
+    teacher alone, timed by `predict`; its callbacks are None)."""
     from keras import losses
 
-    models = {"plain": (mobilenet_v2(keras.applications), [])}
+    models = {"plain": (mobilenet_v2(0.5), [])}
     for t in techniques:
-        models[t] = lite(t, mobilenet_v2(keras.applications))
+        models[t] = lite(t, mobilenet_v2(0.5))
+    if distill:
+        from tfmot_lite.distillation import distill as distilled
+
+        teacher = mobilenet_v2(0.5)
+        for t in techniques:
+            student, callbacks = lite(t, mobilenet_v2(0.5))
+            models[f"{t} distilled"] = (distilled(student, teacher), callbacks)
     for model, _ in models.values():
         model.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    if distill:
+        models["teacher forward"] = (teacher, None)
     if with_tfmot:
         import tf_keras
 
-        ref = {"tf_keras plain": (mobilenet_v2(tf_keras.applications), [])}
+        ref = {"tf_keras plain": (mobilenet_v2(0.5, tf_keras.applications), [])}
         for t in techniques:
-            ref[f"tfmot {t}"] = reference(t, mobilenet_v2(tf_keras.applications))
+            ref[f"tfmot {t}"] = reference(t, mobilenet_v2(0.5, tf_keras.applications))
         for model, _ in ref.values():
             model.compile(
                 optimizer="adam",
@@ -130,9 +152,11 @@ def build_models(techniques, with_tfmot):
     return models
 
 
-def comparisons(techniques, with_tfmot):
+def comparisons(techniques, with_tfmot, distill=False):
     """`(label, numerator model, denominator model)` ratios to report."""
     pairs = [(f"{t} / plain (tfmot-lite, Keras 3)", t, "plain") for t in techniques]
+    if distill:
+        pairs += [(f"{t} distilled / {t}", f"{t} distilled", t) for t in techniques]
     if with_tfmot:
         pairs += [(f"{t}: tfmot-lite / tfmot", t, f"tfmot {t}") for t in techniques]
         pairs += [(f"tfmot {t} / tf_keras plain", f"tfmot {t}", "tf_keras plain")
@@ -163,6 +187,9 @@ def main(argv=None):
                              "launch (setup included); at least 2 rounds run")
     parser.add_argument("--no-tfmot", action="store_true",
                         help="skip tfmot/tf_keras even when installed")
+    parser.add_argument("--distill", action="store_true",
+                        help="add each technique trained with a distillation teacher, and "
+                             "the teacher's forward pass alone")
     args = parser.parse_args(argv)
     techniques = [t for t in args.techniques.split(",") if t]
     unknown = sorted(set(techniques) - set(TECHNIQUES))
@@ -193,10 +220,17 @@ def main(argv=None):
         .repeat()
         .with_options(options)
     )
-    models = build_models(techniques, with_tfmot)
+    models = build_models(techniques, with_tfmot, args.distill)
+
+    def timed(name, steps):
+        model, cbs = models[name]
+        if cbs is None:
+            return time_forward(model, dataset, steps)
+        return time_steps(model, dataset, steps, cbs)
+
     # Warm-up: trace and compile every training step.
-    for model, cbs in models.values():
-        time_steps(model, dataset, args.warmup_steps, cbs)
+    for name in models:
+        timed(name, args.warmup_steps)
 
     print(f"setup and warm-up: {time.perf_counter() - launched:.0f} s", flush=True)
     load_start = os.getloadavg()
@@ -213,8 +247,7 @@ def main(argv=None):
         order = list(models)
         order_rng.shuffle(order)
         for name in order:
-            model, cbs = models[name]
-            w, c = time_steps(model, dataset, args.steps, cbs)
+            w, c = timed(name, args.steps)
             wall[name].append(w)
             cpu[name].append(c)
         print(f"round {r + 1}/{args.rounds} (wall ms/step): "
@@ -228,20 +261,31 @@ def main(argv=None):
         f"{' '.join(f'{v:.2f}' for v in load_start)} at start, "
         f"{' '.join(f'{v:.2f}' for v in load_end)} at end"
     )
-    print(f"\n{'model':<16} {'wall ms/step (median [min-max])':>34} {'cpu ms/step':>12}")
+    width = max(16, *(len(name) for name in models))
+    print(f"\n{'model':<{width}} {'wall ms/step (median [min-max])':>34} {'cpu ms/step':>12}")
     for name in models:
         ws = [v * 1e3 for v in wall[name]]
-        print(f"{name:<16} {statistics.median(ws):>12.1f} [{min(ws):7.1f} - {max(ws):7.1f}]"
+        print(f"{name:<{width}} {statistics.median(ws):>12.1f} [{min(ws):7.1f} - {max(ws):7.1f}]"
               f" {statistics.median(cpu[name]) * 1e3:>12.1f}")
     boot = np.random.default_rng(args.seed)
     print(f"\n{'ratio (per round)':<40} {'min':>6} {'median':>7} {'max':>6} "
           f"{'90% CI of median':>17} {'cpu median':>10}")
-    for label, a, b in comparisons(techniques, with_tfmot):
+    for label, a, b in comparisons(techniques, with_tfmot, args.distill):
         ratios = [p / q for p, q in zip(wall[a], wall[b])]
         cpu_ratios = [p / q for p, q in zip(cpu[a], cpu[b])]
         lo, hi = bootstrap_median(ratios, boot)
         print(f"{label:<40} {min(ratios):6.3f} {statistics.median(ratios):7.3f} "
               f"{max(ratios):6.3f}   [{lo:5.3f}, {hi:5.3f}] {statistics.median(cpu_ratios):10.3f}")
+
+    if args.distill:
+        print("\ndistillation cost per round, (distilled - undistilled step) / teacher "
+              "forward pass (at most 1: no more than the teacher's forward):")
+        for t in techniques:
+            costs = [(d - u) / f for d, u, f in zip(
+                wall[f"{t} distilled"], wall[t], wall["teacher forward"])]
+            lo, hi = bootstrap_median(costs, boot)
+            print(f"  {t:<12} min {min(costs):6.3f}  median {statistics.median(costs):6.3f}  "
+                  f"max {max(costs):6.3f}  90% CI of median [{lo:5.3f}, {hi:5.3f}]")
 
     plain_mb = state_bytes(models["plain"][0]) / 2**20
     print("\nmodel state (variables, before optimizer slots): plain "

@@ -1,6 +1,7 @@
 """Shared fixtures: seeding, real data (the bundled digits) and small data.
 
-The small CNN the tests optimize is the demo's: `tfmot_lite.demo.build_cnn`.
+The small CNN the tests optimize is `tfmot_lite.example_models.build_cnn`;
+the small models several test modules build are in `model_builders.py`.
 """
 
 import os

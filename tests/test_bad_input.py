@@ -19,6 +19,7 @@ from typing import Callable
 import keras
 import numpy as np
 import pytest
+from model_builders import dense_model
 
 from tfmot_lite import cli
 from tfmot_lite import export
@@ -27,12 +28,6 @@ from tfmot_lite.quantization import keras as quant
 from tfmot_lite.sparsity import keras as sparsity
 
 # -- tiny models --------------------------------------------------------------
-
-
-def dense_model():
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x), name="tiny")
 
 
 def conv_model():

@@ -14,5 +14,6 @@ from tfmot_lite import sparsity  # noqa: F401, E402
 from tfmot_lite import clustering  # noqa: F401, E402
 from tfmot_lite import quantization  # noqa: F401, E402
 from tfmot_lite import experimental  # noqa: F401, E402
+from tfmot_lite import distillation  # noqa: F401, E402
 
 __version__ = "0.1.0"

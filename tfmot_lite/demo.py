@@ -11,7 +11,9 @@
 2. Optimizes it, one variant at a time (`VARIANTS`): post-training int8;
    pruning to 75% with the `PruneForLatencyOnXNNPack` policy; quantization-
    aware training; pruning-preserving QAT of the pruned model (PQAT);
-   weight clustering (16 clusters), exported float and int8.
+   weight clustering (16 clusters), exported float and int8. Each technique
+   runs twice: as is, and "distilled", fine-tuned against the float
+   model's soft targets (`tfmot_lite.distillation.distill`).
 3. Exports each with `tfmot_lite.export.export_model` and writes to the
    output folder: the .tflite files, `report.txt` (the table), `report.json`,
    `report.md` and `report.png` (size, latency, accuracy side by side).
@@ -37,42 +39,7 @@ import numpy as np  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
 from tfmot_lite.atomic_file import write_text_atomic  # noqa: E402
-
-L = keras.layers
-
-
-def build_cnn(input_shape=(32, 32, 3), classes=10):
-    """A small Conv-BN-ReLU CNN (three stride-2 stages); the tests' model."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters in (16, 32, 64):
-        x = L.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    outputs = L.Dense(classes)(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
-
-
-def build_xnnpack_cnn(input_shape=(32, 32, 3), classes=10):
-    """The TensorFlow XNNPACK pruning guide's CNN, twice as wide: every
-    convolution fits XNNPACK's sparse subgraph, so its 1x1 convolutions can
-    be pruned for sparse inference."""
-    def bn_relu(x):
-        return L.ReLU()(L.BatchNormalization(momentum=0.9)(x))
-
-    inputs = keras.Input(input_shape)
-    x = L.ZeroPadding2D(1)(inputs)
-    x = bn_relu(L.Conv2D(16, 3, strides=2, padding="valid")(x))
-    x = bn_relu(L.DepthwiseConv2D(3, padding="same")(x))
-    x = bn_relu(L.Conv2D(32, 1)(x))
-    x = L.ZeroPadding2D(1)(x)
-    x = bn_relu(L.DepthwiseConv2D(3, strides=2, padding="valid")(x))
-    x = bn_relu(L.Conv2D(64, 1)(x))
-    x = L.GlobalAveragePooling2D(keepdims=True)(x)
-    outputs = L.Dense(classes)(L.Flatten()(x))
-    return keras.Model(inputs, outputs, name="xnnpack_cnn")
-
+from tfmot_lite.example_models import build_xnnpack_cnn  # noqa: E402
 
 # -- data and training ------------------------------------------------------
 
@@ -129,6 +96,10 @@ class Progress(keras.callbacks.Callback):
               + f" ({time.perf_counter() - self.start:.1f} s)", flush=True)
 
 
+# The name suffix of a variant fine-tuned against the float model.
+DISTILLED = " distilled"
+
+
 @dataclasses.dataclass
 class Context:
     """What a variant's `build` function gets: data, settings, trained models."""
@@ -138,8 +109,23 @@ class Context:
     models: dict = dataclasses.field(default_factory=dict)
     # Quick runs skip validation (one traced function less per model).
     quick: bool = False
+    # The float model, for the distilled variants: `fit` trains against it.
+    teacher: object = None
+
+    def trained(self, name):
+        """The model variant `name` trained (its distilled twin for a
+        distilled variant), as the student: ready to strip."""
+        from tfmot_lite.distillation import student_of
+
+        return student_of(self.models[name + DISTILLED if self.teacher is not None else name])
 
     def fit(self, model, label, epochs, learning_rate, callbacks=()):
+        """Compiles and trains `model` (through a `Distiller` when there is a
+        teacher); returns what was trained."""
+        if self.teacher is not None:
+            from tfmot_lite.distillation import distill
+
+            model, label = distill(model, self.teacher), label + DISTILLED
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -215,7 +201,7 @@ def prune_preserving_qat(baseline, ctx):
     import tfmot_lite as tfmot
 
     qk = tfmot.quantization.keras
-    stripped = tfmot.sparsity.keras.strip_pruning(ctx.models["pruned 75%"])
+    stripped = tfmot.sparsity.keras.strip_pruning(ctx.trained("pruned 75%"))
     pqat = qk.quantize_apply(
         qk.quantize_annotate_model(stripped),
         tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
@@ -225,10 +211,26 @@ def prune_preserving_qat(baseline, ctx):
 
 def _trained(name):
     """Reuses the model another variant trained (export it another way)."""
-    return lambda baseline, ctx: ctx.models[name]
+    return lambda baseline, ctx: ctx.models[name + DISTILLED if ctx.teacher else name]
 
 
-VARIANTS = [
+def distilled(variant):
+    """`variant` fine-tuned against the float baseline as teacher: the same
+    technique, epochs and learning rate, through `distill` (defaults)."""
+    def build(baseline, ctx):
+        return variant.build(baseline, dataclasses.replace(ctx, teacher=baseline))
+
+    return Variant(variant.name + DISTILLED, variant.mode, build,
+                   variant.note + ", distilled from the float model")
+
+
+def _with_distilled(variants):
+    """Each optimized variant followed by its distilled twin."""
+    return [twin for v in variants
+            for twin in ((v,) if v.build is _baseline else (v, distilled(v)))]
+
+
+VARIANTS = _with_distilled([
     Variant("float", "float32", _baseline, "the trained float baseline"),
     Variant("int8 PTQ", "int8", _baseline, "post-training full-integer quantization"),
     Variant("pruned 75%", "float32", prune_for_xnnpack,
@@ -239,7 +241,7 @@ VARIANTS = [
     Variant("clustered 16", "float32", cluster, "16 clusters per kernel"),
     Variant("clustered 16 int8", "int8", _trained("clustered 16"),
             "the clustered model, post-training int8"),
-]
+])
 
 
 def slug(name):

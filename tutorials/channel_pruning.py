@@ -5,7 +5,7 @@ Structured pruning removes whole output channels, so the result is a smaller
 with no sparse kernels needed. On the bundled handwritten digits (8x8
 upsampled to 32x32x3, no download):
 
-1. Train the demo's Conv-BN-ReLU CNN (`tfmot_lite.demo.build_cnn`).
+1. Train the demo's Conv-BN-ReLU CNN (`tfmot_lite.example_models.build_cnn`).
 2. `prune_channels` it: the sparsity of a `PolynomialDecay` schedule (0 to
    50%) is the fraction of each group's channels masked, least important
    first (L2 norm of the kernel column times the BatchNorm's
@@ -15,6 +15,10 @@ upsampled to 32x32x3, no download):
 4. `quantize_model` the shrunk model, fine-tune (QAT) and export int8.
 5. Compare dense, shrunk (float) and shrunk + QAT (int8) .tflite models:
    LiteRT accuracy, bytes, and latency (1 thread, interleaved rounds).
+
+Steps 2 and 4 run twice: as above, and "distilled", fine-tuned against the
+dense model's soft targets (`tfmot.distillation.distill(student, dense)`,
+the same epochs and learning rates); both rows are in the table.
 
     python tutorials/channel_pruning.py            # a few minutes on CPU
     python tutorials/channel_pruning.py --quick    # a smoke run, not a result
@@ -32,7 +36,7 @@ import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
-from tfmot_lite.demo import build_cnn  # noqa: E402
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 
 
 def compile_model(model, learning_rate):
@@ -57,27 +61,18 @@ def latencies(flatbuffers, sample, rounds=5, runs=50):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def run(
-    epochs=10,
-    prune_epochs=6,
-    qat_epochs=2,
-    target_sparsity=0.5,
-    batch_size=32,
-    output_dir=None,
-    latency_rounds=5,
-    seed=0,
-):
-    """Runs the tutorial; returns a dict of the measured figures."""
-    import tensorflow as tf
+def fine_tune(model, x, y, batch_size, epochs, learning_rate, teacher=None, callbacks=()):
+    """Trains `model` (through `distill` when a teacher is given); returns it."""
+    trained = model if teacher is None else tfmot.distillation.distill(model, teacher)
+    compile_model(trained, learning_rate).fit(
+        x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return model
 
-    keras.utils.set_random_seed(seed)
-    (x_train, y_train), (x_test, y_test) = data.digits(image_size=32)
+
+def prune_shrink_qat(dense, x_train, y_train, batch_size, prune_epochs, qat_epochs,
+                     target_sparsity, teacher=None):
+    """Steps 2-4 from the dense model: `(pruned, shrunk, summary, qat)`."""
     sparsity = tfmot.sparsity.keras
-
-    # 1. The dense baseline.
-    dense = compile_model(build_cnn(), 3e-3)
-    dense.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
-
     # 2. Prune channels while fine-tuning: sparsity ramps from 0 to the target
     #    over the first half of the pruning epochs, then the masks stay fixed
     #    while the remaining channels recover the accuracy. Masks update every
@@ -93,21 +88,49 @@ def run(
             end_step=end_step, frequency=frequency,
         ),
     )
-    compile_model(pruned, 1e-3).fit(
-        x_train, y_train, batch_size=batch_size, epochs=prune_epochs, verbose=0,
-        callbacks=[sparsity.UpdatePruningStep()],
-    )
+    fine_tune(pruned, x_train, y_train, batch_size, prune_epochs, 1e-3, teacher,
+              [sparsity.UpdatePruningStep()])
 
     # 3. Remove the pruned channels for good.
     shrunk, summary = sparsity.shrink(pruned, return_summary=True)
     compile_model(shrunk, 1e-3)
+
+    # 4. Quantization-aware training of the shrunk model, exported to int8.
+    qat = tfmot.quantization.keras.quantize_model(shrunk)
+    fine_tune(qat, x_train, y_train, batch_size, qat_epochs, 1e-4, teacher)
+    return pruned, shrunk, summary, qat
+
+
+def run(
+    epochs=10,
+    prune_epochs=6,
+    qat_epochs=2,
+    target_sparsity=0.5,
+    batch_size=32,
+    output_dir=None,
+    latency_rounds=5,
+    seed=0,
+):
+    """Runs the tutorial; returns a dict of the measured figures."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    (x_train, y_train), (x_test, y_test) = data.digits(image_size=32)
+
+    # 1. The dense baseline.
+    dense = compile_model(build_cnn(), 3e-3)
+    dense.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
+
+    # 2.-4. Prune channels, shrink, quantization-aware training; then the same
+    #       fine-tunes distilled from the dense model.
+    plain = prune_shrink_qat(dense, x_train, y_train, batch_size, prune_epochs,
+                             qat_epochs, target_sparsity)
+    distilled = prune_shrink_qat(dense, x_train, y_train, batch_size, prune_epochs,
+                                 qat_epochs, target_sparsity, teacher=dense)
+    pruned, shrunk, summary, qat = plain
     shrink_diff = float(np.abs(
         shrunk.predict(x_test, verbose=0) - pruned.predict(x_test, verbose=0)
     ).max())
-
-    # 4. Quantization-aware training of the shrunk model, exported to int8.
-    qat = compile_model(tfmot.quantization.keras.quantize_model(shrunk), 1e-4)
-    qat.fit(x_train, y_train, batch_size=batch_size, epochs=qat_epochs, verbose=0)
 
     # 5. Export and compare.
     output_dir = output_dir or tempfile.mkdtemp(prefix="channel_pruning_")
@@ -116,15 +139,19 @@ def run(
         "dense float": export.to_tflite(
             dense, path=os.path.join(output_dir, "dense.tflite")
         ),
-        "shrunk float": export.to_tflite(
-            shrunk, path=os.path.join(output_dir, "shrunk.tflite")
-        ),
-        "shrunk + QAT int8": export.to_tflite(
-            qat, optimizations=[tf.lite.Optimize.DEFAULT],
-            inference_input_type=tf.int8, inference_output_type=tf.int8,
-            path=os.path.join(output_dir, "shrunk_qat_int8.tflite"),
-        ),
     }
+    int8 = dict(optimizations=[tf.lite.Optimize.DEFAULT],
+                inference_input_type=tf.int8, inference_output_type=tf.int8)
+    for suffix, (_, small, _, quantized) in (("", plain), (" distilled", distilled)):
+        slug = suffix.replace(" ", "_")
+        flatbuffers["shrunk float" + suffix] = export.to_tflite(
+            small, path=os.path.join(output_dir, f"shrunk{slug}.tflite"))
+        flatbuffers["shrunk + QAT int8" + suffix] = export.to_tflite(
+            quantized, path=os.path.join(output_dir, f"shrunk_qat_int8{slug}.tflite"), **int8)
+    # Each technique beside its distilled row.
+    order = ["dense float", "shrunk float", "shrunk float distilled", "shrunk + QAT int8",
+             "shrunk + QAT int8 distilled"]
+    flatbuffers = {name: flatbuffers[name] for name in order}
     latency = latencies(flatbuffers, x_test[0], rounds=latency_rounds)
     rows = []
     for name, flatbuffer in flatbuffers.items():

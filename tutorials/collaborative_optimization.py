@@ -21,6 +21,11 @@ as tfmot` in place of `tensorflow_model_optimization`:
    flat), and per int8 kernel the fraction of zeros and the number of
    distinct values (per output channel for per-channel kernels).
 
+Steps 2-5 run twice: as above, and "distilled", every fine-tune (pruning,
+clustering and QAT) against the float model's soft targets
+(`tfmot.distillation.distill(model, float_model)`, the same epochs and
+learning rates); each technique's row is followed by its distilled row.
+
     python tutorials/collaborative_optimization.py
     python tutorials/collaborative_optimization.py --quick
 """
@@ -35,31 +40,21 @@ import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 
-L = keras.layers
 KERNEL_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
 
-def build_model(input_shape=(32, 32, 3), classes=10):
-    """Three stride-2 Conv-BN-ReLU stages, a 1x1 Conv-BN-ReLU, GAP, Dense."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for filters, size, stride in ((16, 3, 2), (32, 3, 2), (64, 3, 2), (64, 1, 1)):
-        x = L.Conv2D(filters, size, strides=stride, padding="same")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(classes)(x), name="cnn")
-
-
-def fit(model, x, y, learning_rate, epochs, args, callbacks=()):
-    model.compile(
+def fit(model, x, y, learning_rate, epochs, args, callbacks=(), teacher=None):
+    """Trains `model` (through `distill` when a teacher is given); returns it."""
+    trained = model if teacher is None else tfmot.distillation.distill(model, teacher)
+    trained.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x, y, epochs=epochs, batch_size=args.batch_size, validation_split=0.1,
-              callbacks=list(callbacks), verbose=args.verbose)
+    trained.fit(x, y, epochs=epochs, batch_size=args.batch_size, validation_split=0.1,
+                callbacks=list(callbacks), verbose=args.verbose)
     return model
 
 
@@ -92,35 +87,29 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
-    import tensorflow as tf
-
-    args = parse_args(argv)
-    keras.utils.set_random_seed(0)
-    (x, y), (xt, yt) = data.digits(image_size=32)
+def quantization_aware_models(float_model, x, y, args, teacher=None):
+    """Steps 2-5: `{"QAT", "PQAT", "CQAT", "PCQAT": trained QAT model}`, every
+    fine-tune distilled from `teacher` when one is given."""
     sparsity, clustering = tfmot.sparsity.keras, tfmot.clustering.keras
     quantization, combine = tfmot.quantization.keras, tfmot.experimental.combine
-
-    # 1. Float baseline.
-    float_model = fit(build_model(), x, y, 3e-3, args.epochs, args)
 
     # Pruned and clustered starting points (stripped: plain Keras models).
     pruned = sparsity.prune_low_magnitude(
         float_model, pruning_schedule=sparsity.ConstantSparsity(args.sparsity, 0, frequency=10))
-    pruned = sparsity.strip_pruning(
-        fit(pruned, x, y, 1e-3, args.prune_epochs, args, [sparsity.UpdatePruningStep()]))
+    pruned = sparsity.strip_pruning(fit(
+        pruned, x, y, 1e-3, args.prune_epochs, args, [sparsity.UpdatePruningStep()], teacher))
     clustered = clustering.strip_clustering(fit(
         clustering.cluster_weights(float_model, args.clusters), x, y, 1e-3,
-        args.cluster_epochs, args))
+        args.cluster_epochs, args, teacher=teacher))
     sparse_clustered = clustering.strip_clustering(fit(
         clustering.cluster_weights(pruned, args.clusters, preserve_sparsity=True), x, y,
-        1e-3, args.cluster_epochs, args))
+        1e-3, args.cluster_epochs, args, teacher=teacher))
 
-    # 2-5. Quantization-aware fine-tuning of each.
+    # Quantization-aware fine-tuning of each.
     def annotate_and_apply(model, scheme):
         return quantization.quantize_apply(quantization.quantize_annotate_model(model), scheme)
 
-    keras_models = {
+    models = {
         "QAT": quantization.quantize_model(float_model),
         "PQAT": annotate_and_apply(pruned, combine.Default8BitPrunePreserveQuantizeScheme()),
         "CQAT": annotate_and_apply(
@@ -129,8 +118,27 @@ def main(argv=None):
             sparse_clustered,
             combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)),
     }
-    for model in keras_models.values():
-        fit(model, x, y, 1e-4, args.qat_epochs, args)
+    for model in models.values():
+        fit(model, x, y, 1e-4, args.qat_epochs, args, teacher=teacher)
+    return models
+
+
+def main(argv=None):
+    import tensorflow as tf
+
+    args = parse_args(argv)
+    keras.utils.set_random_seed(0)
+    (x, y), (xt, yt) = data.digits(image_size=32)
+
+    # 1. Float baseline.
+    float_model = fit(build_cnn(pointwise_filters=64), x, y, 3e-3, args.epochs, args)
+
+    plain = quantization_aware_models(float_model, x, y, args)
+    distilled = quantization_aware_models(float_model, x, y, args, teacher=float_model)
+    keras_models = {}
+    for name in plain:  # each technique beside its distilled twin
+        keras_models[name] = plain[name]
+        keras_models[name + " distilled"] = distilled[name]
 
     # 6. Export and compare.
     flatbuffers = {"float": export.to_tflite(float_model)}
@@ -160,9 +168,9 @@ def main(argv=None):
         for op, shape, zeros, unique, per_channel in report:
             print(f"  {op:<16} {'x'.join(map(str, shape)):<14} {zeros:>7.1%} {unique:>7} "
                   f"{per_channel:>7}")
-    print(f"\n{'model':<8} {'accuracy':>9} {'bytes':>9} {'gzip bytes':>11} {'latency us':>11}")
+    print(f"\n{'model':<16} {'accuracy':>9} {'bytes':>9} {'gzip bytes':>11} {'latency us':>11}")
     for r in rows:
-        print(f"{r['model']:<8} {r['accuracy']:>9.4f} {r['bytes']:>9} {r['gzip_bytes']:>11} "
+        print(f"{r['model']:<16} {r['accuracy']:>9.4f} {r['bytes']:>9} {r['gzip_bytes']:>11} "
               f"{r['latency_us']:>11.1f}")
     return {"rows": rows, "agreement": agreement, "kernels": kernels}
 

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from tfmot_lite import data, export  # noqa: E402
-from tfmot_lite.demo import build_cnn  # noqa: E402
+from tfmot_lite.example_models import build_cnn  # noqa: E402
 from tfmot_lite.export.ptq import CALIBRATED, MODES, calibration_samples  # noqa: E402
 
 

@@ -1,7 +1,9 @@
 """The `tfmot-lite` command line, driven as a user drives it: a subprocess.
 
 Every error case prints exactly one line on stderr (no traceback, no
-TensorFlow log noise) and exits non-zero.
+TensorFlow log noise) and exits non-zero. A subprocess imports TensorFlow
+afresh (seconds), so those tests are `slow`; the same code paths also run
+in process, in the fast tier.
 """
 
 import os
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfmot_lite import export
-from tfmot_lite.demo import build_xnnpack_cnn
+from tfmot_lite.example_models import build_xnnpack_cnn
 
 L = keras.layers
 
@@ -61,6 +63,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_export_int8_writes_the_file_and_prints_the_report(files):
     out = files / "out.tflite"
     result = run_cli("export", files / "good.keras", "--mode", "int8",
@@ -77,25 +80,36 @@ def test_export_int8_writes_the_file_and_prints_the_report(files):
     assert f"{report.bytes:,}" in result.stdout and "agreement" in result.stdout
 
 
+@pytest.mark.slow
 def test_inspect_and_bench(files):
     result = run_cli("inspect", files / "good.tflite")
     assert result.returncode == 0 and result.stderr == ""
     assert "CONV_2D" in result.stdout and "MEAN" in result.stdout
     assert "weights:" in result.stdout and "max/ch" in result.stdout
 
-def test_bench_in_process(files, capsys):
+
+def test_inspect_and_bench_in_process(files, capsys):
     from tfmot_lite import cli
 
+    assert cli.main(["inspect", str(files / "good.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "CONV_2D" in out and "MEAN" in out and "max/ch" in out
     assert cli.main(["bench", str(files / "good.tflite"), "--threads", "2", "--runs", "5"]) == 0
     assert "us median over 5 runs, 2 thread(s)" in capsys.readouterr().out
 
 
-def test_check_exit_status_and_alias(files):
+@pytest.mark.slow
+def test_check_exit_status(files):
     result = run_cli("check", files / "bad.keras", "--policy", "xnnpack")
     assert result.returncode == 1 and "mean" in result.stdout
     assert result.stderr == ""
+
+
+def test_check_exit_status_and_alias_in_process(files, capsys):
     from tfmot_lite import cli
 
+    assert cli.main(["check", str(files / "bad.keras"), "--policy", "xnnpack"]) == 1
+    assert "mean" in capsys.readouterr().out
     assert cli.main(["check", str(files / "good.keras")]) == 0
     assert cli.main(["xnnpack-check", str(files / "good.keras")]) == 0
     assert cli.main(["xnnpack-check", str(files / "bad.keras")]) == 1
@@ -139,6 +153,7 @@ def test_every_error_is_one_clean_line(files, args, fragments, capsys):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [0, 2, 7, 10])
 def test_errors_from_the_executable_are_one_line(files, case):
     """A few of them through a real process: no traceback, no TF log noise."""

@@ -1,23 +1,14 @@
 """The issue's proof on the bundled digits CNN, run through the tutorial."""
 
-import importlib.util
-import pathlib
-
 import pytest
+from tutorial_modules import load_tutorial
 
-TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "tutorials" / "weight_clustering.py"
-
-
-def load_tutorial():
-    spec = importlib.util.spec_from_file_location("weight_clustering_tutorial", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    return load_tutorial().run(output_dir=str(tmp_path_factory.mktemp("clustering")))
+    return load_tutorial("weight_clustering").run(output_dir=str(tmp_path_factory.mktemp("clustering")))
 
 
 def test_sixteen_clusters_keep_at_most_sixteen_values_per_kernel(results):

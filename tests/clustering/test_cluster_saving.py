@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from tfmot_lite.demo import build_cnn as small_cnn
+from tfmot_lite.example_models import build_cnn as small_cnn
 
 from tfmot_lite.clustering.keras import (
     ClusteringSummaries,

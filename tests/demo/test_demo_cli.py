@@ -10,6 +10,8 @@ import pytest
 
 from tfmot_lite import demo, export
 
+pytestmark = pytest.mark.slow
+
 
 def test_quick_demo_writes_models_reports_and_plot(tmp_path):
     out = tmp_path / "demo"

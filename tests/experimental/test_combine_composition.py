@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tflite_weights import kernel_stats
+from tflite_helpers import kernel_stats
 
 import tfmot_lite as tfmot
 from tfmot_lite import export

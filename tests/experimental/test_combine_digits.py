@@ -6,27 +6,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tflite_weights import kernel_stats
+from tflite_helpers import kernel_stats
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
+from tfmot_lite.example_models import build_cnn
 
-L = keras.layers
+pytestmark = pytest.mark.slow
+
 qk = tfmot.quantization.keras
 combine = tfmot.experimental.combine
-
-
-def digits_cnn():
-    """The demo's digits CNN (three stride-2 Conv-BN-ReLU stages) with a 1x1
-    Conv-BN-ReLU stage before the pooling and the Dense head."""
-    inputs = keras.Input((32, 32, 3))
-    x = inputs
-    for filters, size, stride in ((16, 3, 2), (32, 3, 2), (64, 3, 2), (64, 1, 1)):
-        x = L.Conv2D(filters, size, strides=stride, padding="same")(x)
-        x = L.BatchNormalization(momentum=0.9)(x)
-        x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(10)(x))
 
 
 def _fit(model, x, y, lr, epochs, callbacks=()):
@@ -42,7 +31,8 @@ def results(digits32):
     (x, y), (xt, yt) = digits32
     keras.utils.set_random_seed(0)
     sparsity, clustering = tfmot.sparsity.keras, tfmot.clustering.keras
-    float_model = _fit(digits_cnn(), x, y, 3e-3, 6)
+    # The digits CNN with a 1x1 Conv-BN-ReLU stage before the pooling.
+    float_model = _fit(build_cnn(pointwise_filters=64), x, y, 3e-3, 6)
     float_acc = float(float_model.evaluate(xt, yt, verbose=0)[1])
 
     pruned = sparsity.prune_low_magnitude(

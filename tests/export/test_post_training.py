@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfmot_lite import export
-from tfmot_lite.demo import build_cnn
+from tfmot_lite.example_models import build_cnn
 from tfmot_lite.export.ptq import calibration_samples
 from tfmot_lite.sparsity import keras as sparsity
 
@@ -81,10 +81,9 @@ def test_wrappers_are_stripped_and_the_file_is_written(trained, tmp_path):
     ({"mode": "float16", "int8_io": True}, "int8_io"),
     ({"mode": "int8", "representative_data": np.zeros((4, 8, 8, 3))}, r"shape \(4, 8, 8, 3\)"),
 ])
-def test_bad_arguments_fail_before_conversion(trained, kwargs, message):
-    model, _, _ = trained
+def test_bad_arguments_fail_before_conversion(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        export.quantize_post_training(model, **kwargs)
+        export.quantize_post_training(build_cnn(), **kwargs)
 
 
 @pytest.mark.parametrize("model, message", [

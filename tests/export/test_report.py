@@ -10,7 +10,7 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
-from tfmot_lite.demo import build_cnn
+from tfmot_lite.example_models import build_cnn
 
 sk = tfmot.sparsity.keras
 
@@ -29,6 +29,14 @@ def trained(digits32):
     model = _compile(build_cnn(), 3e-3)
     model.fit(x, y, batch_size=64, epochs=2, verbose=0)
     return model, (x, y), (xt[:120], yt[:120])
+
+
+@pytest.fixture(scope="module")
+def untrained(digits32):
+    """For what does not depend on accuracy (file formats, argument checks)."""
+    keras.utils.set_random_seed(0)
+    _, (xt, yt) = digits32
+    return build_cnn(), (xt[:40], yt[:40])
 
 
 def stored_operators(data):
@@ -62,6 +70,7 @@ def keras_kernel_zeros(model):
     return zeros / total
 
 
+@pytest.mark.slow
 def test_pruned_float_export_report_matches_the_file(trained, tmp_path):
     model, (x, y), (xt, yt) = trained
     pruned = _compile(sk.prune_low_magnitude(
@@ -94,6 +103,7 @@ def test_pruned_float_export_report_matches_the_file(trained, tmp_path):
     assert report.sparse_ready is False and report.sparse_reasons  # build_cnn's stem
 
 
+@pytest.mark.slow
 def test_qat_model_exports_int8_from_its_ranges(trained):
     model, (x, y), (xt, yt) = trained
     qat = _compile(tfmot.quantization.keras.quantize_model(model))
@@ -109,6 +119,7 @@ def test_qat_model_exports_int8_from_its_ranges(trained):
         export.export_model(qat, "float16")
 
 
+@pytest.mark.slow
 def test_clustered_int8_keeps_few_values_per_channel(trained):
     model, (x, y), (xt, yt) = trained
     ck = tfmot.clustering.keras
@@ -126,8 +137,8 @@ def test_clustered_int8_keeps_few_values_per_channel(trained):
     assert report.calibration == "120 examples of `data`"
 
 
-def test_reports_save_as_json_markdown_and_png(trained, tmp_path):
-    model, _, (xt, yt) = trained
+def test_reports_save_as_json_markdown_and_png(untrained, tmp_path):
+    model, (xt, yt) = untrained
     reports = [
         export.export_model(model, mode, data=xt, labels=yt, latency_runs=5, name=mode)
         for mode in ("float32", "float16")
@@ -152,9 +163,9 @@ def test_reports_save_as_json_markdown_and_png(trained, tmp_path):
     ({"data": np.zeros((3, 32, 32, 3)), "labels": [1]}, "one label per example"),
     ({"sparse": True, "mode": "float16"}, "sparse"),
 ])
-def test_bad_arguments(trained, kwargs, message):
+def test_bad_arguments(untrained, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        export.export_model(trained[0], **kwargs)
+        export.export_model(untrained[0], **kwargs)
 
 
 def test_a_path_is_not_a_model(tmp_path):

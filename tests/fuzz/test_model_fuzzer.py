@@ -18,16 +18,12 @@ Profiles (environment variable `HYPOTHESIS_PROFILE`):
 """
 
 import os
-import sys
 import tempfile
 import warnings
 
+import model_checks  # tests/fuzz/, beside this file
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-import model_checks  # noqa: E402
 
 settings.register_profile(
     "fuzz-fast", max_examples=2, derandomize=True, deadline=None, database=None,

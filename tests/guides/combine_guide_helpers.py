@@ -3,12 +3,12 @@ PCQAT): the guides' own helper functions, written for Keras 3, and the
 digits in place of MNIST."""
 
 import gzip
-import importlib.util
-import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
+from model_builders import mnist_cnn
+from tflite_helpers import kernel_stats
 
 from tfmot_lite import data
 
@@ -87,24 +87,10 @@ def interpreter_for(flatbuffer):
 
 
 def guide_model(input_size=16):
-    """The guides' MNIST model, for 16x16 digits."""
-    return keras.Sequential([
-        keras.layers.InputLayer(input_shape=(input_size, input_size)),
-        keras.layers.Reshape(target_shape=(input_size, input_size, 1)),
-        keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation=tf.nn.relu),
-        keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])
+    """The guides' MNIST model, for 16x16 digits, as these guides write it
+    (`activation=tf.nn.relu`)."""
+    return mnist_cnn(input_size, activation=tf.nn.relu)
 
 
-def _load_kernel_stats():
-    path = pathlib.Path(__file__).parents[1] / "experimental" / "tflite_weights.py"
-    spec = importlib.util.spec_from_file_location("combine_tflite_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.kernel_stats
-
-
-int8_kernels = _load_kernel_stats()
-"""Per-kernel zeros / unique values of a .tflite model (tests/experimental)."""
+int8_kernels = kernel_stats
+"""Per-kernel zeros / unique values of a .tflite model."""

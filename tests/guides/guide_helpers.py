@@ -28,18 +28,6 @@ def digits_28x28_stand_in(size=16, train=None):
     return (x, y), (xt, yt)
 
 
-def mnist_cnn(size=16):
-    """The pruning and clustering guides' MNIST model."""
-    return keras.Sequential([
-        keras.layers.InputLayer(input_shape=(size, size)),
-        keras.layers.Reshape(target_shape=(size, size, 1)),
-        keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])
-
-
 def compile_for_digits(model, learning_rate=1e-3):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),

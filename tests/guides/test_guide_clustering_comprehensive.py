@@ -15,6 +15,8 @@ from guide_helpers import gzipped_keras_size, summary_text, total_params
 
 import tfmot_lite as tfmot
 
+pytestmark = pytest.mark.slow
+
 input_dim = 20
 output_dim = 20
 rng = np.random.default_rng(0)

@@ -29,6 +29,8 @@ import tfmot_lite as tfmot
 # `cluster_weights(..., preserve_sparsity=True)`.
 from tfmot_lite.clustering.keras.experimental import cluster  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def digits():

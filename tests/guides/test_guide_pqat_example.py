@@ -23,6 +23,8 @@ from combine_guide_helpers import (
 
 import tfmot_lite as tfmot
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def digits():

@@ -16,6 +16,8 @@ from guide_helpers import gzipped_keras_size, summary_text, total_params, zero_f
 
 import tfmot_lite as tfmot
 
+pytestmark = pytest.mark.slow
+
 input_shape = [20]
 rng = np.random.default_rng(0)
 x_train = rng.normal(size=(1, 20)).astype("float32")

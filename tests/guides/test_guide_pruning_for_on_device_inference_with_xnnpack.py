@@ -18,6 +18,8 @@ import tfmot_lite as tfmot
 from tfmot_lite import data
 from tfmot_lite.export import inspect_tflite
 
+pytestmark = pytest.mark.slow
+
 
 def guide_model():
     return keras.Sequential([

@@ -15,14 +15,16 @@ from guide_helpers import (
     digits_28x28_stand_in,
     gzipped_bytes_size,
     gzipped_keras_size,
-    mnist_cnn,
     tflite_accuracy,
     to_tflite,
     total_params,
     zero_fraction,
 )
+from model_builders import mnist_cnn
 
 import tfmot_lite as tfmot
+
+pytestmark = pytest.mark.slow
 
 
 def test_pruning_with_keras_guide(tmp_path):

@@ -15,6 +15,8 @@ from guide_helpers import digits_28x28_stand_in, to_tflite, total_params, zero_f
 
 import tfmot_lite as tfmot
 
+pytestmark = pytest.mark.slow
+
 
 def test_pruning_with_sparsity_2_by_4_guide():
     pytest.importorskip("tensorflow")

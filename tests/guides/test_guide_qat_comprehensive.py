@@ -17,6 +17,8 @@ import tfmot_lite as tfmot
 from tfmot_lite import data
 from tfmot_lite.export import TFLiteModel
 
+pytestmark = pytest.mark.slow
+
 input_shape = [64]
 
 LastValueQuantizer = tfmot.quantization.keras.quantizers.LastValueQuantizer

@@ -5,10 +5,13 @@ grey images) in place of MNIST."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tfmot_lite as tfmot
 from tfmot_lite import data
+
+pytestmark = pytest.mark.slow
 
 
 def _evaluate_tflite(flatbuffer, x_test, y_test):

@@ -14,14 +14,16 @@ from guide_helpers import (
     compile_for_digits,
     digits_28x28_stand_in,
     gzipped_bytes_size,
-    mnist_cnn,
     tflite_accuracy,
     to_tflite,
     zero_fraction,
 )
+from model_builders import mnist_cnn
 
 import tfmot_lite as tfmot
 from tfmot_lite.clustering.keras.experimental import cluster
+
+pytestmark = pytest.mark.slow
 
 
 def kernels(model):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from model_builders import dense_model
 
 from tfmot_lite.clustering import keras as clustering
 from tfmot_lite.sparsity import keras as sparsity
@@ -46,11 +47,9 @@ def distinct_weights(shape, seed):
     return (magnitudes * signs).reshape(shape)
 
 
-def dense_model(units_in, units_out, seed):
+def seeded_dense_model(units_in, units_out, seed):
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((units_in,))
-    x = keras.layers.Dense(units_out + 2, activation="relu", name="hidden")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(units_out, name="head")(x))
+    return dense_model(units_in, hidden=units_out + 2, classes=units_out)
 
 
 @FAST
@@ -107,7 +106,7 @@ def set_masks(model, sparsity_value):
 @given(units=st.tuples(st.integers(2, 8), st.integers(1, 5)), sparsity_value=fractions,
        seed=st.integers(0, 100))
 def test_strip_pruning_is_idempotent_and_preserves_predictions(units, sparsity_value, seed):
-    pruned = sparsity.prune_low_magnitude(dense_model(*units, seed))
+    pruned = sparsity.prune_low_magnitude(seeded_dense_model(*units, seed))
     set_masks(pruned, sparsity_value)
     x = np.random.default_rng(seed).normal(size=(5, units[0])).astype("float32")
     stripped = sparsity.strip_pruning(pruned)
@@ -128,8 +127,9 @@ def test_strip_pruning_is_idempotent_and_preserves_predictions(units, sparsity_v
     seed=st.integers(0, 100),
 )
 def test_clustering_never_exceeds_cluster_count(units, clusters, init, seed):
-    model = dense_model(*units, seed)
-    clusters = min(clusters, units[1] * (units[0] + 2))  # no more than the head has
+    model = seeded_dense_model(*units, seed)
+    # No more clusters than the head has weights: (units_out + 2) x units_out.
+    clusters = min(clusters, (units[1] + 2) * units[1])
     clustered = clustering.cluster_weights(
         model, number_of_clusters=clusters, cluster_centroids_init=init
     )
@@ -176,7 +176,7 @@ def test_schedules_round_trip(kind, a, b, begin, span, frequency, power, end_ope
     seed=st.integers(0, 100),
 )
 def test_wrapped_models_round_trip_through_keras_files(technique, units, seed, tmp_path_factory):
-    model = dense_model(*units, seed)
+    model = seeded_dense_model(*units, seed)
     if technique == "prune":
         wrapped = sparsity.prune_low_magnitude(model, sparsity.ConstantSparsity(0.5, 0))
         set_masks(wrapped, 0.5)

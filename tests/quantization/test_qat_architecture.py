@@ -5,19 +5,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from model_builders import dense_model
 
 from tfmot_lite import export
 from tfmot_lite.core import graph, weight_wrapper
-from tfmot_lite.demo import build_cnn
+from tfmot_lite.example_models import build_cnn
 from tfmot_lite.quantization import keras as quantize
 
 L = keras.layers
-
-
-def _mlp():
-    inp = keras.Input((12,))
-    h = L.Dense(8, activation="relu", name="hidden")(inp)
-    return keras.Model(inp, L.Dense(3, activation="softmax", name="head")(h))
 
 
 def _x(n=16, shape=(12,)):
@@ -25,7 +20,7 @@ def _x(n=16, shape=(12,)):
 
 
 def test_wrapper_is_a_weight_transform_wrapper_with_slots_found_once(monkeypatch):
-    qat = quantize.quantize_model(_mlp())
+    qat = quantize.quantize_model(dense_model(12, head_activation="softmax"))
     wrappers = [l for l in qat.layers if isinstance(l, quantize.QuantizeWrapper)]
     assert len(wrappers) == 2
     assert all(isinstance(w, weight_wrapper.WeightTransformWrapper) for w in wrappers)
@@ -42,7 +37,7 @@ def test_wrapper_is_a_weight_transform_wrapper_with_slots_found_once(monkeypatch
 
 
 def test_softmax_activation_slot_and_restore():
-    qat = quantize.quantize_model(_mlp())
+    qat = quantize.quantize_model(dense_model(12, head_activation="softmax"))
     head = [l for l in qat.layers if isinstance(l, quantize.QuantizeWrapper)][-1]
     assert head._activation_slots == [(head.layer, "activation")]
     qat.predict(_x(), verbose=0)
@@ -70,6 +65,12 @@ def test_strip_quantization_bakes_fake_quantized_weights():
     kernel = conv.kernel.numpy()
     scale = np.abs(kernel).max(axis=(0, 1, 2)) / 127.0
     np.testing.assert_allclose(kernel / scale, np.round(kernel / scale), atol=1e-3)
+
+
+@pytest.mark.parametrize("conv", [L.Conv2DTranspose(4, 3), L.Dense(4), L.Conv3D(4, 3)])
+def test_conv_bn_refuses_a_layer_whose_channels_are_not_on_the_kernels_last_axis(conv):
+    with pytest.raises(ValueError, match=f"'{conv.name}'.*cannot fold a BatchNormalization"):
+        quantize.QuantizeConvBatchNorm(conv, L.BatchNormalization())
 
 
 def test_per_tensor_conv_bn_trains_on_the_folded_kernel():
@@ -167,10 +168,11 @@ def test_scheme_bit_widths_reach_the_fused_layers():
 def test_pruned_or_clustered_model_is_refused_with_the_fix():
     import tfmot_lite as tfmot
 
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(_mlp())
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(dense_model(12, head_activation="softmax"))
     with pytest.raises(ValueError, match=r"strip_pruning\(model\)"):
         quantize.quantize_model(pruned)
-    clustered = tfmot.clustering.keras.cluster_weights(_mlp(), number_of_clusters=4)
+    clustered = tfmot.clustering.keras.cluster_weights(
+        dense_model(12, head_activation="softmax"), number_of_clusters=4)
     with pytest.raises(ValueError, match=r"strip_clustering\(model\)"):
         quantize.quantize_model(clustered)
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)

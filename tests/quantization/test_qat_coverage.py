@@ -5,11 +5,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from qat_helpers import assert_int8_body
+from tflite_helpers import assert_int8_body
 
 from tfmot_lite import export
 from tfmot_lite.quantization import keras as quantize
-from tfmot_lite.quantization.quantize import QUANTIZED, _leaf_layers
+from tfmot_lite.core import techniques
+from tfmot_lite.quantization.quantize import _leaf_layers
 from tfmot_lite.quantization.registry import PASS_THROUGH
 
 L = keras.layers
@@ -35,7 +36,8 @@ def _assert_every_layer_quantized(qat):
     left = [
         f"{path} ({type(layer).__name__})"
         for path, layer in _leaf_layers(qat)
-        if not isinstance(layer, QUANTIZED + PASS_THROUGH)
+        if techniques.technique_of(layer) is not techniques.QAT
+        and not isinstance(layer, PASS_THROUGH)
     ]
     assert not left, left
 
@@ -49,6 +51,7 @@ def _assert_converts_and_agrees(qat, x, atol):
     return flatbuffer
 
 
+@pytest.mark.slow
 def test_mobilenet_v2():
     """Quantized layer by layer, and converted (uncalibrated ranges: the test
     checks the structure; the digits test checks trained agreement)."""
@@ -69,6 +72,7 @@ def test_mobilenet_v2():
     assert names.count("DEPTHWISE_CONV_2D") == 17 and "MUL" not in names
 
 
+@pytest.mark.slow
 def test_mobilenet_v3_small():
     """Hard-swish / hard-sigmoid (raw `x + 3`, `x * (1/6)` ops), SE blocks."""
     model = keras.applications.MobileNetV3Small(
@@ -79,6 +83,7 @@ def test_mobilenet_v3_small():
     _assert_converts_and_agrees(qat, x, atol=0.1)
 
 
+@pytest.mark.slow
 def test_resnet50_quantizes_every_layer():
     model = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10)
     qat = quantize.quantize_model(model)

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tfmot_lite.demo import build_cnn as small_cnn
-from qat_helpers import assert_int8_body
+from tfmot_lite.example_models import build_cnn as small_cnn
+from tflite_helpers import assert_int8_body
 
 from tfmot_lite import export
 from tfmot_lite.quantization import keras as quantize
@@ -63,7 +63,7 @@ def test_int8_input_and_output_types(trained, digits32):
     )
     tflite = export.TFLiteModel(flatbuffer)
     assert tflite.input["dtype"] == np.int8 and tflite.output["dtype"] == np.int8
-    from qat_helpers import op_report
+    from tflite_helpers import op_report
 
     names, float_ops = op_report(flatbuffer)
     assert not float_ops and "DEQUANTIZE" not in names, names

@@ -13,11 +13,13 @@ centroids, weights and optimizer state as the uninterrupted run with the same
 seed, for pruning, QAT and clustering.
 """
 
+import itertools
 import re
 
 import keras
 import numpy as np
 import pytest
+from model_builders import dense_model
 
 from tfmot_lite.clustering import keras as clustering
 from tfmot_lite.quantization import keras as quantization
@@ -34,9 +36,7 @@ def data():
 
 def base_model():
     keras.utils.set_random_seed(3)
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    return dense_model()
 
 
 def build(technique):
@@ -140,6 +140,7 @@ def assert_same_end(model, technique):
 TECHNIQUES = ["prune", "qat", "cluster"]
 
 
+@pytest.mark.slow
 def test_reference_run_did_its_job():
     (_, _, optimizer), prune_facts = reference("prune")
     steps = [v for k, v in prune_facts.items() if k.endswith(".step")]
@@ -155,9 +156,17 @@ def test_reference_run_did_its_job():
     assert sum("centroids" in k for k in cluster_facts) == 2
 
 
-@pytest.mark.parametrize("technique", TECHNIQUES)
-@pytest.mark.parametrize("order", ["backup_first", "backup_last"])
-@pytest.mark.parametrize("resume_into", ["fresh_model", "same_model"])
+# The fast tier runs one case each for QAT and clustering (the pruning clock
+# tests resume pruning); the slow tier runs them all.
+FAST = {("same_model", "backup_first", "qat"), ("same_model", "backup_first", "cluster")}
+
+
+@pytest.mark.parametrize("resume_into, order, technique", [
+    pytest.param(*case, id="-".join(case),
+                 marks=() if case in FAST else pytest.mark.slow)
+    for case in itertools.product(["fresh_model", "same_model"],
+                                  ["backup_first", "backup_last"], TECHNIQUES)
+])
 def test_backup_and_restore_resumes_exactly(technique, order, resume_into, tmp_path):
     def callbacks(own):
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
@@ -174,6 +183,7 @@ def test_backup_and_restore_resumes_exactly(technique, order, resume_into, tmp_p
     assert_same_end(model, technique)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("technique", TECHNIQUES)
 def test_reload_from_keras_file_resumes_exactly(technique, tmp_path):
     model, own = build(technique)

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from model_builders import mlp
 
 from tfmot_lite.core import graph
 from tfmot_lite.sparsity import keras as sparsity
@@ -12,12 +13,6 @@ def wrappers(model):
 
 def snapshot(model):
     return [w.copy() for w in model.get_weights()]
-
-
-def mlp():
-    return keras.Sequential(
-        [keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
-         keras.layers.Dense(3)], name="mlp")
 
 
 @pytest.mark.parametrize(
@@ -86,7 +81,7 @@ def test_layers_without_weights_pass_through_unwrapped():
 
 def test_pruning_returns_a_new_model_and_never_mutates_the_input(tiny_data):
     x, y = tiny_data
-    model = mlp()
+    model = mlp(16)
     before = snapshot(model)
     pruned = sparsity.prune_low_magnitude(model, sparsity.ConstantSparsity(0.8, 0, frequency=1))
     pruned.compile("adam", "sparse_categorical_crossentropy")
@@ -181,7 +176,7 @@ def test_custom_prunable_layer_is_pruned(tiny_data):
 )
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        sparsity.prune_low_magnitude(mlp(), **kwargs)
+        sparsity.prune_low_magnitude(mlp(16), **kwargs)
 
 
 def test_block_sparsity_on_a_3x3_conv_names_the_layer():
@@ -224,7 +219,7 @@ def test_subclassed_model_gets_a_clear_error():
 
 
 def test_prune_scope_loads_models_like_tfmot(tmp_path):
-    pruned = sparsity.prune_low_magnitude(mlp())
+    pruned = sparsity.prune_low_magnitude(mlp(16))
     path = str(tmp_path / "m.keras")
     pruned.save(path)
     with sparsity.prune_scope():

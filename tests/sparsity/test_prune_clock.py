@@ -11,6 +11,7 @@ gives `final + (initial - final) * (1 - p) ** power` with
 import keras
 import numpy as np
 import pytest
+from model_builders import mlp
 
 from tfmot_lite.core import graph
 from tfmot_lite.sparsity import keras as sparsity
@@ -18,14 +19,6 @@ from tfmot_lite.sparsity import keras as sparsity
 
 def wrappers(model):
     return [l for _, l in graph.iter_layers(model) if isinstance(l, sparsity.PruneLowMagnitude)]
-
-
-def mlp():
-    return keras.Sequential([
-        keras.Input((12,)),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(3),
-    ])
 
 
 def compiled(model):
@@ -249,6 +242,7 @@ def test_sequential_without_input_is_built_by_fit_and_pruned(tiny_data):
         assert model.count_params() > 0
 
 
+@pytest.mark.slow  # a JAX process: Keras alone takes seconds to import
 def test_jax_stateless_loop_driven_by_hand_follows_tfmots_clock():
     """A JAX loop (stateless_call + jax.grad), in its own process."""
     import importlib.util

@@ -3,7 +3,7 @@ import glob
 import keras
 import numpy as np
 import pytest
-from tfmot_lite.demo import build_cnn as small_cnn
+from tfmot_lite.example_models import build_cnn as small_cnn
 
 from tfmot_lite.core import graph
 from tfmot_lite.sparsity import keras as sparsity

@@ -1,25 +1,28 @@
 """The channel pruning tutorial runs end to end on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
-TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "tutorials" / "channel_pruning.py"
+pytestmark = pytest.mark.slow
 
 
 def test_tutorial_quick_run(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("channel_pruning_quick", TUTORIAL)
-    tutorial = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tutorial)
+    tutorial = load_tutorial("channel_pruning")
 
     results = tutorial.main(["--quick", "--output-dir", str(tmp_path)])
 
     table = capsys.readouterr().out
-    for label in ("dense float", "shrunk float", "shrunk + QAT int8", "parameters", "MACs"):
+    for label in ("dense float", "shrunk float", "shrunk + QAT int8", "parameters", "MACs",
+                  "shrunk float distilled", "shrunk + QAT int8 distilled"):
         assert label in table
     rows = {r["model"]: r for r in results["rows"]}
     assert (tmp_path / "shrunk.tflite").stat().st_size == rows["shrunk float"]["bytes"]
-    assert rows["shrunk float"]["bytes"] < 0.6 * rows["dense float"]["bytes"]
-    assert rows["shrunk + QAT int8"]["bytes"] < rows["shrunk float"]["bytes"]
+    assert ((tmp_path / "shrunk_qat_int8_distilled.tflite").stat().st_size
+            == rows["shrunk + QAT int8 distilled"]["bytes"])
+    for distilled in ("", " distilled"):
+        assert rows["shrunk float" + distilled]["bytes"] < 0.6 * rows["dense float"]["bytes"]
+        assert (rows["shrunk + QAT int8" + distilled]["bytes"]
+                < rows["shrunk float" + distilled]["bytes"])
     assert results["shrink_max_abs_diff"] <= 1e-4
     summary = results["summary"]
     assert summary.params_after < 0.5 * summary.params_before

@@ -1,34 +1,29 @@
 """tutorials/collaborative_optimization.py on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "tutorials" / "collaborative_optimization.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("collaborative_optimization", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run(capsys):
-    result = _load().main(["--quick", "--verbose", "0"])
+    result = load_tutorial("collaborative_optimization").main(["--quick", "--verbose", "0"])
     out = capsys.readouterr().out
     rows = {r["model"]: r for r in result["rows"]}
-    assert list(rows) == ["float", "QAT", "PQAT", "CQAT", "PCQAT"]
-    assert "gzip bytes" in out and "max/ch" in out and "PCQAT" in out
-    for name in ("QAT", "PQAT", "CQAT", "PCQAT"):
-        assert result["agreement"][name] >= 0.99
-        assert rows[name]["bytes"] < rows["float"]["bytes"] / 2
+    techniques = ("QAT", "PQAT", "CQAT", "PCQAT")
+    assert list(rows) == ["float"] + [f"{t}{d}" for t in techniques for d in ("", " distilled")]
+    assert "gzip bytes" in out and "max/ch" in out and "PCQAT distilled" in out
     kernels = result["kernels"]
-    assert len(kernels["PQAT"]) == 5  # four convolutions and the Dense head
-    for _, _, zeros, _, _ in kernels["PQAT"] + kernels["PCQAT"]:
-        assert zeros >= 0.49
-    for _, _, _, _, per_channel in kernels["CQAT"] + kernels["PCQAT"]:
-        assert per_channel <= 8
-    # Zeros and repeated values compress: smaller downloads than plain QAT.
-    for name in ("PQAT", "CQAT", "PCQAT"):
-        assert rows[name]["gzip_bytes"] < rows["QAT"]["gzip_bytes"]
+    for distilled in ("", " distilled"):  # distillation keeps what each scheme keeps
+        for name in techniques:
+            name += distilled
+            assert result["agreement"][name] >= 0.99
+            assert rows[name]["bytes"] < rows["float"]["bytes"] / 2
+        assert len(kernels["PQAT" + distilled]) == 5  # four convolutions and the Dense head
+        for _, _, zeros, _, _ in kernels["PQAT" + distilled] + kernels["PCQAT" + distilled]:
+            assert zeros >= 0.49
+        for _, _, _, _, per_channel in kernels["CQAT" + distilled] + kernels["PCQAT" + distilled]:
+            assert per_channel <= 8
+        # Zeros and repeated values compress: smaller downloads than plain QAT.
+        for name in ("PQAT", "CQAT", "PCQAT"):
+            assert rows[name + distilled]["gzip_bytes"] < rows["QAT" + distilled]["gzip_bytes"]

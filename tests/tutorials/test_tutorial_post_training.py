@@ -1,19 +1,15 @@
 """tutorials/post_training_quantization.py on its short setting."""
 
-import importlib.util
-import pathlib
+import pytest
+from tutorial_modules import load_tutorial
 
 from tfmot_lite import export
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "tutorials" / "post_training_quantization.py"
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run_prints_the_table_with_every_mode(capsys):
-    spec = importlib.util.spec_from_file_location("post_training_quantization", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = module.main(["--quick", "--verbose", "0"])
+    result = load_tutorial("post_training_quantization").main(["--quick", "--verbose", "0"])
     out = capsys.readouterr().out
     table = out[out.index("mode"):]
     for mode in export.MODES:

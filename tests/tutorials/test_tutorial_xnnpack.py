@@ -1,24 +1,20 @@
 """tutorials/pruning_for_xnnpack.py on a short setting, and its CIFAR-10 path."""
 
-import importlib.util
 import pathlib
 import re
 
 import numpy as np
 import pytest
+from tutorial_modules import load_tutorial
 
 from tfmot_lite import data
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TUTORIAL = ROOT / "tutorials" / "pruning_for_xnnpack.py"
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tutorial():
-    spec = importlib.util.spec_from_file_location("pruning_for_xnnpack", TUTORIAL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tutorial("pruning_for_xnnpack")
 
 
 def test_quick_run_reproduces_the_guide(tutorial, tmp_path, capsys):
@@ -38,19 +34,23 @@ def test_quick_run_reproduces_the_guide(tutorial, tmp_path, capsys):
     assert len(result["pruned_layers"]) == 2
     # Step 4: PruningSummaries wrote TensorBoard events.
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
-    # Steps 5-6: both files written; the pruned one is sparse and ready.
-    dense, pruned = result["rows"]
+    # Steps 5-6: the files written; the pruned ones (plain and distilled) are
+    # sparse and ready.
+    dense, pruned, distilled = result["rows"]
     for path in result["paths"]:
         assert pathlib.Path(path).stat().st_size > 0
-    assert pruned["sparse_ready"] and not dense["sparse_ready"]
-    assert len(pruned["report"].sparse_operators) == 2
-    assert all(
-        op.zero_fraction == pytest.approx(0.75, abs=0.01)
-        for op in pruned["report"].sparse_operators
-    )
-    assert pruned["gzipped"] < dense["gzipped"]
-    # The exported model computes what the Keras model does.
+    assert not dense["sparse_ready"]
+    for row in (pruned, distilled):
+        assert row["sparse_ready"]
+        assert len(row["report"].sparse_operators) == 2
+        assert all(
+            op.zero_fraction == pytest.approx(0.75, abs=0.01)
+            for op in row["report"].sparse_operators
+        )
+        assert row["gzipped"] < dense["gzipped"]
+    # The exported models compute what the Keras models do.
     assert pruned["accuracy"] == pytest.approx(result["pruned_accuracy"], abs=0.01)
+    assert distilled["accuracy"] == pytest.approx(result["distilled_accuracy"], abs=0.01)
     assert "| model " in out and "XNNPACK sparse-ready" in out
     assert result["table"] in out
     assert "sparse kernels engage on ARM" in out or "decided at run time" in out

@@ -4,16 +4,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
-from tfmot_lite.clustering.wrapper import ClusterWeights
+from tfmot_lite.core import techniques
+from tfmot_lite.distillation.distiller import student_of
 from tfmot_lite.sparsity.callbacks import require_tensorboard
 
 
 def clustering_wrappers(model):
-    """Every `ClusterWeights` in `model`, nested models included."""
-    return [
-        layer for _, layer in graph.iter_layers(model) if isinstance(layer, ClusterWeights)
-    ]
+    """Every `ClusterWeights` in `model`, nested models included (in the
+    student of a distillation model, never in its teacher)."""
+    return techniques.layers_in(student_of(model), techniques.CLUSTERING)
 
 
 def clustering_metrics(wrappers):

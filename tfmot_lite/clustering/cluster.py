@@ -1,8 +1,5 @@
 """`cluster_weights`, `strip_clustering` and `cluster_scope`."""
 
-import keras
-
-from tfmot_lite.core import checks, graph
 from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
 from tfmot_lite.clustering.wrapper import (
@@ -10,7 +7,7 @@ from tfmot_lite.clustering.wrapper import (
     per_channel_applies,
     weight_count_problems,
 )
-from tfmot_lite.core.weight_wrapper import carry_input_shape
+from tfmot_lite.core import checks, entry, graph, techniques
 
 
 def cluster_weights(
@@ -52,124 +49,79 @@ def cluster_weights(
     params = check_clustering_params(
         number_of_clusters, cluster_centroids_init, preserve_sparsity, cluster_per_channel
     )
-    checks.check_graph_model(to_cluster, "cluster_weights")
-    checks.check_finite_weights(to_cluster, "cluster_weights")
-
-    if isinstance(to_cluster, (list, tuple)):
-        _check_layers([(getattr(l, "name", repr(l)), l) for l in to_cluster], params)
-        return [cluster_weights(layer, **params, **kwargs) for layer in to_cluster]
-
-    if not graph.is_graph_model(to_cluster) and not isinstance(to_cluster, keras.Model):
-        checks.check_layer_not_wrapped(to_cluster, ClusterWeights, "cluster_weights", "cluster")
-        _check_layers([(getattr(to_cluster, "name", repr(to_cluster)), to_cluster)], params)
-        copy = carry_input_shape(to_cluster, graph.copy_layer(to_cluster))
-        if not registry.has_clusterable_weights(copy):
-            return copy
-        return ClusterWeights(copy, **params, **kwargs)
-
-    checks.check_no_wrapper_kwargs(kwargs, "clustering")
-    graph.check_rewritable(to_cluster)
-    _check_built(to_cluster)
-    _check_layers(list(graph.iter_layers(to_cluster)), params)
-    _check_already_clustered(list(graph.iter_layers(to_cluster)), params)
-
-    def replace(layer):
-        if isinstance(layer, ClusterWeights) or not registry.has_clusterable_weights(layer):
-            return graph.training_layer(layer)
-        return ClusterWeights(layer, **params)
-
-    return graph.rewrite(to_cluster, replace)
+    return entry.wrap(to_cluster, _ClusterPlan(params), **kwargs)
 
 
-def _check_built(model):
-    """Centroids start from the trained weights: the model must hold them."""
-    if not model.built:
-        raise ValueError(
-            f"Model '{model.name}' is not built, so its layers hold no weights "
-            "to cluster (tfmot-lite initialises the centroids from them). "
-            "Give the model an input (`keras.Input(shape)` as its first "
-            "layer, or `input_shape=` on the first layer), or call "
-            "`model.build(input_shape)`, train it, then cluster it."
-        )
+class _ClusterPlan(entry.Plan):
+    """`cluster_weights` for the entry path (`core/entry.py`)."""
 
-
-def _describe(settings):
-    return ", ".join(
-        f"{key}={getattr(value, 'value', value)!r}" for key, value in settings.items()
+    technique = techniques.CLUSTERING
+    entry = "cluster_weights"
+    argument = "to_cluster"
+    gerund = "clustering"
+    needs_inputs = True
+    needs_inputs_why = (
+        ", so its layers hold no weights to cluster (tfmot-lite initialises "
+        "the centroids from them; train it, then cluster it)"
     )
 
+    def __init__(self, params):
+        self.params = params
+        self.clustered = {}
 
-def _settings(wrapper, params=None):
-    """The settings `wrapper` was made with, or would be made with `params`."""
-    source = params if params is not None else vars(wrapper)
-    per_channel = (
-        per_channel_applies(wrapper.layer, params["cluster_per_channel"])
-        if params is not None
-        else wrapper.cluster_per_channel
-    )
-    return dict(
-        number_of_clusters=source["number_of_clusters"],
-        cluster_centroids_init=source["cluster_centroids_init"],
-        preserve_sparsity=source["preserve_sparsity"],
-        cluster_per_channel=per_channel,
-    )
-
-
-def _check_already_clustered(named_layers, params):
-    """Already-clustered layers are kept as they are (as in tfmot) when they
-    were clustered with the requested settings; other settings would be
-    silently ignored, so that is an error naming the layers and the fix."""
-    differ = [
-        f"{path}: {_describe(_settings(layer))}"
-        for path, layer in named_layers
-        if isinstance(layer, ClusterWeights)
-        and _settings(layer) != _settings(layer, params)
-    ]
-    if differ:
-        raise ValueError(
-            "These layers are already clustered, with other settings than "
-            "the ones requested, which would not be applied to them:\n"
-            + "\n".join(f"  - {d}" for d in differ)
-            + "\nStrip the old wrappers first: "
-            "`cluster_weights(strip_clustering(model), ...)`."
-        )
-
-
-def _check_layers(named_layers, params):
-    """Raises one ValueError listing every layer that cannot be clustered."""
-    for _, layer in named_layers:
-        if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(
-                "`to_cluster` must be a Keras layer, a list of layers or a "
-                f"Sequential/Functional model. Received {layer!r}."
+    def check_layers(self, named_layers):
+        """One error for the layers we cannot classify, one for the weights
+        too small for `number_of_clusters`."""
+        unknown, problems = [], []
+        for path, layer in named_layers:
+            if entry.already_wrapped(layer, self):
+                continue
+            if not registry.is_supported(layer):
+                unknown.append(f"{path} ({layer.__class__.__name__})")
+                continue
+            clustered = self.clustered[id(layer)] = registry.has_clusterable_weights(layer)
+            if clustered and layer.built:
+                problems += weight_count_problems(
+                    layer,
+                    registry.clusterable_weights(layer),
+                    self.params["number_of_clusters"],
+                    per_channel_applies(layer, self.params["cluster_per_channel"]),
+                )
+        if unknown:
+            raise registry.unsupported_layer_error(unknown)
+        if problems:
+            raise checks.problems_error(
+                "Too few weights to cluster", problems,
+                "Lower `number_of_clusters`, or cluster only the larger layers: "
+                "`keras.models.clone_model(model, clone_function=lambda l: "
+                "cluster_weights(l, k) if <l is large> else l)`.",
             )
-    unknown = [
-        f"{path} ({layer.__class__.__name__})"
-        for path, layer in named_layers
-        if not isinstance(layer, ClusterWeights) and not registry.is_supported(layer)
-    ]
-    if unknown:
-        raise registry.unsupported_layer_error(unknown)
-    problems = []
-    for _, layer in named_layers:
-        if isinstance(layer, ClusterWeights) or not layer.built:
-            continue
-        if not registry.has_clusterable_weights(layer):
-            continue
-        problems += weight_count_problems(
-            layer,
-            registry.clusterable_weights(layer),
-            params["number_of_clusters"],
-            per_channel_applies(layer, params["cluster_per_channel"]),
+
+    def settings(self, wrapper):
+        return dict(
+            number_of_clusters=wrapper.number_of_clusters,
+            cluster_centroids_init=wrapper.cluster_centroids_init,
+            preserve_sparsity=wrapper.preserve_sparsity,
+            cluster_per_channel=wrapper.cluster_per_channel,
         )
-    if problems:
-        raise ValueError(
-            "Too few weights to cluster:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\nLower `number_of_clusters`, or cluster only the larger layers: "
-            "`keras.models.clone_model(model, clone_function=lambda l: "
-            "cluster_weights(l, k) if <l is large> else l)`."
+
+    def requested(self, wrapper):
+        return dict(
+            self.params,
+            cluster_per_channel=per_channel_applies(
+                wrapper.layer, self.params["cluster_per_channel"]
+            ),
         )
+
+    def wrap_layer(self, copy, original, **kwargs):
+        if not self.clustered[id(original)]:
+            return copy
+        return ClusterWeights(copy, **self.params, **kwargs)
+
+    def replace(self, copy, original):
+        if not self.clustered.get(id(original)):
+            return graph.training_layer(copy)
+        return ClusterWeights(copy, **self.params)
 
 
 def strip_clustering(model):
@@ -183,13 +135,10 @@ def strip_clustering(model):
     weight (per output channel with `cluster_per_channel`). `model` itself
     is not modified.
     """
-    return graph.strip(model, ClusterWeights)
+    return techniques.strip(model, techniques.CLUSTERING)
 
 
 def cluster_scope():
-    """A custom-object scope naming the clustering wrapper (tfmot compatibility).
-
-    tfmot-lite's objects are registered with Keras, so `load_model` needs no
-    scope; this exists so that tfmot code using it keeps working.
-    """
-    return keras.saving.custom_object_scope({"ClusterWeights": ClusterWeights})
+    """A custom-object scope naming `ClusterWeights` (tfmot compatibility;
+    loading needs no scope)."""
+    return entry.compat_scope(ClusterWeights)

@@ -31,9 +31,16 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.clustering import registry
-from tfmot_lite.clustering.algorithm import ClusteringAlgorithm, ClusteringAlgorithmPerChannel
-from tfmot_lite.clustering.centroids import initial_centroids, initial_centroids_per_channel
+from tfmot_lite.clustering.algorithm import (
+    ClusteringAlgorithm,
+    ClusteringAlgorithmPerChannel,
+)
+from tfmot_lite.clustering.centroids import (
+    initial_centroids,
+    initial_centroids_per_channel,
+)
 from tfmot_lite.clustering.config import CentroidInitialization, check_clustering_params
+from tfmot_lite.core import checks, techniques
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
@@ -74,6 +81,8 @@ class ClusterWeights(WeightTransformWrapper):
       cluster_per_channel: one set of centroids per output channel of a
         Conv2D kernel; ignored for other layers, as in tfmot.
     """
+
+    technique = techniques.CLUSTERING
 
     def __init__(
         self,
@@ -140,10 +149,9 @@ class ClusterWeights(WeightTransformWrapper):
             self.layer, named, self.number_of_clusters, self.cluster_per_channel
         )
         if problems:
-            raise ValueError(
-                "Too few weights to cluster:\n"
-                + "\n".join(f"  - {p}" for p in problems)
-                + "\nLower `number_of_clusters`, or leave these layers unclustered."
+            raise checks.problems_error(
+                "Too few weights to cluster", problems,
+                "Lower `number_of_clusters`, or leave these layers unclustered.",
             )
         restoring = getattr(self, "_restoring", False)
         rng = None if restoring else np.random.default_rng(np.random.randint(2**31 - 1))

@@ -5,16 +5,15 @@ weight) and says how to fix it, before anything is built, so that a bad call
 leaves nothing half-applied and the user's model untouched.
 
 * Argument validators (`check_int`, `check_fraction`, `check_positive`,
-  `check_m_by_n`, `check_pruning_policy`) are what schedules, wrappers and
+  `check_m_by_n`, `check_block_size`) are what schedules, wrappers and
   entry points call on their arguments: a float where an integer is meant
   (`frequency=2.5`), a string where a number is meant
   (`ConstantSparsity("0.5", 0)`) are errors, not silent conversions.
 * `check_finite_weights`: a NaN or inf weight would turn into NaN masks,
   centroids or quantization ranges, so wrapping refuses it.
-* `check_graph_model`, `check_not_wrapped`: what each technique's entry point
-  accepts (Sequential/Functional models; no other technique's wrappers left
-  in the model); `check_layer_not_wrapped`, `check_no_wrapper_kwargs`: a
-  single layer is not wrapped twice, wrapper arguments go with a layer only.
+
+What a whole model must be (a graph model, built, with no other
+technique's layers) is `core/entry.py`'s part.
 """
 
 import numbers
@@ -101,41 +100,6 @@ def check_m_by_n(value):
     return int(m), int(n)
 
 
-def check_pruning_policy(policy):
-    """`pruning_policy` must be None or a `PruningPolicy` instance."""
-    from tfmot_lite.sparsity.policy import PruningPolicy
-
-    if policy is not None and not isinstance(policy, PruningPolicy):
-        hint = ""
-        if isinstance(policy, str) and "xnnpack" in policy.lower():
-            hint = " such as tfmot_lite.sparsity.keras.PruneForLatencyOnXNNPack()"
-        raise ValueError(
-            "`pruning_policy` must be a PruningPolicy instance"
-            f"{hint}, or None. Received {policy!r} ({type(policy).__name__})."
-        )
-
-
-def check_graph_model(model, fn):
-    """A subclassed model cannot be rewritten: say so, and what to do."""
-    if isinstance(model, keras.Model) and not graph.is_graph_model(model):
-        raise ValueError(
-            f"`{fn}` cannot rewrite '{model.name}', a subclassed model "
-            f"({type(model).__name__}): its layers are only known to its own "
-            "`call`. Build the model with the Sequential or Functional API, or "
-            f"apply `{fn}` to the layers inside it when you construct it."
-        )
-
-
-def _named_layers(obj):
-    if isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _named_layers(item)
-    elif graph.is_graph_model(obj):
-        yield from graph.iter_layers(obj)
-    elif isinstance(obj, keras.layers.Layer):
-        yield obj.name, obj
-
-
 def check_finite_weights(to_wrap, fn):
     """Every weight of every layer in `to_wrap` is finite (no NaN or inf).
 
@@ -144,7 +108,7 @@ def check_finite_weights(to_wrap, fn):
     NaN centroids and QAT would learn `[nan, nan]` ranges, silently; so the
     first non-finite weight raises a ValueError naming its layer and weight.
     """
-    for path, layer in _named_layers(to_wrap):
+    for path, layer in graph.iter_named(to_wrap):
         for weight in layer.weights:
             values = np.asarray(keras.ops.convert_to_numpy(weight))
             if not np.issubdtype(values.dtype, np.floating) or np.isfinite(values).all():
@@ -159,58 +123,6 @@ def check_finite_weights(to_wrap, fn):
                 "`weight.assign(np.nan_to_num(weight.numpy(), nan=0.0, posinf=0.0, "
                 "neginf=0.0))`)."
             )
-
-
-# Wrappers of one technique that another technique's entry point must not
-# see, and the function that removes them.
-_STRIP_HINTS = (
-    ("tfmot_lite.sparsity.wrapper", "PruneLowMagnitude", "pruned", "strip_pruning"),
-    ("tfmot_lite.clustering.wrapper", "ClusterWeights", "clustered", "strip_clustering"),
-)
-
-
-def check_not_wrapped(model, fn):
-    """ValueError if `model` still holds pruning or clustering wrappers:
-    `fn` (e.g. `quantize_model`) works on plain layers, after strip."""
-    import importlib
-
-    for module, cls_name, verb, strip in _STRIP_HINTS:
-        cls = getattr(importlib.import_module(module), cls_name)
-        wrapped = [
-            path for path, layer in _named_layers(model)
-            # also under a QuantizeAnnotate (or any Keras Wrapper)
-            if isinstance(layer, cls) or isinstance(getattr(layer, "layer", None), cls)
-        ]
-        if wrapped:
-            raise ValueError(
-                f"Model '{model.name}' is still {verb}: "
-                + ", ".join(f"'{p}'" for p in wrapped)
-                + f" ({cls_name}). Call `{strip}(model)` first and pass the "
-                f"result to `{fn}`."
-            )
-
-
-def check_layer_not_wrapped(layer, wrapper_class, fn, verb):
-    """ValueError if the single layer handed to `fn` (which `verb`s it) is
-    already a `wrapper_class`: wrapping twice would stack two wrappers."""
-    if isinstance(layer, wrapper_class):
-        done, strip = next(
-            (done, strip) for _, name, done, strip in _STRIP_HINTS
-            if name == wrapper_class.__name__
-        )
-        raise ValueError(
-            f"Layer '{layer.name}' is already {done}. To {verb} it with new "
-            f"settings, strip the old wrapper first: `{fn}({strip}(layer), ...)`."
-        )
-
-
-def check_no_wrapper_kwargs(kwargs, gerund):
-    """Wrapper arguments (a name, ...) only apply to a single layer."""
-    if kwargs:
-        raise ValueError(
-            f"Unexpected arguments for a model: {sorted(kwargs)}. Wrapper "
-            f"arguments such as a name apply when {gerund} a single layer."
-        )
 
 
 def check_ints(**values):
@@ -233,14 +145,7 @@ def check_block_size(value):
         )
 
 
-def check_prune_args(block_size, pruning_policy):
-    """The `prune_low_magnitude` arguments checked before they are used."""
-    check_block_size(block_size)
-    check_pruning_policy(pruning_policy)
-
-
-def check_quantize_input(model, fn):
-    """What `quantize_model` / `quantize_apply` need beyond a graph model:
-    no pruning/clustering wrappers left, and finite weights."""
-    check_not_wrapped(model, fn)
-    check_finite_weights(model, fn)
+def problems_error(title, problems, fix):
+    """One ValueError for every layer or weight that cannot take a
+    technique: `title`, a line per problem, then the `fix`."""
+    return ValueError(f"{title}:\n" + "\n".join(f"  - {p}" for p in problems) + f"\n{fix}")

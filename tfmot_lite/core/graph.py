@@ -12,8 +12,8 @@ import dataclasses
 
 import keras
 
-from tfmot_lite.fast.batch_norm import FusedBatchNormalization
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
+from tfmot_lite.fast.batch_norm import FusedBatchNormalization
 
 
 def is_graph_model(layer):
@@ -45,6 +45,18 @@ def iter_layers(model, prefix="", operations=False):
             yield from iter_layers(layer, prefix + layer.name + "/", operations)
         else:
             yield prefix + layer.name, layer
+
+
+def iter_named(obj):
+    """`(path, layer)` for a layer, a list of layers or a model (its leaf
+    layers, nested models included: `iter_layers`)."""
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from iter_named(item)
+    elif is_graph_model(obj):
+        yield from iter_layers(obj)
+    elif isinstance(obj, keras.layers.Layer):
+        yield obj.name, obj
 
 
 def _scope_objects():
@@ -116,28 +128,64 @@ def training_layer(layer):
     return layer
 
 
-def check_rewritable(model):
-    """Raises a ValueError unless `model` is a layer or a graph model."""
+def _subclassed_model_error(model, fn):
+    return ValueError(
+        f"`{fn}` cannot rewrite '{model.name}', a subclassed model "
+        f"({type(model).__name__}): its layers are only known to its own "
+        "`call`. Build the model with the Sequential or Functional API, or "
+        f"apply `{fn}` to the layers inside it when you construct it."
+    )
+
+
+def check_rewritable(model, fn="rewrite", argument="model"):
+    """Raises a ValueError unless `model` (`fn`'s `argument`) is a layer or
+    a graph model."""
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
-            "Expected a Keras layer or a Sequential/Functional model, got "
-            f"{type(model).__name__}."
+            f"`{argument}` of `{fn}` must be a Keras layer, a list of layers "
+            f"or a Sequential/Functional model. Received {model!r} "
+            f"({type(model).__name__})."
         )
     if isinstance(model, keras.Model) and not is_graph_model(model):
+        raise _subclassed_model_error(model, fn)
+
+
+def check_unique_names(model, fn, names=None):
+    """Raises a ValueError naming the layers of `model` (nested models
+    included) that share a name: `fn` matches layers by name. `names`
+    limits the check to those."""
+    counts = collections.Counter(layer.name for _, layer in iter_layers(model))
+    clashes = sorted(n for n, c in counts.items() if c > 1 and (names is None or n in names))
+    if clashes:
         raise ValueError(
-            f"Model '{model.name}' is a subclassed "
-            f"{model.__class__.__name__}: its layers cannot be rewritten. "
-            "Build it as a Sequential or Functional model, or apply the "
-            "technique to its layers when you construct it."
+            f"Several layers are named {clashes}: `{fn}` matches layers by "
+            "name across nested models. Give them unique names."
         )
 
 
-def check_built(model, fn):
-    """Raises a ValueError unless `model` has known inputs."""
-    if not model.built or not getattr(model, "inputs", None):
+def has_inputs(model):
+    """Whether a graph model knows its inputs (an Input, or built)."""
+    try:
+        return bool(model.built and model.inputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def check_model(model, fn, needs_inputs=False, why=""):
+    """The one check of what a whole-model entry point (`fn`) accepts: a
+    Sequential or Functional model, with known inputs when `needs_inputs`
+    (`why` says what they are needed for)."""
+    check_rewritable(model, fn)
+    if not is_graph_model(model):
         raise ValueError(
-            f"Model '{model.name}' is not built: give it an Input (or call "
-            f"`build`) before `{fn}`."
+            f"`{fn}` expects a Keras Sequential or Functional model; got "
+            f"layer '{model.name}' ({type(model).__name__})."
+        )
+    if needs_inputs and not has_inputs(model):
+        raise ValueError(
+            f"Model '{model.name}' is not built{why}: give it an input "
+            "(`keras.Input(shape)` as its first layer, or `input_shape=` on "
+            f"the first layer) or call `model.build(input_shape)` before `{fn}`."
         )
 
 
@@ -244,7 +292,7 @@ def _nested_cloner(clone, call_function):
 
 def _rewrite_sequential(model, clone, call):
     """A Sequential rebuilt through `call`: traced as a chain, then listed."""
-    check_built(model, "rewrite")
+    check_model(model, "rewrite", needs_inputs=True)
     body = keras.models.clone_model(model, clone_function=clone, recursive=False)
     first = model.inputs[0]
     x = inputs = keras.Input(batch_shape=first.shape, dtype=first.dtype)
@@ -259,15 +307,21 @@ def _rewrite_sequential(model, clone, call):
     return keras.Sequential([new_input, *layers], name=model.name)
 
 
-def strip(model, wrapper_class):
-    """A copy of `model` with every `wrapper_class` (a class or a tuple)
-    replaced by `layer.strip()`: for a `WeightTransformWrapper`, the layer
-    it wrapped with its weights baked (see `WeightTransformWrapper.bake`).
-    Each `FusedBatchNormalization` that `training_layer` put in becomes
-    Keras' BatchNormalization again."""
+def strip(model, stripped):
+    """A copy of `model` in which every layer that `stripped` selects (a
+    class, a tuple of classes, or a predicate) is replaced by
+    `layer.strip()`: for a `WeightTransformWrapper`, the layer it wrapped
+    with its weights baked (see `WeightTransformWrapper.bake`). Each
+    `FusedBatchNormalization` that `training_layer` put in becomes Keras'
+    BatchNormalization again."""
+    if isinstance(stripped, (type, tuple)):
+        classes = stripped
+
+        def stripped(layer):
+            return isinstance(layer, classes)
 
     def unwrap(layer):
-        if isinstance(layer, wrapper_class):
+        if stripped(layer):
             return layer.strip()
         if type(layer) is FusedBatchNormalization:
             return copy_layer(layer, keras.layers.BatchNormalization)

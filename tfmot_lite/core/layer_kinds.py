@@ -1,18 +1,36 @@
 """The one table of Keras layer families: their kernels, and what each
 technique does with them.
 
-Pruning (`sparsity/registry.py`), clustering (`clustering/registry.py`) and
-quantization (`quantization/registry.py`, its `kind()`) all read `FAMILIES`.
-A row names a family of layer classes, the kernels they hold as
-`(name, attribute path)` pairs (the name is what wrappers and saved
-variables call the weight, the path is where the layer keeps it), and for
-each technique a `Use`:
+A new layer family goes in one place: a `Family` row of `FAMILIES` below.
+Pruning (`sparsity/registry.py`), clustering (`clustering/registry.py`),
+quantization (`quantization/registry.py`, the Conv-BatchNorm folding,
+`experimental/combine/schemes.py`) and channel pruning
+(`sparsity/channels/`, with its MAC counts) all read it. A row names a family of layer classes,
+the kernels they hold as `(name, attribute path)` pairs (the name is what
+wrappers and saved variables call the weight, the path is where the layer
+keeps it), and for each technique:
 
-* pruning and clustering: `OPTIMIZE` (their kernels are pruned/clustered),
-  `DENSE` (known, left as they are) or `UNSUPPORTED` (an error naming the
-  layer);
-* quantization: `'weights'` (kernel and output quantized), `'output'` (output
-  only), `'pass'` (the int8 kernel keeps the input's scale) or `UNSUPPORTED`.
+* `prune`, `cluster`: a `Use` whose verdict is `OPTIMIZE` (their kernels
+  are pruned/clustered), `DENSE` (known, left as they are) or `UNSUPPORTED`
+  (an error naming the layer);
+* `quantize`: a `Use` whose verdict is `'weights'` (kernel and output
+  quantized), `'output'` (output only), `'pass'` (the int8 kernel keeps the
+  input's scale) or `UNSUPPORTED`; `per_channel`: a `PerChannel` for the
+  families whose int8 kernel has one scale per output channel (None: one
+  scale per kernel);
+* `channels`: how channel pruning follows the channels (the last axis)
+  through the layer: `PRODUCES` (new output channels from its kernel, whose
+  last axis holds them; `width` names the config field counting them),
+  `CHANNELWISE` (one weight slice per channel, channel `c` to `c`), `KEEPS`
+  (no weights, channel `c` stays `c`), `ACTIVATES` (keeps them, and the
+  layer is an elementwise function that must map 0 to 0), `MERGES`
+  (elementwise join of several tensors), `CONCATENATES`, `MIXES` (moves
+  channels into other dimensions) or None (the analysis stops there);
+* `macs`: the multiply-accumulates one call costs (`Macs`; None: none
+  counted).
+
+A column may hold a function `layer -> value` where a layer's own
+configuration decides (UpSampling2D's interpolation, Activation's function).
 
 Containers (RNN, StackedRNNCells, Bidirectional, TimeDistributed) hold no
 kernels of their own: their rows list the sub-layers, and the verdict and
@@ -22,7 +40,7 @@ kernels come from those (`OPTIMIZE` when any sub-layer is optimized,
 Layers not in the table: a custom layer that implements the technique's
 mixin (`PrunableLayer`, `ClusterableLayer`) says itself; a built layer with
 no trainable weights is `DENSE` (nothing to optimize); anything else is
-`UNSUPPORTED`.
+`UNSUPPORTED` (and stops the channel analysis).
 """
 
 import dataclasses
@@ -33,6 +51,18 @@ OPTIMIZE = "optimize"
 DENSE = "dense"
 UNSUPPORTED = "unsupported"
 
+# Channel-pruning roles (the `channels` column).
+PRODUCES = "produces"
+CHANNELWISE = "channelwise"
+KEEPS = "keeps"
+ACTIVATES = "activates"
+MERGES = "merges"
+CONCATENATES = "concatenates"
+MIXES = "mixes"
+
+# Activations that combine the channels of a position (not elementwise).
+CHANNEL_MIXING_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})
+
 
 @dataclasses.dataclass(frozen=True)
 class Use:
@@ -40,6 +70,34 @@ class Use:
 
     verdict: object  # OPTIMIZE/DENSE/UNSUPPORTED, or a quantization kind
     reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PerChannel:
+    """How a family's TFLite int8 kernel is quantized per output channel.
+
+    `axis`: the kernel axis holding the output channels (-1; -2 in a
+    transposed convolution's `(h, w, out, in)` kernel). `depthwise`: the
+    kernel is `(h, w, in, multiplier)` and output channel `c * multiplier + m`
+    spans its last two axes, flattened before quantizing along `axis`.
+    `converter_reshapes`: the converter reshapes (Conv1D runs as a 2-D
+    convolution) or transposes the kernel, so a FakeQuant op's channel axis
+    does not survive and the values are rounded with plain ops instead.
+    """
+
+    axis: int = -1
+    depthwise: bool = False
+    converter_reshapes: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Macs:
+    """Multiply-accumulates of one example: each of `weights` (attribute
+    names) once per output position, or per input position (`per='input'`:
+    a transposed convolution scatters each input through its whole kernel)."""
+
+    weights: tuple = ("kernel",)
+    per: str = "output"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +111,10 @@ class Family:
     quantize: object  # a Use, or a function layer -> Use
     kernels: tuple = ()  # ((name, "attr.path"), ...)
     inner: object = None  # layer -> [(name prefix, sub-layer)], containers
+    channels: object = None  # a channel-pruning role, or a function layer -> role
+    width: str = None  # PRODUCES: the config field counting output channels
+    per_channel: PerChannel = None
+    macs: Macs = None
 
 
 def _k(*names):
@@ -61,16 +123,31 @@ def _k(*names):
 
 _BOTH = Use(OPTIMIZE, "holds most of the parameters and multiplies activations")
 _NO_WEIGHTS = Use(DENSE, "no weights")
+_POINTWISE = Use(OPTIMIZE, "the pointwise kernel holds the parameters")
+_DEPTHWISE_PRUNE = Use(DENSE, "few weights, large accuracy cost when zeroed (as tfmot)")
+_DEPTHWISE_CLUSTER = Use(OPTIMIZE, "shared values make MobileNet-style models compress; "
+                                   "tfmot leaves it dense")
 _Q_UNSUPPORTED = Use(UNSUPPORTED, "no int8 TFLite kernel in the default 8-bit scheme")
+_Q_PER_TENSOR = Use("weights", "per-tensor int8 weights")
+_Q_PER_CHANNEL = Use("weights", "per-channel int8 weights")
 _Q_OUTPUT = Use("output", "computes new values: its int8 output needs its own scale")
 _Q_PASS = Use("pass", "its int8 kernel keeps the input's scale")
 _SEQUENCE_Q = Use(UNSUPPORTED, "the default 8-bit scheme quantizes no sequence layers")
+_MACS = Macs()
+_MACS_TRANSPOSED = Macs(per="input")
+_MACS_SEPARABLE = Macs(("depthwise_kernel", "pointwise_kernel"))
 
 
 def _upsampling_kind(layer):
     if layer.interpolation == "nearest":
         return _Q_PASS
     return _Q_OUTPUT
+
+
+def _activation_channels(layer):
+    if activation_name(layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
+        return None
+    return ACTIVATES
 
 
 def _rnn_cell(layer):
@@ -90,42 +167,44 @@ def _time_distributed(layer):
 
 
 FAMILIES = (
-    Family("dense", (L.Dense,), _BOTH, _BOTH,
-           Use("weights", "per-tensor int8 weights"), _k("kernel")),
+    # -- layers with kernels ----------------------------------------------
+    Family("dense", (L.Dense,), _BOTH, _BOTH, _Q_PER_TENSOR, _k("kernel"),
+           channels=PRODUCES, width="units", macs=_MACS),
     Family("einsum dense", (L.EinsumDense,), _BOTH,
-           Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_UNSUPPORTED, _k("kernel")),
-    Family("convolution", (L.Conv1D, L.Conv2D), _BOTH, _BOTH,
-           Use("weights", "per-channel int8 weights"), _k("kernel")),
+           Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_UNSUPPORTED, _k("kernel"),
+           macs=_MACS),
+    Family("convolution 1D", (L.Conv1D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
+           channels=PRODUCES, width="filters", macs=_MACS,
+           per_channel=PerChannel(converter_reshapes=True)),
+    Family("convolution 2D", (L.Conv2D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
+           channels=PRODUCES, width="filters", macs=_MACS, per_channel=PerChannel()),
+    Family("convolution 3D", (L.Conv3D,), _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel"),
+           macs=_MACS),
     Family("transposed convolution 2D", (L.Conv2DTranspose,), _BOTH, _BOTH,
-           Use("weights", "per-channel int8 weights"), _k("kernel")),
-    Family("other convolutions", (L.Conv3D, L.Conv1DTranspose, L.Conv3DTranspose),
-           _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel")),
-    Family("separable convolution 2D", (L.SeparableConv2D,),
-           Use(OPTIMIZE, "the pointwise kernel holds the parameters"),
-           Use(OPTIMIZE, "the pointwise kernel holds the parameters"),
+           _Q_PER_CHANNEL, _k("kernel"), macs=_MACS_TRANSPOSED,
+           per_channel=PerChannel(axis=-2, converter_reshapes=True)),
+    Family("other transposed convolutions", (L.Conv1DTranspose, L.Conv3DTranspose),
+           _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel"), macs=_MACS_TRANSPOSED),
+    Family("separable convolution 2D", (L.SeparableConv2D,), _POINTWISE, _POINTWISE,
+           # The layout transform splits it first; the parts are quantized per channel.
            Use("weights", "split into depthwise and 1x1 convolutions"),
-           _k("pointwise_kernel")),
-    Family("separable convolution 1D", (L.SeparableConv1D,),
-           Use(OPTIMIZE, "the pointwise kernel holds the parameters"),
-           Use(OPTIMIZE, "the pointwise kernel holds the parameters"),
-           _Q_UNSUPPORTED, _k("pointwise_kernel")),
-    Family("depthwise convolution 2D", (L.DepthwiseConv2D,),
-           Use(DENSE, "few weights, large accuracy cost when zeroed (as tfmot)"),
-           Use(OPTIMIZE, "shared values make MobileNet-style models compress; "
-                         "tfmot leaves it dense"),
-           Use("weights", "per-channel int8 weights"),
-           (("depthwise_kernel", "kernel"),)),
-    Family("depthwise convolution 1D", (L.DepthwiseConv1D,),
-           Use(DENSE, "few weights, large accuracy cost when zeroed (as tfmot)"),
-           Use(OPTIMIZE, "shared values make MobileNet-style models compress; "
-                         "tfmot leaves it dense"),
-           _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),)),
+           _k("pointwise_kernel"), channels=PRODUCES, width="filters", macs=_MACS_SEPARABLE),
+    Family("separable convolution 1D", (L.SeparableConv1D,), _POINTWISE, _POINTWISE,
+           _Q_UNSUPPORTED, _k("pointwise_kernel"),
+           channels=PRODUCES, width="filters", macs=_MACS_SEPARABLE),
+    Family("depthwise convolution 2D", (L.DepthwiseConv2D,), _DEPTHWISE_PRUNE,
+           _DEPTHWISE_CLUSTER, _Q_PER_CHANNEL, (("depthwise_kernel", "kernel"),),
+           channels=CHANNELWISE, macs=_MACS, per_channel=PerChannel(depthwise=True)),
+    Family("depthwise convolution 1D", (L.DepthwiseConv1D,), _DEPTHWISE_PRUNE,
+           _DEPTHWISE_CLUSTER, _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),),
+           channels=CHANNELWISE, macs=_MACS),
     Family("embedding", (L.Embedding,), _BOTH, _BOTH, _SEQUENCE_Q, _k("embeddings")),
     Family("multi-head attention", (L.MultiHeadAttention,), _BOTH, _BOTH, _SEQUENCE_Q,
            tuple((f"{p}_kernel", f"{p}_dense.kernel")
                  for p in ("query", "key", "value", "output"))),
     Family("recurrent cell", (L.SimpleRNNCell, L.LSTMCell, L.GRUCell), _BOTH, _BOTH,
            _SEQUENCE_Q, _k("kernel", "recurrent_kernel")),
+    # -- containers ---------------------------------------------------------
     Family("stacked cells", (L.StackedRNNCells,), Use(OPTIMIZE, "its cells"),
            Use(OPTIMIZE, "its cells"), _SEQUENCE_Q, inner=_stacked_cells),
     Family("recurrent layer", (L.RNN,), Use(OPTIMIZE, "its cell"),
@@ -134,9 +213,11 @@ FAMILIES = (
            Use(OPTIMIZE, "both directions"), _SEQUENCE_Q, inner=_bidirectional),
     Family("time distributed", (L.TimeDistributed,), Use(OPTIMIZE, "the layer it wraps"),
            Use(OPTIMIZE, "the layer it wraps"), _SEQUENCE_Q, inner=_time_distributed),
+    # -- layers with a few weights ------------------------------------------
     Family("batch normalization", (L.BatchNormalization,),
            Use(DENSE, "statistics, folded into the convolution at export"),
-           Use(DENSE, "statistics, folded into the convolution at export"), _Q_OUTPUT),
+           Use(DENSE, "statistics, folded into the convolution at export"), _Q_OUTPUT,
+           channels=CHANNELWISE),
     Family("other normalization", (L.LayerNormalization, L.GroupNormalization),
            Use(DENSE, "scale and shift: few weights"),
            Use(DENSE, "scale and shift: few weights"), _Q_UNSUPPORTED),
@@ -147,20 +228,35 @@ FAMILIES = (
            Use(DENSE, "per-unit slopes: few weights, and zeroing one changes the activation"),
            Use(DENSE, "per-unit slopes: few weights, and sharing them saves nothing"),
            _Q_OUTPUT),
-    Family("upsampling 2D", (L.UpSampling2D,), _NO_WEIGHTS, _NO_WEIGHTS, _upsampling_kind),
-    Family("new values", (
-        L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum, L.Concatenate,
-        L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation,
-        L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.Rescaling,
-    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT),
-    Family("same scale", (
-        L.InputLayer, L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
-        L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization,
-        L.Reshape, L.Flatten, L.Permute, L.RepeatVector,
+    # -- no weights: new values (int8 output scale of their own) -----------
+    Family("elementwise merges",
+           (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum),
+           _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT, channels=MERGES),
+    Family("concatenate", (L.Concatenate,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
+           channels=CONCATENATES),
+    Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,
+           _Q_OUTPUT, channels=ACTIVATES),
+    Family("activation", (L.Activation,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
+           channels=_activation_channels),
+    Family("global average pooling", (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D),
+           _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT, channels=KEEPS),
+    Family("other new values", (L.Softmax, L.Rescaling), _NO_WEIGHTS, _NO_WEIGHTS,
+           _Q_OUTPUT),
+    # -- no weights: same scale (int8 kernel keeps the input's) -------------
+    Family("upsampling 2D", (L.UpSampling2D,), _NO_WEIGHTS, _NO_WEIGHTS, _upsampling_kind,
+           channels=KEEPS),
+    Family("channels in place", (
+        L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+        L.GaussianNoise, L.GaussianDropout, L.ActivityRegularization,
         L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D, L.UpSampling1D,
         L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
         L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS),
+    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS, channels=KEEPS),
+    Family("flatten and reshape", (L.Reshape, L.Flatten), _NO_WEIGHTS, _NO_WEIGHTS,
+           _Q_PASS, channels=MIXES),
+    Family("other same scale",
+           (L.InputLayer, L.AlphaDropout, L.Permute, L.RepeatVector),
+           _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS),
 )
 
 
@@ -183,13 +279,51 @@ def classes(technique, verdict):
     )
 
 
-def quantize_kind(layer):
-    """`'weights'`, `'output'`, `'pass'` or None (not supported)."""
+def _column(layer, name):
+    """`layer`'s value in column `name` (a function column called on it);
+    None for layers the table does not know."""
     row = family(layer)
     if row is None:
         return None
-    use = row.quantize if isinstance(row.quantize, Use) else row.quantize(layer)
-    return None if use.verdict == UNSUPPORTED else use.verdict
+    value = getattr(row, name)
+    return value(layer) if callable(value) else value
+
+
+def quantize_kind(layer):
+    """`'weights'`, `'output'`, `'pass'` or None (not supported)."""
+    use = _column(layer, "quantize")
+    return None if use is None or use.verdict == UNSUPPORTED else use.verdict
+
+
+def per_channel(layer):
+    """The `PerChannel` layout of `layer`'s int8 kernel; None when it is
+    quantized per tensor (or not at all)."""
+    return _column(layer, "per_channel")
+
+
+def folds_batch_norm(layer):
+    """Whether a BatchNormalization after `layer` folds into its int8 kernel
+    (Conv1D, Conv2D, DepthwiseConv2D): a per-channel kernel whose output
+    channels lie on its last axis, where the folded scale multiplies them."""
+    layout = per_channel(layer)
+    return layout is not None and layout.axis == -1
+
+
+def channel_role(layer):
+    """How channel pruning follows channels through `layer`: one of the
+    channel roles (`PRODUCES`, ...), or None where the analysis stops."""
+    return _column(layer, "channels")
+
+
+def channel_width_field(layer):
+    """The config field counting a producer's output channels ('units',
+    'filters')."""
+    return _column(layer, "width")
+
+
+def macs(layer):
+    """The `Macs` of one call of `layer`; None when none are counted."""
+    return _column(layer, "macs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,10 +369,30 @@ def activation_name(activation):
     return getattr(activation, "__name__", None)
 
 
+def batch_norm_axis(layer):
+    """The one axis a BatchNormalization normalizes over, as configured
+    (maybe negative); None when it normalizes over several."""
+    axis = layer.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            return None
+        axis = axis[0]
+    return int(axis)
+
+
 def _attribute(layer, path):
     for part in path.split("."):
         layer = getattr(layer, part)
     return layer
+
+
+def listed_kernels(layer):
+    """`[(name, variable)]`: the kernels `layer`'s row lists, whatever the
+    technique (empty for containers and layers the table does not know)."""
+    row = family(layer)
+    if row is None:
+        return []
+    return [(name, _attribute(layer, path)) for name, path in row.kernels]
 
 
 def kernels(layer, technique):
@@ -251,7 +405,7 @@ def kernels(layer, technique):
         return list(technique.own_kernels(layer))
     row = family(layer)
     if row.inner is None:
-        return [(name, _attribute(layer, path)) for name, path in row.kernels]
+        return listed_kernels(layer)
     subs = row.inner(layer)
     return [
         (prefix + name, variable)

@@ -15,12 +15,13 @@ delegate README (tensorflow/lite/delegates/xnnpack/README.md):
   spatial means, and the activations in `ACTIVATIONS`;
 * at least 2/3 of the weights of those 1x1 convolutions are zero.
 
-Two front ends translate their graph into `Op`s and walk it: the Keras-graph
-policy (`tfmot_lite/sparsity/xnnpack.py`, over `graph.DataflowGraph`) and
-the .tflite inspector (`tfmot_lite/export/inspect.py`, over flatbuffers).
-Each rule lives here only, so the two agree on what runs sparse. Messages
-name the operator as the front end calls it (`Op.name`); fixes are said in
-Keras terms.
+One walk (`tfmot_lite/core/xnnpack_walk.py`) applies them to a graph of
+`Op`s, which two adapters build: from a Keras graph
+(`tfmot_lite/sparsity/xnnpack_graph.py`) and from a .tflite file
+(`tfmot_lite/export/inspect_graph.py`). Each rule lives here only, so the
+policy and the inspector agree on what runs sparse. Messages name the
+operator as the front end calls it (`Op.name`); fixes are said in Keras
+terms.
 """
 
 import dataclasses
@@ -46,6 +47,8 @@ ACTIVATIONS = frozenset({
     "linear", "relu", "relu6", "relu_n1_to_1", "leaky_relu", "elu", "sigmoid",
     "hard_swish", "swish", "abs", "ceil", "floor", "neg", "round", "square",
 })
+# Keras activation names that export under another name of `ACTIVATIONS`.
+_KERAS_ALIASES = {"hard_silu": "hard_swish", "silu": "swish"}
 SUPPORTED_SUMMARY = (
     "1x1 convolutions, 3x3/5x5 depthwise convolutions, pads folded into "
     "them, ADD/MUL (BatchNormalization, Rescaling), bilinear resizing, "
@@ -57,11 +60,13 @@ SUPPORTED_SUMMARY = (
 class Op:
     """One operator, as the rules see it.
 
-    `pads` is `(top, bottom, left, right)` applied to a convolution's input
-    (None when unknown); `operands` are `(shape, is_constant)` pairs of an
-    ADD/MUL; `feeds_valid_depthwise` says whether a pad is read only by a
-    depthwise convolution that pads nothing itself; `input_hw` is the
-    input's spatial size (None when unknown).
+    `pads` is `(top, bottom, left, right)`: what a convolution applies to
+    its input (None when unknown; `OpGraph` derives it from `same_padding`,
+    the input size and a folded pad), or what a pad adds (None when it pads
+    more than the spatial axes); `operands` are `(shape, is_constant)`
+    pairs of an ADD/MUL; `feeds_valid_depthwise` says whether a pad is read
+    only by a depthwise convolution that pads nothing itself; `input_hw` is
+    the input's spatial size (None when unknown).
     """
 
     kind: str
@@ -74,12 +79,20 @@ class Op:
     in_channels: object = None
     input_hw: object = None
     pads: object = (0, 0, 0, 0)
+    same_padding: bool = False
     activation: str = "linear"
     channels_last: bool = True
     operands: tuple = ()
     keepdims: bool = True
     spatial: bool = True
     feeds_valid_depthwise: bool = False
+
+
+def keras_activation(name):
+    """The rules name of Keras activation `name` (`'hard_silu'` ->
+    `'hard_swish'`; None -> `'linear'`)."""
+    name = name or "linear"
+    return _KERAS_ALIASES.get(name, name)
 
 
 # -- padding ---------------------------------------------------------------------

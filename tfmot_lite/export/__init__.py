@@ -10,7 +10,8 @@ converter) and LiteRT (to run the result).
 * `source.py`: `read_tflite`, validated .tflite bytes from bytes or a path.
 * `flatbuffer.py`: `Subgraph`, the operators and constants of those bytes.
 * `weights.py`: `weight_stats`, zeros / unique values per weight tensor.
-* `inspect.py`: `inspect_tflite`, per-operator table and XNNPACK verdict.
+* `inspect.py`: `inspect_tflite`, per-operator table; its XNNPACK verdict is
+  `inspect_xnnpack.py`, over the .tflite adapter `inspect_graph.py`.
 * `pipeline.py`: `export_model` -> a verified `ExportReport`; `measure`.
 * `report.py`: `ExportReport` and its tables, JSON, Markdown, PNG.
 * `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.

@@ -2,10 +2,13 @@
 `tflite` package (the bindings generated from TFLite's schema).
 
 `inspect_tflite` and `weight_stats` both read a file through it: operator
-types, each operator's input and output tensors, who produces and who
-consumes each tensor, tensor shapes, the bytes stored for a constant, and
-the constant behind an operator input (through DENSIFY and DEQUANTIZE).
+types and options, each operator's input and output tensors, who produces
+and who consumes each tensor, tensor shapes, the bytes and values stored
+for a constant, and the constant behind an operator input (through DENSIFY
+and DEQUANTIZE).
 """
+
+import math
 
 import numpy as np
 
@@ -55,6 +58,27 @@ class Subgraph:
     def shape(self, t):
         tensor = self.graph.Tensors(t)
         return tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+
+    def options(self, i, cls_name):
+        """Op `i`'s builtin options as a `tflite.<cls_name>` (None if absent)."""
+        table = self.ops[i].BuiltinOptions()
+        if table is None:
+            return None
+        options = getattr(self.tflite, cls_name)()
+        options.Init(table.Bytes, table.Pos)
+        return options
+
+    def constant(self, t):
+        """The values stored for tensor `t` (only the stored ones when it is
+        sparse), or None when it is computed at run time."""
+        raw = self.raw(t)
+        if raw is None:
+            return None
+        tensor = self.graph.Tensors(t)
+        values = np.frombuffer(raw, dtype=DTYPES.get(tensor.Type(), np.uint8))
+        if tensor.Sparsity() is None and values.size == math.prod(self.shape(t)):
+            return values.reshape(self.shape(t))
+        return values
 
     def raw(self, t):
         """The stored bytes of tensor `t`; None when it has none (computed at

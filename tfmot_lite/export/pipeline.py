@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from tfmot_lite.distillation.distiller import student_of
 from tfmot_lite.export.convert import check_keras_model, check_representative_data, to_tflite
 from tfmot_lite.export.inspect import inspect_tflite
 from tfmot_lite.export.ptq import CALIBRATED, calibration_samples, check_mode, converter_settings
@@ -54,8 +55,10 @@ def export_model(
 
     Args:
       model: a Keras model, plain or with tfmot-lite wrappers (pruning,
-        clustering, QAT, or a combination). A QAT model exports as int8 from
-        its own fake-quant ranges (mode "int8" only).
+        clustering, QAT, or a combination); a distillation model
+        (`tfmot_lite.distillation.distill`) exports its student, and the
+        report lists "distillation" among the techniques. A QAT model
+        exports as int8 from its own fake-quant ranges (mode "int8" only).
       mode: "float32", "dynamic_range", "float16", "int8" or "int16x8" (see
         `quantize_post_training`).
       path: where to write the .tflite (optional).
@@ -80,11 +83,14 @@ def export_model(
         unknown mode, a mode the model cannot take, missing calibration
         data, or data/labels that do not fit the model.
     """
+    # A distillation model exports its student (the teacher only trained it).
+    distilled = student_of(model) is not model
+    model = student_of(model)
     check_keras_model(model)
     check_mode(mode)
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"`threads` must be a positive integer; got {threads!r}.")
-    found = sorted(techniques(model))
+    found = sorted(techniques(model) | ({"distillation"} if distilled else set()))
     qat = "qat" in found
     if qat and mode != "int8":
         raise ValueError(

@@ -41,13 +41,13 @@ quantization: the hook that pruning- and cluster-preserving schemes use.
 import keras
 from keras import ops
 
+from tfmot_lite.core import layer_kinds, techniques
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
-FOLDABLE_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 ACTIVATIONS = {"relu": ops.relu, "relu6": ops.relu6}
 
 
@@ -61,10 +61,6 @@ def batch_norm_folding(bn, mean, variance):
     if bn.center:
         b = b + bn.beta
     return s, b
-
-
-def is_depthwise(conv):
-    return isinstance(conv, keras.layers.DepthwiseConv2D)
 
 
 @_register
@@ -82,12 +78,23 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         kernel before folding (see the module docstring).
     """
 
+    technique = techniques.QAT
+
     def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
                  num_bits_activation=8, per_axis=True, kernel_transform=None, **kwargs):
         if activation not in (None, *ACTIVATIONS):
             raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
+        if not layer_kinds.folds_batch_norm(layer):
+            raise ValueError(
+                f"Layer '{layer.name}' ({layer.__class__.__name__}) cannot fold a "
+                "BatchNormalization: QuantizeConvBatchNorm wraps a Conv1D, Conv2D "
+                "or DepthwiseConv2D, whose output channels lie on the kernel's "
+                "last axis."
+            )
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(layer, **kwargs)
+        # The int8 kernel's per-channel layout (the layer table's).
+        self._layout = layer_kinds.per_channel(layer)
         self.batch_norm = batch_norm
         self.activation = activation
         self.num_bits_weight = int(num_bits_weight)
@@ -138,10 +145,10 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         """Symmetric narrow-range fake-quantization, per output channel."""
         shape = kernel.shape
         flat = kernel
-        if is_depthwise(self.conv):
+        if self._layout.depthwise:
             flat = ops.reshape(kernel, tuple(shape[:-2]) + (shape[-2] * shape[-1],))
         axes = tuple(range(len(flat.shape) - 1)) if self.per_axis else None
-        if isinstance(self.conv, keras.layers.Conv1D) and self.per_axis:
+        if self._layout.converter_reshapes and self.per_axis:
             # TF runs conv1d on an expanded kernel; the FakeQuant channel axis
             # does not survive that, so round per channel with plain ops.
             m = ops.stop_gradient(ops.max(ops.abs(flat), axis=axes, keepdims=True))
@@ -149,7 +156,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8))
         flat = q.fake_quant(flat, -m, m, self.num_bits_weight, narrow_range=True,
                             axis=-1 if self.per_axis else None)
-        return ops.reshape(flat, shape) if is_depthwise(self.conv) else flat
+        return ops.reshape(flat, shape) if self._layout.depthwise else flat
 
     def _folding(self, mean=None, variance=None):
         """Per-channel `(s, b)` of the BatchNorm: the inference-time one, or
@@ -170,7 +177,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         return y
 
     def _kernel_scale(self, s):
-        if is_depthwise(self.conv):
+        if self._layout.depthwise:
             return ops.reshape(s, tuple(self.conv.kernel.shape[-2:]))
         return s
 
@@ -254,6 +261,8 @@ class QuantizeBatchNorm(keras.layers.Layer):
     range of `x * s` (moving statistics) for the MUL; inference computes
     `fq(fq(x * s) + b)`.
     """
+
+    technique = techniques.QAT
 
     def __init__(self, batch_norm, num_bits_activation=8, **kwargs):
         kwargs.setdefault("name", f"quant_{batch_norm.name}")

@@ -23,10 +23,9 @@ import collections
 import keras
 import numpy as np
 
-from tfmot_lite.core import graph
+from tfmot_lite.core import graph, layer_kinds
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization.conv_bn_folding import (
-    FOLDABLE_CONVS,
     QuantizeBatchNorm,
     QuantizeConvBatchNorm,
 )
@@ -85,12 +84,8 @@ def _scope(path):
 
 
 def _bn_last_axis(bn, conv):
-    axis = bn.axis
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            return False
-        axis = axis[0]
-    if bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
+    axis = layer_kinds.batch_norm_axis(bn)
+    if axis is None or bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
         return False
     rank = len(conv.kernel.shape) if conv.built else None
     return axis == -1 or (rank is not None and axis == rank - 1)
@@ -217,7 +212,7 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         for op in flow.ops:
             layer = op.layer
             conv = _unwrap(layer)
-            if not isinstance(conv, FOLDABLE_CONVS) or not eligible(layer):
+            if not layer_kinds.folds_batch_norm(conv) or not eligible(layer):
                 continue
             cfg = conv.get_config()
             if cfg.get("activation") not in ("linear", None) or cfg.get(

@@ -11,10 +11,13 @@ fake-quantized weights baked in.
 
 import keras
 
-from tfmot_lite.core import checks, graph
+from tfmot_lite.core import entry, graph, techniques
 from tfmot_lite.quantization import config as config_lib
 from tfmot_lite.quantization import quantizers as quantizers_lib
-from tfmot_lite.quantization.conv_bn_folding import QuantizeBatchNorm, QuantizeConvBatchNorm
+from tfmot_lite.quantization.conv_bn_folding import (
+    QuantizeBatchNorm,
+    QuantizeConvBatchNorm,
+)
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,
@@ -24,11 +27,10 @@ from tfmot_lite.quantization.wrapper import (
     QuantizeWrapperV2,
 )
 
-QUANTIZED = (
-    QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm, QuantizeLayer, QuantizeOperation
-)
-# Layers `strip_quantization` turns back into float ones.
-STRIPPABLE = (QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm, QuantizeLayer)
+# Layers that compute on quantized values: a float input reaching them
+# gets a `QuantizeLayer` under `quantize_apply`.
+_QUANTIZED_CONSUMERS = (QuantizeWrapper, QuantizeConvBatchNorm, QuantizeBatchNorm)
+_ALLOWED = (techniques.QAT, techniques.QAT_ANNOTATION)  # refused by _validate
 
 
 def quantize_model(to_quantize, quantize_scheme=None):
@@ -49,8 +51,7 @@ def quantize_model(to_quantize, quantize_scheme=None):
     Returns:
       A new Functional/Sequential model; `to_quantize` is not modified.
     """
-    _check_model(to_quantize, "quantize_model")
-    checks.check_quantize_input(to_quantize, "quantize_model")
+    entry.check_model_input(to_quantize, "quantize_model", needs_inputs=True, allowed=_ALLOWED)
     if any(isinstance(layer, QuantizeAnnotate) for _, layer in _leaf_layers(to_quantize)):
         raise ValueError(
             f"Model '{to_quantize.name}' contains annotated layers: use "
@@ -84,7 +85,7 @@ def quantize_annotate_model(to_annotate):
 
     Layers already annotated keep their annotation (and config).
     """
-    _check_model(to_annotate, "quantize_annotate_model")
+    graph.check_model(to_annotate, "quantize_annotate_model", needs_inputs=True)
 
     def annotate(layer):
         if isinstance(layer, (QuantizeAnnotate, keras.layers.InputLayer)):
@@ -101,8 +102,7 @@ def quantize_apply(model, scheme=None, quantize_scheme=None):
     layer, and outputs of quantized layers feed float layers as they are.
     """
     scheme = scheme or quantize_scheme or Default8BitQuantizeScheme()
-    _check_model(model, "quantize_apply")
-    checks.check_quantize_input(model, "quantize_apply")
+    entry.check_model_input(model, "quantize_apply", needs_inputs=True, allowed=_ALLOWED)
     if not any(isinstance(layer, QuantizeAnnotate) for _, layer in _leaf_layers(model)):
         raise ValueError(
             f"Model '{model.name}' has no annotated layers. Annotate layers with "
@@ -147,8 +147,8 @@ def strip_quantization(model):
     computes what the QAT model computes at inference, minus activation
     quantization; `model` is not modified.
     """
-    _check_model(model, "strip_quantization")
-    return graph.strip(model, STRIPPABLE)
+    graph.check_model(model, "strip_quantization", needs_inputs=True)
+    return techniques.strip(model, techniques.QAT)
 
 
 # -- implementation ---------------------------------------------------------
@@ -161,17 +161,6 @@ def _leaf_layers(model):
 
 def _is_raw_op(op):
     return not isinstance(op, keras.layers.Layer)
-
-
-def _check_model(model, fn):
-    if not isinstance(model, keras.Model) or not graph.is_graph_model(model):
-        raise ValueError(
-            f"`{fn}` expects a Keras Sequential or Functional model; got "
-            f"{type(model).__name__}. Subclassed models cannot be rewritten: "
-            "build the model functionally, or annotate layers with "
-            "`quantize_annotate_layer` when you construct it."
-        )
-    graph.check_built(model, fn)
 
 
 def _unsupported_error(names):
@@ -190,10 +179,10 @@ def _validate(model, registry, annotated_only):
     """Raises one ValueError listing every layer that cannot be quantized.
 
     Pruning/clustering wrappers were refused before this, by
-    `checks.check_quantize_input` (with the strip call that removes them)."""
+    `entry.check_model_input` (with the strip call that removes them)."""
     unsupported, already = [], []
     for path, layer in _leaf_layers(model):
-        if isinstance(layer, QUANTIZED):
+        if techniques.technique_of(layer) is techniques.QAT:
             already.append(path)
         elif isinstance(layer, QuantizeAnnotate):
             if layer.quantize_config is None and not registry.supports(layer.layer):
@@ -244,7 +233,7 @@ def _quantize(model, scheme, annotated_only):
         if isinstance(layer, QuantizeAnnotate):
             config = layer.quantize_config or registry.get_quantize_config(layer.layer)
             return QuantizeWrapperV2(layer.layer, config) if config else layer.layer
-        if isinstance(layer, QUANTIZED) or annotated_only:
+        if techniques.technique_of(layer) is techniques.QAT or annotated_only:
             return layer
         if _is_raw_op(layer):
             quantizer = registry.get_operation_quantizer(layer)
@@ -253,9 +242,10 @@ def _quantize(model, scheme, annotated_only):
         return QuantizeWrapperV2(layer, config) if config else layer
 
     cache = {}
+    names = _QuantizeLayerNames(model)
 
     def call(layer, args, kwargs, model_inputs):
-        quantized_consumer = isinstance(layer, QUANTIZED[:3]) or (
+        quantized_consumer = isinstance(layer, _QUANTIZED_CONSUMERS) or (
             graph.is_graph_model(layer) and not annotated_only
         )
 
@@ -264,7 +254,7 @@ def _quantize(model, scheme, annotated_only):
                 return t
             if annotated_only:
                 producer = t._keras_history.operation
-                needed = quantized_consumer and not isinstance(producer, QUANTIZED) and (
+                needed = quantized_consumer and techniques.technique_of(producer) is not techniques.QAT and (
                     id(t) in model_inputs
                     or not isinstance(producer, keras.layers.InputLayer)
                 )
@@ -273,7 +263,9 @@ def _quantize(model, scheme, annotated_only):
             if not needed:
                 return t
             if id(t) not in cache:
-                cache[id(t)] = QuantizeLayer(registry.get_input_quantizer())(t)
+                cache[id(t)] = QuantizeLayer(
+                    registry.get_input_quantizer(), name=names.next()
+                )(t)
             return cache[id(t)]
 
         args = keras.tree.map_structure(maybe_quantize, args)
@@ -287,3 +279,21 @@ def _quantize(model, scheme, annotated_only):
         return layer(*args, **kwargs)
 
     return graph.rewrite(transformed, wrap, call=call, operations=True)
+
+
+class _QuantizeLayerNames:
+    """`quantize_layer`, `quantize_layer_1`, ...: counted per call, so the
+    same model quantized twice gets the same layer names (Keras' own names
+    count per process), skipping names the model already uses."""
+
+    def __init__(self, model):
+        self.taken = {layer.name for _, layer in graph.iter_layers(model, operations=True)}
+        self.count = 0
+
+    def next(self):
+        while True:
+            name = "quantize_layer" + (f"_{self.count}" if self.count else "")
+            self.count += 1
+            if name not in self.taken:
+                self.taken.add(name)
+                return name

@@ -29,10 +29,9 @@ from tfmot_lite.quantization.config import (
 )
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
-L = keras.layers
 
-PER_CHANNEL = (L.Conv1D, L.Conv2D)
-# The layer families and their kinds live in tfmot_lite/core/layer_kinds.py.
+# The layer families, their kinds and which kernels are quantized per
+# channel live in tfmot_lite/core/layer_kinds.py.
 OUTPUT_ONLY = layer_kinds.classes("quantize", "output")
 PASS_THROUGH = layer_kinds.classes("quantize", "pass")
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values
@@ -118,17 +117,17 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
         return self.activation_quantizer()
 
     def weight_quantizer(self, layer):
-        per_axis = not self.disable_per_axis
+        """Symmetric narrow-range, per output channel where the layer
+        table's `per_channel` says so (unless `disable_per_axis`)."""
+        layout = layer_kinds.per_channel(layer)
         bits = self.num_bits_weight
-        if isinstance(layer, L.Conv2DTranspose) and per_axis:
-            return q.ChannelKernelQuantizer(bits, channel_axis=-2)
-        if isinstance(layer, L.Conv1D) and per_axis:
-            return q.ChannelKernelQuantizer(bits, channel_axis=-1)
-        if isinstance(layer, L.DepthwiseConv2D) and per_axis:
+        if layout is None or self.disable_per_axis:
+            return q.LastValueQuantizer(bits, False, True, True)
+        if layout.depthwise:
             return q.DepthwiseKernelQuantizer(bits, True, True, True)
-        if isinstance(layer, PER_CHANNEL) and per_axis:
-            return q.LastValueQuantizer(bits, True, True, True)
-        return q.LastValueQuantizer(bits, False, True, True)
+        if layout.converter_reshapes:
+            return q.ChannelKernelQuantizer(bits, channel_axis=layout.axis)
+        return q.LastValueQuantizer(bits, True, True, True)
 
     def get_quantize_config(self, layer):
         """The config for `layer`; None for pass-through layers."""

@@ -14,15 +14,16 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 
 import keras
 
+from tfmot_lite.core import techniques
 from tfmot_lite.core.layer_kinds import activation_name
-from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
 from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
     carry_input_shape,
     recorded_assignments,
 )
+from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -122,6 +123,8 @@ class QuantizeWrapper(WeightTransformWrapper):
     runs the layer, puts the attributes back and fake-quantizes the outputs.
     Quantizer state (ranges) lives in this wrapper's non-trainable weights.
     """
+
+    technique = techniques.QAT
 
     # `graph.copy_layer` hands the config object to the copy unserialized.
     _copied_by_reference = ("quantize_config",)
@@ -266,6 +269,8 @@ class QuantizeLayer(keras.layers.Layer):
     its range becomes the TFLite model's input scale and zero point.
     """
 
+    technique = techniques.QAT
+
     def __init__(self, quantizer=None, **kwargs):
         super().__init__(**kwargs)
         self.quantizer = quantizer or default_activation_quantizer()
@@ -307,6 +312,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
     `input_shape=` keeps building its Sequential model once annotated.
     """
 
+    technique = techniques.QAT_ANNOTATION
+
     _copied_by_reference = ("quantize_config",)
 
     def __init__(self, layer, quantize_config=None, **kwargs):
@@ -340,6 +347,10 @@ class QuantizeAnnotate(keras.layers.Wrapper):
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
 
+    def strip(self):
+        """The layer it marks: an annotation has no weights of its own."""
+        return self.layer
+
     def get_config(self):
         config = super().get_config()
         config["quantize_config"] = (
@@ -363,6 +374,8 @@ class QuantizeOperation(keras.layers.Layer):
     """A raw Keras operation of a Functional graph (`x + 3.0`, `x * y`)
     followed by an output quantizer, so that TFLite's int8 ADD/MUL get their
     output scale."""
+
+    technique = techniques.QAT
 
     def __init__(self, operation, quantizer=None, constants=None, **kwargs):
         kwargs.setdefault("name", f"quant_{operation.name}")

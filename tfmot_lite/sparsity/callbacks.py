@@ -16,21 +16,20 @@ Both callbacks accept tfmot's custom-training-loop call patterns:
 """
 
 import os
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
-from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
+from tfmot_lite.core import techniques
+from tfmot_lite.distillation.distiller import student_of
 
 
 def pruning_wrappers(model):
-    """Every `PruneLowMagnitude` in `model`, nested models included."""
-    return [
-        layer for _, layer in graph.iter_layers(model)
-        if isinstance(layer, PruneLowMagnitude)
-    ]
+    """Every `PruneLowMagnitude` in `model`, nested models included (in the
+    student of a distillation model, never in its teacher)."""
+    return techniques.layers_in(student_of(model), techniques.PRUNING)
 
 
 def _steps_run(wrapper):
@@ -46,6 +45,50 @@ def _model(callback):
             "loop call `callback.set_model(model)` first."
         )
     return model
+
+
+_LOOK_AHEAD = 1_000_000  # steps searched for a schedule's next update
+
+
+def _not_yet_pruned(wrappers):
+    """`[(wrapper, steps run, next update step or None)]` for the built
+    wrappers whose masks are still all ones and whose schedule has not
+    asked for an update yet."""
+    waiting = []
+    for wrapper in wrappers:
+        if not wrapper.built or wrapper.sparsity_m_by_n is not None or not wrapper.masks:
+            continue
+        if any(not np.all(ops.convert_to_numpy(mask)) for mask in wrapper.masks):
+            continue
+        run = _steps_run(wrapper)
+        schedule = wrapper.pruning_schedule
+        if any(bool(np.asarray(schedule(s)[0])) for s in range(1, run + 1)):
+            continue  # Updated at a sparsity that pruned nothing: as asked.
+        upcoming = next(
+            (s for s in range(run + 1, run + _LOOK_AHEAD)
+             if bool(np.asarray(schedule(s)[0]))),
+            None,
+        )
+        waiting.append((wrapper, run, upcoming))
+    return waiting
+
+
+def _not_yet_pruned_message(waiting):
+    names = ", ".join(f"'{w.name}'" for w, _, _ in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    _, run, upcoming = waiting[0]
+    when = (
+        f"its first mask update is due at step {upcoming}" if upcoming
+        else "it asks for no mask update"
+    )
+    return (
+        f"Training ended after {run} steps with {names}{more} not pruned at "
+        f"all: the pruning schedule ({waiting[0][0].pruning_schedule!r}) "
+        f"has not updated a mask yet; {when}. Train for more steps, or pass "
+        "a schedule that starts within your training, e.g. "
+        "`ConstantSparsity(0.5, begin_step=0, frequency=10)` or "
+        "`PolynomialDecay(0.0, 0.5, begin_step=0, end_step=<steps>)`."
+    )
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -93,7 +136,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             wrapper._driven_by_callback = True
             if hasattr(wrapper, "link_model"):  # Channel pruning: coupled masks.
-                wrapper.link_model(_model(self))
+                wrapper.link_model(student_of(_model(self)))
         # Read lazily, at the first batch: a callback later in the list
         # (BackupAndRestore) may still restore the weights in on_train_begin.
         self._last_step = {}
@@ -146,6 +189,15 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             if wrapper.built:
                 wrapper.apply_masks()
+
+    def on_train_end(self, logs=None):
+        """Warns when training ended before any mask changed: the schedule's
+        first update lies beyond the steps run (the default
+        `ConstantSparsity(0.5, 0)` updates every 100 steps), so the model
+        is not pruned at all, which a user would otherwise not notice."""
+        waiting = _not_yet_pruned(self._wrappers)
+        if waiting:
+            warnings.warn(_not_yet_pruned_message(waiting), stacklevel=2)
 
 
 def require_tensorboard(callback_name, extra="tensorboard"):

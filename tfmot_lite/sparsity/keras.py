@@ -21,11 +21,8 @@ from tfmot_lite.sparsity.prune import prune_low_magnitude, prune_scope, strip_pr
 from tfmot_lite.sparsity.registry import PrunableLayer
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
-from tfmot_lite.sparsity.xnnpack import (
-    PruneForLatencyOnXNNPack,
-    XNNPackSparsityReport,
-    xnnpack_sparsity_report,
-)
+from tfmot_lite.sparsity.xnnpack import PruneForLatencyOnXNNPack
+from tfmot_lite.sparsity.xnnpack_report import XNNPackSparsityReport, xnnpack_sparsity_report
 
 __all__ = [
     "ConstantSparsity",

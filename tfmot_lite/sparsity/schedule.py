@@ -66,6 +66,14 @@ class PruningSchedule(ConfigEquality):
     def __call__(self, step):
         raise NotImplementedError
 
+    def _update_due(self, step):
+        """`(step as an int, whether masks update before it)` for schedules
+        with `begin_step`, `end_step` and `frequency`."""
+        step = _as_int(step)
+        return step, self._should_prune_in_step(
+            step, self.begin_step, self.end_step, self.frequency
+        )
+
     def _should_prune_in_step(self, step, begin_step, end_step, frequency):
         in_range = begin_step <= step and (end_step == -1 or step <= end_step)
         return in_range and (step - begin_step) % frequency == 0
@@ -95,10 +103,7 @@ class ConstantSparsity(PruningSchedule):
         self.frequency = int(frequency)
 
     def __call__(self, step):
-        step = _as_int(step)
-        should_prune = self._should_prune_in_step(
-            step, self.begin_step, self.end_step, self.frequency
-        )
+        step, should_prune = self._update_due(step)
         return should_prune, self.target_sparsity
 
     def get_config(self):
@@ -153,10 +158,7 @@ class PolynomialDecay(PruningSchedule):
         self.frequency = int(frequency)
 
     def __call__(self, step):
-        step = _as_int(step)
-        should_prune = self._should_prune_in_step(
-            step, self.begin_step, self.end_step, self.frequency
-        )
+        step, should_prune = self._update_due(step)
         span = max(self.end_step - self.begin_step, 1)
         progress = min(max((step - self.begin_step) / span, 0.0), 1.0)
         sparsity = self.final_sparsity + (

@@ -10,49 +10,43 @@ compiled step carries a single multiply per kernel.
 import keras
 from keras import ops
 
-from tfmot_lite.core import checks
+from tfmot_lite.core import checks, techniques
+from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 from tfmot_lite.sparsity import masks as mask_lib
 from tfmot_lite.sparsity.registry import classify, prunable_weights
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def check_pruning_params(
     pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n
 ):
-    """Validates `prune_low_magnitude`'s arguments; raises ValueError."""
+    """The one validation of the pruning settings (`prune_low_magnitude`
+    and `PruneLowMagnitude` alike); returns them normalised, or raises a
+    ValueError naming the argument and a valid value."""
     if not isinstance(pruning_schedule, PruningSchedule):
         raise ValueError(
             "`pruning_schedule` must be a PruningSchedule such as "
             "ConstantSparsity(0.5, begin_step=0) or PolynomialDecay(...). "
             f"Received {pruning_schedule!r}."
         )
-    block_size = tuple(block_size)
-    if len(block_size) != 2 or any(
-        not isinstance(b, int) or b < 1 for b in block_size
-    ):
-        raise ValueError(
-            "`block_size` must be two positive integers (rows, cols). "
-            f"Received {block_size}."
-        )
+    checks.check_block_size(block_size)
     if block_pooling_type not in ("AVG", "MAX"):
         raise ValueError(
             "`block_pooling_type` must be 'AVG' or 'MAX'. "
             f"Received {block_pooling_type!r}."
         )
-    if sparsity_m_by_n is not None:
-        checks.check_m_by_n(sparsity_m_by_n)
-        m_by_n = tuple(sparsity_m_by_n)
-        if len(m_by_n) != 2 or not 0 < m_by_n[0] < m_by_n[1]:
-            raise ValueError(
-                "`sparsity_m_by_n` must be (m, n) with 0 < m < n: m zeros in "
-                f"every n consecutive weights. Received {sparsity_m_by_n}."
-            )
-        if block_size != (1, 1):
-            raise ValueError(
-                "`sparsity_m_by_n` and `block_size` cannot be combined: use "
-                "block_size=(1, 1) with N:M sparsity."
-            )
+    m_by_n = checks.check_m_by_n(sparsity_m_by_n)
+    if m_by_n is not None and tuple(block_size) != (1, 1):
+        raise ValueError(
+            "`sparsity_m_by_n` and `block_size` cannot be combined: use "
+            "block_size=(1, 1) with N:M sparsity."
+        )
+    return dict(
+        pruning_schedule=pruning_schedule,
+        block_size=tuple(int(b) for b in block_size),
+        block_pooling_type=block_pooling_type,
+        sparsity_m_by_n=m_by_n,
+    )
 
 
 def weight_shape_problems(layer, weights, block_size, sparsity_m_by_n):
@@ -85,6 +79,8 @@ class PruneLowMagnitude(WeightTransformWrapper):
     the first; each call with `training=True` adds one, as in tfmot).
     """
 
+    technique = techniques.PRUNING
+
     def __init__(
         self,
         layer,
@@ -96,7 +92,7 @@ class PruneLowMagnitude(WeightTransformWrapper):
     ):
         if pruning_schedule is None:
             pruning_schedule = ConstantSparsity(0.5, begin_step=0)
-        check_pruning_params(
+        params = check_pruning_params(
             pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n
         )
         if classify(layer) is None:
@@ -107,12 +103,10 @@ class PruneLowMagnitude(WeightTransformWrapper):
                 "from `get_prunable_weights()`."
             )
         super().__init__(layer, **kwargs)
-        self.pruning_schedule = pruning_schedule
-        self.block_size = tuple(block_size)
-        self.block_pooling_type = block_pooling_type
-        self.sparsity_m_by_n = (
-            tuple(sparsity_m_by_n) if sparsity_m_by_n is not None else None
-        )
+        self.pruning_schedule = params["pruning_schedule"]
+        self.block_size = params["block_size"]
+        self.block_pooling_type = params["block_pooling_type"]
+        self.sparsity_m_by_n = params["sparsity_m_by_n"]
         # Set by UpdatePruningStep: training without it would never prune.
         self._driven_by_callback = False
 

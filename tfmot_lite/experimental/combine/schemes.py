@@ -19,19 +19,23 @@ BatchNorm scale.
 
 import keras
 
+from tfmot_lite.core import layer_kinds
 from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve, SparsityPreserve
-from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
 from tfmot_lite.quantization.layout import Default8BitQuantizeLayoutTransform
+from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
-L = keras.layers
 
-# Kernels quantized per output channel on their last axis (the default
-# registry's per-axis quantizers); other kernels (Dense, depthwise,
-# transposed convolutions) keep one set of centroids per kernel.
-_LAST_AXIS_CHANNELS = (L.Conv1D, L.Conv2D)
+
+def _clustered_per_channel(layer):
+    """Whether `layer`'s kernel may keep centroids per output channel: it is
+    quantized per channel along its last axis (Conv1D/Conv2D, the layer
+    table's `per_channel`). Other kernels (Dense, depthwise, transposed
+    convolutions) keep one set of centroids per kernel."""
+    layout = layer_kinds.per_channel(layer)
+    return layout is not None and layout.axis == -1 and not layout.depthwise
 
 
 def _kernel(layer):
@@ -51,7 +55,7 @@ class _PreservingRegistry(Default8BitQuantizeRegistry):
         kernel = _kernel(layer)
         if kernel is None:
             return None
-        per_channel = isinstance(layer, _LAST_AXIS_CHANNELS) and not self.disable_per_axis
+        per_channel = _clustered_per_channel(layer) and not self.disable_per_axis
         return self.make_transform(layer, kernel, per_channel)
 
     def get_quantize_config(self, layer):

@@ -21,38 +21,28 @@ Reshape/Flatten, a nested model's Input, a layer tfmot_lite does not
 understand, or an activation that does not map 0 to 0; its `reason` says
 which. A user-defined layer *with weights* that receives prunable channels
 is an error: its weights may index channels, and only its author knows how.
+
+Which layer plays which part comes from the layer table (`roles.py`); the
+report and the errors handed to the user are `diagnostics.py`.
 """
 
 import dataclasses
 
+import keras
 import numpy as np
 
 from tfmot_lite.core import graph
-from tfmot_lite.sparsity.channels import layers as kinds
+from tfmot_lite.core.union_find import UnionFind
+from tfmot_lite.sparsity.channels import roles
+from tfmot_lite.sparsity.channels.diagnostics import (
+    ChannelReport,
+    GroupInfo,
+    custom_layers_error,
+)
 
 
-class _UnionFind:
-    def __init__(self):
-        self.parent = []
-
-    def add(self, count):
-        start = len(self.parent)
-        self.parent.extend(range(start, start + count))
-        return np.arange(start, start + count)
-
-    def find(self, i):
-        root = i
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[i] != root:
-            self.parent[i], i = root, self.parent[i]
-        return root
-
-    def union(self, a, b):
-        for i, j in zip(np.ravel(a), np.ravel(b)):
-            ri, rj = self.find(int(i)), self.find(int(j))
-            if ri != rj:
-                self.parent[max(ri, rj)] = min(ri, rj)
+# Why the channel analysis needs a model's inputs (for `graph.check_model`).
+NEEDS_INPUTS = ": channel pruning follows tensors through the graph from its inputs"
 
 
 class _Graph(graph.DataflowGraph):
@@ -78,49 +68,6 @@ class LayerChannels:
     classes: np.ndarray
 
 
-@dataclasses.dataclass
-class GroupInfo:
-    """Channels that are pruned together (one line of `ChannelReport`)."""
-
-    layers: list
-    channels: int
-    reason: str = None
-
-    @property
-    def prunable(self):
-        return self.reason is None
-
-
-@dataclasses.dataclass
-class ChannelReport:
-    """What `prune_channels` can prune in a model, and why the rest stays.
-
-    `groups`: one `GroupInfo` per group of coupled channels: the layers whose
-    output channels it holds, how many channels it has, and, when it is left
-    intact, the reason.
-    """
-
-    groups: list
-
-    @property
-    def prunable(self):
-        return [g for g in self.groups if g.prunable]
-
-    @property
-    def intact(self):
-        return [g for g in self.groups if not g.prunable]
-
-    def __str__(self):
-        lines = [
-            f"{len(self.prunable)} prunable channel group(s), "
-            f"{len(self.intact)} left intact"
-        ]
-        for g in self.groups:
-            status = "prunable" if g.prunable else f"intact: {g.reason}"
-            lines.append(f"  {g.channels:5d} ch  {', '.join(g.layers)}  [{status}]")
-        return "\n".join(lines)
-
-
 class ChannelCoupling:
     """The result of `analyze`: channel classes and groups of a model.
 
@@ -137,7 +84,7 @@ class ChannelCoupling:
         self.graph = _Graph(model)
         self.strict = strict
         self.leave_intact = set(leave_intact)
-        self._uf = _UnionFind()
+        self._uf = UnionFind()
         self._slots = {}
         self._layer_slots = {}
         self._reasons = {}
@@ -199,7 +146,7 @@ class ChannelCoupling:
             rank = len(g.shapes[ins[0]]) if ins and g.shapes.get(ins[0]) else 0
             if layer.name in self.leave_intact or op.path in self.leave_intact:
                 self._opaque(op, layer, "which is listed in `leave_intact`")
-            elif kinds.is_producer(layer):
+            elif roles.is_producer(layer):
                 self._bind(layer, "in", ins[0])
                 self._bind(layer, "out", outs[0])
                 if id(layer) not in self._seen:
@@ -207,11 +154,11 @@ class ChannelCoupling:
                     self.consumers.append(LayerChannels(op.path, layer, None))
                     self.producers.append(LayerChannels(op.path, layer, None))
                     self._find_batchnorm(op, layer)
-                problem = kinds.zero_problem(layer)
+                problem = roles.zero_problem(layer)
                 if problem:
                     self._freeze(outs[0], problem)
-            elif rank and kinds.is_channelwise(layer, rank):
-                if isinstance(layer, kinds.layers.BatchNormalization) and not layer.scale:
+            elif rank and roles.is_channelwise(layer, rank):
+                if isinstance(layer, keras.layers.BatchNormalization) and not layer.scale:
                     self._opaque(
                         op, layer,
                         "a BatchNormalization without `scale`, which cannot "
@@ -224,25 +171,25 @@ class ChannelCoupling:
                 if id(layer) not in self._seen:
                     self._seen.add(id(layer))
                     self.channelwise.append(LayerChannels(op.path, layer, None))
-                problem = kinds.zero_problem(layer)
+                problem = roles.zero_problem(layer)
                 if problem:
                     self._freeze(outs[0], problem)
-            elif kinds.is_pass_through(layer) and len(ins) == 1:
+            elif roles.keeps_channels(layer) and len(ins) == 1:
                 if not self._tie(ins[0], outs[0]):
                     self._opaque(op, layer, "which changes the number of channels")
                     continue
-                problem = kinds.zero_problem(layer)
+                problem = roles.zero_problem(layer)
                 if problem:
                     self._freeze(outs[0], problem)
-            elif isinstance(layer, kinds.ELEMENTWISE_MERGES):
+            elif roles.merges_elementwise(layer):
                 if not all(self._tie(t, outs[0]) for t in ins):
                     self._opaque(op, layer, "which broadcasts channels")
-            elif rank and kinds.is_concatenate_last(layer, rank):
+            elif rank and roles.is_concatenate_last(layer, rank):
                 self._concatenate(op, layer)
-            elif isinstance(layer, kinds.MIXING_LAYERS):
+            elif roles.mixes_channels(layer):
                 self._opaque(op, layer, "which mixes channels into other dimensions")
             else:
-                if self.strict and layer.weights and kinds.is_custom(layer):
+                if self.strict and layer.weights and roles.is_custom(layer):
                     self._custom.append(op)
                 self._opaque(op, layer, "a layer tfmot_lite does not understand")
         for t in g.inputs:
@@ -271,17 +218,16 @@ class ChannelCoupling:
         following = self.graph.next_ops(op)
         if len(following) == 1:
             bn = graph.core_layer(following[0].layer)
-            if isinstance(bn, kinds.layers.BatchNormalization) and bn.scale:
+            if isinstance(bn, keras.layers.BatchNormalization) and bn.scale:
                 self.scaled_by[id(layer)] = bn
 
     # -- classes and groups -------------------------------------------------
 
     def _classify(self):
-        roots = sorted({self._uf.find(i) for i in range(len(self._uf.parent))})
+        slot_root = self._uf.roots()
+        roots = sorted(set(slot_root.tolist()))
         index = {r: k for k, r in enumerate(roots)}
-        slot_class = np.array(
-            [index[self._uf.find(i)] for i in range(len(self._uf.parent))], dtype=np.int64
-        )
+        slot_class = np.array([index[r] for r in slot_root.tolist()], dtype=np.int64)
         self.num_classes = len(roots)
         self.classes_of_tensor = {
             t: slot_class[s] for t, s in self._slots.items() if s is not None
@@ -306,8 +252,7 @@ class ChannelCoupling:
         self.outputs = {id(p.layer): p for p in self.producers + self.channelwise}
         self.inputs = {id(c.layer): c for c in self.consumers}
 
-        groups = _UnionFind()
-        groups.add(self.num_classes)
+        groups = UnionFind(self.num_classes)
         for p in self.producers:
             groups.union(p.classes[:-1], p.classes[1:])
         has_producer = np.zeros(self.num_classes, bool)
@@ -351,16 +296,7 @@ class ChannelCoupling:
                     f"output channels of {', '.join(sorted(sources))}"
                 )
         if problems:
-            names = [op.path for op in self._custom]
-            raise ValueError(
-                "Cannot prune channels: these custom layers hold weights and "
-                "sit on the path of prunable channels, and tfmot_lite cannot "
-                "tell which of their weights belong to which channel:\n"
-                + "\n".join(problems)
-                + "\nLeave the channels that reach them intact with "
-                f"`prune_channels(..., leave_intact={names!r})`, or rebuild "
-                "them from Keras layers that tfmot_lite understands."
-            )
+            raise custom_layers_error(problems, [op.path for op in self._custom])
 
     def prunable_class(self, k):
         g = self.group_of_class[k]
@@ -381,24 +317,5 @@ def analyze(model, leave_intact=(), strict=True):
 def channel_report(model, leave_intact=()):
     """A `ChannelReport`: the groups of coupled channels in `model`, which of
     them `prune_channels` would prune, and why the others stay intact."""
-    check_model(model)
+    graph.check_model(model, "channel_report", needs_inputs=True, why=NEEDS_INPUTS)
     return analyze(model, leave_intact).report()
-
-
-def check_model(model):
-    """Raises a ValueError unless `model` is a built graph model."""
-    graph.check_rewritable(model)
-    if not graph.is_graph_model(model):
-        raise ValueError(
-            f"Expected a Sequential or Functional model, got layer '{model.name}'."
-        )
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise ValueError(
-            f"Model '{model.name}' has no defined inputs: channel pruning "
-            "follows tensors through the graph. Start it with `keras.Input(shape)`"
-            " or call `model.build(input_shape)` first."
-        )

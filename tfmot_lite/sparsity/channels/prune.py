@@ -1,10 +1,7 @@
 """`prune_channels`: wrap a model so that whole output channels get pruned."""
 
-import keras
-
-from tfmot_lite.core import graph
+from tfmot_lite.core import entry, graph, techniques
 from tfmot_lite.sparsity.channels import coupling
-from tfmot_lite.sparsity.channels.shrink import is_optimization_layer
 from tfmot_lite.sparsity.channels.wrapper import (
     PruneChannels,
     check_importance,
@@ -12,7 +9,6 @@ from tfmot_lite.sparsity.channels.wrapper import (
     new_plan_id,
 )
 from tfmot_lite.sparsity.schedule import ConstantSparsity, PruningSchedule
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _check_schedule(schedule):
@@ -63,61 +59,57 @@ def prune_channels(
     if isinstance(leave_intact, str):
         leave_intact = [leave_intact]
     params = dict(pruning_schedule=pruning_schedule, importance=importance)
+    return entry.wrap(to_prune, _ChannelPlan(params, leave_intact))
 
-    if isinstance(to_prune, (list, tuple)):
-        return [prune_channels(layer, **params) for layer in to_prune]
-    if not isinstance(to_prune, keras.layers.Layer):
-        raise ValueError(
-            "`to_prune` must be a Keras layer, a list of layers or a "
-            f"Sequential/Functional model. Received {to_prune!r}."
-        )
-    if not graph.is_graph_model(to_prune) and not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, WeightTransformWrapper):
+
+class _ChannelPlan(entry.Plan):
+    """`prune_channels` for the entry path (`core/entry.py`): a model is
+    analysed as a whole (`coupling.analyze`) and its layers wrapped with
+    their share of the channel plan."""
+
+    technique = techniques.PRUNING
+    entry = "prune_channels"
+    argument = "to_prune"
+    gerund = "pruning channels of"
+    needs_inputs = True
+    needs_inputs_why = coupling.NEEDS_INPUTS
+    keeps_own_wrappers = False  # prune channels on the plain model
+
+    def __init__(self, params, leave_intact):
+        self.params = params
+        self.leave_intact = leave_intact
+        self.plans = {}
+
+    def wrap_layer(self, copy, original, **kwargs):
+        return PruneChannels(copy, **self.params, **kwargs)
+
+    def prepare(self, model):
+        analysis = coupling.analyze(model, self.leave_intact)
+        unknown = set(self.leave_intact) - {
+            name for path, layer in graph.iter_layers(model)
+            for name in (path, layer.name)
+        }
+        if unknown:
             raise ValueError(
-                f"Layer '{to_prune.name}' is already wrapped by "
-                f"{type(to_prune).__name__}. Prune channels first, then shrink, "
-                "then apply other techniques."
+                f"`leave_intact` names layers that are not in model "
+                f"'{model.name}': {sorted(unknown)}."
             )
-        return PruneChannels(graph.copy_layer(to_prune), **params)
+        self.plans = _plan_layers(analysis)
+        if not self.plans:
+            raise ValueError(
+                f"Model '{model.name}' has no channels that can be pruned:\n"
+                + str(analysis.report())
+            )
 
-    coupling.check_model(to_prune)
-    wrapped = [
-        path for path, layer in graph.iter_layers(to_prune)
-        if is_optimization_layer(layer)
-    ]
-    if wrapped:
-        raise ValueError(
-            f"Model '{to_prune.name}' already holds optimization wrappers "
-            f"({', '.join(wrapped[:5])}). Prune channels on the plain model "
-            "(strip other techniques first); the deploy path is "
-            "prune_channels -> shrink -> quantize_model."
-        )
-    analysis = coupling.analyze(to_prune, leave_intact)
-    unknown = set(leave_intact) - {
-        name for path, layer in graph.iter_layers(to_prune)
-        for name in (path, layer.name)
-    }
-    if unknown:
-        raise ValueError(
-            f"`leave_intact` names layers that are not in model "
-            f"'{to_prune.name}': {sorted(unknown)}."
-        )
-    plans = _plan_layers(analysis)
-    if not plans:
-        raise ValueError(
-            f"Model '{to_prune.name}' has no channels that can be pruned:\n"
-            + str(analysis.report())
-        )
-
-    def replace(layer):
-        spec = plans.get(layer.name)
+    def replace(self, copy, original):
+        spec = self.plans.get(original.name)
         if spec is None:
-            return graph.training_layer(layer)
-        return PruneChannels(layer, channel_plan=spec, **params)
+            return graph.training_layer(copy)
+        return PruneChannels(copy, channel_plan=spec, **self.params)
 
-    pruned = graph.rewrite(to_prune, replace)
-    link_channel_plans(pruned)
-    return pruned
+    def finish(self, model):
+        link_channel_plans(model)
+        return model
 
 
 def _plan_layers(analysis):
@@ -134,7 +126,7 @@ def _plan_layers(analysis):
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(
-            f"Several layers are named {duplicates}: channel pruning matches "
+            f"Several layers are named {duplicates}: `prune_channels` matches "
             "layers by name across nested models. Give them unique names."
         )
     member = {id(item.layer): i for i, item in enumerate(chosen)}

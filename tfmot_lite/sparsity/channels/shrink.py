@@ -18,17 +18,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
-from tfmot_lite.sparsity.channels import coupling
-from tfmot_lite.sparsity.channels import layers as kinds
+from tfmot_lite.core import graph, layer_kinds, techniques
+from tfmot_lite.sparsity.channels import coupling, roles
 from tfmot_lite.sparsity.channels.summary import (
     LayerChange,
     ShrinkSummary,
     count_macs,
     count_params,
 )
-from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
-from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 
 
 def _np(variable):
@@ -46,7 +43,7 @@ def _dead_classes(analysis):
     )
     for item in analysis.producers:
         layer = item.layer
-        kernel = _np(kinds.kernel_of(layer))
+        kernel = _np(roles.output_kernel(layer))
         columns = kernel.reshape(-1, kernel.shape[-1])
         bias = _np(layer.bias) if layer.use_bias else np.zeros(kernel.shape[-1])
         for j, k in enumerate(item.classes):
@@ -75,7 +72,7 @@ def _slice_producer(layer, out_idx, in_idx):
     """`{weight name: array}` for a producer keeping `out_idx` of its output
     channels and `in_idx` of its input channels (None: all)."""
     arrays = {}
-    if isinstance(layer, kinds.SEPARABLE_LAYERS):
+    if roles.is_separable(layer):
         depthwise = _np(layer.depthwise_kernel)
         pointwise = _np(layer.pointwise_kernel)
         if in_idx is not None:
@@ -104,18 +101,11 @@ def _slice_channelwise(layer, idx):
     return arrays
 
 
-def is_optimization_layer(layer):
-    """A tfmot_lite wrapper or fused layer (QAT, clustering, pruning)."""
-    return isinstance(layer, WeightTransformWrapper) or type(
-        layer
-    ).__module__.startswith("tfmot_lite.")
-
-
 def _plain(model):
     """`model` without pruning wrappers (masks baked into the weights)."""
     others = [
-        path for path, layer in graph.iter_layers(model)
-        if is_optimization_layer(layer) and not isinstance(layer, PruneLowMagnitude)
+        f"{path} ({technique.name})" for path, technique in techniques.found_in(model)
+        if technique is not techniques.PRUNING
     ]
     if others:
         raise ValueError(
@@ -124,10 +114,8 @@ def _plain(model):
             f"({', '.join(others[:5])}). Shrink the channel-pruned model first, "
             "then apply quantization or clustering to the result."
         )
-    if any(
-        isinstance(layer, PruneLowMagnitude) for _, layer in graph.iter_layers(model)
-    ):
-        return graph.strip(model, PruneLowMagnitude)
+    if techniques.PRUNING in techniques.in_model(model):
+        return techniques.strip(model, techniques.PRUNING)
     return model
 
 
@@ -144,7 +132,7 @@ def shrink(model, return_summary=False):
       The smaller model (and the summary). Its predictions equal the masked
       model's up to float rounding; `model` is not modified.
     """
-    coupling.check_model(model)
+    graph.check_model(model, "shrink", needs_inputs=True, why=coupling.NEEDS_INPUTS)
     plain = _plain(model)
     analysis = coupling.analyze(plain, strict=False)
     keep = ~_dead_classes(analysis)
@@ -169,7 +157,7 @@ def shrink(model, return_summary=False):
         if out_idx is None:
             out_idx = np.arange(len(item.classes))
         config = layer.get_config()
-        config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = len(out_idx)
+        config[layer_kinds.channel_width_field(layer)] = len(out_idx)
         configs[layer.name] = (type(layer), config)
         new_weights[layer.name] = _slice_producer(layer, out_idx, in_idx)
     for item in analysis.channelwise:
@@ -189,13 +177,7 @@ def shrink(model, return_summary=False):
                 configs[layer.name] = (type(layer), layer.get_config())
                 break
 
-    names = [layer.name for _, layer in graph.iter_layers(plain)]
-    clashes = sorted({n for n in configs if names.count(n) > 1})
-    if clashes:
-        raise ValueError(
-            f"Several layers are named {clashes}: shrink matches layers by "
-            "name across nested models. Give them unique names."
-        )
+    graph.check_unique_names(plain, "shrink", names=configs)
 
     def replace(layer):
         if layer.name not in configs:

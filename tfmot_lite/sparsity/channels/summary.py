@@ -3,17 +3,8 @@
 import dataclasses
 
 import numpy as np
-from keras import layers
 
-from tfmot_lite.core import graph
-
-_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
-_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
-# One multiply-accumulate per kernel value at every output position.
-_KERNEL_PER_POSITION = (
-    layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D,
-    layers.Conv3D, layers.DepthwiseConv1D, layers.DepthwiseConv2D,
-)
+from tfmot_lite.core import graph, layer_kinds
 
 
 def _size(variable):
@@ -34,24 +25,19 @@ def count_params(model):
 
 def count_macs(model):
     """Multiply-accumulates of one example through the model's Conv, Dense,
-    Depthwise and Separable layers (EinsumDense counts its kernel once per
-    output position, like Dense)."""
+    Depthwise and Separable layers (the layer table's `macs` column:
+    EinsumDense counts its kernel once per output position, like Dense)."""
     g = graph.DataflowGraph(model)
     total = 0
     for op in g.ops:
         layer = graph.core_layer(op.layer)
+        spec = layer_kinds.macs(layer)
         out = g.shapes.get(op.outputs[0])
-        inp = g.input_shape(op)
-        if out is None or any(d is None for d in out[1:]):
+        if spec is None or out is None or any(d is None for d in out[1:]):
             continue
-        positions = int(np.prod(out[1:-1])) if len(out) > 2 else 1
-        if isinstance(layer, _TRANSPOSED):
-            positions = int(np.prod(inp[1:-1])) if inp and len(inp) > 2 else 1
-            total += positions * _size(layer.kernel)
-        elif isinstance(layer, _SEPARABLE):
-            total += positions * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
-        elif isinstance(layer, _KERNEL_PER_POSITION):
-            total += positions * _size(layer.kernel)
+        shape = out if spec.per == "output" else g.input_shape(op)
+        positions = int(np.prod(shape[1:-1])) if shape and len(shape) > 2 else 1
+        total += positions * sum(_size(getattr(layer, w)) for w in spec.weights)
     return total
 
 

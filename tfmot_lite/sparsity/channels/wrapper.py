@@ -41,8 +41,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core import graph
-from tfmot_lite.sparsity.channels import layers as kinds
+from tfmot_lite.core import graph, layer_kinds
+from tfmot_lite.core.union_find import UnionFind
+from tfmot_lite.sparsity.channels import roles
 from tfmot_lite.sparsity.wrapper import PruneLowMagnitude
 
 IMPORTANCES = ("l2", "l1")
@@ -58,13 +59,13 @@ def check_importance(importance):
 
 def channel_role(layer):
     """'producer', 'channelwise', or None for layers this wrapper cannot mask."""
-    if kinds.is_producer(layer):
+    if roles.is_producer(layer):
         return "producer"
-    if isinstance(layer, kinds.layers.BatchNormalization) and layer.scale:
-        return "channelwise"
-    if isinstance(layer, kinds.DEPTHWISE_LAYERS) and kinds.is_channelwise(layer, 3):
-        return "channelwise"
-    return None
+    if layer_kinds.channel_role(layer) != layer_kinds.CHANNELWISE:
+        return None
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return "channelwise" if layer.scale else None
+    return "channelwise" if roles.is_channelwise(layer, 3) else None
 
 
 @keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -118,9 +119,9 @@ class PruneChannels(PruneLowMagnitude):
     def target_weights(self):
         layer = self.layer
         if self.role == "producer":
-            main, bias = kinds.kernel_of(layer), getattr(layer, "bias", None)
+            main, bias = roles.output_kernel(layer), getattr(layer, "bias", None)
             return [main] + ([bias] if layer.use_bias else [])
-        if isinstance(layer, kinds.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization):
             return [layer.gamma] + ([layer.beta] if layer.center else [])
         return [layer.kernel] + ([layer.bias] if layer.use_bias else [])
 
@@ -132,7 +133,7 @@ class PruneChannels(PruneLowMagnitude):
         return (channels,)
 
     def build_transform(self):
-        self.channels = kinds.channel_count(self.layer)
+        self.channels = roles.channel_count(self.layer)
         main = self.target_weights()[0]
         self.channel_mask = self.add_weight(
             name="channel_mask", shape=(self.channels,), initializer="ones",
@@ -255,25 +256,16 @@ class ChannelPlan:
                 self.scale_of[id(p)] = index[member]
         self.num_classes = 1 + max(int(w.channel_classes().max()) for w in wrappers)
         # Groups: classes joined by a producer's output channels.
-        parent = list(range(self.num_classes))
-
-        def find(i):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
+        sets = UnionFind(self.num_classes)
         for p in self.producers:
             classes = p.channel_classes()
-            for k in classes[1:]:
-                a, b = find(int(classes[0])), find(int(k))
-                parent[max(a, b)] = min(a, b)
+            sets.union(classes[:-1], classes[1:])
         owned = np.zeros(self.num_classes, bool)
         for p in self.producers:
             owned[p.channel_classes()] = True
         roots = {}
         for k in np.flatnonzero(owned):
-            roots.setdefault(find(int(k)), []).append(int(k))
+            roots.setdefault(sets.find(int(k)), []).append(int(k))
         self.groups = [np.array(v) for v in roots.values()]
 
     def update(self, sparsity, caller):
@@ -290,7 +282,7 @@ class ChannelPlan:
     def scores(self):
         total = np.zeros(self.num_classes)
         for p in self.producers:
-            kernel = ops.convert_to_numpy(kinds.kernel_of(p.layer))
+            kernel = ops.convert_to_numpy(roles.output_kernel(p.layer))
             columns = np.abs(kernel.reshape(-1, kernel.shape[-1]).astype(np.float64))
             if p.importance == "l2":
                 norms = np.sqrt((columns**2).sum(axis=0))

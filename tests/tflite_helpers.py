@@ -1,4 +1,6 @@
-"""Shared helpers for the QAT tests: reading a .tflite model's op types."""
+"""Reading a .tflite model in tests: its op types (is the body int8?) and
+its kernels (zeros, distinct values). Import as `from tflite_helpers import
+...` (pytest.ini puts tests/ on the path)."""
 
 import numpy as np
 
@@ -38,3 +40,12 @@ def assert_int8_body(flatbuffer):
     edges = [n for n in names if n in ("QUANTIZE", "DEQUANTIZE")]
     assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE", names
     return names, edges
+
+
+def kernel_stats(flatbuffer):
+    """Per-kernel statistics of the model, in operator order:
+    `tfmot_lite.export.weight_stats` (an independent reading of the
+    flatbuffer), kept to the operators that hold kernels."""
+    from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
+
+    return [s for s in weight_stats(flatbuffer) if s.op_type in KERNEL_OPS]
