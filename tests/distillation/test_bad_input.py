@@ -18,7 +18,7 @@ def pair():
 
 @pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), "4", None, True])
 def test_temperature_must_be_positive(pair, temperature):
-    with pytest.raises(ValueError, match=r"`temperature` must be a number > 0.*default 4"):
+    with pytest.raises(ValueError, match=r"`temperature` must be a number > 0.*default 1\)"):
         distill(*pair, temperature=temperature)
 
 

@@ -1,6 +1,6 @@
 """Knowledge distillation from the float model during fine-tuning.
 
-`distill(student, teacher, temperature=4, alpha=0.9)` wraps any optimized
+`distill(student, teacher, temperature=1, alpha=0.5)` wraps any optimized
 model (pruned, channel-pruned, clustered, QAT, PQAT/CQAT/PCQAT) so that
 `model.fit` trains it on the labels and on the float teacher's softened
 predictions. See `distiller.py`.
