@@ -19,7 +19,7 @@ from tfmot_lite import data  # noqa: E402
 def _seeded():
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ def wrappers(model):
     return [l for l in model.layers if isinstance(l, ClusterWeights)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [

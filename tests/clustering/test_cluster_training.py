@@ -36,6 +36,7 @@ def digits_small(digits32):
     return x[:128], y[:128]
 
 
+@pytest.mark.slow
 def test_training_moves_centroids_and_reassigns_weights(digits_small):
     x, y = digits_small
     clustered = compile_(cluster_weights(small_cnn(), 8), lr=1e-2)
@@ -100,6 +101,7 @@ def test_every_init_strips_to_k_values_and_predicts_exactly(digits_small, init):
     assert_strips_exactly(cluster_weights(small_cnn(), 16, cluster_centroids_init=init), x, 16)
 
 
+@pytest.mark.slow
 def test_strip_after_training_predicts_exactly_and_leaves_the_model_alone(digits_small):
     x, y = digits_small
     clustered = compile_(cluster_weights(small_cnn(), 16))
@@ -109,6 +111,7 @@ def test_strip_after_training_predicts_exactly_and_leaves_the_model_alone(digits
     clustered.fit(x[:32], y[:32], epochs=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_per_channel_keeps_k_values_per_output_channel(digits_small):
     x, y = digits_small
     clustered = compile_(cluster_weights(small_cnn(), 4, cluster_per_channel=True))
@@ -168,6 +171,7 @@ def test_preserve_sparsity_keeps_zeros_through_training_and_strip(digits_small, 
     )
 
 
+@pytest.mark.slow
 def test_sequence_model_trains_and_strips_with_k_values():
     rng = np.random.default_rng(0)
     tokens = keras.Input((4,), dtype="int32")

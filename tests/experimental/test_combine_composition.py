@@ -105,6 +105,7 @@ def test_pqat_keeps_zeros_through_nested_folding_and_export():
     assert all(k.trainable for k in _kernels(pruned))
 
 
+@pytest.mark.slow
 def test_plain_qat_loses_the_zeros_the_preserving_scheme_keeps():
     """Control: the same training with the default scheme."""
     pruned = _prune(_model())
@@ -114,6 +115,7 @@ def test_plain_qat_loses_the_zeros_the_preserving_scheme_keeps():
     assert min(s.zero_fraction for s in stats) < 0.4
 
 
+@pytest.mark.slow
 def test_pcqat_keeps_zeros_and_clusters_through_folding_and_export(sparse_clustered):
     source = [keras.ops.convert_to_numpy(k).copy() for k in _kernels(sparse_clustered)]
     for w in source:
@@ -138,6 +140,7 @@ def test_pcqat_keeps_zeros_and_clusters_through_folding_and_export(sparse_cluste
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), w)
 
 
+@pytest.mark.slow
 def test_cqat_per_channel_clusters_survive_the_folded_scale():
     model = _model()
     clustered = tfmot.clustering.keras.strip_clustering(
@@ -159,6 +162,7 @@ def test_quantize_model_accepts_the_schemes(sparse_clustered):
     assert isinstance(head.quantize_config.weight_quantizer, combine.PreservingQuantizer)
 
 
+@pytest.mark.slow
 def test_keras_round_trip(tmp_path, sparse_clustered):
     """PCQAT: cluster state, sparsity mask and PreservingQuantizer configs
     (the PQAT mask is the same kind of state) load with no custom_objects."""
@@ -186,6 +190,7 @@ def test_keras_round_trip(tmp_path, sparse_clustered):
             assert max(len(np.unique(w[..., c])) for c in range(w.shape[-1])) <= 8
 
 
+@pytest.mark.slow
 def test_strip_clustering_cqat(sparse_clustered):
     pcqat = qk.quantize_apply(qk.quantize_annotate_model(sparse_clustered),
                               combine.Default8BitClusterPreserveQuantizeScheme())

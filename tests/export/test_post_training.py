@@ -30,13 +30,16 @@ def _io_dtypes(flatbuffer):
     return runner.input["dtype"], runner.output["dtype"]
 
 
+SLOW = pytest.mark.slow  # each mode converts and runs the digits test set
+
+
 @pytest.mark.parametrize("mode, int8_io, tolerance, io", [
-    ("float32", False, 0.0, np.float32),
-    ("dynamic_range", False, 0.02, np.float32),
-    ("float16", False, 0.02, np.float32),
-    ("int8", False, 0.02, np.float32),
+    pytest.param("float32", False, 0.0, np.float32, marks=SLOW),
+    pytest.param("dynamic_range", False, 0.02, np.float32, marks=SLOW),
+    pytest.param("float16", False, 0.02, np.float32, marks=SLOW),
+    pytest.param("int8", False, 0.02, np.float32, marks=SLOW),
     ("int8", True, 0.02, np.int8),
-    ("int16x8", False, 0.005, np.float32),
+    pytest.param("int16x8", False, 0.005, np.float32, marks=SLOW),
 ])
 def test_every_mode_runs_in_litert_close_to_float(trained, mode, int8_io, tolerance, io):
     model, representative, (xt, yt) = trained

@@ -75,6 +75,7 @@ def test_inference_matches_float_model_closely(digits32):
     assert np.abs(out - ref).max() < 0.1 * scale
 
 
+@pytest.mark.slow
 def test_save_and_load_keras_format(tmp_path, digits32):
     (x, y), _ = digits32
     inner = keras.Sequential(

@@ -99,6 +99,7 @@ def test_per_tensor_conv_bn_trains_on_the_folded_kernel():
     assert np.abs(y - ref).max() <= 1.5 * step + 1e-5
 
 
+@pytest.mark.slow
 def test_disable_per_axis_trained_model_matches_int8_export(digits32):
     (x, y), (x_test, _) = digits32
     keras.utils.set_random_seed(0)

@@ -142,9 +142,13 @@ def _small_models(only):
 
 
 SMALL = ["dense", "conv1d", "separable_transpose", "preprocessing", "nested", "sequential"]
+FAST_SMALL = {"dense", "nested"}  # the rest, seconds each, run in the slow tier
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", [
+    name if name in FAST_SMALL else pytest.param(name, marks=pytest.mark.slow)
+    for name in SMALL
+])
 def test_small_models_convert_to_int8(name):
     model = dict(_small_models(name))[name]
     qat, x = _qat_step(model)

@@ -34,6 +34,7 @@ def trained(digits32):
     return float_model, float_acc, qat
 
 
+@pytest.mark.slow
 def test_int8_tflite_matches_keras_qat_model(trained, digits32):
     float_model, float_acc, qat = trained
     (_, _), (x_test, y_test) = digits32

@@ -43,7 +43,8 @@ def train(model, steps=2, schedule_callbacks=None, x_y=None):
     return model
 
 
-@pytest.mark.parametrize("build", [mobilenet_v2_tiny, resnet_tiny])
+@pytest.mark.parametrize("build", [pytest.param(mobilenet_v2_tiny, marks=pytest.mark.slow),
+                                   resnet_tiny])
 def test_coupled_layers_share_masks_with_the_exact_fraction(build):
     model = build()
     report = sparsity.channel_report(model)
@@ -111,6 +112,7 @@ def test_nested_model_is_pruned_inside_and_out():
     assert m["fc"].sum() == 8
 
 
+@pytest.mark.slow
 def test_save_and_load_mid_schedule_resumes_with_groups_linked(tmp_path):
     schedule = sparsity.PolynomialDecay(0.25, 0.75, begin_step=0, end_step=4, frequency=2)
     x, y = data()
@@ -137,6 +139,7 @@ def test_save_and_load_mid_schedule_resumes_with_groups_linked(tmp_path):
     np.testing.assert_array_equal(end["block2_project_bn"], end["stem"])
 
 
+@pytest.mark.slow
 def test_pruning_summaries_log_channel_sparsity(tmp_path):
     pruned = sparsity.prune_channels(resnet_tiny(), sparsity.ConstantSparsity(0.5, 0, frequency=1))
     log_dir = str(tmp_path / "logs")

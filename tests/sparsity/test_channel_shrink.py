@@ -122,6 +122,7 @@ def test_unpruned_model_shrinks_to_itself_and_input_is_untouched():
         np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(w))
 
 
+@pytest.mark.slow
 def test_shrunk_model_converts_to_tflite_and_goes_through_qat():
     from tfmot_lite import export
     from tfmot_lite.quantization import keras as quantization

@@ -171,6 +171,7 @@ def test_pruning_summaries_name_the_extra_when_tensorboard_is_missing(monkeypatc
         sparsity.PruningSummaries(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_digits_cnn_pruned_to_75_percent_keeps_accuracy(digits32):
     (x, y), (xt, yt) = digits32
     keras.utils.set_random_seed(1)
