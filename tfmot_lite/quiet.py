@@ -21,8 +21,11 @@ import tempfile
 def quiet_environment():
     """Sets the log-level variables TensorFlow reads at import time (the
     CLI and the demo call this; a library import leaves them alone)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    # 3: errors too. A GPU build of TensorFlow on a machine without CUDA
+    # logs "failed call to cuInit" at ERROR level; real failures still
+    # raise as Python exceptions, which the CLI prints in one line.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
