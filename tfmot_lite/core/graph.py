@@ -12,28 +12,31 @@ import dataclasses
 
 import keras
 
+from tfmot_lite.core import sublayers
+from tfmot_lite.core.sublayer_host import host_if_replaced
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper
 from tfmot_lite.fast.batch_norm import FusedBatchNormalization
 
-
-def is_graph_model(layer):
-    """True for Sequential and Functional models, whose layers we can rewrite."""
-    return isinstance(layer, keras.Sequential) or (
-        isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
-    )
+is_graph_model = sublayers.is_graph
 
 
 def iter_layers(model, prefix="", operations=False):
-    """Yields `(path, layer)` for every leaf layer, descending into sub-models.
+    """Yields `(path, layer)` for every leaf layer, descending into sub-models
+    and into the layers held inside subclassed layers (`core/sublayers.py`).
 
     `path` is the slash-joined chain of model and layer names, for example
     `"backbone/conv2d_1"`, so that error messages can point at a layer inside
-    a nested model. A bare layer yields itself. With `operations`, the raw
-    Keras operations of Functional graphs (`x + 3.0`) are yielded too, and
-    InputLayers are left out.
+    a nested model; below a subclassed layer, its attributes name the layers
+    (`"bert/transformer_layer_0/_self_attention_layer"`). A bare layer
+    yields itself. With `operations`, the raw Keras operations of Functional
+    graphs (`x + 3.0`) are yielded too, and InputLayers are left out.
     """
-    if not is_graph_model(model):
+    if not sublayers.descends(model):
         yield prefix + model.name, model
+        return
+    if not is_graph_model(model):
+        for path, _, leaf in sublayers.leaves(model, prefix + model.name + "/"):
+            yield path, leaf
         return
     layers = model.layers
     if operations and not isinstance(model, keras.Sequential):
@@ -43,6 +46,9 @@ def iter_layers(model, prefix="", operations=False):
     for layer in layers:
         if is_graph_model(layer):
             yield from iter_layers(layer, prefix + layer.name + "/", operations)
+        elif isinstance(layer, keras.layers.Layer) and sublayers.is_composite(layer):
+            for path, _, leaf in sublayers.leaves(layer, prefix + layer.name + "/"):
+                yield path, leaf
         else:
             yield prefix + layer.name, layer
 
@@ -53,10 +59,8 @@ def iter_named(obj):
     if isinstance(obj, (list, tuple)):
         for item in obj:
             yield from iter_named(item)
-    elif is_graph_model(obj):
-        yield from iter_layers(obj)
     elif isinstance(obj, keras.layers.Layer):
-        yield obj.name, obj
+        yield from iter_layers(obj)
 
 
 def _scope_objects():
@@ -224,12 +228,16 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
         def replace_one(copy, original):
             return replace(copy)
     if not is_graph_model(model):
+        if sublayers.is_composite(model):
+            return _rewrite_inside(model, replace_one)
         return replace_one(copy_layer(model), model)
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
             op = copy_operation(layer)
             return replace_one(op, layer) if operations else op
+        if sublayers.is_composite(layer):
+            return _rewrite_inside(layer, replace_one)
         return replace_one(copy_layer(layer), layer)
 
     top = set()  # the new model's input tensors (Functional only)
@@ -279,7 +287,7 @@ def _nested_cloner(clone, call_function):
             if isinstance(layer, keras.Sequential):
                 cache[id(layer)] = keras.models.clone_model(
                     layer, clone_function=clone_any, recursive=False)
-            elif is_graph_model(layer):
+            elif is_graph_model(layer) and sublayers.rebuildable(layer):
                 cache[id(layer)] = keras.models.clone_model(
                     layer, clone_function=clone_any, call_function=call_function,
                     recursive=False)
@@ -288,6 +296,32 @@ def _nested_cloner(clone, call_function):
         return cache[id(layer)]
 
     return clone_any
+
+
+def _rewrite_inside(original, replace_one):
+    """A copy of the composite `original` (`core/sublayers.py`) whose leaves
+    are `replace_one(copy, original_leaf)`, swapped in place; in a
+    `SublayerHost` when any of them is a technique's layer, else the
+    composite itself, of its own class."""
+    copy = copy_layer(original)
+    inner = sublayers.unhosted(copy)
+    new_leaves = sublayers.leaves(inner)
+    old_leaves = sublayers.leaves(sublayers.unhosted(original))
+    if [p for p, _, _ in new_leaves] != [p for p, _, _ in old_leaves]:
+        raise ValueError(
+            f"Could not copy layer '{original.name}' ({type(original).__name__}): "
+            "rebuilding it from its config gave other sub-layers than it holds. "
+            "Give it a `get_config()` that rebuilds the same layers."
+        )
+    for (_, parent, leaf), (_, _, leaf_original) in zip(new_leaves, old_leaves):
+        new = replace_one(leaf, leaf_original)
+        if new is not leaf:
+            if leaf.built and not new.built:
+                # Built now, from the layer's weights: the composite's
+                # own call would build it inside a trace.
+                new.build_from_config(leaf.get_build_config())
+            sublayers.swap(parent, leaf, new)
+    return host_if_replaced(inner)
 
 
 def _rewrite_sequential(model, clone, call):

@@ -105,7 +105,7 @@ class Family:
     """One row of the table (see the module docstring)."""
 
     name: str
-    classes: tuple
+    classes: tuple  # Keras classes; `names` below for other libraries'
     prune: Use
     cluster: Use
     quantize: object  # a Use, or a function layer -> Use
@@ -115,6 +115,10 @@ class Family:
     width: str = None  # PRODUCES: the config field counting output channels
     per_channel: PerChannel = None
     macs: Macs = None
+    # Classes of libraries tfmot-lite does not import (KerasHub), or not
+    # exported by Keras (`keras.applications`' LayerScale), as
+    # `"package:ClassName"`: matched against the layer's class and its bases.
+    names: tuple = ()
 
 
 def _k(*names):
@@ -199,6 +203,9 @@ FAMILIES = (
            _DEPTHWISE_CLUSTER, _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),),
            channels=CHANNELWISE, macs=_MACS),
     Family("embedding", (L.Embedding,), _BOTH, _BOTH, _SEQUENCE_Q, _k("embeddings")),
+    Family("position embedding", (), Use(OPTIMIZE, "a table of positions, as an embedding"),
+           Use(OPTIMIZE, "a table of positions, as an embedding"), _SEQUENCE_Q,
+           _k("position_embeddings"), names=("keras_hub:PositionEmbedding",)),
     Family("multi-head attention", (L.MultiHeadAttention,), _BOTH, _BOTH, _SEQUENCE_Q,
            tuple((f"{p}_kernel", f"{p}_dense.kernel")
                  for p in ("query", "key", "value", "output"))),
@@ -224,6 +231,9 @@ FAMILIES = (
     Family("input normalization", (L.Normalization,),
            Use(DENSE, "adapted statistics, not trained"),
            Use(DENSE, "adapted statistics, not trained"), _Q_OUTPUT),
+    Family("layer scale", (), Use(DENSE, "one scale per channel: few weights"),
+           Use(DENSE, "one scale per channel: few weights"), _Q_OUTPUT,
+           channels=CHANNELWISE, names=("keras:LayerScale",)),
     Family("parametric relu", (L.PReLU,),
            Use(DENSE, "per-unit slopes: few weights, and zeroing one changes the activation"),
            Use(DENSE, "per-unit slopes: few weights, and sharing them saves nothing"),
@@ -264,6 +274,10 @@ def family(layer):
     """The table row for `layer`, or None when the table does not know it."""
     for row in FAMILIES:
         if isinstance(layer, row.classes):
+            return row
+    names = {f"{cls.__module__.partition('.')[0]}:{cls.__name__}" for cls in type(layer).__mro__}
+    for row in FAMILIES:
+        if names.intersection(row.names):
             return row
     return None
 

@@ -22,6 +22,7 @@ exposes the weight as a read-only property.
 """
 
 import contextlib
+import inspect
 
 import keras
 from keras import ops
@@ -157,6 +158,34 @@ def carry_input_shape(source, target):
     return target
 
 
+def signature_with_training(layer):
+    """`layer.call`'s signature, with a `training` keyword if it has none:
+    a layer standing for `layer` accepts what `layer` accepts (KerasHub
+    calls attention as `layer(query=x, value=x)`) and still learns whether
+    it is training."""
+    signature = layer._call_signature
+    if "training" in signature.parameters:
+        return signature
+    params = list(signature.parameters.values())
+    training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+    at = len(params)
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        at -= 1
+    return signature.replace(parameters=params[:at] + [training] + params[at:])
+
+
+def take_call_signature(outer, inner):
+    """Makes Keras bind `outer`'s call arguments as `inner`'s (see
+    `signature_with_training`); `outer.call` takes `*args, **kwargs`."""
+    outer._call_signature = signature_with_training(inner)
+    outer.call_signature_parameters = list(outer._call_signature.parameters)
+    outer._call_has_training_arg = True
+    outer._call_has_mask_arg = "mask" in outer.call_signature_parameters
+    outer._call_has_context_arg = {
+        arg: arg in outer.call_signature_parameters for arg in outer._call_context_args
+    }
+
+
 class WeightTransformWrapper(keras.layers.Wrapper):
     """Base class: calls `layer` with `transformed_weights()` in place.
 
@@ -187,6 +216,9 @@ class WeightTransformWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"{self._name_prefix()}_{layer.name}")
         super().__init__(layer, **kwargs)
+        # Called as `layer` is called (`attention(query=x, value=x)` inside
+        # a KerasHub block), plus `training`.
+        take_call_signature(self, layer)
         carry_input_shape(layer, self)
         self.supports_masking = getattr(layer, "supports_masking", False)
         self._slots = None
@@ -232,9 +264,9 @@ class WeightTransformWrapper(keras.layers.Wrapper):
 
     # -- Keras plumbing -----------------------------------------------------
 
-    def build(self, input_shape=None):
+    def build(self, *args, **kwargs):
         if not self.layer.built:
-            self.layer.build(input_shape)
+            self.layer.build(*args, **kwargs)
         self._finish_build()
 
     def get_build_config(self):
@@ -253,7 +285,7 @@ class WeightTransformWrapper(keras.layers.Wrapper):
         self.build_transform()
         self.built = True
 
-    def call(self, inputs, *args, training=None, **kwargs):
+    def call(self, *args, training=None, **kwargs):
         values = self.transformed_weights(training)
         dtype = self.layer.compute_dtype
         values = [
@@ -269,8 +301,8 @@ class WeightTransformWrapper(keras.layers.Wrapper):
         if self.layer._call_has_training_arg:
             kwargs["training"] = training
         with substituted(slots, values):
-            outputs = self.layer(inputs, *args, **kwargs)
+            outputs = self.layer(*args, **kwargs)
         return self.transform_outputs(outputs, training)
 
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
+    def compute_mask(self, *args, **kwargs):
+        return self.layer.compute_mask(*args, **kwargs)

@@ -26,6 +26,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step runs
     `fast_ops.batch_norm_train` (one fused kernel on TensorFlow)."""
 
+    # A training stand-in: `graph.strip` puts this class back, and a
+    # `SublayerHost` records it like a technique's layer.
+    stands_in_for = keras.layers.BatchNormalization
+
     def call(self, inputs, training=None, mask=None):
         if (
             training
