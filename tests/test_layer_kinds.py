@@ -34,7 +34,7 @@ def test_every_row_is_complete_and_its_kernels_resolve():
     samples["multi-head attention"](q, q)
     samples["recurrent cell"].build((None, 4))
     for row in layer_kinds.FAMILIES:
-        assert row.classes and row.name
+        assert (row.classes or row.names) and row.name
         for use in (row.prune, row.cluster):
             assert use.verdict in (layer_kinds.OPTIMIZE, layer_kinds.DENSE) and use.reason
         if row.name in samples:
@@ -42,6 +42,23 @@ def test_every_row_is_complete_and_its_kernels_resolve():
             assert layer_kinds.family(layer) is row
             names = [name for name, _ in layer_kinds.kernels(layer, clustering.CLUSTERING)]
             assert names == [name for name, _ in row.kernels]
+
+
+def test_rows_name_classes_of_libraries_not_imported():
+    """KerasHub's PositionEmbedding and keras.applications' LayerScale are
+    matched by package and class name, subclasses included."""
+    from keras.src.applications.convnext import LayerScale
+
+    class MyScale(LayerScale):
+        pass
+
+    assert layer_kinds.family(MyScale(1e-6, 4)).name == "layer scale"
+    keras_hub = pytest.importorskip("keras_hub")
+    position = keras_hub.layers.PositionEmbedding(sequence_length=8)
+    assert layer_kinds.family(position).name == "position embedding"
+    x = keras.Input((8, 4))
+    position(x)
+    assert [n for n, _ in layer_kinds.listed_kernels(position)] == ["position_embeddings"]
 
 
 def test_coverage_choices_are_the_same_for_pruning_and_clustering():

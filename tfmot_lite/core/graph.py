@@ -193,7 +193,7 @@ def check_model(model, fn, needs_inputs=False, why=""):
         )
 
 
-def rewrite(model, replace, call=None, operations=False, with_original=False):
+def rewrite(model, replace, call=None, operations=False, with_original=False, whole=None):
     """Returns a new model in which each leaf layer is `replace(copy)`.
 
     `replace` receives a private copy of each layer (weights included) and
@@ -218,6 +218,8 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
         copied as they are.
       with_original: call `replace(copy, original)`, for rewrites planned on
         the input model (a fusion found before copying).
+      whole: optional predicate: layers it selects are passed to `replace`
+        whole, never entered (`strip` selects the layers it removes).
 
     A bare layer (not a model) is copied and passed to `replace` directly.
     """
@@ -227,8 +229,11 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
     else:
         def replace_one(copy, original):
             return replace(copy)
+    def enters(layer):
+        return sublayers.is_composite(layer) and not (whole and whole(layer))
+
     if not is_graph_model(model):
-        if sublayers.is_composite(model):
+        if enters(model):
             return _rewrite_inside(model, replace_one)
         return replace_one(copy_layer(model), model)
 
@@ -236,7 +241,7 @@ def rewrite(model, replace, call=None, operations=False, with_original=False):
         if not isinstance(layer, keras.layers.Layer):
             op = copy_operation(layer)
             return replace_one(op, layer) if operations else op
-        if sublayers.is_composite(layer):
+        if enters(layer):
             return _rewrite_inside(layer, replace_one)
         return replace_one(copy_layer(layer), layer)
 
@@ -361,7 +366,7 @@ def strip(model, stripped):
             return copy_layer(layer, keras.layers.BatchNormalization)
         return layer
 
-    return rewrite(model, unwrap)
+    return rewrite(model, unwrap, whole=stripped)
 
 
 def core_layer(layer):

@@ -15,7 +15,7 @@ of its own class (a KerasHub `TransformerEncoder` stays one).
 import keras
 
 from tfmot_lite.core import sublayers
-from tfmot_lite.core.weight_wrapper import take_call_signature
+from tfmot_lite.core.weight_wrapper import NO_INPUTS, positional, take_call_signature
 
 
 def replaced_paths(composite):
@@ -53,8 +53,12 @@ class SublayerHost(keras.layers.Wrapper):
         if layer.built:
             self.built = True
 
-    def build(self, *args, **kwargs):
+    def build(self, input_shape=None, *args, **kwargs):
+        # Keras passes one `input_shape`; a composite's own `build` may
+        # build its attention with `query_shape=..., value_shape=...`.
         if not self.layer.built:
+            if input_shape is not None or not (args or kwargs):
+                args = (input_shape, *args)
             self.layer.build(*args, **kwargs)
         self.built = True
 
@@ -66,10 +70,10 @@ class SublayerHost(keras.layers.Wrapper):
             self.layer.build_from_config(config)
         self.built = True
 
-    def call(self, *args, training=None, **kwargs):
+    def call(self, inputs=NO_INPUTS, *args, training=None, **kwargs):
         if self.layer._call_has_training_arg:
             kwargs["training"] = training
-        return self.layer(*args, **kwargs)
+        return self.layer(*positional(inputs, args), **kwargs)
 
     def compute_mask(self, *args, **kwargs):
         return self.layer.compute_mask(*args, **kwargs)

@@ -174,6 +174,16 @@ def signature_with_training(layer):
     return signature.replace(parameters=params[:at] + [training] + params[at:])
 
 
+# The default of `call`'s first argument: Keras' Sequential wants a
+# positional input, and KerasHub calls attention with keywords only.
+NO_INPUTS = object()
+
+
+def positional(inputs, args):
+    """The positional arguments of a call whose first may be `NO_INPUTS`."""
+    return args if inputs is NO_INPUTS else (inputs, *args)
+
+
 def take_call_signature(outer, inner):
     """Makes Keras bind `outer`'s call arguments as `inner`'s (see
     `signature_with_training`); `outer.call` takes `*args, **kwargs`."""
@@ -264,8 +274,12 @@ class WeightTransformWrapper(keras.layers.Wrapper):
 
     # -- Keras plumbing -----------------------------------------------------
 
-    def build(self, *args, **kwargs):
+    def build(self, input_shape=None, *args, **kwargs):
+        # Keras passes one `input_shape`; a composite's own `build` may
+        # build its attention with `query_shape=..., value_shape=...`.
         if not self.layer.built:
+            if input_shape is not None or not (args or kwargs):
+                args = (input_shape, *args)
             self.layer.build(*args, **kwargs)
         self._finish_build()
 
@@ -285,7 +299,8 @@ class WeightTransformWrapper(keras.layers.Wrapper):
         self.build_transform()
         self.built = True
 
-    def call(self, *args, training=None, **kwargs):
+    def call(self, inputs=NO_INPUTS, *args, training=None, **kwargs):
+        args = positional(inputs, args)
         values = self.transformed_weights(training)
         dtype = self.layer.compute_dtype
         values = [
