@@ -312,6 +312,8 @@ def _rewrite_inside(original, replace_one):
     inner = sublayers.unhosted(copy)
     new_leaves = sublayers.leaves(inner)
     old_leaves = sublayers.leaves(sublayers.unhosted(original))
+    pristine = (original.pristine if sublayers.is_host(original)
+                else {path: type(leaf) for path, _, leaf in old_leaves})
     if [p for p, _, _ in new_leaves] != [p for p, _, _ in old_leaves]:
         raise ValueError(
             f"Could not copy layer '{original.name}' ({type(original).__name__}): "
@@ -319,14 +321,27 @@ def _rewrite_inside(original, replace_one):
             "Give it a `get_config()` that rebuilds the same layers."
         )
     for (_, parent, leaf), (_, _, leaf_original) in zip(new_leaves, old_leaves):
+        # A sub-layer the composite's `build` leaves to its first call (a
+        # ReLU) is built as the original was.
+        _build_like(leaf, leaf_original)
         new = replace_one(leaf, leaf_original)
         if new is not leaf:
-            if leaf.built and not new.built:
-                # Built now, from the layer's weights: the composite's
-                # own call would build it inside a trace.
-                new.build_from_config(leaf.get_build_config())
+            # Built now, from the layer's weights: the composite's own call
+            # would build it inside a trace.
+            _build_like(new, leaf)
             sublayers.swap(parent, leaf, new)
-    return host_if_replaced(inner)
+    return host_if_replaced(inner, pristine)
+
+
+def _build_like(layer, built):
+    """Builds `layer` with the input shapes `built` was built with."""
+    if layer.built or not built.built:
+        return
+    config = built.get_build_config()
+    if config:
+        layer.build_from_config(config)
+    elif not layer.weights:
+        layer.build()
 
 
 def _rewrite_sequential(model, clone, call):

@@ -18,13 +18,18 @@ from tfmot_lite.core import sublayers
 from tfmot_lite.core.weight_wrapper import NO_INPUTS, positional, take_call_signature
 
 
-def replaced_paths(composite):
-    """The paths below `composite` whose layer is not the one its config
-    builds: a technique's layer, or a training stand-in (fused BatchNorm)."""
+def leaf_classes(composite):
+    """`{path: class}` of the leaves below `composite`."""
+    return {path: type(leaf) for path, _, leaf in sublayers.leaves(composite)}
+
+
+def replaced_paths(composite, pristine):
+    """The paths below `composite` whose layer is not of the class its config
+    builds there (`pristine`, from `leaf_classes`): a technique's layer, a
+    training stand-in, the Identity a Conv-BatchNorm fold leaves."""
     return [
         path for path, _, leaf in sublayers.leaves(composite)
-        if getattr(type(leaf), "technique", None) is not None
-        or getattr(type(leaf), "stands_in_for", None) is not None
+        if type(leaf) is not pristine.get(path)
     ]
 
 
@@ -38,13 +43,17 @@ class SublayerHost(keras.layers.Wrapper):
       layer: the composite, its replacements already in place.
       replaced: used by `from_config` only: `[[path, config], ...]`, each
         replacement's serialized layer.
+      pristine: `{path: class}` of the leaves `layer`'s config builds
+        (`leaf_classes`); by default those `layer` holds now.
     """
 
     hosts_sublayers = True
 
-    def __init__(self, layer, replaced=None, **kwargs):
+    def __init__(self, layer, replaced=None, pristine=None, **kwargs):
         kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
+        # The leaf classes `layer`'s own config builds (see `replaced_paths`).
+        self.pristine = pristine if pristine is not None else leaf_classes(layer)
         for path, config in replaced or ():
             parent, old = sublayers.find(layer, path)
             sublayers.swap(parent, old, keras.saving.deserialize_keras_object(config))
@@ -82,7 +91,7 @@ class SublayerHost(keras.layers.Wrapper):
         config = super().get_config()
         config["replaced"] = [
             [path, keras.saving.serialize_keras_object(sublayers.find(self.layer, path)[1])]
-            for path in replaced_paths(self.layer)
+            for path in replaced_paths(self.layer, self.pristine)
         ]
         return config
 
@@ -95,9 +104,10 @@ class SublayerHost(keras.layers.Wrapper):
         return cls(layer, **config)
 
 
-def host_if_replaced(composite):
-    """`composite` in a `SublayerHost` when any of its sub-layers was
-    replaced; else `composite` itself (its own class)."""
-    if replaced_paths(composite):
-        return SublayerHost(composite)
+def host_if_replaced(composite, pristine):
+    """`composite` in a `SublayerHost` when any of its sub-layers is not of
+    the class its config builds (`pristine`); else `composite` itself, of
+    its own class."""
+    if replaced_paths(composite, pristine):
+        return SublayerHost(composite, pristine=pristine)
     return composite

@@ -187,6 +187,7 @@ def swap(parent, old, new):
         for node in nodes:
             if node.operation is old:
                 node.operation = new
+                _drop_unaccepted_defaults(node.arguments.kwargs, new)
     functional = getattr(parent, "_functional", None)
     if functional is not None and functional is not parent:
         swap(functional, old, new)
@@ -196,6 +197,19 @@ def swap(parent, old, new):
         if ids is not None and id(old) in ids:
             ids.discard(id(old))
             ids.add(id(new))
+
+
+def _drop_unaccepted_defaults(kwargs, layer):
+    """Removes from a graph node's recorded keyword arguments those that
+    `layer`'s call does not take and that hold None (the `mask=None` Keras
+    recorded for a BatchNormalization that a fold replaced by an Identity)."""
+    signature = getattr(layer, "_call_signature", None)
+    if signature is None or any(
+        p.kind is p.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        return
+    for key in [k for k, v in kwargs.items() if v is None and k not in signature.parameters]:
+        del kwargs[key]
 
 
 def _set_item(container, key, item):
