@@ -3,6 +3,7 @@
     tfmot-lite demo [--dataset digits|cifar10] [--output DIR] [--quick]
     tfmot-lite check MODEL.keras --policy xnnpack      (alias: xnnpack-check)
     tfmot-lite export MODEL.keras --mode int8 --representative-data X.npy -o OUT.tflite
+        (a model with several inputs takes X.npz: one array per input name)
     tfmot-lite inspect MODEL.tflite
     tfmot-lite bench MODEL.tflite [--threads N]
 
@@ -76,18 +77,39 @@ def _keras_archive_damage(path):
     return None
 
 
-def load_array(path, option):
-    """Loads a .npy file for `option`, or raises a ValueError naming it."""
+def load_array(path, option, model=None):
+    """Loads a .npy file for `option`, or raises a ValueError naming it.
+
+    Given the `model` the arrays are inputs of, a .npz archive is also
+    read: a dict {array name: array} whose names must be the model's input
+    names (a ValueError names them otherwise); a model with several inputs
+    needs one.
+    """
     import numpy as np
+
+    from tfmot_lite.export.convert import input_names, inputs_by_name
 
     if not os.path.exists(path):
         raise ValueError(f"{option} '{path}': no such file.")
+    kind = ".npy array file" if model is None else ".npy or .npz file"
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
     except Exception as error:  # noqa: BLE001
         raise ValueError(
-            f"{option} '{path}' is not a NumPy .npy array file ({type(error).__name__})."
+            f"{option} '{path}' is not a NumPy {kind} ({type(error).__name__})."
         ) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        if model is not None and len(model.inputs) > 1:
+            raise CommandError(
+                f"{option} '{path}': the model '{model.name}' has {len(model.inputs)} "
+                f"inputs ({', '.join(input_names(model))}); give a .npz file with one "
+                "array per input name (`numpy.savez(path, **arrays)`)."
+            )
+        return loaded
+    with loaded:
+        if model is None:
+            raise CommandError(f"{option} '{path}' is a .npz archive; give a .npy array file.")
+        return inputs_by_name(model, {name: loaded[name] for name in loaded.files}, option)
 
 
 # -- commands -------------------------------------------------------------
@@ -117,14 +139,14 @@ def _export(args):
     model = load_keras_model(args.path)
     calibrate = None
     if args.representative_data:
-        calibrate = load_array(args.representative_data, "--representative-data")
+        calibrate = load_array(args.representative_data, "--representative-data", model)
     elif args.mode in CALIBRATED and not is_qat(model):
         raise CommandError(
             f"--mode {args.mode} (full integer) needs --representative-data FILE.npy: "
             "a few hundred typical inputs, shaped like the model's input with a "
-            "batch axis first."
+            "batch axis first (FILE.npz with one array per input name for several inputs)."
         )
-    data = load_array(args.data, "--data") if args.data else None
+    data = load_array(args.data, "--data", model) if args.data else None
     labels = load_array(args.labels, "--labels") if args.labels else None
     output = args.output or os.path.splitext(args.path)[0] + ".tflite"
     report = export.export_model(
@@ -151,21 +173,21 @@ def _inspect(args):
 
 
 def _bench(args):
-    import numpy as np
-
     from tfmot_lite import export
 
     if args.threads < 1 or args.runs < 1:
         raise CommandError("--threads and --runs must be positive integers.")
     runner = export.TFLiteModel(args.path, num_threads=args.threads)
-    shape = tuple(int(d) for d in runner.input["shape"][1:])
-    sample = np.random.default_rng(0).random(shape).astype(np.float32)
     latency = export.measure_latency(
-        runner.flatbuffer, sample, runs=args.runs, warmup=min(20, args.runs),
-        num_threads=args.threads)
+        runner.flatbuffer, runner.random_sample(), runs=args.runs,
+        warmup=min(20, args.runs), num_threads=args.threads)
+    shapes = {name: tuple(int(d) for d in details["shape"][1:])
+              for name, details in runner.inputs.items()}
+    inputs = (f"input {next(iter(shapes.values()))}" if len(shapes) == 1 else
+              "inputs " + ", ".join(f"{name} {shape}" for name, shape in shapes.items()))
     print(
         f"{args.path}: {latency:.1f} us median over {args.runs} runs, "
-        f"{args.threads} thread(s), LiteRT + XNNPACK, input {shape}"
+        f"{args.threads} thread(s), LiteRT + XNNPACK, {inputs}"
     )
     return 0
 
@@ -188,9 +210,11 @@ def build_parser():
     exp.add_argument("--mode", default="float32",
                      help="float32, dynamic_range, float16, int8 or int16x8")
     exp.add_argument("--representative-data", metavar="FILE.npy",
-                     help="calibration inputs for int8 / int16x8")
+                     help="calibration inputs for int8 / int16x8 (.npz: one array "
+                     "per input name)")
     exp.add_argument("--int8-io", action="store_true", help="integer input and output")
-    exp.add_argument("--data", metavar="FILE.npy", help="inputs to check agreement on")
+    exp.add_argument("--data", metavar="FILE.npy",
+                     help="inputs to check agreement on (.npz: one array per input name)")
     exp.add_argument("--labels", metavar="FILE.npy", help="labels of --data (accuracy)")
     exp.add_argument("--threads", type=int, default=1)
     exp.add_argument("--json", metavar="FILE.json", help="also save the report as JSON")

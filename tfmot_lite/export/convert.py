@@ -8,6 +8,8 @@ load a Keras model, before TensorFlow is touched.
 import contextlib
 import io
 import os
+import tempfile
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -38,33 +40,84 @@ def check_keras_model(model, argument="model"):
         )
 
 
+def input_names(model):
+    """The names of the model's inputs, in `model.inputs` order: the keys of
+    data given by name, and the input names of the converted model."""
+    return [t.name for t in model.inputs]
+
+
+def has_dict_io(model):
+    """Whether the model takes or returns a dict (KerasHub models do): the
+    TFLite converter cannot trace those from the Keras model itself."""
+    return any(
+        isinstance(getattr(model, attribute, None), dict)
+        for attribute in ("_inputs_struct", "_outputs_struct")
+    )
+
+
+def inputs_by_name(model, data, argument="data"):
+    """`data` for a model with several inputs, as a dict {input name: data}
+    in `model.inputs` order. `data` is such a dict (any order), or a list
+    with one entry per input in `model.inputs` order. Raises a ValueError
+    naming the missing and extra names when a dict does not fit."""
+    names = input_names(model)
+    if isinstance(data, Mapping):
+        missing = [n for n in names if n not in data]
+        extra = sorted(str(k) for k in data if k not in names)
+        if missing or extra:
+            problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"extra {', '.join(extra)}"] if extra else [])
+            raise ValueError(
+                f"`{argument}`: the model '{model.name}' takes inputs named "
+                f"{', '.join(names)}; the names given do not match "
+                f"({'; '.join(problems)})."
+            )
+        return {n: data[n] for n in names}
+    if not isinstance(data, (list, tuple)) or len(data) != len(names):
+        raise ValueError(
+            f"`{argument}`: the model '{model.name}' has {len(names)} inputs "
+            f"({', '.join(names)}); give a dict of arrays keyed by those names, "
+            f"or a list of {len(names)} arrays, one per input in that order."
+        )
+    return dict(zip(names, data))
+
+
+def count_examples(data):
+    """The number of examples in a batch of inputs: an array, or a dict of
+    arrays (one per input, all of that length)."""
+    if isinstance(data, Mapping):
+        data = next(iter(data.values()))
+    return len(data)
+
+
 def check_representative_data(model, data, argument="representative_data"):
     """Returns `data` as float32 (int32 for an input of integer ids) after
-    checking it fits the model's input; for a model with several inputs,
-    `data` is a list of such arrays, one per input in `model.inputs` order,
-    with the same number of examples."""
+    checking it fits the model's input. For a model with several inputs,
+    `data` is a dict of such arrays keyed by input name, or a list of them
+    in `model.inputs` order, all with the same number of examples; the
+    result is then a dict {input name: array} in `model.inputs` order."""
     if isinstance(data, (str, os.PathLike)):
         raise ValueError(
             f"`{argument}` is the path '{os.fspath(data)}': load it with "
             "`numpy.load` and pass the array."
         )
     if len(model.inputs) == 1:
+        if isinstance(data, Mapping):
+            data = inputs_by_name(model, data, argument)[model.inputs[0].name]
         return _check_input_batch(model, model.inputs[0], data, argument)
-    names = [t.name for t in model.inputs]
-    if not isinstance(data, (list, tuple)) or len(data) != len(names):
-        raise ValueError(
-            f"`{argument}`: the model '{model.name}' has {len(names)} inputs "
-            f"({', '.join(names)}); give a list of {len(names)} arrays, one per "
-            "input in that order."
-        )
-    arrays = [
-        _check_input_batch(model, t, d, f"{argument}[{i}] ({t.name})")
-        for i, (t, d) in enumerate(zip(model.inputs, data))
-    ]
-    if len({len(a) for a in arrays}) != 1:
+    given_as_dict = isinstance(data, Mapping)
+    columns = inputs_by_name(model, data, argument)
+    arrays = {
+        name: _check_input_batch(
+            model, t, columns[name],
+            f"{argument}['{name}']" if given_as_dict else f"{argument}[{i}] ({name})")
+        for i, (name, t) in enumerate(zip(columns, model.inputs))
+    }
+    if len({len(a) for a in arrays.values()}) != 1:
         raise ValueError(
             f"`{argument}`: the arrays of the {len(arrays)} inputs hold different "
-            f"numbers of examples ({', '.join(str(len(a)) for a in arrays)})."
+            "numbers of examples ("
+            + ", ".join(f"{n}: {len(a)}" for n, a in arrays.items()) + ")."
         )
     return arrays
 
@@ -108,7 +161,14 @@ def to_tflite(
     supported_types=None,
     supported_ops=None,
 ):
-    """Converts a Keras 3 model with `tf.lite.TFLiteConverter.from_keras_model`.
+    """Converts a Keras 3 model to a .tflite flatbuffer.
+
+    Models with dict inputs or outputs (`has_dict_io`, e.g. KerasHub
+    models) are exported as a SavedModel in a temporary directory (removed
+    afterwards) and converted with `TFLiteConverter.from_saved_model`; the
+    converter cannot trace them from the Keras model. Other models convert
+    with `TFLiteConverter.from_keras_model`. Either way the .tflite's
+    `serving_default` signature names its inputs as the model does.
 
     Args:
       model: a Keras model (strip optimization wrappers first where the
@@ -117,7 +177,8 @@ def to_tflite(
         int8, `[Optimize.EXPERIMENTAL_SPARSITY]` to store sparse weights.
       representative_data: an array of inputs (batch first) for
         post-training calibration, one sample per converter step; for a
-        model with several inputs, a list of such arrays, one per input.
+        model with several inputs, a dict of such arrays keyed by input
+        name, or a list of them in `model.inputs` order.
       inference_input_type, inference_output_type: e.g. `tf.int8` for a
         fully integer interface.
       path: if given, the bytes are also written there (atomically: the file
@@ -137,37 +198,57 @@ def to_tflite(
     check_keras_model(model)
     tf = import_tensorflow()
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = list(optimizations)
-    if representative_data is not None:
-        several = len(model.inputs) > 1
-        columns = list(representative_data) if several else [representative_data]
-        # Integer inputs (token ids) are calibrated as integers.
-        dtypes = [tf.as_dtype(t.dtype) for t in model.inputs]
-        dtypes = [d if d.is_integer else tf.float32 for d in dtypes]
-
-        # Keyed by input name: the converted model's input order need not
-        # be Keras' (a list would be fed in the converter's order).
-        names = [t.name for t in model.inputs]
-
-        def representative_dataset():
-            for samples in zip(*columns):
-                batch = [tf.cast(tf.expand_dims(s, 0), d) for s, d in zip(samples, dtypes)]
-                yield dict(zip(names, batch)) if several else batch
-
-        converter.representative_dataset = representative_dataset
-    if inference_input_type is not None:
-        converter.inference_input_type = inference_input_type
-    if inference_output_type is not None:
-        converter.inference_output_type = inference_output_type
-    if supported_types is not None:
-        converter.target_spec.supported_types = list(supported_types)
-    if supported_ops is not None:
-        converter.target_spec.supported_ops = list(supported_ops)
     # The converter prints the SavedModel signature it traces (stdout) and
     # calibration statistics (native stderr); keep the caller's output readable.
-    with contextlib.redirect_stdout(io.StringIO()), silenced_stderr():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        stack.enter_context(silenced_stderr())
+        if has_dict_io(model):
+            # Removed when the block ends, on success or error; the
+            # converter reads the directory until `convert()` returns.
+            directory = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="tfmot_lite_export_"))
+            model.export(directory, format="tf_saved_model", verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        else:
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = list(optimizations)
+        if representative_data is not None:
+            converter.representative_dataset = _representative_dataset(
+                tf, model, representative_data)
+        if inference_input_type is not None:
+            converter.inference_input_type = inference_input_type
+        if inference_output_type is not None:
+            converter.inference_output_type = inference_output_type
+        if supported_types is not None:
+            converter.target_spec.supported_types = list(supported_types)
+        if supported_ops is not None:
+            converter.target_spec.supported_ops = list(supported_ops)
         flatbuffer = converter.convert()
     if path is not None:
         write_bytes_atomic(path, flatbuffer)
     return flatbuffer
+
+
+def _representative_dataset(tf, model, data):
+    """The converter's `representative_dataset`: a generator function giving
+    one example (batch of 1) per step. It yields a dict keyed by input name
+    for a model with several inputs or dict inputs (the converted model's
+    input order need not be Keras'), else a one-element list."""
+    by_name = len(model.inputs) > 1 or has_dict_io(model)
+    if len(model.inputs) > 1:
+        columns = inputs_by_name(model, data, "representative_data")
+    else:
+        if isinstance(data, Mapping):
+            data = inputs_by_name(model, data, "representative_data")[model.inputs[0].name]
+        columns = {model.inputs[0].name: data}
+    # Integer inputs (token ids) are calibrated as integers.
+    dtypes = [tf.as_dtype(t.dtype) for t in model.inputs]
+    dtypes = [d if d.is_integer else tf.float32 for d in dtypes]
+
+    def representative_dataset():
+        for samples in zip(*columns.values()):
+            batch = [tf.cast(tf.expand_dims(s, 0), d) for s, d in zip(samples, dtypes)]
+            yield dict(zip(columns, batch)) if by_name else batch
+
+    return representative_dataset

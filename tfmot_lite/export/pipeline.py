@@ -26,7 +26,13 @@ import os
 import numpy as np
 
 from tfmot_lite.distillation.distiller import student_of
-from tfmot_lite.export.convert import check_keras_model, check_representative_data, to_tflite
+from tfmot_lite.export.convert import (
+    check_keras_model,
+    check_representative_data,
+    count_examples,
+    input_names,
+    to_tflite,
+)
 from tfmot_lite.export.inspect import inspect_tflite
 from tfmot_lite.export.ptq import CALIBRATED, calibration_samples, check_mode, converter_settings
 from tfmot_lite.export.report import ExportReport
@@ -64,10 +70,13 @@ def export_model(
       path: where to write the .tflite (optional).
       data: NumPy inputs (batch first) to measure agreement (and accuracy
         with `labels`) on; its first example also drives the latency runs.
+        For a model with several inputs, a dict of such arrays keyed by
+        input name (or a list in `model.inputs` order).
       labels: integer class labels of `data`.
       threads: LiteRT threads for the latency and accuracy runs.
       representative_data: calibration inputs for "int8"/"int16x8" post-
-        training quantization; defaults to up to 200 examples of `data`.
+        training quantization, given as `data` is; defaults to up to 200
+        examples of `data`.
       int8_io: an integer interface (int8; int16 for "int16x8").
       sparse: store weights sparse (`Optimize.EXPERIMENTAL_SPARSITY`,
         float32 only, as XNNPACK's sparse kernels are float). None: when the
@@ -98,21 +107,22 @@ def export_model(
             f"int8 from its fake-quant ranges; use mode='int8', not {mode!r}."
         )
     if data is not None:
-        if len(model.inputs) > 1 or len(model.outputs) > 1:
+        if len(model.outputs) > 1:
             raise ValueError(
                 f"`data` measures top-1 agreement and accuracy of a model with one "
-                f"input and one output; '{model.name}' has {len(model.inputs)} "
-                f"input(s) and {len(model.outputs)} output(s). Export it with "
-                "data=None (and `representative_data`, a list with one array per "
-                "input, for a calibrated mode)."
+                f"input and one output, or several inputs and one output; "
+                f"'{model.name}' has {len(model.inputs)} input(s) and "
+                f"{len(model.outputs)} output(s). Export it with data=None (and "
+                "`representative_data`, a dict with one array per input name, for "
+                "a calibrated mode)."
             )
         data = check_representative_data(model, data, "data")
         if labels is not None:
             labels = np.asarray(labels).reshape(-1)
-            if len(labels) != len(data):
+            if len(labels) != count_examples(data):
                 raise ValueError(
-                    f"`labels` has {len(labels)} entries but `data` has {len(data)} "
-                    "examples; give one label per example."
+                    f"`labels` has {len(labels)} entries but `data` has "
+                    f"{count_examples(data)} examples; give one label per example."
                 )
     elif labels is not None:
         raise ValueError("`labels` were given without `data`; pass the inputs too.")
@@ -124,12 +134,11 @@ def export_model(
                 "`data`) to calibrate activation ranges on."
             )
         if representative_data is None:
-            representative_data = calibration_samples(data, 200)
-            calibration = f"{len(representative_data)} examples of `data`"
+            representative_data = _calibration_samples(data, 200)
+            calibration = f"{count_examples(representative_data)} examples of `data`"
         else:
             representative_data = check_representative_data(model, representative_data)
-            examples = representative_data[0] if len(model.inputs) > 1 else representative_data
-            calibration = f"{len(examples)} representative examples"
+            calibration = f"{count_examples(representative_data)} representative examples"
     if int8_io and mode not in CALIBRATED:
         raise ValueError(f"`int8_io=True` needs mode 'int8' or 'int16x8'; got {mode!r}.")
 
@@ -175,11 +184,15 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
             latency_runs=100, name="model"):
     """An `ExportReport` for an existing .tflite (bytes or path).
 
-    `keras_model`, when given with `data`, is the reference for top-1
-    agreement and Keras accuracy.
+    `data` is a batch of inputs: an array, or for several inputs a dict of
+    arrays keyed by input name (a list follows `keras_model.inputs`' order,
+    or without `keras_model` the .tflite's). `keras_model`, when given with
+    `data`, is the reference for top-1 agreement and Keras accuracy.
     """
     flatbuffer = read_tflite(flatbuffer, "flatbuffer")
-    runner = TFLiteModel(flatbuffer, num_threads=threads)
+    several = keras_model is not None and len(keras_model.inputs) > 1
+    runner = TFLiteModel(flatbuffer, num_threads=threads,
+                         input_names=input_names(keras_model) if several else None)
     operators, int8_fraction = _operators(flatbuffer)
     stats = weight_stats(flatbuffer)
     kernels = [s for s in stats if s.op_type in KERNEL_OPS]
@@ -187,11 +200,14 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
     zeros = sum(s.size * s.zero_fraction for s in kernels)
     per_channel = [s.max_unique_per_channel for s in kernels if s.max_unique_per_channel]
     inspection = inspect_tflite(flatbuffer)
-    if data is not None and len(data):
-        sample = np.asarray(data[0])
+    if data is not None:
+        data = runner.by_name(data)  # {input name: array}
+        if len(data) == 1:
+            (data,) = data.values()
+    if data is not None and count_examples(data):
+        sample = _example(data, 0)
     else:
-        shape = tuple(runner.input["shape"][1:])
-        sample = np.random.default_rng(0).random(shape).astype(np.float32)
+        sample = runner.random_sample()
     report = ExportReport(
         name=name,
         mode="",
@@ -214,15 +230,47 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
     )
     if data is not None:
         predicted = runner.predict(data).argmax(-1)
-        report.examples = int(len(data))
+        report.examples = int(count_examples(data))
         if keras_model is not None:
-            reference = np.asarray(keras_model.predict(data, verbose=0)).argmax(-1)
+            reference = _keras_predict(keras_model, data).argmax(-1)
             report.agreement = float(np.mean(predicted == reference))
             if labels is not None:
                 report.keras_accuracy = float(np.mean(reference == labels))
         if labels is not None:
             report.accuracy = float(np.mean(predicted == labels))
     return report
+
+
+def _example(data, i):
+    """Example `i` of a batch of inputs (an array, or a dict of arrays)."""
+    if isinstance(data, dict):
+        return {name: np.asarray(values[i]) for name, values in data.items()}
+    return np.asarray(data[i])
+
+
+def _calibration_samples(data, count):
+    """Up to `count` examples of `data` (an array, or a dict of arrays by
+    input name: the same examples of every input)."""
+    if not isinstance(data, dict):
+        return calibration_samples(data, count)
+    index = calibration_samples(np.arange(count_examples(data)), count)
+    return {name: values[index] for name, values in data.items()}
+
+
+def _keras_predict(model, data):
+    """The Keras model's output on `data` (an array, or a dict of arrays by
+    input name) as one array: a model built on a dict of inputs is fed its
+    dict keys, one with a dict output gives its one entry."""
+    if isinstance(data, dict):
+        structure = getattr(model, "_inputs_struct", None)
+        if isinstance(structure, dict):
+            data = {key: data[tensor.name] for key, tensor in structure.items()}
+        else:
+            data = [data[t.name] for t in model.inputs]
+    output = model.predict(data, verbose=0)
+    if isinstance(output, dict):
+        (output,) = output.values()
+    return np.asarray(output)
 
 
 def _tf():
