@@ -9,6 +9,7 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite.core import graph, techniques
+from tfmot_lite.export import export_model
 from sublayer_models import BUILDERS
 
 sparsity = tfmot.sparsity.keras
@@ -94,6 +95,15 @@ def test_wrap_train_strip_save_resume(model_name, technique, tmp_path):
         assert kinds == original_kinds
         for original, plain in zip(model.layers, stripped.layers):
             assert type(plain) is type(original)
+
+    # Export sees the inner layers: their zeros and shared values reach the
+    # .tflite, which predicts what the Keras model predicts.
+    report = export_model(wrapped, "int8" if technique == "qat" else "float32", data=x)
+    if technique == "prune":
+        assert report.sparsity > 0.3
+    if technique == "cluster":
+        assert report.max_unique_per_channel <= 8
+    assert report.agreement >= (0.75 if technique == "qat" else 1.0)
 
     # .keras round-trip, no custom_objects, and training resumes exactly.
     path = tmp_path / "m.keras"

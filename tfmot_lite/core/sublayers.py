@@ -213,9 +213,18 @@ def _drop_unaccepted_defaults(kwargs, layer):
 
 
 def _set_item(container, key, item):
-    """`container[key] = item`, bypassing Keras' tracking for its own lists
-    and dicts (other wrappers, TensorFlow's, keep their storage elsewhere)."""
-    if type(container) in (list, dict) or type(container).__module__.startswith("keras"):
+    """`container[key] = item`, bypassing the tracking of Keras' own lists
+    and dicts and of TensorFlow's wrappers around them (a `ListWrapper`
+    changed through `[]=` refuses to be saved in a SavedModel; its items
+    live in `_storage`)."""
+    storage = getattr(container, "_storage", None)
+    if storage is None:
+        storage = getattr(container, "__wrapped__", None)
+    if storage is not None:
+        storage[key] = item
+        if hasattr(container, "_update_snapshot"):
+            container._update_snapshot()  # Not an outside change: saveable.
+    elif type(container) in (list, dict) or type(container).__module__.startswith("keras"):
         (list if isinstance(container, list) else dict).__setitem__(container, key, item)
     else:
         container[key] = item

@@ -55,6 +55,21 @@ def has_dict_io(model):
     )
 
 
+def needs_saved_model(model):
+    """Whether `model` converts through a SavedModel: it takes or returns a
+    dict, or holds a KerasHub-style model or a `SublayerHost` (a Functional
+    subclass nested in a model), which `from_keras_model` cannot trace
+    (`TypeError: 'NoneType' object is not callable`)."""
+    from tfmot_lite.core import sublayers
+
+    if has_dict_io(model):
+        return True
+    return any(
+        sublayers.is_host(layer) or (sublayers.is_graph(layer) and not sublayers.rebuildable(layer))
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )
+
+
 def inputs_by_name(model, data, argument="data"):
     """`data` for a model with several inputs, as a dict {input name: data}
     in `model.inputs` order. `data` is such a dict (any order), or a list
@@ -203,7 +218,7 @@ def to_tflite(
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         stack.enter_context(silenced_stderr())
-        if has_dict_io(model):
+        if needs_saved_model(model):
             # Removed when the block ends, on success or error; the
             # converter reads the directory until `convert()` returns.
             directory = stack.enter_context(
