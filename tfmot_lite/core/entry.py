@@ -20,7 +20,7 @@ scheme rewrites the model. In order, before anything is built:
 
 import keras
 
-from tfmot_lite.core import checks, graph, techniques
+from tfmot_lite.core import checks, graph, sublayers, techniques
 from tfmot_lite.core.weight_wrapper import carry_input_shape
 
 
@@ -94,7 +94,7 @@ def wrap(to_wrap, plan, **kwargs):
         plan.check_call("layer")
         _check_single_layer(to_wrap, plan)
         checks.check_finite_weights(to_wrap, plan.entry)
-        plan.check_layers([(to_wrap.name, to_wrap)])
+        plan.check_layers(list(graph.iter_named(to_wrap)))
         return _wrap_single(to_wrap, plan, kwargs)
     plan.check_call("model")
     if kwargs:
@@ -171,6 +171,15 @@ def _check_single_layer(layer, plan):
 
 
 def _wrap_single(layer, plan, kwargs):
+    if sublayers.is_composite(layer):
+        # A subclassed layer: the technique goes to the layers inside it.
+        if kwargs:
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) holds other layers, "
+                f"which `{plan.entry}` wraps one by one: wrapper arguments "
+                f"{sorted(kwargs)} apply to a single stock layer."
+            )
+        return carry_input_shape(layer, graph.rewrite(layer, plan.replace, with_original=True))
     copy = carry_input_shape(layer, graph.copy_layer(layer))
     return plan.wrap_layer(copy, layer, **kwargs)
 

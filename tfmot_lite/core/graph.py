@@ -9,6 +9,7 @@ wrapper held). Both live here, so that nested models, shared layers and the
 
 import collections
 import dataclasses
+import warnings
 
 import keras
 
@@ -101,8 +102,17 @@ def copy_layer(layer, cls=None):
     if layer.built:
         build_config = layer.get_build_config()
         if build_config:
-            clone.build_from_config(build_config)
+            with warnings.catch_warnings():
+                # "`build()` was called on layer ... unbuilt state": a
+                # subclassed layer without `build`, traced below.
+                warnings.filterwarnings("ignore", message=r"`build\(\)` was called")
+                clone.build_from_config(build_config)
     source, target = layer.weights, clone.weights
+    if len(source) != len(target) and layer.built:
+        # A subclassed layer without a `build` builds its sub-layers in its
+        # first call: trace the copy once, as the original was called.
+        _trace_call(clone, layer)
+        target = clone.weights
     if len(source) != len(target):
         raise ValueError(
             f"Could not copy layer '{layer.name}' "
@@ -120,6 +130,31 @@ def copy_layer(layer, cls=None):
         # the copied statistics only when its state is finalized.
         clone.finalize_state()
     return clone
+
+
+def _trace_call(clone, layer):
+    """Calls `clone` on symbolic inputs like those of `layer`'s first call
+    (or of its recorded build shapes), so that sub-layers built lazily in
+    `call` exist."""
+    def fresh(value):
+        if isinstance(value, keras.KerasTensor):
+            return keras.KerasTensor(value.shape, dtype=value.dtype)
+        return value
+
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if nodes:
+        arguments = nodes[0].arguments
+        args = keras.tree.map_structure(fresh, arguments.args)
+        kwargs = keras.tree.map_structure(fresh, arguments.kwargs)
+    else:
+        shapes = list((layer._build_shapes_dict or {}).values())
+        if not shapes:
+            return
+        args, kwargs = [keras.KerasTensor(shapes[0])], {}
+    try:
+        clone(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the caller reports the mismatch
+        return
 
 
 def training_layer(layer):

@@ -438,6 +438,7 @@ def unsupported_layer_error(action, mixin_path, method, paths, note=""):
         f"tfmot_lite nor a {mixin_path.rsplit('.', 1)[-1]}:\n{listed}\n"
         f"Either make each of them a `{mixin_path}` returning the weights to "
         f"{action} from `{method}()`{note}, or {action} only the layers you "
-        "choose: `keras.models.clone_model(model, clone_function=lambda l: "
-        f"{call} if isinstance(l, keras.layers.Dense) else l)`."
+        "choose: `tfmot_lite.clone_model(model, clone_function=lambda l: "
+        f"{call} if isinstance(l, keras.layers.Dense) else l)` (Keras' "
+        "clone_model, also reaching the layers inside subclassed layers)."
     )

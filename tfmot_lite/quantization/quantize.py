@@ -171,7 +171,10 @@ def _unsupported_error(names):
         "it (`quantize_annotate_layer(layer, quantize_config=MyConfig())` inside "
         "`quantize_annotate_model(model)`, then `quantize_apply`), or quantize "
         "only chosen layers: wrap them with `quantize_annotate_layer`, call "
-        "`quantize_apply`, and the rest of the model stays float."
+        "`quantize_apply`, and the rest of the model stays float "
+        "(`tfmot_lite.clone_model(model, lambda l: quantize_annotate_layer(l) if "
+        "isinstance(l, keras.layers.Dense) else l)` also reaches the layers inside "
+        "subclassed layers and KerasHub models)."
     )
 
 
