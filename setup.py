@@ -26,6 +26,9 @@ setup(
         "export": ["ai-edge-litert", "tflite", "matplotlib"],
         "plots": ["matplotlib"],
         "tensorboard": ["tensorboard"],
+        # KerasHub models (optimized inside their blocks; tests build them
+        # from config, no download).
+        "hub": ["keras-hub"],
         # benchmarks/training_overhead.py also trains tfmot's techniques on
         # tf_keras (Keras 2) in the same process when these are installed.
         "bench": ["tensorflow-model-optimization>=0.8", "tf_keras~=2.21.0"],
@@ -40,6 +43,7 @@ setup(
             "pytest",
             "pytest-xdist",
             "hypothesis",
+            "keras-hub",
         ],
     },
     entry_points={"console_scripts": ["tfmot-lite=tfmot_lite.cli:main"]},

@@ -53,3 +53,16 @@ def test_qat_and_clustering_train_on_backend(backend):
     assert all(count <= 4 for count in result["unique_values"])
     assert result["strip_diff"] <= 1e-5
     assert result["input_untouched"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layers_inside_subclassed_blocks_train_on_backend(backend):
+    result = run_script("sublayers_script.py", backend)
+    for model in ("user_block", "vit"):
+        for technique, figures in result.get(model, {}).items():
+            assert figures["finite"], (model, technique)
+            assert figures["reload_diff"] <= 1e-5, (model, technique)
+            # strip_quantization drops activation fake-quant, whose ranges
+            # two epochs of SGD leave wide; the others are exact.
+            bound = 0.3 * figures["output_range"] if technique == "qat" else 1e-5
+            assert figures["strip_diff"] <= bound, (model, technique)
