@@ -231,7 +231,8 @@ def _sequence_ops(draw, shape):
     act = draw(st.sampled_from(ACTIVATIONS))
     rnn = draw(st.sampled_from(["SimpleRNN", "LSTM", "GRU"]))
     sequences = draw(st.booleans())
-    # TFLite converts Keras 3 recurrent layers only unrolled (TF 2.21).
+    # TFLite converts Keras 3 recurrent layers only unrolled (TF 2.21):
+    # the export unrolls those that are not.
     unroll = f", unroll={draw(st.booleans())}"
     rnn_out = (t, units) if sequences else (units,)
     ops = [

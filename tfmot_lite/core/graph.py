@@ -77,11 +77,13 @@ def copy_operation(op):
     return op.__class__.from_config(op.get_config())
 
 
-def copy_layer(layer, cls=None):
+def copy_layer(layer, cls=None, config=None):
     """A new layer with the same config, build state and weight values.
 
     `cls` builds the copy from another class that takes the same config and
-    holds the same weights (a subclass, or the base class of one).
+    holds the same weights (a subclass, or the base class of one); `config`
+    replaces the layer's own (one that builds the same weights: an RNN
+    unrolled for export, say).
 
     A layer may name attributes in `_copied_by_reference` (a
     `QuantizeConfig`, say): they are handed to the copy's `from_config` as
@@ -94,7 +96,7 @@ def copy_layer(layer, cls=None):
     classes = _scope_objects()
     for sub in layer._flatten_layers(include_self=True, recursive=True):
         classes[type(sub).__name__] = type(sub)
-    config = layer.get_config()
+    config = layer.get_config() if config is None else dict(config)
     for key in getattr(layer, "_copied_by_reference", ()):
         config[key] = getattr(layer, key)
     with keras.saving.custom_object_scope(classes):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfmot_lite.atomic_file import write_bytes_atomic
+from tfmot_lite.export.recurrent import unrolled_for_export
 from tfmot_lite.quiet import import_tensorflow, silenced_stderr
 
 
@@ -212,6 +213,7 @@ def to_tflite(
     """
     check_keras_model(model)
     tf = import_tensorflow()
+    model = unrolled_for_export(model)  # Keras 3 RNNs convert only unrolled.
 
     # The converter prints the SavedModel signature it traces (stdout) and
     # calibration statistics (native stderr); keep the caller's output readable.
