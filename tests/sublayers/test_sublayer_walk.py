@@ -157,3 +157,13 @@ def test_callbacks_drive_the_wrappers_inside_blocks():
     assert isinstance(block, ResidualBlock) and isinstance(block.head, Projection)
     for kernel in (block.convs[0].kernel, block.head.dense.kernel):
         assert abs(float(np.mean(keras.ops.convert_to_numpy(kernel) == 0)) - 0.5) < 0.02
+
+
+def test_the_xnnpack_policy_says_it_cannot_follow_a_subclassed_block():
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2)(keras.layers.ZeroPadding2D(1)(inputs))
+    x = ResidualBlock(8)(x)
+    x = keras.layers.Flatten()(keras.layers.GlobalAveragePooling2D(keepdims=True)(x))
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    with pytest.raises(ValueError, match="subclassed layer, whose data flow the policy cannot follow"):
+        sparsity.prune_low_magnitude(model, pruning_policy=sparsity.PruneForLatencyOnXNNPack())

@@ -12,7 +12,7 @@ Dropout and its kin to nothing.
 import keras
 import numpy as np
 
-from tfmot_lite.core import graph, layer_kinds
+from tfmot_lite.core import graph, layer_kinds, sublayers
 from tfmot_lite.core import xnnpack_rules as rules
 from tfmot_lite.core.xnnpack_walk import OpGraph
 
@@ -133,4 +133,10 @@ def _as_op(call, dataflow):
         return rules.Op(rules.OTHER, f"{name}(interpolation='{layer.interpolation}')")
     if isinstance(layer, _NO_OPS):
         return rules.Op(rules.NOOP, name)
+    if sublayers.is_composite(layer):
+        # Its layers are reached by the techniques, but its `call` is code:
+        # which of them feeds which is unknown here.
+        return rules.Op(rules.OTHER, f"{name} (a subclassed layer, whose data flow "
+                                     "the policy cannot follow: build the block as a "
+                                     "Functional model to check it)")
     return rules.Op(rules.OTHER, name)
