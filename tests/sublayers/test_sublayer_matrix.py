@@ -57,6 +57,25 @@ def _fit(model, x, steps=2):
               callbacks=[sparsity.UpdatePruningStep()] if pruned else [])
 
 
+def _check_nearest_centroids(clustered, model):
+    originals = dict(graph.iter_layers(model))
+    checked = 0
+    for path, layer in graph.iter_layers(clustered):
+        if techniques.technique_of(layer) is not techniques.CLUSTERING or "/" not in path:
+            continue
+        # The wrapped copy lists its weights in the original's order.
+        positions = [id(w) for w in layer.layer.weights]
+        for variable, value in zip(layer.target_weights(), layer.transformed_weights(False)):
+            original = keras.ops.convert_to_numpy(
+                originals[path].weights[positions.index(id(variable))])
+            value = keras.ops.convert_to_numpy(value)
+            spacing = (original.max() - original.min()) / 7
+            assert len(np.unique(value)) <= 8
+            assert np.abs(value - original).max() <= spacing / 2 + 1e-6, path
+            checked += 1
+    assert checked
+
+
 @pytest.mark.parametrize("model_name,technique", CASES)
 def test_wrap_train_strip_save_resume(model_name, technique, tmp_path):
     pytest.importorskip("keras_hub")
@@ -70,6 +89,13 @@ def test_wrap_train_strip_save_resume(model_name, technique, tmp_path):
     inner = [p for p, layer in graph.iter_layers(wrapped)
              if techniques.technique_of(layer) is row and "/" in p]
     assert inner, "no layer inside a subclassed layer was wrapped"
+    # Before training, the inner wrappers start from the model's weights:
+    # pruning computes the same (no mask yet), clustering replaces each
+    # weight by its nearest of 8 linearly spaced centroids.
+    if technique == "prune":
+        np.testing.assert_allclose(_predict(wrapped, x), reference, atol=1e-5)
+    if technique == "cluster":
+        _check_nearest_centroids(wrapped, model)
     _fit(wrapped, x)
     out = _predict(wrapped, x)
     assert np.isfinite(out).all()

@@ -365,7 +365,13 @@ def _rewrite_inside(original, replace_one):
         if new is not leaf:
             # Built now, from the layer's weights: the composite's own call
             # would build it inside a trace.
-            _build_like(new, leaf)
+            if getattr(new, "layer", None) is leaf and leaf.built and not new.built:
+                # A wrapper around the built leaf: a fresh build, which
+                # initializes its state from the weights (clustering's
+                # centroids); `build_from_config` means "a load follows".
+                new.build()
+            else:
+                _build_like(new, leaf)
             sublayers.swap(parent, leaf, new)
     return host_if_replaced(inner, pristine)
 
