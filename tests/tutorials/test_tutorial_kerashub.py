@@ -96,14 +96,6 @@ def test_pruned_keras_file_reloads_with_equal_predictions(quick_run):
     assert results["reload_max_difference"] == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cluster_weights leaves the centroids of layers inside subclassed "
-    "layers (the ViTBackbone's encoder blocks) at zero: graph._rewrite_inside "
-    "builds each ClusterWeights with build_from_config, which skips the "
-    "centroid initialisation for a .keras restore that never comes. Remove "
-    "this mark once fixed.",
-)
 def test_clustering_keeps_accuracy(quick_run):
     reports = quick_run[0]["reports"]
     assert reports["clustered"].keras_accuracy >= 0.8 * reports["float"].keras_accuracy
