@@ -80,3 +80,16 @@ def test_stateful_layers_are_refused_with_the_fix():
     model = keras.Model(inputs, keras.layers.LSTM(4, stateful=True, name="lstm")(inputs))
     with pytest.raises(ValueError, match=r"'lstm' \(LSTM\) is stateful"):
         to_tflite(model)
+
+
+def test_gru_16x8_breakage_is_warned():
+    """TF 2.21's 16x8 quantizer zeroes a reset_after GRU's recurrent kernel
+    when its recurrent bias is nonzero (an upstream bug): said, not silent."""
+    from tfmot_lite.export import quantize_post_training
+
+    model = _sequence_model(keras.layers.GRU(6, name="gru"))
+    kernel, recurrent, bias = model.get_layer("gru").get_weights()
+    bias[1] = 0.1
+    model.get_layer("gru").set_weights([kernel, recurrent, bias])
+    with pytest.warns(UserWarning, match=r"'gru' \(GRU, reset_after=True\)"):
+        quantize_post_training(model, "int16x8", representative_data=_data(16))

@@ -28,6 +28,7 @@ time: a few hundred samples that look like deployment inputs are enough.
 
 import numpy as np
 
+from tfmot_lite.export.recurrent import warn_gru_16x8
 from tfmot_lite.export.convert import (
     check_keras_model,
     check_representative_data,
@@ -122,6 +123,8 @@ def quantize_post_training(
             f"mode {mode!r} keeps float activations."
         )
     plain = strip_for_export(model)
+    if mode == "int16x8":
+        warn_gru_16x8(plain)
     return to_tflite(
         plain,
         representative_data=representative_data,

@@ -15,7 +15,10 @@ not changed. Unrolling needs a sequence length known when the model is
 built; a layer without one gets an error that says what to change.
 """
 
+import warnings
+
 import keras
+import numpy as np
 
 from tfmot_lite.core import graph
 
@@ -88,3 +91,30 @@ def unrolled_for_export(model):
         return graph.copy_layer(copy, config=_with_unroll(copy.get_config()))
 
     return graph.rewrite(model, unroll)
+
+
+def warn_gru_16x8(model):
+    """Warns about each GRU that TensorFlow 2.21's 16x8 quantizer breaks.
+
+    Unrolled, a GRU with `reset_after=True` (Keras' default) multiplies the
+    zero initial state by its recurrent kernel in the first step, whose
+    range calibrates to [0, 0]; with a nonzero recurrent bias, the 16x8
+    converter then stores the recurrent kernel, shared by every step, as
+    all zero codes (measured: top-1 agreement 0.33 with Keras on the
+    digits GRU of tutorials/recurrent_models.py; int8 keeps a separate copy
+    for that step and is right).
+    """
+    for path, layer in graph.iter_layers(model):
+        gru = getattr(layer, "forward_layer", layer)
+        cell = getattr(gru, "cell", None)
+        if not isinstance(cell, keras.layers.GRUCell) or not cell.reset_after:
+            continue
+        if not cell.use_bias or not np.any(keras.ops.convert_to_numpy(cell.bias)[1]):
+            continue
+        warnings.warn(
+            f"Layer '{path}' (GRU, reset_after=True): TensorFlow's 16x8 quantizer "
+            "stores its recurrent kernel as zeros when the recurrent bias is "
+            "nonzero, and the .tflite will not compute what the model computes. "
+            "Export it as 'int8', or build it with `reset_after=False`.",
+            stacklevel=3,
+        )
