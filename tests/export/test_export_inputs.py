@@ -111,3 +111,38 @@ def test_sparse_fully_connected_matches_keras():
     x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
     out = run(export.to_sparse_tflite(model), {"x": x})["output_0"]
     np.testing.assert_allclose(out, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+
+
+def test_export_model_falls_back_to_dense_where_sparse_storage_computes_wrong():
+    """The upstream bug above, met by `export_model`: the sparse conversion
+    is checked against the dense one, which it keeps (and says so)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), name="x")
+    model = keras.Model(inputs, L.Dense(7, use_bias=False)(inputs))
+    kernel = keras.ops.convert_to_numpy(model.layers[1].kernel).copy()
+    kernel[:, [1, 5, 6]] = 0.0
+    model.layers[1].kernel.assign(kernel)
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    with pytest.warns(UserWarning, match="Stored the weights dense"):
+        report = export.export_model(model, "float32", sparse=True, data=x)
+    assert not report.sparse_storage
+    flatbuffer = export.to_tflite(model)
+    np.testing.assert_allclose(export.TFLiteModel(flatbuffer).predict(x),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+def test_export_model_keeps_sparse_storage_that_computes_right():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,))
+    model = keras.Model(inputs, L.Dense(8)(L.Dense(64, activation="relu")(inputs)))
+    for layer in model.layers[1:]:
+        kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+        kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.8)] = 0.0
+        layer.kernel.assign(kernel)
+    x = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        report = export.export_model(model, "float32", sparse=True, data=x)
+    assert report.sparse_storage and report.agreement == 1.0

@@ -22,9 +22,11 @@ How a report is shown (table, JSON, Markdown, PNG) is `report.py`'s part.
 """
 
 import os
+import warnings
 
 import numpy as np
 
+from tfmot_lite.atomic_file import write_bytes_atomic
 from tfmot_lite.distillation.distiller import student_of
 from tfmot_lite.export.convert import (
     check_keras_model,
@@ -38,6 +40,7 @@ from tfmot_lite.export.ptq import CALIBRATED, calibration_samples, check_mode, c
 from tfmot_lite.export.report import ExportReport
 from tfmot_lite.export.runtime import TFLiteModel, gzipped_size, measure_latency
 from tfmot_lite.export.source import read_tflite
+from tfmot_lite.export.sparse import verified_sparse
 from tfmot_lite.export.strip import strip_for_export, techniques
 from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
 
@@ -162,12 +165,19 @@ def export_model(
         if sparse:
             settings["optimizations"] = list(settings.get("optimizations", [])) + [
                 tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    flatbuffer = to_tflite(
-        plain,
-        representative_data=representative_data if mode in CALIBRATED and not qat else None,
-        path=path,
-        **settings,
-    )
+    calibration_data = representative_data if mode in CALIBRATED and not qat else None
+    flatbuffer = to_tflite(plain, representative_data=calibration_data, **settings)
+    if sparse:
+        dense_settings = dict(settings, optimizations=[
+            o for o in settings["optimizations"] if o != tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
+        flatbuffer, problem = verified_sparse(
+            flatbuffer,
+            lambda: to_tflite(plain, representative_data=calibration_data, **dense_settings),
+            data)
+        if problem:
+            warnings.warn(problem, stacklevel=2)
+    if path is not None:
+        write_bytes_atomic(path, flatbuffer)
     report = measure(
         flatbuffer, data=data, labels=labels, keras_model=model, threads=threads,
         latency_runs=latency_runs,
