@@ -16,6 +16,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfmot_lite as tfmot  # noqa: E402
+from tfmot_lite.core import graph, techniques  # noqa: E402
 from sublayer_models import user_block, vit_classifier  # noqa: E402
 
 sparsity = tfmot.sparsity.keras
@@ -32,12 +33,12 @@ TECHNIQUES = {
 }
 
 
-def run(builder, techniques):
+def run(builder, technique_names):
     keras.utils.set_random_seed(0)
     model, x = builder()
     y = np.arange(len(x)) % 3
     results = {}
-    for name in techniques:
+    for name in technique_names:
         apply, strip = TECHNIQUES[name]
         wrapped = apply(model)
         wrapped.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -49,6 +50,9 @@ def run(builder, techniques):
         loaded = keras.models.load_model(path)
         stripped = strip(wrapped)
         results[name] = {
+            "inner_wrapped": sum(
+                1 for path, layer in graph.iter_layers(wrapped)
+                if techniques.technique_of(layer) is not None and "/" in path),
             "finite": bool(np.isfinite(history.history["loss"]).all()),
             "reload_diff": float(np.abs(keras.ops.convert_to_numpy(loaded(x)) - out).max()),
             "strip_diff": float(np.abs(keras.ops.convert_to_numpy(stripped(x)) - out).max()),

@@ -60,6 +60,7 @@ def test_layers_inside_subclassed_blocks_train_on_backend(backend):
     result = run_script("sublayers_script.py", backend)
     for model in ("user_block", "vit"):
         for technique, figures in result.get(model, {}).items():
+            assert figures["inner_wrapped"] > 0, (model, technique)
             assert figures["finite"], (model, technique)
             assert figures["reload_diff"] <= 1e-5, (model, technique)
             # strip_quantization drops activation fake-quant, whose ranges
