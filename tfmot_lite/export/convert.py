@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfmot_lite.atomic_file import write_bytes_atomic
+from tfmot_lite.export.degenerate import check_ranges
 from tfmot_lite.export.recurrent import unrolled_for_export
 from tfmot_lite.quiet import import_tensorflow, silenced_stderr
 
@@ -242,6 +243,8 @@ def to_tflite(
         if supported_ops is not None:
             converter.target_spec.supported_ops = list(supported_ops)
         flatbuffer = converter.convert()
+    if optimizations:  # integer ranges (calibrated, or QAT's): XNNPACK can run them
+        check_ranges(flatbuffer)
     if path is not None:
         write_bytes_atomic(path, flatbuffer)
     return flatbuffer
