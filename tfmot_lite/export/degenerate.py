@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from tfmot_lite.atomic_file import write_bytes_atomic
+
 DEGENERATE_SCALE = 1e-7
 
 
@@ -43,8 +45,7 @@ def xnnpack_prepares(flatbuffer):
     tried in a child process (it may abort rather than raise)."""
     with tempfile.TemporaryDirectory(prefix="tfmot_lite_probe_") as directory:
         path = os.path.join(directory, "model.tflite")
-        with open(path, "wb") as f:
-            f.write(bytes(flatbuffer))
+        write_bytes_atomic(path, bytes(flatbuffer))
         done = subprocess.run(
             [sys.executable, "-c",
              "import sys; from ai_edge_litert.interpreter import Interpreter; "
