@@ -233,27 +233,16 @@ def _set_item(container, key, item):
 def _swapped_in(value, old, new):
     """`value` with `old` replaced by `new` in its lists, tuples and dicts
     (lists and dicts changed in place)."""
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if item is old:
-                _set_item(value, i, new)
-            else:
-                replaced = _swapped_in(item, old, new)
-                if replaced is not item:
-                    _set_item(value, i, replaced)
+    if isinstance(value, (list, dict)):
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        for key, item in items:
+            replaced = new if item is old else _swapped_in(item, old, new)
+            if replaced is not item:
+                _set_item(value, key, replaced)
         return value
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         items = [new if item is old else _swapped_in(item, old, new) for item in value]
         if any(a is not b for a, b in zip(items, value)):
             return type(value)(items)
-        return value
-    if isinstance(value, dict):
-        for key, item in list(value.items()):
-            if item is old:
-                _set_item(value, key, new)
-            else:
-                replaced = _swapped_in(item, old, new)
-                if replaced is not item:
-                    _set_item(value, key, replaced)
         return value
     return value
