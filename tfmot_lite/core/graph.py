@@ -8,6 +8,8 @@ wrapper held). Both live here, so that nested models, shared layers and the
 """
 
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import warnings
 
@@ -340,6 +342,25 @@ def _nested_cloner(clone, call_function):
     return clone_any
 
 
+_INSIDE_COMPOSITE = contextvars.ContextVar("inside_composite", default=False)
+
+
+def inside_composite():
+    """Whether `rewrite` is replacing a layer held inside a subclassed layer
+    (whose `call` may compute values with raw ops no layer sees: residual
+    adds, say), rather than a node of a Functional graph."""
+    return _INSIDE_COMPOSITE.get()
+
+
+@contextlib.contextmanager
+def _replacing_inside():
+    token = _INSIDE_COMPOSITE.set(True)
+    try:
+        yield
+    finally:
+        _INSIDE_COMPOSITE.reset(token)
+
+
 def _rewrite_inside(original, replace_one):
     """A copy of the composite `original` (`core/sublayers.py`) whose leaves
     are `replace_one(copy, original_leaf)`, swapped in place; in a
@@ -361,7 +382,8 @@ def _rewrite_inside(original, replace_one):
         # A sub-layer the composite's `build` leaves to its first call (a
         # ReLU) is built as the original was.
         _build_like(leaf, leaf_original)
-        new = replace_one(leaf, leaf_original)
+        with _replacing_inside():
+            new = replace_one(leaf, leaf_original)
         if new is not leaf:
             # Built now, from the layer's weights: the composite's own call
             # would build it inside a trace.

@@ -15,7 +15,10 @@ keeps it), and for each technique:
   (an error naming the layer);
 * `quantize`: a `Use` whose verdict is `'weights'` (kernel and output
   quantized), `'output'` (output only), `'pass'` (the int8 kernel keeps the
-  input's scale) or `UNSUPPORTED`; `per_channel`: a `PerChannel` for the
+  input's scale), `'table'` (a lookup table: int8 table, and the lookup
+  keeps its scale), `'inside'` (TFLite runs the layer as several integer
+  ops, each quantized inside the layer's call: attention, layer
+  normalization) or `UNSUPPORTED`; `per_channel`: a `PerChannel` for the
   families whose int8 kernel has one scale per output channel (None: one
   scale per kernel);
 * `channels`: how channel pruning follows the channels (the last axis)
@@ -136,7 +139,9 @@ _Q_PER_TENSOR = Use("weights", "per-tensor int8 weights")
 _Q_PER_CHANNEL = Use("weights", "per-channel int8 weights")
 _Q_OUTPUT = Use("output", "computes new values: its int8 output needs its own scale")
 _Q_PASS = Use("pass", "its int8 kernel keeps the input's scale")
-_SEQUENCE_Q = Use(UNSUPPORTED, "the default 8-bit scheme quantizes no sequence layers")
+_SEQUENCE_Q = Use(UNSUPPORTED, "the default 8-bit scheme quantizes no recurrent layers")
+_Q_TABLE = Use("table", "int8 table; TFLite's GATHER keeps its scale")
+_Q_INSIDE = Use("inside", "TFLite runs it as several integer ops, each with its own range")
 _MACS = Macs()
 _MACS_TRANSPOSED = Macs(per="input")
 _MACS_SEPARABLE = Macs(("depthwise_kernel", "pointwise_kernel"))
@@ -152,6 +157,32 @@ def _activation_channels(layer):
     if activation_name(layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
         return None
     return ACTIVATES
+
+
+def _merge_quantize(layer):
+    shapes = (layer.get_build_config() or {}).get("input_shape") if layer.built else None
+    if isinstance(layer, L.Add) and shapes is not None and len(shapes) > 2:
+        return Use("inside", "a sum of more than two tensors: TFLite adds two at a time, "
+                             "and each partial sum needs a range")
+    return _Q_OUTPUT
+
+
+def _dense_quantize(layer):
+    shape = (layer.get_build_config() or {}).get("input_shape") if layer.built else None
+    if shape is not None and len(shape) > 2 and layer.use_bias:
+        return Use("inside", "a matmul over a sequence: the converter reshapes before "
+                             "the bias, which needs its own range")
+    return _Q_PER_TENSOR
+
+
+def _attention_quantize(layer):
+    if getattr(layer, "_use_gate", False):
+        return Use(UNSUPPORTED, "gated attention (use_gate=True) multiplies by a gate "
+                                "inside its call")
+    axes = getattr(layer, "_attention_axes", None)
+    if axes is not None and len(axes) > 1:
+        return Use(UNSUPPORTED, f"softmax over several attention axes {tuple(axes)}")
+    return _Q_INSIDE
 
 
 def _rnn_cell(layer):
@@ -172,10 +203,10 @@ def _time_distributed(layer):
 
 FAMILIES = (
     # -- layers with kernels ----------------------------------------------
-    Family("dense", (L.Dense,), _BOTH, _BOTH, _Q_PER_TENSOR, _k("kernel"),
+    Family("dense", (L.Dense,), _BOTH, _BOTH, _dense_quantize, _k("kernel"),
            channels=PRODUCES, width="units", macs=_MACS),
     Family("einsum dense", (L.EinsumDense,), _BOTH,
-           Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_UNSUPPORTED, _k("kernel"),
+           Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_INSIDE, _k("kernel"),
            macs=_MACS),
     Family("convolution 1D", (L.Conv1D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
            channels=PRODUCES, width="filters", macs=_MACS,
@@ -202,11 +233,11 @@ FAMILIES = (
     Family("depthwise convolution 1D", (L.DepthwiseConv1D,), _DEPTHWISE_PRUNE,
            _DEPTHWISE_CLUSTER, _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),),
            channels=CHANNELWISE, macs=_MACS),
-    Family("embedding", (L.Embedding,), _BOTH, _BOTH, _SEQUENCE_Q, _k("embeddings")),
+    Family("embedding", (L.Embedding,), _BOTH, _BOTH, _Q_TABLE, _k("embeddings")),
     Family("position embedding", (), Use(OPTIMIZE, "a table of positions, as an embedding"),
-           Use(OPTIMIZE, "a table of positions, as an embedding"), _SEQUENCE_Q,
+           Use(OPTIMIZE, "a table of positions, as an embedding"), _Q_TABLE,
            _k("position_embeddings"), names=("keras_hub:PositionEmbedding",)),
-    Family("multi-head attention", (L.MultiHeadAttention,), _BOTH, _BOTH, _SEQUENCE_Q,
+    Family("multi-head attention", (L.MultiHeadAttention,), _BOTH, _BOTH, _attention_quantize,
            tuple((f"{p}_kernel", f"{p}_dense.kernel")
                  for p in ("query", "key", "value", "output"))),
     Family("recurrent cell", (L.SimpleRNNCell, L.LSTMCell, L.GRUCell), _BOTH, _BOTH,
@@ -225,7 +256,10 @@ FAMILIES = (
            Use(DENSE, "statistics, folded into the convolution at export"),
            Use(DENSE, "statistics, folded into the convolution at export"), _Q_OUTPUT,
            channels=CHANNELWISE),
-    Family("other normalization", (L.LayerNormalization, L.GroupNormalization),
+    Family("layer normalization", (L.LayerNormalization,),
+           Use(DENSE, "scale and shift: few weights"),
+           Use(DENSE, "scale and shift: few weights"), _Q_INSIDE),
+    Family("group normalization", (L.GroupNormalization,),
            Use(DENSE, "scale and shift: few weights"),
            Use(DENSE, "scale and shift: few weights"), _Q_UNSUPPORTED),
     Family("input normalization", (L.Normalization,),
@@ -241,7 +275,7 @@ FAMILIES = (
     # -- no weights: new values (int8 output scale of their own) -----------
     Family("elementwise merges",
            (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum),
-           _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT, channels=MERGES),
+           _NO_WEIGHTS, _NO_WEIGHTS, _merge_quantize, channels=MERGES),
     Family("concatenate", (L.Concatenate,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
            channels=CONCATENATES),
     Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,
@@ -304,7 +338,8 @@ def _column(layer, name):
 
 
 def quantize_kind(layer):
-    """`'weights'`, `'output'`, `'pass'` or None (not supported)."""
+    """`'weights'`, `'output'`, `'pass'`, `'table'`, `'inside'` or None (not
+    supported)."""
     use = _column(layer, "quantize")
     return None if use is None or use.verdict == UNSUPPORTED else use.verdict
 

@@ -41,7 +41,7 @@ from tfmot_lite.export.report import ExportReport
 from tfmot_lite.export.runtime import TFLiteModel, gzipped_size, measure_latency
 from tfmot_lite.export.source import read_tflite
 from tfmot_lite.export.sparse import verified_sparse
-from tfmot_lite.export.strip import strip_for_export, techniques
+from tfmot_lite.export.strip import qat_mode, strip_for_export, techniques
 from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
 
 _DATA_TYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int8, np.uint8, np.int16)}
@@ -67,7 +67,9 @@ def export_model(
         clustering, QAT, or a combination); a distillation model
         (`tfmot_lite.distillation.distill`) exports its student, and the
         report lists "distillation" among the techniques. A QAT model
-        exports as int8 from its own fake-quant ranges (mode "int8" only).
+        exports as int8 from its own fake-quant ranges (mode "int8"); a 16x8
+        QAT model (`Default16x8QuantizeScheme`) as "int16x8", from its
+        trained weights with calibrated ranges (`_qat_16x8`).
       mode: "float32", "dynamic_range", "float16", "int8" or "int16x8" (see
         `quantize_post_training`).
       path: where to write the .tflite (optional).
@@ -104,10 +106,10 @@ def export_model(
         raise ValueError(f"`threads` must be a positive integer; got {threads!r}.")
     found = sorted(techniques(model) | ({"distillation"} if distilled else set()))
     qat = "qat" in found
-    if qat and mode != "int8":
+    if qat and mode != qat_mode(model):
         raise ValueError(
-            f"Model '{model.name}' is quantization-aware trained: it exports as "
-            f"int8 from its fake-quant ranges; use mode='int8', not {mode!r}."
+            f"Model '{model.name}' is quantization-aware trained for "
+            f"{qat_mode(model)}: export it with mode={qat_mode(model)!r}, not {mode!r}."
         )
     if data is not None:
         if len(model.outputs) > 1:
@@ -129,8 +131,10 @@ def export_model(
                 )
     elif labels is not None:
         raise ValueError("`labels` were given without `data`; pass the inputs too.")
+    # A 16x8 QAT model converts from its float twin, calibrated (`_qat_16x8`).
+    calibrated = mode in CALIBRATED and (not qat or mode == "int16x8")
     calibration = ""
-    if mode in CALIBRATED and not qat:
+    if calibrated:
         if representative_data is None and data is None:
             raise ValueError(
                 f"mode {mode!r} (full integer) needs `representative_data` (or "
@@ -145,7 +149,7 @@ def export_model(
     if int8_io and mode not in CALIBRATED:
         raise ValueError(f"`int8_io=True` needs mode 'int8' or 'int16x8'; got {mode!r}.")
 
-    plain = strip_for_export(model)
+    plain = _qat_16x8(model) if qat and mode == "int16x8" else strip_for_export(model)
     if sparse is None:
         sparse = mode == "float32" and not qat and (
             "pruning" in found or _kernel_zero_fraction(plain) >= 0.5)
@@ -155,7 +159,7 @@ def export_model(
             f"and LiteRT cannot run sparse {mode} weights."
         )
     tf = _tf()
-    if qat:
+    if qat and mode == "int8":
         settings = {"optimizations": [tf.lite.Optimize.DEFAULT]}
         if int8_io:
             settings["inference_input_type"] = tf.int8
@@ -165,7 +169,7 @@ def export_model(
         if sparse:
             settings["optimizations"] = list(settings.get("optimizations", [])) + [
                 tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    calibration_data = representative_data if mode in CALIBRATED and not qat else None
+    calibration_data = representative_data if calibrated else None
     flatbuffer = to_tflite(plain, representative_data=calibration_data, **settings)
     if sparse:
         dense_settings = dict(settings, optimizations=[
@@ -188,6 +192,22 @@ def export_model(
     report.techniques = found
     report.calibration = calibration
     return report
+
+
+def _qat_16x8(model):
+    """The float twin a 16x8 QAT model converts from.
+
+    The converter's QAT path (fake-quant ops read as ranges) has no int16
+    GELU and stores constant operands int8 beside int16 activations, so a
+    16x8 QAT model is converted as the converter's own 16x8 mode converts a
+    float model: from `strip_quantization(model)` (the trained weights,
+    rounded to the int8 values QAT trained with, which the converter's
+    weight quantization reproduces) with activation ranges calibrated on
+    `representative_data`. At 16 bits a calibrated range and the trained
+    one give steps within a few parts in 10^5 of the values' range."""
+    from tfmot_lite.quantization.quantize import strip_quantization
+
+    return strip_for_export(strip_quantization(model))
 
 
 def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,

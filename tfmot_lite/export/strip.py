@@ -23,6 +23,37 @@ def is_qat(model):
     return table.QAT in table.in_model(model)
 
 
+def _quantizers_of(value, depth=0):
+    """The quantizers held by a QAT layer: in its attributes, lists, dicts
+    and QuantizeConfig (depth-limited)."""
+    from tfmot_lite.quantization.config import QuantizeConfig
+    from tfmot_lite.quantization.quantizers import Quantizer
+
+    if isinstance(value, Quantizer):
+        yield value
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _quantizers_of(item, depth + 1)
+    elif depth < 3 and isinstance(value, dict):
+        for item in value.values():
+            yield from _quantizers_of(item, depth + 1)
+    elif depth == 0 or isinstance(value, QuantizeConfig):
+        for item in vars(value).values():
+            yield from _quantizers_of(item, depth + 1)
+
+
+def qat_mode(model):
+    """The export mode of a QAT model: "int16x8" where its activation
+    quantizers have 16 bits (`Default16x8QuantizeScheme`), else "int8"."""
+    bits = {
+        getattr(quantizer, "num_bits", 8)
+        for _, layer in graph.iter_layers(model, operations=True)
+        if table.technique_of(layer) is table.QAT
+        for quantizer in _quantizers_of(layer)
+    }
+    return "int16x8" if 16 in bits else "int8"
+
+
 def _baked_at_export(layer):
     technique = table.technique_of(layer)
     return technique is not None and not technique.kept_at_export

@@ -69,9 +69,20 @@ def default_weight_quantizer(num_bits=8):
 
 
 def default_activation_quantizer(num_bits=8):
-    """Asymmetric per-tensor `MovingAverageQuantizer` (int8 activations)."""
-    return q.MovingAverageQuantizer(num_bits, per_axis=False, symmetric=False,
+    """Per-tensor `MovingAverageQuantizer`: asymmetric for int8 activations,
+    symmetric for 16 bits (TFLite's int16 activations have zero point 0)."""
+    return q.MovingAverageQuantizer(num_bits, per_axis=False, symmetric=num_bits == 16,
                                     narrow_range=False)
+
+
+def probability_quantizer(num_bits=8):
+    """The fixed output range of TFLite's integer SOFTMAX: scale 1/256 and
+    zero point -128 in int8, scale 1/32768 and zero point 0 in int16, so
+    the converter needs no requantization after it."""
+    if num_bits == 16:
+        return q.FixedQuantizer(16, -1.0, 32767.0 / 32768.0)
+    levels = 2.0 ** num_bits
+    return q.FixedQuantizer(num_bits, 0.0, (levels - 1.0) / levels)
 
 
 @_register

@@ -45,6 +45,7 @@ from tfmot_lite.core import layer_kinds, techniques
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.config import default_activation_quantizer
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -101,7 +102,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         self.num_bits_activation = int(num_bits_activation)
         self.per_axis = bool(per_axis)
         self.kernel_transform = kernel_transform
-        self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        self.output_quantizer = default_activation_quantizer(self.num_bits_activation)
 
     @property
     def conv(self):
@@ -269,8 +270,8 @@ class QuantizeBatchNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.batch_norm = batch_norm
         self.num_bits_activation = int(num_bits_activation)
-        self.scaled_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
-        self.output_quantizer = q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        self.scaled_quantizer = default_activation_quantizer(self.num_bits_activation)
+        self.output_quantizer = default_activation_quantizer(self.num_bits_activation)
         self._ready = False
 
     def build(self, input_shape):

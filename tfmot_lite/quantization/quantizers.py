@@ -117,10 +117,12 @@ class Quantizer(ConfigEquality):
 
 
 def _check_num_bits(num_bits):
-    """`num_bits` as an int; TFLite's integer kernels take 2 to 8 bits."""
-    if not 2 <= int(num_bits) <= 8:
+    """`num_bits` as an int: 2 to 8 (TFLite's int8 tensors, fewer levels
+    below 8) or 16 (the int16 activations of TFLite's 16x8 kernels)."""
+    if not (2 <= int(num_bits) <= 8 or int(num_bits) == 16):
         raise ValueError(
-            f"`num_bits` must be between 2 and 8 (TFLite kernels); got {num_bits}."
+            f"`num_bits` must be between 2 and 8 (TFLite's int8 kernels) or 16 "
+            f"(int16 activations of its 16x8 kernels); got {num_bits}."
         )
     return int(num_bits)
 

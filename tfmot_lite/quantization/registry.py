@@ -9,7 +9,11 @@ Three kinds of layers (the TFLite int8 kernel decides):
   own, GlobalAveragePooling, Rescaling, Normalization, ...);
 * pass-through: layers whose int8 kernel keeps the input's scale (max and
   average pooling, reshaping, padding, cropping, dropout, ...). They are left
-  as they are; the converter carries the scale through them.
+  as they are; the converter carries the scale through them;
+* tables: Embedding (int8 table, the lookup keeps its scale);
+* inside: layers TFLite runs as several integer ops, quantized inside their
+  call (MultiHeadAttention, LayerNormalization, EinsumDense: see
+  `inside.py`, `attention.py`, `layer_norm.py`).
 
 Raw operations of a Functional graph (`x + 3.0`) are classified by name
 (`OUTPUT_OPS` get an output quantizer, `PASS_OPS` keep their input's scale).
@@ -19,7 +23,14 @@ values enter (`get_input_quantizer`).
 
 import keras
 
-from tfmot_lite.core import layer_kinds
+from tfmot_lite.core import graph, layer_kinds
+from tfmot_lite.quantization.attention import AttentionQuantizeConfig
+from tfmot_lite.quantization.inside import (
+    DenseQuantizeConfig,
+    EinsumDenseQuantizeConfig,
+    SumQuantizeConfig,
+)
+from tfmot_lite.quantization.layer_norm import LayerNormQuantizeConfig
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
@@ -34,6 +45,15 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 # channel live in tfmot_lite/core/layer_kinds.py.
 OUTPUT_ONLY = layer_kinds.classes("quantize", "output")
 PASS_THROUGH = layer_kinds.classes("quantize", "pass")
+# The configs of the layers quantized inside their call ('inside' kind),
+# by class (KerasHub's attention subclasses MultiHeadAttention).
+INSIDE_CONFIGS = (
+    (keras.layers.MultiHeadAttention, AttentionQuantizeConfig),
+    (keras.layers.LayerNormalization, LayerNormQuantizeConfig),
+    (keras.layers.EinsumDense, EinsumDenseQuantizeConfig),
+    (keras.layers.Dense, DenseQuantizeConfig),
+    (keras.layers.Add, SumQuantizeConfig),
+)
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values
 # and get an output quantizer, and those that keep their input's scale.
 OUTPUT_OPS = frozenset(
@@ -106,7 +126,7 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
         return self.kind(layer) is not None
 
     def activation_quantizer(self):
-        return q.MovingAverageQuantizer(num_bits=self.num_bits_activation)
+        return default_activation_quantizer(self.num_bits_activation)
 
     def get_operation_quantizer(self, op):
         if type(op).__name__ in OUTPUT_OPS:
@@ -141,6 +161,22 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
             return None
         if kind == "output":
             return OutputQuantizeConfig(activation_quantizer=self.activation_quantizer())
+        if kind == "table":
+            # The lookup (GATHER) keeps the table's int8 scale: no output
+            # range, except where activations are int16 (requantized after).
+            (_, path), = layer_kinds.family(layer).kernels
+            return Default8BitQuantizeConfig(
+                weight_attrs=[path], weight_quantizer=self.weight_quantizer(layer),
+                activation_quantizer=self.activation_quantizer(),
+                quantize_output=self.num_bits_activation > 8,
+            )
+        if kind == "inside":
+            config = next(c for cls, c in INSIDE_CONFIGS if isinstance(layer, cls))
+            if config is LayerNormQuantizeConfig and graph.inside_composite():
+                # Its input may come from a raw op of the block's call.
+                return config(self.num_bits_activation, self.num_bits_weight,
+                              quantize_input=True)
+            return config(self.num_bits_activation, self.num_bits_weight)
         activation = keras.activations.serialize(layer.activation)
         if isinstance(activation, dict):
             activation = activation.get("config", activation)

@@ -77,3 +77,17 @@ class DefaultNBitQuantizeScheme(Default8BitQuantizeScheme):
         self.num_bits_activation = int(num_bits_activation)
 
     get_config = BitWidths.get_config
+
+
+@_register
+class Default16x8QuantizeScheme(Default8BitQuantizeScheme):
+    """16x8 quantization-aware training: int8 weights (as the default
+    scheme) and symmetric int16 activations (zero point 0), the layout of
+    TFLite's 16x8 kernels (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_
+    WEIGHTS_INT8`). Where int8 activations lose too much (attention,
+    layer normalization, audio), 16 bits keep 256 times finer steps.
+    `export_model(qat_model)` converts it with that ops set."""
+
+    def __init__(self, disable_per_axis=False):
+        super().__init__(disable_per_axis)
+        self.num_bits_activation = 16

@@ -13,6 +13,7 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 """
 
 import keras
+from keras import ops
 
 from tfmot_lite.core import techniques
 from tfmot_lite.core.layer_kinds import activation_name
@@ -24,6 +25,7 @@ from tfmot_lite.core.weight_wrapper import (
 )
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
+from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -204,6 +206,12 @@ class QuantizeWrapper(WeightTransformWrapper):
                 out_shape = None
         if not out_shape or isinstance(out_shape, list):
             out_shape = (1,)
+        # Ranges inside the layer's computation (`inside.py`): one per point.
+        points = getattr(config, "get_point_quantizers", lambda _: {})(layer)
+        self._points = {
+            name: (quantizer, quantizer.build((1,), name, self))
+            for name, quantizer in points.items()
+        }
         self._output_quantizers = []
         for i, quantizer in enumerate(config.get_output_quantizers(layer)):
             name = "output" if i == 0 else f"output_{i}"
@@ -218,14 +226,28 @@ class QuantizeWrapper(WeightTransformWrapper):
             for (weight, quantizer), variables in zip(self._weight_pairs, self._weight_vars)
         ]
 
+    def bake(self):
+        """As `WeightTransformWrapper.bake`; a quantizer that folds a factor
+        into its weight (`attention.ScaledQuantizer`) gives the layer's own
+        weight back (`unscaled`)."""
+        values = self.transformed_weights(False)
+        for (weight, quantizer), value in zip(self._weight_pairs, values):
+            if hasattr(quantizer, "unscaled"):
+                value = quantizer.unscaled(value)
+            weight.assign(ops.cast(value, weight.dtype))
+
     def call_substitutions(self, training):
         training = bool(training)
-        return [
+        found = [
             (slot, _QuantizeAwareActivation(activation, quantizer, post, pre, training))
             for slot, (activation, quantizer), (post, pre) in zip(
                 self._activation_slots, self._activation_pairs, self._activation_vars
             )
         ]
+        if isinstance(self.quantize_config, InsideQuantizeConfig):
+            points = Points(self._points, training)
+            found += self.quantize_config.substitutions(self.layer, points)
+        return found
 
     def transform_outputs(self, outputs, training):
         training = bool(training)

@@ -34,6 +34,7 @@ from tfmot_lite.quantization.layout import (
     QuantizeLayoutTransform,
 )
 from tfmot_lite.quantization.scheme import (
+    Default16x8QuantizeScheme,
     DefaultNBitQuantizeScheme,
     Default8BitQuantizeScheme,
     QuantizeScheme,
@@ -47,6 +48,7 @@ from tfmot_lite.quantization.wrapper import (
 )
 
 __all__ = [
+    "Default16x8QuantizeScheme",
     "Default8BitQuantizeConfig",
     "Default8BitQuantizeLayoutTransform",
     "Default8BitQuantizeRegistry",

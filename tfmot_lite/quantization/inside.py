@@ -1,0 +1,234 @@
+"""Quantizing inside a layer: configs for layers TFLite runs as many ops.
+
+TFLite has no integer kernel for a LayerNormalization or a
+MultiHeadAttention as a whole. The converter lowers them to MEAN, SUB, MUL,
+RSQRT, FULLY_CONNECTED, BATCH_MATMUL, SELECT_V2, SOFTMAX, ..., and each of
+those int8 (or int16) ops needs a range for its output; an op whose output
+has none stays float. An `InsideQuantizeConfig` names those *points*
+(`"scores"`, `"probabilities"`, ...) with one quantizer each, and replaces,
+for one call of its `QuantizeWrapper`, some callables of the layer (its
+`call`, a sub-layer's `call`, a method such as `_compute_attention`) by
+versions that fake-quantize every point in the order the converter emits
+the ops. The ranges live in the wrapper's variables, named after the
+points, as every other quantizer's do.
+
+Weights are named by attribute path (`"_query_dense.kernel"`), quantized
+symmetric narrow-range per tensor: the int8 weights of TFLite's
+FULLY_CONNECTED, BATCH_MATMUL and MUL.
+"""
+
+import functools
+
+import keras
+from keras import ops
+
+from tfmot_lite.quantization.config import (
+    QuantizeConfig,
+    default_activation_quantizer,
+    default_weight_quantizer,
+)
+
+
+def _owner_and_attr(layer, path):
+    *parents, attr = path.split(".")
+    owner = functools.reduce(getattr, parents, layer)
+    return owner, attr
+
+
+class Points:
+    """The quantization points of one wrapper call: `points(name, x)`
+    fake-quantizes `x` with the quantizer and range of point `name`;
+    `points.low(name)` is that range's current minimum."""
+
+    def __init__(self, quantizers, training):
+        self._quantizers = quantizers  # {name: (quantizer, variables)}
+        self._training = bool(training)
+
+    def __contains__(self, name):
+        return name in self._quantizers
+
+    def __call__(self, name, x, **hint):
+        quantizer, variables = self._quantizers[name]
+        return quantizer(x, self._training, variables, **hint)
+
+    def low(self, name):
+        quantizer, variables = self._quantizers[name]
+        if "min_var" in variables:
+            return variables["min_var"]
+        return getattr(quantizer, "init_min", 0.0)
+
+
+class InsideQuantizeConfig(QuantizeConfig):
+    """Base class: weights by attribute path, points inside the call.
+
+    Subclasses implement `weight_paths(layer)`, `point_names(layer)` and
+    `substitutions(layer, points)`, and may override
+    `point_quantizer(name)` (default: the scheme's activation quantizer) and
+    `get_output_quantizers` (default: one, after the whole layer).
+
+    Args:
+      num_bits_activation: 8 (int8 activations) or 16 (int16, the 16x8
+        scheme).
+      num_bits_weight: bits of the weights (8 for TFLite).
+    """
+
+    def __init__(self, num_bits_activation=8, num_bits_weight=8):
+        self.num_bits_activation = int(num_bits_activation)
+        self.num_bits_weight = int(num_bits_weight)
+
+    # -- to implement ---------------------------------------------------------
+
+    def weight_paths(self, layer):
+        return []
+
+    def point_names(self, layer):
+        raise NotImplementedError
+
+    def substitutions(self, layer, points):
+        """`[((owner, attribute), value)]` swapped in for one call."""
+        raise NotImplementedError
+
+    # -- the QuantizeConfig interface ----------------------------------------
+
+    def activation_quantizer(self):
+        return default_activation_quantizer(self.num_bits_activation)
+
+    def point_quantizer(self, name):
+        return self.activation_quantizer()
+
+    def get_point_quantizers(self, layer):
+        """`{point name: Quantizer}`, built once by the wrapper."""
+        return {name: self.point_quantizer(name) for name in self.point_names(layer)}
+
+    def weight_quantizer(self, path):
+        """Symmetric narrow-range per tensor, `num_bits_weight` bits."""
+        return default_weight_quantizer(self.num_bits_weight)
+
+    def get_weights_and_quantizers(self, layer):
+        return [
+            (getattr(*_owner_and_attr(layer, path)), self.weight_quantizer(path))
+            for path in self.weight_paths(layer)
+        ]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        for path, value in zip(self.weight_paths(layer), quantize_weights):
+            setattr(*_owner_and_attr(layer, path), value)
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [self.activation_quantizer()]
+
+    def get_config(self):
+        return {
+            "num_bits_activation": self.num_bits_activation,
+            "num_bits_weight": self.num_bits_weight,
+        }
+
+
+def projection_call(layer, product, points, prefix="", bias_scale=None):
+    """`layer.call` of a Dense or EinsumDense whose matmul is quantized
+    before the bias is added: `product(inputs)` is its matmul.
+
+    The converter lowers a matmul over more than two axes to
+    FULLY_CONNECTED and reshapes; the bias add then follows a reshape and is
+    not fused into the matmul, so the matmul's output needs its own range
+    (`<prefix>matmul`). An activation TFLite does not fuse gets a range
+    before it (`<prefix>pre_activation`). The last value is quantized by the
+    caller (`<prefix>output`, or the wrapper's output quantizer).
+    `bias_scale` multiplies the bias (a constant the converter folds) where
+    the kernel was scaled too (`ScaledQuantizer`).
+    """
+    activation = layer.activation
+
+    def call(inputs, training=None):
+        x = product(inputs)
+        if layer.bias is not None:
+            x = points(f"{prefix}matmul", x)
+            bias = layer.bias if bias_scale is None else ops.multiply(layer.bias, bias_scale)
+            x = ops.add(x, bias)
+        if f"{prefix}pre_activation" in points:
+            x = activation(points(f"{prefix}pre_activation", x))
+        elif activation is not None:
+            x = activation(x)
+        return x
+
+    return call
+
+
+def einsum_dense_call(dense, points, prefix="", bias_scale=None):
+    return projection_call(
+        dense, lambda x: ops.einsum(dense.equation, x, dense.kernel), points, prefix,
+        bias_scale)
+
+
+def projection_points(layer, prefix=""):
+    """The point names `projection_call` uses for `layer`."""
+    from tfmot_lite.core.layer_kinds import activation_name
+
+    names = [f"{prefix}matmul"] if layer.bias is not None else []
+    if activation_name(layer.activation) not in ("linear", "relu", "relu6"):
+        names.append(f"{prefix}pre_activation")
+    return names
+
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+
+@_register
+class EinsumDenseQuantizeConfig(InsideQuantizeConfig):
+    """EinsumDense: int8 kernel (per tensor), matmul, then bias and
+    activation, output quantized by the wrapper."""
+
+    def weight_paths(self, layer):
+        return ["kernel"]
+
+    def point_names(self, layer):
+        return projection_points(layer)
+
+    def substitutions(self, layer, points):
+        return [((layer, "call"), einsum_dense_call(layer, points))]
+
+
+@_register
+class DenseQuantizeConfig(InsideQuantizeConfig):
+    """Dense on inputs of more than two axes (a sequence, a grid of
+    patches): int8 kernel (per tensor), the matmul quantized before the bias
+    (the converter reshapes between them), output quantized by the wrapper.
+    On 2-D inputs the converter fuses the bias: `Default8BitQuantizeConfig`."""
+
+    def weight_paths(self, layer):
+        return ["kernel"]
+
+    def point_names(self, layer):
+        return projection_points(layer)
+
+    def substitutions(self, layer, points):
+        product = lambda x: ops.matmul(x, layer.kernel)  # noqa: E731
+        return [((layer, "call"), projection_call(layer, product, points))]
+
+
+@_register
+class SumQuantizeConfig(InsideQuantizeConfig):
+    """`Add` of more than two tensors (BERT's token + position + segment
+    embeddings): TFLite's ADD takes two, so each partial sum gets a range
+    (`partial_1`, ...); the wrapper quantizes the whole sum."""
+
+    def point_names(self, layer):
+        count = len(layer.get_build_config()["input_shape"])
+        return [f"partial_{i}" for i in range(1, count - 1)]
+
+    def substitutions(self, layer, points):
+        def merge(inputs):
+            total = inputs[0]
+            for i, x in enumerate(inputs[1:], start=1):
+                total = ops.add(total, x)
+                if i < len(inputs) - 1:
+                    total = points(f"partial_{i}", total)
+            return total
+
+        return [((layer, "_merge_function"), merge)]

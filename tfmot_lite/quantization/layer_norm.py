@@ -1,0 +1,102 @@
+"""Quantization-aware training of `keras.layers.LayerNormalization`.
+
+TFLite has no integer layer-normalization kernel; the converter runs the
+normalization as the integer ops below, each with the range of its point
+(`LayerNormQuantizeConfig`), over the normalized axes:
+
+    m = mean(x)                mean           MEAN
+    d = x - m                  centered       SUB
+    v = mean(d * d)            square, variance   MUL, MEAN
+    r = rsqrt(v + eps)         variance_eps, inverse_std   ADD, RSQRT
+    n = d * r                  normalized     MUL
+    y = n * gamma + beta       scaled, then the layer's output   MUL, ADD
+
+With `rms_scaling` there is no centering (`d = x`). `gamma` is an int8
+weight (per tensor); `beta` and epsilon are constant operands the converter
+quantizes itself. The last value computed is quantized by the wrapper's output
+quantizer, so no point repeats it.
+"""
+
+import keras
+from keras import ops
+
+from tfmot_lite.quantization.inside import InsideQuantizeConfig
+
+_register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+
+def _steps(layer, quantize_input=False):
+    """The point names, in the order `layer_norm_call` computes them; the
+    last value computed is the layer's output (no point of its own)."""
+    names = ["input"] if quantize_input else []
+    names += [] if layer.rms_scaling else ["mean", "centered"]
+    names += ["square", "variance", "variance_eps", "inverse_std", "normalized"]
+    if layer.scale:
+        names.append("scaled")
+    if not (layer.center and not layer.rms_scaling):
+        names.pop()  # The last value is the output.
+    return names
+
+
+def _broadcast(weight, axes, rank):
+    """`gamma`/`beta` (shaped like the normalized axes) shaped to broadcast
+    against a rank-`rank` input."""
+    return ops.reshape(weight, [weight.shape[axes.index(i)] if i in axes else 1
+                                for i in range(rank)])
+
+
+def layer_norm_call(layer, points, quantize_input=False):
+    """`layer.call` as the integer ops of the module docstring."""
+    names = set(_steps(layer, quantize_input))
+
+    def at(name, x):
+        return points(name, x) if name in names else x
+
+    def call(inputs):
+        x = at("input", ops.cast(inputs, layer.compute_dtype))
+        axes = [a % len(x.shape) for a in layer.axis]
+        if layer.rms_scaling:
+            centered = x
+        else:
+            mean = at("mean", ops.mean(x, axis=axes, keepdims=True))
+            centered = at("centered", ops.subtract(x, mean))
+        square = at("square", ops.multiply(centered, centered))
+        variance = at("variance", ops.mean(square, axis=axes, keepdims=True))
+        shifted = at("variance_eps", ops.add(variance, layer.epsilon))
+        inverse = at("inverse_std", ops.rsqrt(shifted))
+        y = at("normalized", ops.multiply(centered, inverse))
+        if layer.scale:
+            y = at("scaled", ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape))))
+        if layer.center and not layer.rms_scaling:
+            y = ops.add(y, _broadcast(layer.beta, axes, len(x.shape)))
+        return y
+
+    return call
+
+
+@_register
+class LayerNormQuantizeConfig(InsideQuantizeConfig):
+    """LayerNormalization as integer MEAN/SUB/MUL/RSQRT/ADD ops, a range
+    after each (module docstring); `gamma` int8 per tensor.
+
+    `quantize_input`: also a range for its input (point `input`). Inside a
+    subclassed block (a KerasHub transformer layer) the input is often the
+    result of a raw op of the block's `call` (`x + residual`) that no layer
+    quantizes; this range makes that op integer too.
+    """
+
+    def __init__(self, num_bits_activation=8, num_bits_weight=8, quantize_input=False):
+        super().__init__(num_bits_activation, num_bits_weight)
+        self.quantize_input = bool(quantize_input)
+
+    def weight_paths(self, layer):
+        return ["gamma"] if layer.scale else []
+
+    def point_names(self, layer):
+        return _steps(layer, self.quantize_input)
+
+    def substitutions(self, layer, points):
+        return [((layer, "call"), layer_norm_call(layer, points, self.quantize_input))]
+
+    def get_config(self):
+        return {**super().get_config(), "quantize_input": self.quantize_input}
