@@ -21,6 +21,7 @@ writes the .tflite, then reads the file back and measures it:
 How a report is shown (table, JSON, Markdown, PNG) is `report.py`'s part.
 """
 
+import contextlib
 import os
 import warnings
 
@@ -43,6 +44,7 @@ from tfmot_lite.export.source import read_tflite
 from tfmot_lite.export.sparse import verified_sparse
 from tfmot_lite.export.strip import qat_mode, strip_for_export, techniques
 from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
+from tfmot_lite.quantization.quantizers import float_activations
 
 _DATA_TYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int8, np.uint8, np.int16)}
 
@@ -69,7 +71,7 @@ def export_model(
         report lists "distillation" among the techniques. A QAT model
         exports as int8 from its own fake-quant ranges (mode "int8"); a 16x8
         QAT model (`Default16x8QuantizeScheme`) as "int16x8", from its
-        trained weights with calibrated ranges (`_qat_16x8`).
+        trained weights with calibrated ranges (see the conversion below).
       mode: "float32", "dynamic_range", "float16", "int8" or "int16x8" (see
         `quantize_post_training`).
       path: where to write the .tflite (optional).
@@ -131,7 +133,7 @@ def export_model(
                 )
     elif labels is not None:
         raise ValueError("`labels` were given without `data`; pass the inputs too.")
-    # A 16x8 QAT model converts from its float twin, calibrated (`_qat_16x8`).
+    # A 16x8 QAT model converts calibrated (see the conversion below).
     calibrated = mode in CALIBRATED and (not qat or mode == "int16x8")
     calibration = ""
     if calibrated:
@@ -149,7 +151,8 @@ def export_model(
     if int8_io and mode not in CALIBRATED:
         raise ValueError(f"`int8_io=True` needs mode 'int8' or 'int16x8'; got {mode!r}.")
 
-    plain = _qat_16x8(model) if qat and mode == "int16x8" else strip_for_export(model)
+    qat_16x8 = qat and mode == "int16x8"
+    plain = model if qat_16x8 else strip_for_export(model)
     if sparse is None:
         sparse = mode == "float32" and not qat and (
             "pruning" in found or _kernel_zero_fraction(plain) >= 0.5)
@@ -170,7 +173,18 @@ def export_model(
             settings["optimizations"] = list(settings.get("optimizations", [])) + [
                 tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     calibration_data = representative_data if calibrated else None
-    flatbuffer = to_tflite(plain, representative_data=calibration_data, **settings)
+    with float_activations() if qat_16x8 else contextlib.nullcontext():
+        # A 16x8 QAT model is converted as the converter's own 16x8 mode
+        # converts a float model: its QAT path has no int16 GELU and stores
+        # constant operands int8 beside int16 activations, and a stripped
+        # model would hand it layer normalization's NEG, which its 16x8
+        # mode refuses. So the converter traces the QAT model's own integer
+        # ops (layer normalization and attention as `quantization/
+        # layer_norm.py` and `attention.py` write them) and int8 weights,
+        # with the activation fake-quant off (`float_activations`), and
+        # calibrates their ranges; at 16 bits a calibrated range and the
+        # trained one give steps within a few parts in 10^5 of its width.
+        flatbuffer = to_tflite(plain, representative_data=calibration_data, **settings)
     if sparse:
         dense_settings = dict(settings, optimizations=[
             o for o in settings["optimizations"] if o != tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
@@ -192,22 +206,6 @@ def export_model(
     report.techniques = found
     report.calibration = calibration
     return report
-
-
-def _qat_16x8(model):
-    """The float twin a 16x8 QAT model converts from.
-
-    The converter's QAT path (fake-quant ops read as ranges) has no int16
-    GELU and stores constant operands int8 beside int16 activations, so a
-    16x8 QAT model is converted as the converter's own 16x8 mode converts a
-    float model: from `strip_quantization(model)` (the trained weights,
-    rounded to the int8 values QAT trained with, which the converter's
-    weight quantization reproduces) with activation ranges calibrated on
-    `representative_data`. At 16 bits a calibrated range and the trained
-    one give steps within a few parts in 10^5 of the values' range."""
-    from tfmot_lite.quantization.quantize import strip_quantization
-
-    return strip_for_export(strip_quantization(model))
 
 
 def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,

@@ -35,12 +35,34 @@ same global batches. Under JAX's `keras.distribution.DataParallel` the step
 already sees the global batch.
 """
 
+import contextlib
+import contextvars
+
 import keras
 from keras import ops
 
 from tfmot_lite.core.config_equality import ConfigEquality
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+
+_ACTIVATIONS_FLOAT = contextvars.ContextVar("activations_float", default=False)
+
+
+@contextlib.contextmanager
+def float_activations():
+    """Within the block, the activation quantizers (tracked and fixed
+    ranges) pass values through unchanged, and weights are rounded with
+    plain arithmetic instead of a FakeQuant op (`_rounded`), which the
+    converter folds into float constants on the int8 grid. A 16x8 QAT model
+    is traced this way for the converter's calibrated 16x8 mode
+    (`export/pipeline.py`): the integer ops its layers are written as, its
+    int8 weights, ranges calibrated by the converter."""
+    token = _ACTIVATIONS_FLOAT.set(True)
+    try:
+        yield
+    finally:
+        _ACTIVATIONS_FLOAT.reset(token)
 
 
 def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
@@ -50,9 +72,23 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
     tensors; elsewhere it is the same arithmetic with a straight-through
     gradient (see `keras.quantizers.fake_quant_with_min_max_vars`).
     """
+    if _ACTIVATIONS_FLOAT.get():
+        return _rounded(x, min_val, max_val, num_bits, narrow_range)
     return keras.quantizers.fake_quant_with_min_max_vars(
         x, min_val, max_val, num_bits=num_bits, narrow_range=narrow_range, axis=axis
     )
+
+
+def _rounded(x, min_val, max_val, num_bits, narrow_range):
+    """FakeQuant's values (nudged range, rounding) with plain ops and no
+    gradient; `min_val`/`max_val` per channel broadcast on the last axis."""
+    q_min, q_max = (1 if narrow_range else 0), 2 ** num_bits - 1
+    min_val = ops.cast(min_val, "float32")
+    scale = (ops.cast(max_val, "float32") - min_val) / (q_max - q_min)
+    scale = ops.maximum(scale, 1e-12)
+    zero_point = ops.clip(ops.round(q_min - min_val / scale), q_min, q_max)
+    low, high = (q_min - zero_point) * scale, (q_max - zero_point) * scale
+    return ops.round((ops.clip(x, low, high) - low) / scale) * scale + low
 
 
 def emulated_symmetric_quant(x, max_abs, num_bits=8):
@@ -213,6 +249,8 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
         raise NotImplementedError
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if _ACTIVATIONS_FLOAT.get():
+            return inputs
         if training:
             lo, hi = _global_range(*self._batch_range(ops.stop_gradient(inputs), **kwargs))
             first = ops.equal(weights["seen"], 0.0)
@@ -289,6 +327,8 @@ class FixedQuantizer(Quantizer):
         return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if _ACTIVATIONS_FLOAT.get():
+            return inputs
         return fake_quant(inputs, self.init_min, self.init_max, self.num_bits,
                           self.narrow_range)
 
