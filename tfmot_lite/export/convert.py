@@ -177,6 +177,7 @@ def to_tflite(
     path=None,
     supported_types=None,
     supported_ops=None,
+    per_tensor_dense=False,
 ):
     """Converts a Keras 3 model to a .tflite flatbuffer.
 
@@ -204,6 +205,8 @@ def to_tflite(
         `[tf.float16]`.
       supported_ops: `converter.target_spec.supported_ops`, e.g.
         `[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]`.
+      per_tensor_dense: calibrated modes quantize FULLY_CONNECTED weights
+        with one scale per tensor (as QAT's Dense), not per output channel.
 
     Returns:
       The flatbuffer as `bytes`.
@@ -242,6 +245,8 @@ def to_tflite(
             converter.target_spec.supported_types = list(supported_types)
         if supported_ops is not None:
             converter.target_spec.supported_ops = list(supported_ops)
+        if per_tensor_dense:
+            converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         flatbuffer = converter.convert()
     if optimizations:  # integer ranges (calibrated, or QAT's): XNNPACK can run them
         check_ranges(flatbuffer)

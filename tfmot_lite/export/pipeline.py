@@ -184,7 +184,9 @@ def export_model(
         # with the activation fake-quant off (`float_activations`), and
         # calibrates their ranges; at 16 bits a calibrated range and the
         # trained one give steps within a few parts in 10^5 of its width.
-        flatbuffer = to_tflite(plain, representative_data=calibration_data, **settings)
+        # Dense kernels keep the one int8 scale QAT rounded them to.
+        flatbuffer = to_tflite(plain, representative_data=calibration_data,
+                               per_tensor_dense=qat_16x8, **settings)
     if sparse:
         dense_settings = dict(settings, optimizations=[
             o for o in settings["optimizations"] if o != tf.lite.Optimize.EXPERIMENTAL_SPARSITY])

@@ -11,7 +11,7 @@ normalization as the integer ops below, each with the range of its point
     n = d * r                  normalized     MUL
     y = n * gamma + beta       scaled, then the layer's output   MUL, ADD
 
-With `rms_scaling` there is no centering (`d = x`). `gamma` is an int8
+With Keras' (deprecated) `rms_scaling`, `n = x * r` and no `beta`. `gamma` is an int8
 weight (per tensor); `beta` and epsilon are constant operands the converter
 quantizes itself. The last value computed is quantized by the wrapper's output
 quantizer, so no point repeats it.
@@ -29,8 +29,8 @@ def _steps(layer, quantize_input=False):
     """The point names, in the order `layer_norm_call` computes them; the
     last value computed is the layer's output (no point of its own)."""
     names = ["input"] if quantize_input else []
-    names += [] if layer.rms_scaling else ["mean", "centered"]
-    names += ["square", "variance", "variance_eps", "inverse_std", "normalized"]
+    names += ["mean", "centered", "square", "variance", "variance_eps", "inverse_std",
+              "normalized"]
     if layer.scale:
         names.append("scaled")
     if not (layer.center and not layer.rms_scaling):
@@ -55,16 +55,15 @@ def layer_norm_call(layer, points, quantize_input=False):
     def call(inputs):
         x = at("input", ops.cast(inputs, layer.compute_dtype))
         axes = [a % len(x.shape) for a in layer.axis]
-        if layer.rms_scaling:
-            centered = x
-        else:
-            mean = at("mean", ops.mean(x, axis=axes, keepdims=True))
-            centered = at("centered", ops.subtract(x, mean))
+        mean = at("mean", ops.mean(x, axis=axes, keepdims=True))
+        centered = at("centered", ops.subtract(x, mean))
         square = at("square", ops.multiply(centered, centered))
         variance = at("variance", ops.mean(square, axis=axes, keepdims=True))
         shifted = at("variance_eps", ops.add(variance, layer.epsilon))
         inverse = at("inverse_std", ops.rsqrt(shifted))
-        y = at("normalized", ops.multiply(centered, inverse))
+        # Keras' (deprecated) `rms_scaling` divides the uncentered input by
+        # the standard deviation.
+        y = at("normalized", ops.multiply(x if layer.rms_scaling else centered, inverse))
         if layer.scale:
             y = at("scaled", ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape))))
         if layer.center and not layer.rms_scaling:

@@ -60,6 +60,11 @@ OUTPUT_OPS = frozenset(
     {"Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum"}
 )
 PASS_OPS = frozenset({"Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem", "Identity"})
+# Comparisons and logic of a Functional graph: the Keras masks of padded
+# tokens (`Embedding(mask_zero=True)`) combined across layers. They compute
+# booleans, nothing to quantize.
+MASK_OPS = frozenset({"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual",
+                      "LogicalAnd", "LogicalOr", "LogicalNot", "LogicalXor"})
 
 
 class QuantizeRegistry(ConfigEquality):
@@ -78,7 +83,7 @@ class QuantizeRegistry(ConfigEquality):
 
     def supports_operation(self, op):
         """Whether a raw operation (`x + 3.0`) can be part of a quantized model."""
-        return type(op).__name__ in OUTPUT_OPS | PASS_OPS
+        return type(op).__name__ in OUTPUT_OPS | PASS_OPS | MASK_OPS
 
     def get_operation_quantizer(self, op):
         """The output quantizer of a raw operation; None keeps its input scale."""
