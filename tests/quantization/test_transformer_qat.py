@@ -191,3 +191,43 @@ def test_gated_attention_is_refused_with_its_path():
     outputs = L.MultiHeadAttention(2, 8, use_gate=True, name="gated")(inputs, inputs)
     with pytest.raises(ValueError, match=r"gated \(MultiHeadAttention\)"):
         quantization.quantize_model(keras.Model(inputs, outputs))
+
+
+@pytest.mark.slow
+def test_collaborative_schemes_keep_zeros_and_clusters_in_attention(tmp_path):
+    """PQAT and CQAT on the attention projections, the EinsumDense and the
+    Dense layers over the sequence: the .tflite keeps the zeros and the
+    shared values, and every operator runs integer."""
+    sparsity, clustering = tfmot.sparsity.keras, tfmot.clustering.keras
+    combine = tfmot.experimental.combine
+    x = _patches(n=96)
+    model = _train(patch_model(), x, epochs=5)
+
+    pruned = sparsity.prune_low_magnitude(
+        model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, _labels(x), epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    pqat = quantization.quantize_model(
+        sparsity.strip_pruning(pruned), combine.Default8BitPrunePreserveQuantizeScheme())
+    _train(pqat, x)
+
+    clustered = clustering.cluster_weights(
+        model, number_of_clusters=8,
+        cluster_centroids_init=clustering.CentroidInitialization.LINEAR)
+    cqat = quantization.quantize_model(
+        clustering.strip_clustering(_train(clustered, x)),
+        combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False))
+    _train(cqat, x)
+
+    for name, qat in (("pqat", pqat), ("cqat", cqat)):
+        path = tmp_path / f"{name}.tflite"
+        report = export_model(qat, "int8", path=path, data=x)
+        assert op_report(path.read_bytes())[1] == []
+        kernels = [w for w in report.weights if w["op_type"] == "FULLY_CONNECTED"]
+        assert len(kernels) == 9  # patches, einsum, q/k/v/o, 2 MLP, head
+        if name == "pqat":
+            for w in kernels:
+                assert w["zero_fraction"] >= 0.45, w
+        else:
+            for w in kernels:
+                assert w["unique_values"] <= 8, w

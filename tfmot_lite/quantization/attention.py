@@ -126,10 +126,11 @@ class AttentionQuantizeConfig(InsideQuantizeConfig):
     def weight_paths(self, layer):
         return [f"_{name}_dense.kernel" for name in PROJECTIONS]
 
-    def get_weights_and_quantizers(self, layer):
-        found = super().get_weights_and_quantizers(layer)
-        kernel, quantizer = found[0]  # The query's: 1/sqrt(d) folded in.
-        return [(kernel, ScaledQuantizer(quantizer, _scale(layer)))] + found[1:]
+    def weight_quantizer(self, layer, path):
+        quantizer = super().weight_quantizer(layer, path)
+        if path.startswith("_query_dense."):  # 1/sqrt(d) folded in.
+            return ScaledQuantizer(quantizer, _scale(layer))
+        return quantizer
 
     def point_names(self, layer):
         names = []

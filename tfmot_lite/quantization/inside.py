@@ -29,6 +29,12 @@ from tfmot_lite.quantization.config import (
 )
 
 
+def _deserialized(quantizer):
+    if isinstance(quantizer, dict):
+        return keras.saving.deserialize_keras_object(quantizer)
+    return quantizer
+
+
 def _owner_and_attr(layer, path):
     *parents, attr = path.split(".")
     owner = functools.reduce(getattr, parents, layer)
@@ -70,11 +76,17 @@ class InsideQuantizeConfig(QuantizeConfig):
       num_bits_activation: 8 (int8 activations) or 16 (int16, the 16x8
         scheme).
       num_bits_weight: bits of the weights (8 for TFLite).
+      weight_quantizers: `{path: Quantizer}` in place of `weight_quantizer`
+        for some weights (the collaborative schemes put their zero- or
+        cluster-preserving quantizers there).
     """
 
-    def __init__(self, num_bits_activation=8, num_bits_weight=8):
+    def __init__(self, num_bits_activation=8, num_bits_weight=8, weight_quantizers=None):
         self.num_bits_activation = int(num_bits_activation)
         self.num_bits_weight = int(num_bits_weight)
+        self.weight_quantizers = {
+            path: _deserialized(quantizer) for path, quantizer in (weight_quantizers or {}).items()
+        }
 
     # -- to implement ---------------------------------------------------------
 
@@ -100,13 +112,17 @@ class InsideQuantizeConfig(QuantizeConfig):
         """`{point name: Quantizer}`, built once by the wrapper."""
         return {name: self.point_quantizer(name) for name in self.point_names(layer)}
 
-    def weight_quantizer(self, path):
+    def weight_quantizer(self, layer, path):
         """Symmetric narrow-range per tensor, `num_bits_weight` bits."""
         return default_weight_quantizer(self.num_bits_weight)
 
+    def weight_variable(self, layer, path):
+        return getattr(*_owner_and_attr(layer, path))
+
     def get_weights_and_quantizers(self, layer):
         return [
-            (getattr(*_owner_and_attr(layer, path)), self.weight_quantizer(path))
+            (self.weight_variable(layer, path),
+             self.weight_quantizers.get(path) or self.weight_quantizer(layer, path))
             for path in self.weight_paths(layer)
         ]
 
@@ -124,10 +140,16 @@ class InsideQuantizeConfig(QuantizeConfig):
         return [self.activation_quantizer()]
 
     def get_config(self):
-        return {
+        config = {
             "num_bits_activation": self.num_bits_activation,
             "num_bits_weight": self.num_bits_weight,
         }
+        if self.weight_quantizers:
+            config["weight_quantizers"] = {
+                path: keras.saving.serialize_keras_object(quantizer)
+                for path, quantizer in self.weight_quantizers.items()
+            }
+        return config
 
 
 def projection_call(layer, product, points, prefix="", bias_scale=None):

@@ -84,8 +84,9 @@ class LayerNormQuantizeConfig(InsideQuantizeConfig):
     quantizes; this range makes that op integer too.
     """
 
-    def __init__(self, num_bits_activation=8, num_bits_weight=8, quantize_input=False):
-        super().__init__(num_bits_activation, num_bits_weight)
+    def __init__(self, num_bits_activation=8, num_bits_weight=8, quantize_input=False,
+                 weight_quantizers=None):
+        super().__init__(num_bits_activation, num_bits_weight, weight_quantizers)
         self.quantize_input = bool(quantize_input)
 
     def weight_paths(self, layer):

@@ -42,6 +42,16 @@ class PreservingQuantizer(Quantizer):
         transformed = self.transform(inputs, training, weights["transform"])
         return self.quantizer(transformed, training, weights["quantizer"], **kwargs)
 
+    def unscaled(self, value):
+        """The layer's own weight from a quantized one, where the inner
+        quantizer folds a factor in (`attention.ScaledQuantizer`)."""
+        inner = getattr(self.quantizer, "unscaled", None)
+        return inner(value) if inner else value
+
+    @property
+    def num_bits(self):
+        return getattr(self.quantizer, "num_bits", 8)
+
     def get_config(self):
         return {
             "transform": keras.saving.serialize_keras_object(self.transform),

@@ -22,6 +22,7 @@ import keras
 from tfmot_lite.core import layer_kinds
 from tfmot_lite.experimental.combine.quantizers import PreservingQuantizer
 from tfmot_lite.experimental.combine.transforms import ClusterPreserve, SparsityPreserve
+from tfmot_lite.quantization.inside import InsideQuantizeConfig
 from tfmot_lite.quantization.layout import Default8BitQuantizeLayoutTransform
 from tfmot_lite.quantization.registry import Default8BitQuantizeRegistry
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme
@@ -36,6 +37,11 @@ def _clustered_per_channel(layer):
     convolutions) keep one set of centroids per kernel."""
     layout = layer_kinds.per_channel(layer)
     return layout is not None and layout.axis == -1 and not layout.depthwise
+
+
+def _family_kernels(layer):
+    row = layer_kinds.family(layer)
+    return row.kernels if row is not None else ()
 
 
 def _kernel(layer):
@@ -60,9 +66,25 @@ class _PreservingRegistry(Default8BitQuantizeRegistry):
 
     def get_quantize_config(self, layer):
         config = super().get_quantize_config(layer)
-        if config is None or getattr(config, "weight_attrs", None) != ["kernel"]:
+        if isinstance(config, InsideQuantizeConfig):
+            # Attention's four projections, EinsumDense, Dense over a
+            # sequence: each kernel pruning/clustering optimizes, per tensor.
+            kernels = {id(variable) for _, variable in layer_kinds.listed_kernels(layer)}
+            for path in config.weight_paths(layer):
+                variable = config.weight_variable(layer, path)
+                if id(variable) in kernels:
+                    config.weight_quantizers[path] = PreservingQuantizer(
+                        self.make_transform(layer, variable, False),
+                        config.weight_quantizer(layer, path))
             return config
-        transform = self.get_weight_transform(layer)
+        attrs = getattr(config, "weight_attrs", None)
+        if not attrs or attrs not in (["kernel"], [path for _, path in _family_kernels(layer)]):
+            return config
+        if config.weight_attrs == ["kernel"]:
+            transform = self.get_weight_transform(layer)
+        else:  # A table (Embedding): one set of values per table.
+            transform = self.make_transform(
+                layer, getattr(layer, config.weight_attrs[0]), False)
         if transform is not None:
             config.weight_quantizer = PreservingQuantizer(transform, config.weight_quantizer)
         return config
