@@ -214,7 +214,7 @@ CASES = [
          lambda m: quant.quantize_annotate_layer(m.get_layer("hidden"), quantize_config="8bit"),
          ("quantize_config", "hidden"), ("QuantizeConfig",)),
     Case("qat-quantizer-bits", dense_model,
-         lambda m: quant.quantizers.MovingAverageQuantizer(num_bits=16),
+         lambda m: quant.quantizers.MovingAverageQuantizer(num_bits=12),
          ("num_bits",), ("between 2 and 8",)),
     Case("qat-unbuilt-model",
          lambda: keras.Sequential([keras.layers.Dense(2)], name="unbuilt"),
