@@ -1,7 +1,7 @@
-"""Quantization-aware training of transformer layers (Embedding with a
-padding mask, LayerNormalization, MultiHeadAttention, GELU, EinsumDense,
-residual Adds) on the Keras backend named by KERAS_BACKEND, in int8 and
-16x8: trains, saves, reloads, strips. Prints one JSON line of results."""
+"""Quantization-aware training of transformer layers (Embedding,
+LayerNormalization, MultiHeadAttention, GELU, EinsumDense, residual Adds)
+in int8 and 16x8, and of an LSTM, on the Keras backend named by
+KERAS_BACKEND: trains, saves, reloads, strips. Prints one JSON line."""
 
 import json
 import os
@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tfmot_lite as tfmot  # noqa: E402
 from tfmot_lite.quantization.quantizers import float_activations  # noqa: E402
 from quantization.test_transformer_qat import (  # noqa: E402
-    _labels, _patches, _tokens, patch_model, token_model)
+    SEQ, _labels, _patches, _tokens, patch_model, token_model)
 
 quantization = tfmot.quantization.keras
 SCHEMES = {"int8": quantization.Default8BitQuantizeScheme,
@@ -51,4 +51,12 @@ report = {"backend": keras.backend.backend()}
 for scheme in SCHEMES:
     report[f"patches_{scheme}"] = run(patch_model, _patches(n=64), scheme)
 report["tokens_int8"] = run(lambda: token_model(mask_zero=False), _tokens(n=64), "int8")
+
+
+def lstm_model():
+    inputs = keras.Input((SEQ, 12))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.LSTM(8)(inputs)))
+
+
+report["lstm_int8"] = run(lstm_model, _patches(n=64), "int8")
 print(json.dumps(report))

@@ -185,6 +185,20 @@ def _attention_quantize(layer):
     return _Q_INSIDE
 
 
+def _recurrent_quantize(layer):
+    """LSTM and SimpleRNN layers with their default activations are
+    quantized step by step (`quantization/recurrent.py`)."""
+    cell = getattr(layer, "cell", None)
+    activation = activation_name(getattr(cell, "activation", None))
+    if isinstance(layer, L.LSTM) and activation == "tanh" and activation_name(
+            cell.recurrent_activation) == "sigmoid":
+        return _Q_INSIDE
+    if isinstance(layer, L.SimpleRNN) and activation == "tanh":
+        return _Q_INSIDE
+    return Use(UNSUPPORTED, "QAT covers LSTM and SimpleRNN layers with their default "
+                            "activations")
+
+
 def _rnn_cell(layer):
     return [("", layer.cell)]
 
@@ -246,7 +260,7 @@ FAMILIES = (
     Family("stacked cells", (L.StackedRNNCells,), Use(OPTIMIZE, "its cells"),
            Use(OPTIMIZE, "its cells"), _SEQUENCE_Q, inner=_stacked_cells),
     Family("recurrent layer", (L.RNN,), Use(OPTIMIZE, "its cell"),
-           Use(OPTIMIZE, "its cell"), _SEQUENCE_Q, inner=_rnn_cell),
+           Use(OPTIMIZE, "its cell"), _recurrent_quantize, inner=_rnn_cell),
     Family("bidirectional", (L.Bidirectional,), Use(OPTIMIZE, "both directions"),
            Use(OPTIMIZE, "both directions"), _SEQUENCE_Q, inner=_bidirectional),
     Family("time distributed", (L.TimeDistributed,), Use(OPTIMIZE, "the layer it wraps"),

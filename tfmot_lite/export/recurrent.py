@@ -24,7 +24,11 @@ from tfmot_lite.core import graph
 
 
 def _rolled(layer):
-    """Whether `layer` holds a recurrent loop the converter cannot take."""
+    """Whether `layer` holds a recurrent loop the converter cannot take
+    (also inside a technique's wrapper: a QAT LSTM)."""
+    if isinstance(layer, keras.layers.Wrapper) and not isinstance(
+            layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)):
+        return _rolled(layer.layer)
     if isinstance(layer, keras.layers.Bidirectional):
         return _rolled(layer.forward_layer) or _rolled(layer.backward_layer)
     if isinstance(layer, keras.layers.TimeDistributed):
@@ -58,6 +62,9 @@ def _sequence_length(layer):
 
 
 def _check_unrollable(path, layer):
+    while isinstance(layer, keras.layers.Wrapper) and not isinstance(
+            layer, (keras.layers.Bidirectional, keras.layers.TimeDistributed)):
+        layer = layer.layer
     inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
     if getattr(inner, "stateful", False):
         raise ValueError(

@@ -53,9 +53,15 @@ class Points:
     def __contains__(self, name):
         return name in self._quantizers
 
-    def __call__(self, name, x, **hint):
+    def __call__(self, name, x, update=True, **hint):
+        """`update=False` rounds `x` to the point's stored range without
+        learning from it (a recurrent state entering a step)."""
         quantizer, variables = self._quantizers[name]
-        return quantizer(x, self._training, variables, **hint)
+        if self._training and not update:
+            # A snapshot: the range is written later in the same step
+            # (PyTorch's autograd refuses a variable changed in place).
+            variables = {k: ops.copy(v) for k, v in variables.items()}
+        return quantizer(x, self._training and update, variables, **hint)
 
     def low(self, name):
         quantizer, variables = self._quantizers[name]

@@ -74,6 +74,10 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
     """
     if _ACTIVATIONS_FLOAT.get():
         return _rounded(x, min_val, max_val, num_bits, narrow_range)
+    if keras.backend.backend() != "tensorflow":
+        # An empty range ([0, 0]: a value that was zero so far) has no
+        # scale; TensorFlow's op maps it to 0, Keras' arithmetic to NaN.
+        max_val = ops.maximum(max_val, ops.add(min_val, 1e-6))
     return keras.quantizers.fake_quant_with_min_max_vars(
         x, min_val, max_val, num_bits=num_bits, narrow_range=narrow_range, axis=axis
     )
