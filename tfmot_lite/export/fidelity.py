@@ -36,8 +36,11 @@ Integer tensors are dequantized with their scale and zero point. Each row
 holds the cosine of the two outputs (all examples, flattened), the largest
 absolute difference relative to the range of the Keras output, and for an
 integer tensor that difference in quantization steps (LSB). A row departs
-when its cosine is under `min_cosine` or its relative error over
-`max_error`; `first_departure` is the first such row in graph order.
+when its cosine is under `min_cosine`, or its relative error is over
+`max_error` and (integer tensors) over `max_lsb` steps: a layer whose
+output spans a few steps is one rounding step off by a large share of its
+range without departing. `first_departure` is the first departing row in
+graph order.
 
 Layers are those of the model's own graph: a nested model is compared at
 its output (one row), Functional and Sequential models only.
@@ -88,9 +91,17 @@ class FidelityReport:
     examples: int
     min_cosine: float = 0.99
     max_error: float = 0.1
+    max_lsb: float = 2.0
 
     def departs(self, row):
-        return row.compared and (row.cosine < self.min_cosine or row.max_error > self.max_error)
+        """Cosine under `min_cosine`, or an error over `max_error` of the
+        range that is also over `max_lsb` steps of an integer tensor (a
+        narrow range makes one rounding step a large share of it)."""
+        if not row.compared:
+            return False
+        if row.cosine < self.min_cosine:
+            return True
+        return row.max_error > self.max_error and (row.lsb is None or row.lsb > self.max_lsb)
 
     @property
     def first_departure(self):
@@ -139,6 +150,7 @@ class FidelityReport:
             "examples": self.examples,
             "min_cosine": self.min_cosine,
             "max_error": self.max_error,
+            "max_lsb": self.max_lsb,
             "first_departure": None if first is None else first.to_dict(),
             "summary": self.summary(),
             "rows": [r.to_dict() for r in self.rows],
@@ -148,7 +160,7 @@ class FidelityReport:
     def from_dict(cls, d):
         rows = [LayerFidelity(**dict(r, shape=tuple(r["shape"]))) for r in d["rows"]]
         return cls(rows=rows, examples=d["examples"], min_cosine=d["min_cosine"],
-                   max_error=d["max_error"])
+                   max_error=d["max_error"], max_lsb=d.get("max_lsb", 2.0))
 
     def table(self, only_compared=False):
         from tfmot_lite.export.report import text_table
@@ -170,14 +182,15 @@ class FidelityReport:
     def __str__(self):
         return "\n".join([
             f"Layer fidelity, Keras vs .tflite ({self.examples} example(s); a layer "
-            f"departs at cosine < {self.min_cosine} or max error > {self.max_error:.0%} "
-            "of its range):",
+            f"departs at cosine < {self.min_cosine}, or max error > {self.max_error:.0%} "
+            f"of its range and, for an integer tensor, > {self.max_lsb:g} LSB):",
             self.table(),
             self.summary(),
         ])
 
 
-def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_error=0.1):
+def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_error=0.1,
+                   max_lsb=2.0):
     """Compares every layer output of `model` with the .tflite's tensors.
 
     Args:
@@ -187,9 +200,10 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
       data: inputs, batch first (an array; a dict keyed by input name or a
         list for several inputs); the first `examples` are used.
       examples: how many examples to run (each runs the .tflite once).
-      min_cosine, max_error: a layer departs when the cosine of its output
-        and the tensor is under `min_cosine`, or their largest difference
-        over the range of the Keras output is over `max_error`.
+      min_cosine, max_error, max_lsb: a layer departs when the cosine of
+        its output and the tensor is under `min_cosine`, or their largest
+        difference over the range of the Keras output is over `max_error`
+        and, for an integer tensor, over `max_lsb` quantization steps.
 
     Returns:
       A `FidelityReport`: `rows` (graph order), `first_departure`,
@@ -248,7 +262,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
                 shape=tuple(int(d) for d in details[i]["shape"]),
                 dtype=np.dtype(details[i]["dtype"]).name,
                 scale=_scale(details[i]),
-                values=_dequantize(np.concatenate(values[i]), details[i]))
+                values=_dequantize(np.stack(values[i]), details[i]))
         for p, i in produced
     ]
 
@@ -263,7 +277,8 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
         if kind in ("name", "shape"):
             _compare(row, output, tensor)
         rows.append(row)
-    return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error)
+    return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error,
+                          max_lsb=max_lsb)
 
 
 @dataclasses.dataclass
