@@ -36,11 +36,11 @@ Integer tensors are dequantized with their scale and zero point. Each row
 holds the cosine of the two outputs (all examples, flattened), the largest
 absolute difference relative to the range of the Keras output, and for an
 integer tensor that difference in quantization steps (LSB). A row departs
-when its cosine is under `min_cosine`, or its relative error is over
-`max_error` and (integer tensors) over `max_lsb` steps: a layer whose
-output spans a few steps is one rounding step off by a large share of its
-range without departing. `first_departure` is the first departing row in
-graph order.
+when its cosine is under `min_cosine` or its relative error over
+`max_error`, except an integer tensor within `max_lsb` steps: on an output
+that spans a few steps, one rounding step is a large share of the range
+(and lowers the cosine) without anything being wrong. `first_departure` is
+the first departing row in graph order.
 
 Layers are those of the model's own graph: a nested model is compared at
 its output (one row), Functional and Sequential models only.
@@ -94,14 +94,15 @@ class FidelityReport:
     max_lsb: float = 2.0
 
     def departs(self, row):
-        """Cosine under `min_cosine`, or an error over `max_error` of the
-        range that is also over `max_lsb` steps of an integer tensor (a
-        narrow range makes one rounding step a large share of it)."""
+        """Cosine under `min_cosine` or an error over `max_error` of the
+        range; an integer tensor within `max_lsb` quantization steps never
+        departs (on an output spanning a few steps, one rounding step is a
+        large share of the range and lowers the cosine)."""
         if not row.compared:
             return False
-        if row.cosine < self.min_cosine:
-            return True
-        return row.max_error > self.max_error and (row.lsb is None or row.lsb > self.max_lsb)
+        if row.lsb is not None and row.lsb <= self.max_lsb:
+            return False
+        return row.cosine < self.min_cosine or row.max_error > self.max_error
 
     @property
     def first_departure(self):
@@ -182,8 +183,8 @@ class FidelityReport:
     def __str__(self):
         return "\n".join([
             f"Layer fidelity, Keras vs .tflite ({self.examples} example(s); a layer "
-            f"departs at cosine < {self.min_cosine}, or max error > {self.max_error:.0%} "
-            f"of its range and, for an integer tensor, > {self.max_lsb:g} LSB):",
+            f"departs at cosine < {self.min_cosine} or max error > {self.max_error:.0%} "
+            f"of its range, an integer tensor only beyond {self.max_lsb:g} LSB):",
             self.table(),
             self.summary(),
         ])
@@ -202,8 +203,8 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
       examples: how many examples to run (each runs the .tflite once).
       min_cosine, max_error, max_lsb: a layer departs when the cosine of
         its output and the tensor is under `min_cosine`, or their largest
-        difference over the range of the Keras output is over `max_error`
-        and, for an integer tensor, over `max_lsb` quantization steps.
+        difference over the range of the Keras output is over `max_error`;
+        an integer tensor within `max_lsb` quantization steps never does.
 
     Returns:
       A `FidelityReport`: `rows` (graph order), `first_departure`,
