@@ -468,6 +468,22 @@ def _fmt(value, spec, missing="-"):
     return missing if value is None else format(value, spec)
 
 
+def _refresh_fidelity(r):
+    """Recomputes a cached result's verdict from its rows with the current
+    `FidelityReport` rules (the rows are what was measured)."""
+    f = r.get("fidelity")
+    if not f or "all_rows" not in f:
+        return
+    report = export.FidelityReport.from_dict({
+        "rows": f["all_rows"], "examples": f["examples"], "min_cosine": f["min_cosine"],
+        "max_error": f["max_error"], "max_lsb": f["max_lsb"]})
+    first, worst = report.first_departure, report.worst
+    f["summary"] = report.summary()
+    f["first_departure"] = None if first is None else first.to_dict()
+    f["worst"] = None if worst is None else worst.to_dict()
+    f["rows"] = _rows_around(report)
+
+
 def _departure(r):
     f = r.get("fidelity")
     if r.get("fidelity_error"):
@@ -509,6 +525,8 @@ def table_rows(results):
 
 
 def to_markdown(results, args, tfmot_note):
+    for r in results:
+        _refresh_fidelity(r)
     rows = table_rows(results)
     models = sorted({r["model"] for r in results})
     missing = [m for m in all_models() if m not in models]
@@ -723,6 +741,8 @@ def parse_args(argv=None):
     parser.add_argument("--force", action="store_true", help="redo cached results")
     parser.add_argument("--skip-tfmot", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the page and plot from the cache, run nothing")
     args = parser.parse_args(argv)
     if args.size % 8:
         parser.error("--size must be a multiple of 8")
@@ -745,7 +765,7 @@ def main(argv=None):
     args.results = args.results or os.path.join(args.output, "results.json")
     cache = load_cache(args.results)
     start = time.perf_counter()
-    for k, name in enumerate(models, 1):
+    for k, name in enumerate([] if args.report_only else models, 1):
         print(f"== {name} ({k}/{len(models)}), {args.size}x{args.size}, "
               f"{time.perf_counter() - start:.0f}s elapsed", flush=True)
         run_model(name, techniques, args, cache, log=lambda s: print(s, flush=True))
@@ -753,6 +773,8 @@ def main(argv=None):
     results = [r for key, r in sorted(cache.items(), key=lambda kv: (
         kv[1]["model"], TECHNIQUES.index(kv[1]["technique"])))
         if r["size"] == args.size]
+    for r in results:
+        _refresh_fidelity(r)
     note = ("Skipped (--skip-tfmot)." if args.skip_tfmot
             else run_tfmot(sorted({r["model"] for r in results}), args.size))
     print("\n" + export.text_table(table_rows(results)))

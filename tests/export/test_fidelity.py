@@ -157,3 +157,24 @@ def test_bad_arguments(qat_export, digits16):
     with pytest.raises(ValueError, match="Functional or Sequential"):
         export.layer_fidelity(L.Dense(3), flatbuffer, xt)
     assert np.isfinite(export.layer_fidelity(qat, flatbuffer, xt[:1]).rows[1].cosine)
+
+
+def test_departure_rules():
+    def row(path, cosine, error, lsb):
+        return export.LayerFidelity(path=path, layer_type="Conv2D", shape=(4,), match="name",
+                                    tensor=f"m_1/{path}_1/Relu", cosine=cosine,
+                                    max_error=error, max_abs_error=error, lsb=lsb)
+
+    report = export.FidelityReport(rows=[
+        row("narrow", 0.5, 0.5, 1.0),      # an int8 output spanning two steps
+        row("two_steps", 0.98, 0.3, 2.0),  # within rounding
+        row("float_ok", 0.9999, 0.01, None),
+        row("three_steps", 0.999, 0.2, 3.0),
+        row("float_off", 0.5, 0.9, None),
+    ], examples=1)
+    assert [r.path for r in report.rows if report.departs(r)] == ["three_steps", "float_off"]
+    assert report.first_departure.path == "three_steps"
+    assert report.worst.path == "float_off"
+    assert report.summary().startswith(
+        "first departs at three_steps (Conv2D): cosine 0.9990, max error 20.0% of its "
+        "range, 3.0 LSB (tensor 'three_steps_1/Relu'; 5 of 5 layers compared")

@@ -100,9 +100,13 @@ class FidelityReport:
         large share of the range and lowers the cosine)."""
         if not row.compared:
             return False
-        if row.lsb is not None and row.lsb <= self.max_lsb:
+        if self.within_rounding(row):
             return False
         return row.cosine < self.min_cosine or row.max_error > self.max_error
+
+    def within_rounding(self, row):
+        """An integer tensor within `max_lsb` steps of the Keras output."""
+        return row.lsb is not None and row.lsb <= self.max_lsb + 1e-6
 
     @property
     def first_departure(self):
@@ -115,8 +119,9 @@ class FidelityReport:
 
     @property
     def worst(self):
-        """The compared row with the lowest cosine, or None."""
-        rows = self.compared
+        """The compared row with the lowest cosine (integer tensors within
+        rounding left out), or None."""
+        rows = [r for r in self.compared if not self.within_rounding(r)]
         return min(rows, key=lambda r: r.cosine) if rows else None
 
     @property
