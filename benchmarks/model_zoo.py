@@ -583,6 +583,13 @@ def to_markdown(results, args, tfmot_note):
             continue
         any_fidelity = True
         lines.append(f"* **{r['model']} {r['technique']}**: {f['summary']}.")
+        raw = next((row for row in f.get("all_rows", ())
+                    if row["cosine"] is not None and row["cosine"] < f["min_cosine"]), None)
+        if raw is not None:
+            lsb = "" if raw.get("lsb") is None else f", {raw['lsb']:.0f} LSB"
+            lines.append(f"  First layer under cosine {f['min_cosine']} counting rounding: "
+                         f"`{raw['path']}` ({raw['layer_type']}) cos {raw['cosine']:.3f}, "
+                         f"err {raw['max_error']:.1%}{lsb}.")
         out = f.get("output")
         if out:
             lines.append(f"  Model output: cosine {out['cosine']:.4f}, max error "
