@@ -150,8 +150,20 @@ def _fit(model, x, y, steps, batch_size, lr, callbacks=()):
 
 
 def _first_line(error):
-    text = f"{type(error).__name__}: {error}".strip()
-    return text.splitlines()[0][:200]
+    """The error's first line; for Keras's "Exception encountered when
+    calling X.call()" wrapper, with the innermost message that says why."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(error).__name__}: {error}").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0]
+    if "Exception encountered when calling" in first:
+        causes = [line for line in lines[1:] if not line.startswith((
+            "Exception encountered", "Arguments received", "•", "Could not automatically",
+            "Either the", "Error encountered"))]
+        if causes:
+            first = f"{first} {causes[0]}"
+    return first[:300]
 
 
 def float_ops(flatbuffer):
@@ -566,8 +578,8 @@ def to_markdown(results, args, tfmot_note):
         "median over interleaved rounds of each round's median single-example LiteRT "
         "time, with the spread of the round medians; *wrap s*, *step ms*, *export s*: "
         "wall time of wrapping, the median training step (first step excluded), and "
-        "`export_model` (conversion plus its measurements: agreement, latency, layer "
-        "fidelity); *zeros*, *uniq/ch*: zero kernel weights and most distinct values "
+        "`export_model` (conversion, then the report's reading of operators, weights and "
+        "latency; the agreement and layer-fidelity passes are not counted); *zeros*, *uniq/ch*: zero kernel weights and most distinct values "
         "in one output channel, as stored; *first departing layer*: for the QAT "
         "exports, `export.layer_fidelity` on a few test images (a layer departs at "
         "cosine < 0.99 or max error > 10% of its output's range, except an int8 "
