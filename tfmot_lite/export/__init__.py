@@ -13,12 +13,15 @@ converter) and LiteRT (to run the result).
 * `inspect.py`: `inspect_tflite`, per-operator table; its XNNPACK verdict is
   `inspect_xnnpack.py`, over the .tflite adapter `inspect_graph.py`.
 * `pipeline.py`: `export_model` -> a verified `ExportReport`; `measure`.
+* `fidelity.py`: `layer_fidelity`, Keras vs .tflite layer by layer: the
+  first layer where the .tflite departs.
 * `report.py`: `ExportReport` and its tables, JSON, Markdown, PNG.
 * `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.
 """
 
 from tfmot_lite.export import report
 from tfmot_lite.export.convert import to_tflite
+from tfmot_lite.export.fidelity import FidelityReport, LayerFidelity, layer_fidelity
 from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
 from tfmot_lite.export.pipeline import export_model, measure
 from tfmot_lite.export.ptq import MODES, quantize_post_training
@@ -43,6 +46,9 @@ from tfmot_lite.export.weights import WeightStats, format_weight_stats, weight_s
 
 __all__ = report.__all__ + [
     "export_model",
+    "FidelityReport",
+    "LayerFidelity",
+    "layer_fidelity",
     "measure",
     "TFLiteModel",
     "TFLiteReport",

@@ -16,7 +16,10 @@ writes the .tflite, then reads the file back and measures it:
 * LiteRT latency: the median of repeated single-example runs, `threads`
   threads, XNNPACK as deployed;
 * given `data`, top-1 agreement with the Keras model and, given `labels`,
-  accuracy in Keras and in LiteRT.
+  accuracy in Keras and in LiteRT;
+* given `data` and a QAT model (or `fidelity=True`), the layer-by-layer
+  comparison of `fidelity.py`: the first layer where the .tflite departs
+  from the Keras model, and by how much.
 
 How a report is shown (table, JSON, Markdown, PNG) is `report.py`'s part.
 """
@@ -36,6 +39,7 @@ from tfmot_lite.export.convert import (
     input_names,
     to_tflite,
 )
+from tfmot_lite.export.fidelity import layer_fidelity
 from tfmot_lite.export.inspect import inspect_tflite
 from tfmot_lite.export.ptq import CALIBRATED, calibration_samples, check_mode, converter_settings
 from tfmot_lite.export.report import ExportReport
@@ -61,6 +65,8 @@ def export_model(
     sparse=None,
     name=None,
     latency_runs=100,
+    fidelity=None,
+    fidelity_examples=4,
 ):
     """Strips, converts, writes and measures a tfmot-lite model.
 
@@ -90,6 +96,12 @@ def export_model(
         model is pruned or its kernels are at least half zeros.
       name: the report's label (default: the techniques and mode).
       latency_runs: repeated runs the median latency is taken over.
+      fidelity: compare every layer of the Keras model with the .tflite's
+        tensors on the first `fidelity_examples` examples of `data`
+        (`export.layer_fidelity`) and store the result (a dict) in
+        `report.fidelity`. None: for a QAT model given `data`; a failure
+        there is then a warning, not an error.
+      fidelity_examples: examples the layer comparison runs on.
 
     Returns:
       An `ExportReport`.
@@ -207,6 +219,21 @@ def export_model(
     report.path = None if path is None else os.fspath(path)
     report.techniques = found
     report.calibration = calibration
+    if fidelity is None:
+        fidelity = qat and data is not None
+        required = False
+    else:
+        required = bool(fidelity)
+    if fidelity:
+        if data is None:
+            raise ValueError("`fidelity=True` compares layers on `data`; pass `data` too.")
+        try:
+            report.fidelity = layer_fidelity(
+                model, flatbuffer, data, examples=fidelity_examples).to_dict()
+        except Exception as error:
+            if required:
+                raise
+            warnings.warn(f"layer fidelity was not measured: {error}", stacklevel=2)
     return report
 
 

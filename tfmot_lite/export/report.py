@@ -43,6 +43,7 @@ class ExportReport:
     agreement: object = None
     examples: int = 0
     calibration: str = ""
+    fidelity: object = None  # FidelityReport.to_dict(), see export/fidelity.py
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -55,7 +56,16 @@ class ExportReport:
         lines.append("operators: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
         verdict = "yes" if self.sparse_ready else "no (" + "; ".join(self.sparse_reasons) + ")"
         lines.append(f"XNNPACK sparse-ready: {verdict}")
+        if self.fidelity:
+            lines.append(f"layer fidelity: {self.fidelity['summary']}")
         return "\n".join(lines)
+
+    @property
+    def first_departure(self):
+        """The first layer where the .tflite departs from the Keras model
+        (a dict: path, cosine, max_error, ...), None when none does or the
+        layers were not compared (`fidelity`)."""
+        return (self.fidelity or {}).get("first_departure")
 
 
 # -- export ---------------------------------------------------------------

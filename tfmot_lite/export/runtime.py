@@ -24,10 +24,15 @@ class TFLiteModel:
         `serving_default_` and `:0`.
       input_names: the order a list or tuple of several inputs is read in:
         `input_names` as given (e.g. the Keras model's), else `inputs`'.
+
+    `preserve_all_tensors=True` runs the reference kernels without XNNPACK
+    and keeps every intermediate tensor readable after `invoke` (for
+    `export.fidelity`); latency measured that way is not the deployed one.
     """
 
-    def __init__(self, flatbuffer, num_threads=1, input_names=None):
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, flatbuffer, num_threads=1, input_names=None,
+                 preserve_all_tensors=False):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from tfmot_lite.export.source import read_tflite
 
@@ -37,9 +42,19 @@ class TFLiteModel:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"`num_threads` must be a positive integer; got {num_threads!r}.")
         # LiteRT announces the XNNPACK delegate on stderr; keep it quiet.
+        options = {}
+        if preserve_all_tensors:
+            # Every intermediate tensor stays readable after `invoke` (no
+            # delegate takes the graph over, no buffer is reused): what
+            # `export.fidelity` compares layer by layer. Slower than deployed.
+            options = dict(
+                experimental_preserve_all_tensors=True,
+                experimental_op_resolver_type=(
+                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+            )
         with silenced_stderr():
             self.interpreter = Interpreter(
-                model_content=self.flatbuffer, num_threads=num_threads
+                model_content=self.flatbuffer, num_threads=num_threads, **options
             )
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]

@@ -1,0 +1,47 @@
+"""benchmarks/model_zoo.py's per-model function on three keras.applications
+models (a MobileNetV3, an EfficientNet, and ResNet50V2 with its standalone
+pre-activation BatchNormalization), tiny: 32x32, no baseline training, one
+fine-tuning step. QAT wraps and exports fully integer; pruning's zeros and
+clustering's 16 values survive the export (the report's fields)."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _zoo():
+    spec = importlib.util.spec_from_file_location(
+        "model_zoo", os.path.join(ROOT, "benchmarks", "model_zoo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["MobileNetV3Small", "EfficientNetB0", "ResNet50V2"])
+def test_zoo_model_qat_pruning_clustering(name, tmp_path):
+    zoo = _zoo()
+    logged = []
+    results = zoo.run_model(
+        name, ("qat", "prune", "cluster"), log=logged.append, output=str(tmp_path),
+        size=32, epochs=0, steps=1, batch_size=8, train_examples=8, test_examples=4,
+        runs=1, rounds=0, fidelity_examples=1, sparse="off", eager=True)
+    assert set(results) == {"qat", "prune", "cluster"}
+    assert all(r["status"] == "ok" for r in results.values()), {
+        t: r["status"] for t, r in results.items()}
+    qat = results["qat"]
+    assert qat["wrapped"] and qat["trained"] and qat["exported"]
+    # Fully integer; where not, the message lists the float operators.
+    assert qat["int8_fraction"] == 1.0, f"float operators: {qat['float_ops']}"
+    assert qat["float_ops"] == []
+    # The layer comparison ran and its verdict is in the log and the result.
+    assert qat["fidelity"]["compared"] > 10
+    assert any(line.startswith(f"[{name}] qat: wrap") for line in logged)
+    assert results["prune"]["sparsity"] >= 0.45
+    assert results["cluster"]["max_unique_per_channel"] <= 16
+    for r in results.values():
+        assert 0.0 <= r["agreement"] <= 1.0 and r["bytes"] > 0
+        assert os.path.exists(os.path.join(zoo.ROOT, r["path"]))

@@ -1,0 +1,180 @@
+"""layer_fidelity: Keras layer outputs against the .tflite's tensors.
+
+A faithful export (QAT int8, float32) departs nowhere; an export whose Keras
+model was changed afterwards (one layer's kernel, a differently initialised
+head) departs first at that layer, and the report names it."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import tfmot_lite as tfmot
+from tfmot_lite import data, export
+
+L = keras.layers
+
+
+def _conv_bn_relu_dense(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, name="conv")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.Conv2D(16, 3, strides=2, name="conv2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.ReLU(name="relu2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, L.Dense(10, name="dense")(x), name="small")
+
+
+def _compile(model):
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.fixture(scope="module")
+def digits16():
+    (x, y), (xt, _) = data.digits(image_size=16)
+    return x[:256], y[:256], xt[:8]
+
+
+@pytest.fixture(scope="module")
+def qat_export(digits16, tmp_path_factory):
+    """A briefly trained QAT Conv-BN-ReLU-Dense model, its int8 export's
+    report (with the automatic fidelity check) and the .tflite's path."""
+    x, y, xt = digits16
+    qat = _compile(tfmot.quantization.keras.quantize_model(_conv_bn_relu_dense()))
+    qat.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    path = tmp_path_factory.mktemp("fidelity") / "qat.tflite"
+    report = export.export_model(qat, "int8", path=path, data=xt, latency_runs=2)
+    return qat, report, path
+
+
+def test_qat_int8_export_departs_nowhere(qat_export):
+    qat, report, _ = qat_export
+    fidelity = export.FidelityReport.from_dict(report.fidelity)
+    assert report.first_departure is None
+    assert fidelity.first_departure is None
+    assert fidelity.examples == 4
+    rows = {r.path: r for r in fidelity.rows}
+    # The wrapped layers are found by name and agree within a few int8 steps.
+    for path in ("quantize_layer", "quant_conv", "quant_conv2", "quant_gap", "quant_dense"):
+        assert rows[path].match == "name", rows[path]
+        assert rows[path].cosine > 0.999
+        assert rows[path].max_error < 0.05
+        assert rows[path].lsb <= 3
+        assert rows[path].tensor_dtype == "int8"
+    # The folded BatchNormalization/ReLU (identities in the QAT model) have
+    # no tensor of their own and are not compared.
+    for path in ("bn", "relu", "bn2", "relu2"):
+        assert rows[path].match == "folded" and not rows[path].compared
+    assert [r.path for r in fidelity.rows] == [
+        "quantize_layer", "quant_conv", "bn", "relu", "quant_conv2", "bn2", "relu2",
+        "quant_gap", "quant_dense"]
+    text = str(report)
+    assert "layer fidelity: no layer departs (5 of 9 layers compared on 4 example(s))" in text
+
+
+def test_names_the_layer_changed_after_conversion(qat_export, digits16):
+    qat, _, flatbuffer = qat_export
+    _, _, xt = digits16
+    before = export.layer_fidelity(qat, flatbuffer, xt, examples=3)
+    assert before.first_departure is None
+    kernel = next(v for v in qat.get_layer("quant_conv2").weights if v.path.endswith("kernel"))
+    original = kernel.numpy()
+    try:
+        kernel.assign(-original)
+        after = export.layer_fidelity(qat, flatbuffer, xt, examples=3)
+    finally:
+        kernel.assign(original)
+    first = after.first_departure
+    assert first is not None and first.path == "quant_conv2"
+    assert first.cosine < 0.5 and first.max_error > 0.3
+    # What comes before it still agrees; what follows departs too.
+    assert not after.departs(after.row("quant_conv"))
+    assert after.departs(after.row("quant_gap"))
+    summary = after.summary()
+    assert summary.startswith("first departs at quant_conv2 (QuantizeConvBatchNorm): cosine ")
+    flagged = [line.split()[0] for line in str(after).splitlines() if line.endswith("departs")]
+    assert flagged == ["quant_conv2", "quant_gap", "quant_dense"]
+
+
+def test_float_export_and_a_differently_initialised_head(digits16):
+    x, _, xt = digits16
+    model = _conv_bn_relu_dense(seed=0)
+    flatbuffer = export.to_tflite(model)
+    fidelity = export.layer_fidelity(model, flatbuffer, xt)
+    rows = {r.path: r for r in fidelity.rows}
+    # Conv and BatchNormalization are fused into the ReLU's tensor.
+    assert rows["conv"].match == "folded" and "relu" in rows["conv"].tensor
+    assert rows["relu"].match == "name" and rows["relu"].cosine > 0.99999
+    assert rows["relu"].lsb is None and rows["relu"].tensor_dtype == "float32"
+    # The converter names the last Dense output after the signature; it is
+    # found by shape and order.
+    assert rows["dense"].match == "shape" and rows["dense"].max_error < 1e-4
+    assert fidelity.first_departure is None
+
+    other = _conv_bn_relu_dense(seed=1)
+    for layer, copy in zip(model.layers, other.layers):
+        if layer.name != "dense":
+            copy.set_weights(layer.get_weights())
+    departed = export.layer_fidelity(other, flatbuffer, xt)
+    assert departed.first_departure.path == "dense"
+    assert [r.path for r in departed.rows if departed.departs(r)] == ["dense"]
+
+
+def test_ptq_int8_compares_integer_tensors(digits16):
+    x, y, xt = digits16
+    model = _compile(_conv_bn_relu_dense())
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    report = export.export_model(model, "int8", data=xt, representative_data=x[:64],
+                                 latency_runs=2, fidelity=True, fidelity_examples=2)
+    fidelity = export.FidelityReport.from_dict(report.fidelity)
+    relu = fidelity.row("relu")
+    assert relu.tensor_dtype == "int8" and relu.lsb is not None
+    assert relu.cosine > 0.99
+    assert fidelity.examples == 2
+
+
+def test_report_round_trips_through_json(qat_export, tmp_path):
+    _, report, _ = qat_export
+    path = export.save_json([report], tmp_path / "r.json")
+    (loaded,) = export.load_json(path)
+    assert loaded.fidelity == json.loads(json.dumps(report.fidelity))
+    assert export.FidelityReport.from_dict(loaded.fidelity).summary() == report.fidelity["summary"]
+
+
+def test_bad_arguments(qat_export, digits16):
+    qat, _, flatbuffer = qat_export
+    _, _, xt = digits16
+    with pytest.raises(ValueError, match="needs|pass `data`"):
+        export.export_model(qat, "int8", fidelity=True, latency_runs=1)
+    with pytest.raises(ValueError, match="examples"):
+        export.layer_fidelity(qat, flatbuffer, xt, examples=0)
+    with pytest.raises(ValueError, match="Functional or Sequential"):
+        export.layer_fidelity(L.Dense(3), flatbuffer, xt)
+    assert np.isfinite(export.layer_fidelity(qat, flatbuffer, xt[:1]).rows[1].cosine)
+
+
+def test_departure_rules():
+    def row(path, cosine, error, lsb):
+        return export.LayerFidelity(path=path, layer_type="Conv2D", shape=(4,), match="name",
+                                    tensor=f"m_1/{path}_1/Relu", cosine=cosine,
+                                    max_error=error, max_abs_error=error, lsb=lsb)
+
+    report = export.FidelityReport(rows=[
+        row("narrow", 0.5, 0.5, 1.0),      # an int8 output spanning two steps
+        row("two_steps", 0.98, 0.3, 2.0),  # within rounding
+        row("float_ok", 0.9999, 0.01, None),
+        row("three_steps", 0.999, 0.2, 3.0),
+        row("float_off", 0.5, 0.9, None),
+    ], examples=1)
+    assert [r.path for r in report.rows if report.departs(r)] == ["three_steps", "float_off"]
+    assert report.first_departure.path == "three_steps"
+    assert report.worst.path == "float_off"
+    assert report.summary().startswith(
+        "first departs at three_steps (Conv2D): cosine 0.9990, max error 20.0% of its "
+        "range, 3.0 LSB (tensor 'three_steps_1/Relu'; 5 of 5 layers compared")

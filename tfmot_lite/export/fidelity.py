@@ -1,0 +1,475 @@
+"""`layer_fidelity`: where a .tflite stops computing what its Keras model
+computes, layer by layer.
+
+Top-1 agreement says *whether* an exported model predicts what the Keras
+model predicts; when it does not, this says *where* the two part. It runs
+the Keras model (a QAT model from `quantize_model`, or any model) and the
+.tflite (LiteRT's reference kernels, every intermediate tensor kept) on the
+same few examples, pairs each Keras layer output with a .tflite tensor and
+compares them:
+
+```python
+from tfmot_lite.export import layer_fidelity
+
+fidelity = layer_fidelity(qat_model, "model.tflite", x_test[:4])
+print(fidelity)                    # one row per layer, then the verdict
+fidelity.first_departure           # the first row that departs, or None
+```
+
+How a Keras layer finds its tensor:
+
+* by name: the converter keeps the Keras layer names in tensor names
+  (`model_1/quant_conv_1/Relu;model_1/quant_conv_1/conv_1/BiasAdd`: the
+  first `;` part names the operation that produced the tensor, later parts
+  name what was fused into it). A layer's tensor is the last one, along the
+  graph, whose first part names it and whose shape is the layer's output
+  shape.
+* folded: a layer named only in a later part (a BatchNormalization fused
+  into its convolution), or with no tensor of its own between its
+  neighbours (QAT's folded BatchNormalization and activations are
+  identities in Keras) has nothing to compare: its row says so.
+* by shape and order: a layer whose name the converter dropped takes the
+  first unused tensor of its output shape between the tensors of the
+  matched layers before and after it.
+
+Integer tensors are dequantized with their scale and zero point. Each row
+holds the cosine of the two outputs (all examples, flattened), the largest
+absolute difference relative to the range of the Keras output, and for an
+integer tensor that difference in quantization steps (LSB). A row departs
+when its cosine is under `min_cosine` or its relative error over
+`max_error`, except an integer tensor within `max_lsb` steps: on an output
+that spans a few steps, one rounding step is a large share of the range
+(and lowers the cosine) without anything being wrong. `first_departure` is
+the first departing row in graph order.
+
+Layers are those of the model's own graph: a nested model is compared at
+its output (one row), Functional and Sequential models only.
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class LayerFidelity:
+    """One Keras layer output and the .tflite tensor it was paired with.
+
+    `match`: "name", "shape" (by shape and order), "folded" (no tensor of
+    its own; `tensor` names the one it was fused into, if any) or
+    "unmatched". `cosine`, `max_error` (max |keras - tflite| over the Keras
+    output's range), `max_abs_error` and `lsb` (that difference in
+    quantization steps of an integer tensor) are None when nothing was
+    compared.
+    """
+
+    path: str
+    layer_type: str
+    shape: tuple
+    match: str
+    tensor: object = None
+    tensor_dtype: object = None
+    cosine: object = None
+    max_error: object = None
+    max_abs_error: object = None
+    lsb: object = None
+
+    @property
+    def compared(self):
+        return self.cosine is not None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class FidelityReport:
+    """Per-layer rows (graph order) and the thresholds a row departs at."""
+
+    rows: list
+    examples: int
+    min_cosine: float = 0.99
+    max_error: float = 0.1
+    max_lsb: float = 2.0
+
+    def departs(self, row):
+        """Cosine under `min_cosine` or an error over `max_error` of the
+        range; an integer tensor within `max_lsb` quantization steps never
+        departs (on an output spanning a few steps, one rounding step is a
+        large share of the range and lowers the cosine)."""
+        if not row.compared:
+            return False
+        if self.within_rounding(row):
+            return False
+        return row.cosine < self.min_cosine or row.max_error > self.max_error
+
+    def within_rounding(self, row):
+        """An integer tensor within `max_lsb` steps of the Keras output (and
+        float32 rounding of the scale)."""
+        return row.lsb is not None and row.lsb <= self.max_lsb + 0.01
+
+    @property
+    def first_departure(self):
+        """The first compared row (graph order) that departs, or None."""
+        return next((r for r in self.rows if self.departs(r)), None)
+
+    @property
+    def compared(self):
+        return [r for r in self.rows if r.compared]
+
+    @property
+    def worst(self):
+        """The compared row with the lowest cosine (integer tensors within
+        rounding left out), or None."""
+        rows = [r for r in self.compared if not self.within_rounding(r)]
+        return min(rows, key=lambda r: r.cosine) if rows else None
+
+    @property
+    def output(self):
+        """The last compared row (the model output, when it was matched)."""
+        rows = self.compared
+        return rows[-1] if rows else None
+
+    def row(self, path):
+        return next(r for r in self.rows if r.path == path)
+
+    def summary(self):
+        """One line: the first departing layer and by how much, or that
+        none departs."""
+        counts = f"{len(self.compared)} of {len(self.rows)} layers compared on {self.examples} example(s)"
+        first = self.first_departure
+        if first is None:
+            worst = self.worst
+            tail = "" if worst is None else (
+                f"; lowest cosine {worst.cosine:.4f} at {worst.path}")
+            return f"no layer departs ({counts}){tail}"
+        lsb = "" if first.lsb is None else f", {first.lsb:.1f} LSB"
+        return (
+            f"first departs at {first.path} ({first.layer_type}): cosine "
+            f"{first.cosine:.4f}, max error {first.max_error:.1%} of its range{lsb} "
+            f"(tensor '{_short(first.tensor)}'; {counts})"
+        )
+
+    def to_dict(self):
+        first = self.first_departure
+        return {
+            "examples": self.examples,
+            "min_cosine": self.min_cosine,
+            "max_error": self.max_error,
+            "max_lsb": self.max_lsb,
+            "first_departure": None if first is None else first.to_dict(),
+            "summary": self.summary(),
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        rows = [LayerFidelity(**dict(r, shape=tuple(r["shape"]))) for r in d["rows"]]
+        return cls(rows=rows, examples=d["examples"], min_cosine=d["min_cosine"],
+                   max_error=d["max_error"], max_lsb=d.get("max_lsb", 2.0))
+
+    def table(self, only_compared=False):
+        from tfmot_lite.export.report import text_table
+
+        header = ["layer", "type", "match", "tflite tensor", "cosine", "max err", "LSB", ""]
+        rows = [header]
+        for r in self.rows:
+            if only_compared and not r.compared:
+                continue
+            rows.append([
+                r.path, r.layer_type, r.match, _short(r.tensor) if r.tensor else "-",
+                "-" if r.cosine is None else f"{r.cosine:.4f}",
+                "-" if r.max_error is None else f"{r.max_error:.1%}",
+                "-" if r.lsb is None else f"{r.lsb:.1f}",
+                "departs" if self.departs(r) else "",
+            ])
+        return text_table(rows)
+
+    def __str__(self):
+        return "\n".join([
+            f"Layer fidelity, Keras vs .tflite ({self.examples} example(s); a layer "
+            f"departs at cosine < {self.min_cosine} or max error > {self.max_error:.0%} "
+            f"of its range, an integer tensor only beyond {self.max_lsb:g} LSB):",
+            self.table(),
+            self.summary(),
+        ])
+
+
+def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_error=0.1,
+                   max_lsb=2.0):
+    """Compares every layer output of `model` with the .tflite's tensors.
+
+    Args:
+      model: the Keras model the .tflite was converted from (QAT or not;
+        a distillation model is read as its student).
+      flatbuffer: the .tflite, bytes or a path.
+      data: inputs, batch first (an array; a dict keyed by input name or a
+        list for several inputs); the first `examples` are used.
+      examples: how many examples to run (each runs the .tflite once).
+      min_cosine, max_error, max_lsb: a layer departs when the cosine of
+        its output and the tensor is under `min_cosine`, or their largest
+        difference over the range of the Keras output is over `max_error`;
+        an integer tensor within `max_lsb` quantization steps never does.
+
+    Returns:
+      A `FidelityReport`: `rows` (graph order), `first_departure`,
+      `summary()`, and a table as `str()`.
+    """
+    import keras
+
+    from tfmot_lite.core import graph
+    from tfmot_lite.distillation.distiller import student_of
+    from tfmot_lite.export.convert import count_examples, input_names
+    from tfmot_lite.export.runtime import TFLiteModel
+    from tfmot_lite.export.source import read_tflite
+
+    model = student_of(model)
+    if not isinstance(model, keras.Model) or not graph.is_graph_model(model):
+        raise ValueError(
+            "`layer_fidelity` reads the layer outputs of a Functional or "
+            f"Sequential Keras model; got {type(model).__name__}."
+        )
+    flatbuffer = read_tflite(flatbuffer, "flatbuffer")
+    if not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"`examples` must be a positive integer; got {examples!r}.")
+    functional = getattr(model, "_functional", None) or model
+    entries = _keras_entries(functional)
+    several = len(model.inputs) > 1
+    runner = TFLiteModel(flatbuffer, input_names=input_names(model) if several else None,
+                         preserve_all_tensors=True)
+    batch = runner.by_name(data)
+    n = min(examples, count_examples(batch if several else next(iter(batch.values()))))
+    if n < 1:
+        raise ValueError("`data` holds no examples.")
+    batch = {name: np.asarray(values)[:n] for name, values in batch.items()}
+
+    # Keras: every node's output, in one call.
+    extractor = keras.Model(functional.inputs, [tensor for _, _, tensor in entries])
+    keras_inputs = _keras_inputs(functional, batch)
+    outputs = extractor(keras_inputs, training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    outputs = [np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float64) for o in outputs]
+
+    # .tflite: every operator output, example by example.
+    interpreter = runner.interpreter
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    produced = []  # (position along the graph, tensor index)
+    for position, op in enumerate(interpreter._get_ops_details()):
+        produced += [(position, int(i)) for i in op["outputs"] if int(i) in details]
+    values = {i: [] for _, i in produced}
+    for k in range(n):
+        runner._set_inputs({name: v[k] for name, v in batch.items()})
+        interpreter.invoke()
+        for _, i in produced:
+            values[i].append(np.array(interpreter.get_tensor(i)))
+    tensors = [
+        _Tensor(index=i, position=p, name=details[i]["name"],
+                shape=tuple(int(d) for d in details[i]["shape"]),
+                dtype=np.dtype(details[i]["dtype"]).name,
+                scale=_scale(details[i]),
+                values=_dequantize(np.stack(values[i]), details[i]))
+        for p, i in produced
+    ]
+
+    matches = _match(functional, entries, outputs, tensors)
+    rows = []
+    for (path, op, _), output, (kind, tensor) in zip(entries, outputs, matches):
+        row = LayerFidelity(path=path, layer_type=type(op).__name__,
+                            shape=tuple(output.shape[1:]), match=kind)
+        if tensor is not None:
+            row.tensor = tensor.name
+            row.tensor_dtype = tensor.dtype
+        if kind in ("name", "shape"):
+            _compare(row, output, tensor)
+        rows.append(row)
+    return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error,
+                          max_lsb=max_lsb)
+
+
+@dataclasses.dataclass
+class _Tensor:
+    index: int
+    position: int
+    name: str
+    shape: tuple
+    dtype: str
+    scale: object
+    values: np.ndarray
+
+
+def _keras_entries(functional):
+    """`(path, operation, output KerasTensor)` of every node of the graph
+    with one output, inputs first (by depth, then the model's layer order).
+    A layer called more than once gets one entry per call (`name#2`...)."""
+    import keras
+
+    order = {id(op): k for k, op in enumerate(functional.operations)}
+    calls = {}
+    entries = []
+    by_depth = functional._nodes_by_depth
+    for depth in sorted(by_depth, reverse=True):
+        for node in sorted(by_depth[depth], key=lambda nd: order.get(id(nd.operation), -1)):
+            op = node.operation
+            if isinstance(op, keras.layers.InputLayer) or len(node.output_tensors) != 1:
+                continue
+            calls[op.name] = calls.get(op.name, 0) + 1
+            path = op.name if calls[op.name] == 1 else f"{op.name}#{calls[op.name]}"
+            entries.append((path, op, node.output_tensors[0]))
+    return entries
+
+
+def _keras_inputs(model, batch):
+    """The {tflite input name: array} batch as a list in the order of
+    `model.inputs` (how the extractor, built on that list, takes it)."""
+    if len(model.inputs) == 1:
+        return list(batch.values())
+    return [batch[t.name] for t in model.inputs]
+
+
+def _scale(d):
+    if not np.issubdtype(np.dtype(d["dtype"]), np.integer):
+        return None
+    scales = d["quantization_parameters"]["scales"]
+    if scales.size == 1:
+        return float(scales[0])
+    return None
+
+
+def _dequantize(values, d):
+    """Integer tensor values as the real numbers they stand for."""
+    if not np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float64)
+    q = d["quantization_parameters"]
+    scales, zero_points = q["scales"], q["zero_points"]
+    if scales.size == 0:
+        return values.astype(np.float64)  # int32 shapes, ids: as they are.
+    if scales.size == 1:
+        return (values.astype(np.float64) - zero_points[0]) * scales[0]
+    shape = [1] * values.ndim
+    shape[q["quantized_dimension"]] = -1
+    return (values.astype(np.float64) - zero_points.reshape(shape)) * scales.reshape(shape)
+
+
+def _short(name):
+    """A tensor name's first `;` part without its model prefix."""
+    if not name:
+        return name
+    first = name.split(";")[0]
+    parts = first.split("/")
+    return "/".join(parts[1:]) if len(parts) > 2 else first
+
+
+def _name_resolver(functional, layer_names, tensor_names):
+    """component -> layer name. TensorFlow re-traces the model when it is
+    converted, so its name scopes carry a `_1` suffix (`conv_1` for layer
+    `conv`); when the model's own name shows one, suffixed names are tried
+    first."""
+    model_name = functional.name
+    suffixed = any(
+        re.fullmatch(re.escape(model_name) + r"_\d+", name.split("/")[0])
+        for name in tensor_names if "/" in name
+    )
+    model_scopes = {model_name}
+
+    def resolve(component):
+        stripped = re.fullmatch(r"(.+)_\d+", component)
+        stripped = stripped.group(1) if stripped else None
+        order = (stripped, component) if suffixed else (component, stripped)
+        for candidate in order:
+            if candidate in layer_names:
+                return candidate
+        return None
+
+    def layers_of(segment):
+        parts = [p for p in segment.split("/") if p]
+        if parts and (parts[0] in model_scopes or (
+                suffixed and re.fullmatch(re.escape(model_name) + r"_\d+", parts[0]))):
+            parts = parts[1:]
+        for part in parts:
+            layer = resolve(part)
+            if layer is not None:
+                return layer
+        return None
+
+    return layers_of
+
+
+def _match(functional, entries, outputs, tensors):
+    """`(kind, _Tensor or None)` for every entry (see the module docstring)."""
+    layer_names = {op.name for _, op, _ in entries}
+    shared = {op.name for path, op, _ in entries if "#" in path}
+    layers_of = _name_resolver(functional, layer_names, [t.name for t in tensors])
+    primary, fused_into = {}, {}
+    for t in tensors:
+        segments = [s for s in t.name.split(";") if s]
+        if not segments:
+            continue
+        first = layers_of(segments[0])
+        if first is not None:
+            primary.setdefault(first, []).append(t)
+        for segment in segments[1:]:
+            other = layers_of(segment)
+            if other is not None and other != first:
+                fused_into.setdefault(other, t)
+
+    def same_shape(t, output):
+        return t.shape[1:] == tuple(output.shape[1:]) and (not t.shape or t.shape[0] == 1)
+
+    matches = [("unmatched", None)] * len(entries)
+    used = set()
+    for k, ((path, op, _), output) in enumerate(zip(entries, outputs)):
+        if op.name in shared:
+            continue
+        candidates = [t for t in primary.get(op.name, ()) if same_shape(t, output)]
+        if candidates:
+            chosen = max(candidates, key=lambda t: t.position)
+            matches[k] = ("name", chosen)
+            used.add(chosen.index)
+    named = {t.index for ts in primary.values() for t in ts}
+    for k, ((path, op, _), output) in enumerate(zip(entries, outputs)):
+        if matches[k][0] != "unmatched":
+            continue
+        if op.name in fused_into and op.name not in shared:
+            matches[k] = ("folded", fused_into[op.name])
+            continue
+        before = [m[1].position for m in matches[:k] if m[0] in ("name", "shape")]
+        after = [m[1].position for m in matches[k + 1:] if m[0] == "name"]
+        low = max(before) if before else -1
+        high = min((p for p in after if p > low), default=float("inf"))
+        candidates = [
+            t for t in tensors
+            if low < t.position < high and t.index not in used and t.index not in named
+            and same_shape(t, output)
+        ]
+        if candidates:
+            chosen = min(candidates, key=lambda t: t.position)
+            matches[k] = ("shape", chosen)
+            used.add(chosen.index)
+        else:
+            matches[k] = ("folded", None)
+    return matches
+
+
+def _compare(row, keras_output, tensor):
+    a = keras_output.reshape(-1)
+    b = tensor.values.reshape(-1)
+    if a.size != b.size:  # pragma: no cover - shapes were checked
+        row.match = "unmatched"
+        return
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        cosine = 1.0
+    elif na == 0 or nb == 0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(a, b) / (na * nb))
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    span = float(a.max() - a.min()) if a.size else 0.0
+    if span == 0.0:
+        span = float(max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)) if a.size else 1.0
+    row.cosine = cosine
+    row.max_abs_error = diff
+    row.max_error = diff / span
+    row.lsb = diff / tensor.scale if tensor.scale else None
