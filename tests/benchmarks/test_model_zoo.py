@@ -20,16 +20,23 @@ def _zoo():
     return module
 
 
+# ResNet50V2 is here for its standalone BatchNormalization, a QAT matter:
+# QAT only (its pruning and clustering are the other two models' kernels).
+CASES = [("MobileNetV3Small", ("qat", "prune", "cluster")),
+         ("EfficientNetB0", ("qat", "prune", "cluster")),
+         ("ResNet50V2", ("qat",))]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["MobileNetV3Small", "EfficientNetB0", "ResNet50V2"])
-def test_zoo_model_qat_pruning_clustering(name, tmp_path):
+@pytest.mark.parametrize("name,techniques", CASES, ids=[c[0] for c in CASES])
+def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
     zoo = _zoo()
     logged = []
     results = zoo.run_model(
-        name, ("qat", "prune", "cluster"), log=logged.append, output=str(tmp_path),
+        name, techniques, log=logged.append, output=str(tmp_path),
         size=32, epochs=0, steps=1, batch_size=8, train_examples=8, test_examples=4,
         runs=1, rounds=0, fidelity_examples=1, sparse="off", eager=True)
-    assert set(results) == {"qat", "prune", "cluster"}
+    assert set(results) == set(techniques)
     assert all(r["status"] == "ok" for r in results.values()), {
         t: r["status"] for t, r in results.items()}
     qat = results["qat"]
@@ -40,8 +47,9 @@ def test_zoo_model_qat_pruning_clustering(name, tmp_path):
     # The layer comparison ran and its verdict is in the log and the result.
     assert qat["fidelity"]["compared"] > 10
     assert any(line.startswith(f"[{name}] qat: wrap") for line in logged)
-    assert results["prune"]["sparsity"] >= 0.45
-    assert results["cluster"]["max_unique_per_channel"] <= 16
+    if "prune" in results:
+        assert results["prune"]["sparsity"] >= 0.45
+        assert results["cluster"]["max_unique_per_channel"] <= 16
     for r in results.values():
         assert 0.0 <= r["agreement"] <= 1.0 and r["bytes"] > 0
         assert os.path.exists(os.path.join(zoo.ROOT, r["path"]))
