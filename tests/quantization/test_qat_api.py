@@ -235,3 +235,17 @@ def test_n_bit_scheme_uses_fewer_weight_levels(digits32):
         assert len(np.unique(q[..., c])) <= 15
     with pytest.raises(ValueError, match="between 2 and 8"):
         quantize.experimental.default_n_bit.DefaultNBitQuantizeScheme(num_bits_weight=9)
+
+
+def test_annotating_a_squeeze_excite_block_with_raw_scaling():
+    """MobileNetV3's squeeze-excite: `x * (1/6)` (a raw Multiply with a
+    number, which Keras 3 marks sparse) feeds a Multiply layer, then a
+    convolution. Annotating and applying keeps every tensor dense."""
+    inputs = keras.Input((8, 8, 4))
+    gate = L.GlobalAveragePooling2D(keepdims=True)(inputs)
+    gate = L.ReLU(6.0)(gate + 3.0) * (1.0 / 6.0)
+    x = L.Conv2D(4, 1)(L.Multiply()([inputs, gate]))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    qat = quantize.quantize_apply(quantize.quantize_annotate_model(model))
+    x = np.random.default_rng(0).random((2, 8, 8, 4)).astype("float32")
+    assert np.isfinite(keras.ops.convert_to_numpy(qat(x))).all()

@@ -292,8 +292,10 @@ def rewrite(model, replace, call=None, operations=False, with_original=False, wh
             # fused layer, an Identity) need not accept it.
             kwargs.pop("mask")
         if call is None:
-            return layer(*args, **kwargs)
-        return call(layer, args, kwargs, top)
+            outputs = layer(*args, **kwargs)
+        else:
+            outputs = call(layer, args, kwargs, top)
+        return _dense_unless_sparse_inputs(outputs, (args, kwargs))
 
     clone_any = _nested_cloner(clone, call_function)
     if isinstance(model, keras.Sequential):
@@ -359,6 +361,23 @@ def _replacing_inside():
         yield
     finally:
         _INSIDE_COMPOSITE.reset(token)
+
+
+def _dense_unless_sparse_inputs(outputs, inputs):
+    """`outputs`, not marked sparse when no input is a sparse tensor.
+
+    Keras 3 marks `x * 0.5` (a raw Multiply with a Python number) sparse: it
+    takes a number for a sparse operand. A wrapper that traces its layer
+    (`QuantizeAnnotate` around the Multiply that follows, in
+    MobileNetV3's squeeze-excite) then feeds it a sparse placeholder, which
+    a convolution refuses."""
+    if any(getattr(t, "sparse", False) for t in keras.tree.flatten(inputs)
+           if isinstance(t, keras.KerasTensor)):
+        return outputs
+    for t in keras.tree.flatten(outputs):
+        if isinstance(t, keras.KerasTensor) and t.sparse:
+            t._sparse = False  # The public setter refuses; the flag is all it holds.
+    return outputs
 
 
 def _rewrite_inside(original, replace_one):
