@@ -1,4 +1,4 @@
-"""QAT of LSTM and SimpleRNN layers: every operator of each unrolled step
+"""QAT of LSTM, GRU and SimpleRNN layers: every operator of each unrolled step
 runs integer in the exported .tflite (the initial zero state's FILL aside),
 which predicts what the Keras QAT model predicts; with the activation
 fake-quant off the quantized step is Keras' own cell."""
@@ -36,8 +36,10 @@ def _fit(model, x, y, epochs, learning_rate=1e-2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [lambda: L.LSTM(16), lambda: L.SimpleRNN(16)],
-                         ids=["lstm", "simple_rnn"])
+@pytest.mark.parametrize(
+    "layer", [lambda: L.LSTM(16), lambda: L.GRU(16), lambda: L.GRU(16, reset_after=False),
+              lambda: L.SimpleRNN(16)],
+    ids=["lstm", "gru", "gru_reset_before", "simple_rnn"])
 def test_recurrent_qat_exports_integer_steps_and_agrees(layer, tmp_path):
     x, y = _sequences()
     model = _fit(_model(layer()), x, y, epochs=8)
@@ -66,6 +68,28 @@ def test_recurrent_qat_round_trips_through_keras_files(tmp_path):
                                keras.ops.convert_to_numpy(qat(x)), atol=1e-6)
 
 
-def test_gru_qat_is_refused_with_its_path():
-    with pytest.raises(ValueError, match=r"gru \(GRU\)"):
-        quantization.quantize_model(_model(L.GRU(8, name="gru")))
+def test_recurrent_layer_with_other_activations_is_refused_with_its_path():
+    with pytest.raises(ValueError, match=r"relu_lstm \(LSTM\)"):
+        quantization.quantize_model(_model(L.LSTM(8, activation="relu", name="relu_lstm")))
+
+
+@pytest.mark.slow
+def test_pqat_keeps_the_zeros_of_both_recurrent_kernels(tmp_path):
+    sparsity = tfmot.sparsity.keras
+    combine = tfmot.experimental.combine
+    x, y = _sequences(200)
+    model = _fit(_model(L.LSTM(16)), x, y, epochs=3)
+    pruned = sparsity.prune_low_magnitude(
+        model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=1))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    pqat = quantization.quantize_model(
+        sparsity.strip_pruning(pruned), combine.Default8BitPrunePreserveQuantizeScheme())
+    _fit(pqat, x, y, epochs=1, learning_rate=1e-3)
+    report = export_model(pqat, "int8", path=tmp_path / "m.tflite", data=x)
+    # (64, 8) input kernel and (64, 16) recurrent kernel, each stored once.
+    recurrent = [w for w in report.weights
+                 if w["op_type"] == "FULLY_CONNECTED" and w["shape"][0] == 64]
+    assert len(recurrent) >= 2
+    for w in recurrent:
+        assert w["zero_fraction"] >= 0.45, w

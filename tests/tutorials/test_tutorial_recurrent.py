@@ -17,6 +17,7 @@ VARIANTS = [
     ("float", "int16x8"),
     ("pruned 50%", "float32"),
     ("clustered 16", "float32"),
+    ("QAT", "int8"),
 ]
 
 
@@ -70,6 +71,9 @@ def test_float_and_post_training_exports_agree_with_keras(quick_run, kind):
     assert reports[("float", "dynamic_range")].gzip_bytes < float_report.gzip_bytes
     if kind == "lstm":
         assert reports[("float", "int16x8")].agreement >= 0.97
+    # QAT: the integer steps compute what the Keras QAT model computes.
+    assert reports[("QAT", "int8")].agreement >= 0.98
+    assert reports[("QAT", "int8")].int8_fraction >= 0.95
 
 
 @pytest.mark.xfail(

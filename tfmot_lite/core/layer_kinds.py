@@ -186,16 +186,19 @@ def _attention_quantize(layer):
 
 
 def _recurrent_quantize(layer):
-    """LSTM and SimpleRNN layers with their default activations are
+    """LSTM, GRU and SimpleRNN layers with their default activations are
     quantized step by step (`quantization/recurrent.py`)."""
     cell = getattr(layer, "cell", None)
     activation = activation_name(getattr(cell, "activation", None))
     if isinstance(layer, L.LSTM) and activation == "tanh" and activation_name(
             cell.recurrent_activation) == "sigmoid":
         return _Q_INSIDE
+    if isinstance(layer, L.GRU) and activation == "tanh" and activation_name(
+            cell.recurrent_activation) == "sigmoid":
+        return _Q_INSIDE
     if isinstance(layer, L.SimpleRNN) and activation == "tanh":
         return _Q_INSIDE
-    return Use(UNSUPPORTED, "QAT covers LSTM and SimpleRNN layers with their default "
+    return Use(UNSUPPORTED, "QAT covers LSTM, GRU and SimpleRNN layers with their default "
                             "activations")
 
 
@@ -456,6 +459,18 @@ def listed_kernels(layer):
     if row is None:
         return []
     return [(name, _attribute(layer, path)) for name, path in row.kernels]
+
+
+def all_kernels(layer):
+    """`[(name, variable)]`: the kernels `layer`'s row lists, and those of
+    the sub-layers a container row names (an RNN's cell)."""
+    row = family(layer)
+    if row is None:
+        return []
+    if row.inner is None:
+        return listed_kernels(layer)
+    return [(prefix + name, variable) for prefix, sub in row.inner(layer)
+            for name, variable in all_kernels(sub)]
 
 
 def kernels(layer, technique):

@@ -1,4 +1,4 @@
-"""Quantization-aware training of Keras 3's LSTM and SimpleRNN layers.
+"""Quantization-aware training of Keras 3's LSTM, GRU and SimpleRNN layers.
 
 Keras 3 recurrent layers reach TFLite unrolled (`export/recurrent.py`):
 per time step, FULLY_CONNECTED / ADD / LOGISTIC / TANH / MUL operators on
@@ -87,6 +87,57 @@ def lstm_call(cell, points):
     return call
 
 
+def gru_call(cell, points):
+    """`cell.call` of a GRU (`reset_after` either way) as integer ops:
+
+        x W + b_x                  input_matmul       FULLY_CONNECTED
+        h U (+ b_h)                recurrent_matmul   FULLY_CONNECTED
+        z, r = sigmoid(x_. + h_.)  update_sum, reset_sum, (fixed)   ADD, LOGISTIC
+        r * h_h (reset_after)      reset_recurrent    MUL
+        hh = tanh(x_h + ...)       candidate_sum, (fixed)   ADD, TANH
+        h = z * h + (1 - z) * hh   keep, update_complement, renew, output
+    """
+    units = cell.units
+
+    def call(inputs, states, training=False):
+        nested = isinstance(states, (list, tuple))
+        h = points("output", states[0] if nested else states, update=False)
+        input_bias = recurrent_bias = None
+        if cell.use_bias:
+            if cell.reset_after:
+                input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
+            else:
+                input_bias = cell.bias
+        x_part = ops.matmul(inputs, cell.kernel)
+        if input_bias is not None:
+            x_part = ops.add(x_part, input_bias)
+        x_part = points("input_matmul", x_part)
+        x_z, x_r, x_h = ops.split(x_part, 3, axis=-1)
+        if cell.reset_after:
+            h_part = ops.matmul(h, cell.recurrent_kernel)
+            if recurrent_bias is not None:
+                h_part = ops.add(h_part, recurrent_bias)
+        else:
+            h_part = ops.matmul(h, cell.recurrent_kernel[:, : 2 * units])
+        h_part = points("recurrent_matmul", h_part)
+        h_z, h_r = h_part[:, :units], h_part[:, units: 2 * units]
+        z = points("update_gate", ops.sigmoid(points("update_sum", x_z + h_z)))
+        r = points("reset_gate", ops.sigmoid(points("reset_sum", x_r + h_r)))
+        if cell.reset_after:
+            h_h = points("reset_recurrent", r * h_part[:, 2 * units:])
+        else:
+            reset_state = points("reset_recurrent", r * h)
+            h_h = points("candidate_matmul",
+                         ops.matmul(reset_state, cell.recurrent_kernel[:, 2 * units:]))
+        hh = points("candidate", ops.tanh(points("candidate_sum", x_h + h_h)))
+        keep = points("keep", z * h)
+        renew = points("renew", points("update_complement", 1.0 - z) * hh)
+        output = points("output", keep + renew)
+        return output, [output] if nested else output
+
+    return call
+
+
 def simple_rnn_call(cell, points):
     """`cell.call` of a tanh SimpleRNN as integer ops."""
 
@@ -143,6 +194,24 @@ class LSTMQuantizeConfig(_RecurrentQuantizeConfig):
 
     def cell_call(self, cell, points):
         return lstm_call(cell, points)
+
+
+@_register
+class GRUQuantizeConfig(_RecurrentQuantizeConfig):
+    """A GRU layer: int8 kernels, a range after every op of a step."""
+
+    FIXED = {"update_gate": _SIGMOID, "reset_gate": _SIGMOID, "candidate": _TANH}
+
+    def point_names(self, layer):
+        names = ["input_matmul", "recurrent_matmul", "update_sum", "update_gate",
+                 "reset_sum", "reset_gate", "reset_recurrent"]
+        if not layer.cell.reset_after:
+            names.append("candidate_matmul")
+        return names + ["candidate_sum", "candidate", "keep", "update_complement", "renew",
+                        "output"]
+
+    def cell_call(self, cell, points):
+        return gru_call(cell, points)
 
 
 @_register

@@ -31,7 +31,11 @@ from tfmot_lite.quantization.inside import (
     SumQuantizeConfig,
 )
 from tfmot_lite.quantization.layer_norm import LayerNormQuantizeConfig
-from tfmot_lite.quantization.recurrent import LSTMQuantizeConfig, SimpleRNNQuantizeConfig
+from tfmot_lite.quantization.recurrent import (
+    GRUQuantizeConfig,
+    LSTMQuantizeConfig,
+    SimpleRNNQuantizeConfig,
+)
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
@@ -55,6 +59,7 @@ INSIDE_CONFIGS = (
     (keras.layers.Dense, DenseQuantizeConfig),
     (keras.layers.Add, SumQuantizeConfig),
     (keras.layers.LSTM, LSTMQuantizeConfig),
+    (keras.layers.GRU, GRUQuantizeConfig),
     (keras.layers.SimpleRNN, SimpleRNNQuantizeConfig),
 )
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values

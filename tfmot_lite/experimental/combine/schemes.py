@@ -68,8 +68,9 @@ class _PreservingRegistry(Default8BitQuantizeRegistry):
         config = super().get_quantize_config(layer)
         if isinstance(config, InsideQuantizeConfig):
             # Attention's four projections, EinsumDense, Dense over a
-            # sequence: each kernel pruning/clustering optimizes, per tensor.
-            kernels = {id(variable) for _, variable in layer_kinds.listed_kernels(layer)}
+            # sequence, a recurrent cell's two kernels: each kernel
+            # pruning/clustering optimizes, per tensor.
+            kernels = {id(variable) for _, variable in layer_kinds.all_kernels(layer)}
             for path in config.weight_paths(layer):
                 variable = config.weight_variable(layer, path)
                 if id(variable) in kernels:
