@@ -112,7 +112,8 @@ def test_unknown_layers_are_unsupported_by_every_technique():
         (L.UpSampling2D(), "pass"),
         (L.UpSampling2D(interpolation="bilinear"), "output"),
         (L.MaxPooling2D(), "pass"),
-        (L.LSTM(2), None),
+        (L.LSTM(2), "inside"),
+        (L.Bidirectional(L.LSTM(2)), None),
     ],
 )
 def test_quantization_kind_reads_the_table(layer, kind):

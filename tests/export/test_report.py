@@ -115,7 +115,7 @@ def test_qat_model_exports_int8_from_its_ranges(trained):
     # Every stored kernel is int8 (weight_stats), every operator integer.
     assert {w["dtype"] for w in report.weights} == {"int8"}
     assert report.agreement >= 0.95
-    with pytest.raises(ValueError, match="use mode='int8'"):
+    with pytest.raises(ValueError, match="mode='int8'"):
         export.export_model(qat, "float16")
 
 

@@ -113,14 +113,14 @@ def test_save_and_load_keras_format(tmp_path, digits32):
 def test_unsupported_layers_listed_in_one_error():
     inp = keras.Input((10, 8))
     h = L.GroupNormalization(groups=2)(inp)
-    h = L.LSTM(4)(h)
+    h = L.Bidirectional(L.LSTM(4), name="both_ways")(h)
     out = L.Dense(2)(h)
     model = keras.Model(inp, out)
     with pytest.raises(ValueError) as err:
         quantize.quantize_model(model)
     message = str(err.value)
     assert "group_normalization (GroupNormalization)" in message
-    assert "lstm (LSTM)" in message
+    assert "both_ways (Bidirectional)" in message
     assert "QuantizeConfig" in message and "quantize_annotate_layer" in message
     assert "dense" not in message.split("\n", 1)[1].split("Either")[0]
 
