@@ -36,3 +36,21 @@ def tiny_data():
     y = rng.integers(0, 3, size=64).astype("int32")
     return x, y
 
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Tests that share a module-scoped fixture (a tutorial's quick run, a
+    trained model) run on one xdist worker (`--dist loadgroup` in
+    pytest.ini), so the fixture is built once, not once per worker."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(
+            definition.scope == "module"
+            for definitions in info.name2fixturedefs.values()
+            for definition in definitions
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
