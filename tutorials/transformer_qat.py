@@ -95,26 +95,6 @@ def fit(model, x, y, learning_rate, epochs, batch_size):
     return time.perf_counter() - start
 
 
-def float_operators(path):
-    """The operators of a .tflite that touch a float tensor, the
-    QUANTIZE/DEQUANTIZE of its float interface left out."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(
-        model_path=path,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    found = []
-    for op in interpreter._get_ops_details():
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        used = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
-        if any(np.dtype(tensors[i]["dtype"]) == np.float32 for i in used):
-            found.append(op["op_name"])
-    return found
-
-
 def run(args, output_dir=None, seed=0):
     """Runs the tutorial; returns a dict of the measured figures."""
     keras.utils.set_random_seed(seed)
@@ -160,7 +140,7 @@ def run(args, output_dir=None, seed=0):
             continue
         reports.append((variant, report))
         if mode != "float32":
-            floats[(variant, mode)] = float_operators(path)
+            floats[(variant, mode)] = export.float_operators(path)
     return {
         "float_accuracy": float(float_accuracy),
         "qat_keras_accuracy": {

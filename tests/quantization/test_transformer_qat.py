@@ -14,7 +14,7 @@ from keras import layers as L
 
 import tfmot_lite as tfmot
 from tfmot_lite.core import graph, techniques
-from tfmot_lite.export import export_model
+from tfmot_lite.export import export_model, float_operators
 from tfmot_lite.export.runtime import TFLiteModel
 from tfmot_lite.quantization.quantizers import float_activations
 from tflite_helpers import op_report
@@ -141,6 +141,7 @@ def test_int8_export_is_fully_integer_and_agrees(builder, data, tmp_path):
     report = export_model(qat, "int8", path=path, data=x)
     _, float_ops = op_report(path.read_bytes())
     assert float_ops == []
+    assert float_operators(path) == []  # the library's reading agrees
     assert report.agreement >= 0.99
 
 

@@ -23,7 +23,7 @@ from tfmot_lite.export import report
 from tfmot_lite.export.convert import to_tflite
 from tfmot_lite.export.fidelity import FidelityReport, LayerFidelity, layer_fidelity
 from tfmot_lite.export.inspect import TFLiteReport, inspect_tflite
-from tfmot_lite.export.pipeline import export_model, measure
+from tfmot_lite.export.pipeline import export_model, float_operators, measure
 from tfmot_lite.export.ptq import MODES, quantize_post_training
 from tfmot_lite.export.report import (
     ExportReport,
@@ -46,6 +46,7 @@ from tfmot_lite.export.weights import WeightStats, format_weight_stats, weight_s
 
 __all__ = report.__all__ + [
     "export_model",
+    "float_operators",
     "FidelityReport",
     "LayerFidelity",
     "layer_fidelity",

@@ -349,31 +349,45 @@ def _kernel_zero_fraction(model):
     return zeros / total if total else 0.0
 
 
-def _operators(flatbuffer):
-    """`(operator names, int8 share)` of the graph as stored (read by LiteRT
-    without delegates, so no DELEGATE node hides them). The share counts the
-    operators that handle data (a float or 8/16-bit integer tensor; int32
-    shape arithmetic is left out) and touch no floating-point tensor: the
-    QUANTIZE/DEQUANTIZE of a float interface count as float."""
+def _operator_dtypes(flatbuffer):
+    """`[(operator name, {dtypes of its tensors})]` of the graph as stored
+    (read by LiteRT without delegates, so no DELEGATE node hides them)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfmot_lite.quiet import silenced_stderr
 
     with silenced_stderr():
         interpreter = Interpreter(
-            model_content=flatbuffer,
+            model_content=bytes(flatbuffer),
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         )
         interpreter.allocate_tensors()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    names, data_ops, integer = [], 0, 0
-    for op in interpreter._get_ops_details():
-        names.append(op["op_name"])
-        used = [i for i in list(op["inputs"]) + list(op["outputs"]) if i in tensors]
-        kinds = {np.dtype(tensors[i]["dtype"]) for i in used}
-        if not kinds & _DATA_TYPES:
-            continue  # Shape bookkeeping on int32 only.
-        data_ops += 1
-        if not any(np.issubdtype(kind, np.floating) for kind in kinds):
-            integer += 1
-    return names, integer / data_ops if data_ops else 0.0
+    return [
+        (op["op_name"], {np.dtype(tensors[i]["dtype"])
+                         for i in list(op["inputs"]) + list(op["outputs"]) if i in tensors})
+        for op in interpreter._get_ops_details()
+    ]
+
+
+def _operators(flatbuffer):
+    """`(operator names, int8 share)`. The share counts the operators that
+    handle data (a float or 8/16-bit integer tensor; int32 shape arithmetic
+    is left out) and touch no floating-point tensor: the QUANTIZE/DEQUANTIZE
+    of a float interface count as float."""
+    rows = _operator_dtypes(flatbuffer)
+    data_ops = [kinds for _, kinds in rows if kinds & _DATA_TYPES]
+    integer = sum(not any(np.issubdtype(k, np.floating) for k in kinds) for kinds in data_ops)
+    return [name for name, _ in rows], integer / len(data_ops) if data_ops else 0.0
+
+
+def float_operators(flatbuffer):
+    """The operators of a .tflite (bytes or path) that touch a float tensor,
+    the QUANTIZE/DEQUANTIZE of a float interface left out: what keeps an
+    integer export from being fully integer."""
+    flatbuffer = read_tflite(flatbuffer, "flatbuffer")
+    return [
+        name for name, kinds in _operator_dtypes(flatbuffer)
+        if name not in ("QUANTIZE", "DEQUANTIZE")
+        and any(np.issubdtype(k, np.floating) for k in kinds)
+    ]
