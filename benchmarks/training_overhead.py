@@ -119,7 +119,7 @@ def state_bytes(model):
     )
 
 
-class StepTimer(keras.callbacks.Callback):
+class _BatchEnds:
     """The median interval between consecutive batch ends: one training (or
     predict) step measured inside `fit`, without its setup and teardown.
     Logs are fetched at each batch end, so the step has finished."""
@@ -138,6 +138,20 @@ class StepTimer(keras.callbacks.Callback):
         return float(np.median(gaps)) if len(gaps) else float("nan")
 
 
+class StepTimer(_BatchEnds, keras.callbacks.Callback):
+    """`_BatchEnds` for a Keras 3 model."""
+
+
+def step_timer(model):
+    """A `_BatchEnds` callback of the model's framework (tf_keras models,
+    tfmot's, take only tf_keras callbacks)."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return type("TfKerasStepTimer", (_BatchEnds, tf_keras.callbacks.Callback), {})()
+    return StepTimer()
+
+
 def _fit_inputs(data, batch_size):
     """`fit`/`predict` arguments for `data`: a tf.data dataset, or the
     `(x, y)` NumPy arrays (one epoch of `steps` batches)."""
@@ -150,7 +164,7 @@ def _fit_inputs(data, batch_size):
 def time_steps(model, data, steps, callbacks, batch_size):
     """`(step, fit, cpu)` seconds per step of `model.fit`: the in-fit step
     time (`StepTimer`), whole-fit wall time and process CPU time."""
-    timer = StepTimer()
+    timer = step_timer(model)
     inputs = _fit_inputs(data, batch_size)
     if isinstance(data, tuple):
         inputs["x"], inputs["y"] = data[0][: steps * batch_size], data[1][: steps * batch_size]
@@ -165,7 +179,7 @@ def time_steps(model, data, steps, callbacks, batch_size):
 def time_forward(model, data, steps, batch_size):
     """The same for `model.predict`: the forward pass in inference mode, as
     a distillation teacher runs it."""
-    timer = StepTimer()
+    timer = step_timer(model)
     x = data[0][: steps * batch_size] if isinstance(data, tuple) else data
     kwargs = {"batch_size": batch_size} if isinstance(data, tuple) else {"steps": steps}
     wall, cpu = time.perf_counter(), time.process_time()

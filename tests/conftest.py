@@ -42,7 +42,8 @@ def tiny_data():
 def pytest_collection_modifyitems(config, items):
     """Tests that share a module-scoped fixture (a tutorial's quick run, a
     trained model) run on one xdist worker (`--dist loadgroup` in
-    pytest.ini), so the fixture is built once, not once per worker."""
+    pytest.ini), so the fixture is built once, not once per worker; and the
+    slow tier runs first."""
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
@@ -54,3 +55,9 @@ def pytest_collection_modifyitems(config, items):
         )
         if shared:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # Modules with slow tests first, so that the longest tests do not start
+    # last and leave one xdist worker idle at the end of the run. A module
+    # stays in one piece and in order (its module-scoped fixtures are built
+    # once).
+    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow_modules)

@@ -96,3 +96,36 @@ def test_take_nonnegative_is_take():
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(table)[indices]
     )
+
+
+@pytest.mark.parametrize("size", [100, fast_ops.XLA_SEARCH_MIN_SIZE + 7])
+def test_searchsorted_left_is_searchsorted(size):
+    """Small inputs take `ops.searchsorted`, large ones the compiled search
+    (TensorFlow) or the fused comparison (JAX): the same integers, ties at
+    a boundary included (they stay left of it)."""
+    rng = np.random.default_rng(1)
+    boundaries = np.sort(rng.normal(size=15)).astype("float32")
+    values = rng.normal(size=size).astype("float32")
+    values[:15] = boundaries  # exact ties
+    values[15:17] = (-50.0, 50.0)  # beyond either end
+    got = fast_ops.searchsorted_left(keras.ops.convert_to_tensor(boundaries),
+                                     keras.ops.convert_to_tensor(values))
+    assert keras.ops.convert_to_numpy(got).dtype == np.int32
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(got), np.searchsorted(boundaries, values, side="left"))
+
+
+def test_clustered_training_step_uses_the_same_clusters_as_inference():
+    """`ClusterWeights` assigns with the fast search in training and with
+    `ops.searchsorted` otherwise: a kernel above the size threshold gets the
+    same clustered values either way."""
+    from tfmot_lite.clustering.keras import cluster_weights
+
+    dense = keras.layers.Dense(fast_ops.XLA_SEARCH_MIN_SIZE // 64 + 1)
+    model = keras.Sequential([keras.Input((64,)), dense])
+    clustered = cluster_weights(model, number_of_clusters=16)
+    wrapper = clustered.layers[0]
+    trained, inferred = wrapper.transformed_weights(True), wrapper.transformed_weights(False)
+    for a, b in zip(trained, inferred):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert len(np.unique(keras.ops.convert_to_numpy(trained[0]))) <= 16

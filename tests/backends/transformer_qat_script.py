@@ -29,7 +29,7 @@ def run(builder, x, scheme):
     qat = quantization.quantize_model(builder(), SCHEMES[scheme]())
     qat.compile(keras.optimizers.Adam(1e-3),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = qat.fit(x, _labels(x), batch_size=16, epochs=3, verbose=0)
+    history = qat.fit(x, _labels(x), batch_size=16, epochs=2, verbose=0)
     out = keras.ops.convert_to_numpy(qat(x))
     path = os.path.join(tempfile.mkdtemp(), "m.keras")
     qat.save(path)
@@ -49,8 +49,8 @@ def run(builder, x, scheme):
 
 report = {"backend": keras.backend.backend()}
 for scheme in SCHEMES:
-    report[f"patches_{scheme}"] = run(patch_model, _patches(n=48), scheme)
-report["tokens_int8"] = run(lambda: token_model(mask_zero=False), _tokens(n=48), "int8")
+    report[f"patches_{scheme}"] = run(patch_model, _patches(n=32), scheme)
+report["tokens_int8"] = run(lambda: token_model(mask_zero=False), _tokens(n=32), "int8")
 
 
 def lstm_model():
@@ -58,5 +58,5 @@ def lstm_model():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.LSTM(8)(inputs)))
 
 
-report["lstm_int8"] = run(lstm_model, _patches(n=48), "int8")
+report["lstm_int8"] = run(lstm_model, _patches(n=32), "int8")
 print(json.dumps(report))

@@ -1,5 +1,7 @@
 """Coverage: keras.applications models and the other supported layers
-quantize, train a step, and convert to an int8-bodied TFLite model."""
+quantize, train a step, and convert to an int8-bodied TFLite model.
+(MobileNetV3Small, EfficientNetB0 and ResNet50V2 go through the same steps,
+fully integer, in tests/benchmarks/test_model_zoo.py.)"""
 
 import keras
 import numpy as np
@@ -70,17 +72,6 @@ def test_mobilenet_v2():
         export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
     )
     assert names.count("DEPTHWISE_CONV_2D") == 17 and "MUL" not in names
-
-
-@pytest.mark.slow
-def test_mobilenet_v3_small():
-    """Hard-swish / hard-sigmoid (raw `x + 3`, `x * (1/6)` ops), SE blocks."""
-    model = keras.applications.MobileNetV3Small(
-        input_shape=(32, 32, 3), alpha=0.75, weights=None, classes=10
-    )
-    qat, x = _qat_step(model)
-    _assert_every_layer_quantized(qat)
-    _assert_converts_and_agrees(qat, x, atol=0.1)
 
 
 @pytest.mark.slow

@@ -114,13 +114,13 @@ def test_relu_layers_quantize_their_output_with_the_hint(monkeypatch):
     from tfmot_lite.quantization.keras import quantize_model
 
     seen = []
-    call = quantizers.MovingAverageQuantizer.__call__
+    batch_range = quantizers.MovingAverageQuantizer._batch_range
 
-    def spy(self, inputs, training, weights, nonnegative=False, **kwargs):
+    def spy(self, x, nonnegative=False, **kwargs):
         seen.append(nonnegative)
-        return call(self, inputs, training, weights, nonnegative=nonnegative, **kwargs)
+        return batch_range(self, x, nonnegative=nonnegative, **kwargs)
 
-    monkeypatch.setattr(quantizers.MovingAverageQuantizer, "__call__", spy)
+    monkeypatch.setattr(quantizers.MovingAverageQuantizer, "_batch_range", spy)
     inputs = keras.Input((4,))
     x = keras.layers.Dense(3, activation="relu")(inputs)
     model = quantize_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
@@ -128,3 +128,69 @@ def test_relu_layers_quantize_their_output_with_the_hint(monkeypatch):
     model(np.ones((1, 4), "float32"), training=True)
     # The input QuantizeLayer and the last Dense may be negative; the ReLU not.
     assert seen == [False, True, False]
+
+
+@pytest.mark.parametrize("relu6", [False, True])
+def test_quantize_relu_folds_the_relu_exactly(relu6):
+    """Training: `quantize_relu(q, x)` skips the ReLU yet gives the values,
+    input gradients and stored ranges of `q(relu(x))`, step after step
+    (including batches whose maximum passes 6)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradients compared with tf.GradientTape")
+    import tensorflow as tf
+
+    from tfmot_lite.quantization import quantizers as impl
+
+    rng = np.random.default_rng(5)
+    folded, plain = (quantizers.MovingAverageQuantizer(8, decay=0.5) for _ in range(2))
+    (_, wf), (_, wp) = _build(folded, (4, 16)), _build(plain, (4, 16))
+    act = tf.nn.relu6 if relu6 else tf.nn.relu
+    for step in range(4):
+        x = tf.constant(rng.normal(scale=2.0 + 2 * step, size=(4, 16)).astype("float32"))
+        weights = tf.constant(rng.normal(size=(4, 16)).astype("float32"))
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            out_f = impl.quantize_relu(folded, x, True, wf, relu6=relu6)
+            out_p = plain(act(x), True, wp, nonnegative=True)
+            loss_f, loss_p = (tf.reduce_sum(o * weights) for o in (out_f, out_p))
+        np.testing.assert_array_equal(_np(out_f), _np(out_p))
+        np.testing.assert_array_equal(_np(tape.gradient(loss_f, x)), _np(tape.gradient(loss_p, x)))
+        for key in ("min_var", "max_var"):
+            np.testing.assert_array_equal(_np(wf[key]), _np(wp[key]))
+    # Inference runs the ReLU as written.
+    x = tf.constant(rng.normal(scale=8.0, size=(4, 16)).astype("float32"))
+    np.testing.assert_array_equal(
+        _np(impl.quantize_relu(folded, x, False, wf, relu6=relu6)),
+        _np(plain(act(x), False, wp)),
+    )
+
+
+@pytest.mark.parametrize("per_axis", [True, False])
+def test_weight_quantized_over_its_own_range_has_the_identity_gradient(per_axis):
+    """Training a symmetric narrow-range weight quantizer skips FakeQuant's
+    gradient op: the values are FakeQuant's bit for bit and the gradient is
+    FakeQuant's, which is the identity (no value lies outside `max|x|`)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradients compared with tf.GradientTape")
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(6).normal(size=(3, 3, 4, 5)).astype("float32"))
+    upstream = tf.constant(np.random.default_rng(7).normal(size=(3, 3, 4, 5)).astype("float32"))
+    q = quantizers.LastValueQuantizer(8, per_axis=per_axis, symmetric=True, narrow_range=True)
+    _, w = _build(q, x.shape)
+    m = np.abs(x.numpy()).max(axis=(0, 1, 2) if per_axis else None)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got = q(x, True, w)
+        op = (tf.quantization.fake_quant_with_min_max_vars_per_channel if per_axis
+              else tf.quantization.fake_quant_with_min_max_vars)(
+            x, -m, m, num_bits=8, narrow_range=True)
+        losses = [tf.reduce_sum(t * upstream) for t in (got, op)]
+    np.testing.assert_array_equal(got.numpy(), op.numpy())
+    np.testing.assert_array_equal(tape.gradient(losses[0], x).numpy(),
+                                  tape.gradient(losses[1], x).numpy())
+    backward = tf.function(lambda v: tf.gradients(tf.reduce_sum(q(v, True, w)), v))
+    types = {op.type for op in backward.get_concrete_function(tf.TensorSpec(x.shape))
+             .graph.get_operations()}
+    assert any(t.startswith("FakeQuant") for t in types)
+    assert not any(t.startswith("FakeQuant") and t.endswith("Gradient") for t in types)

@@ -85,13 +85,27 @@ def lookup(weight, table, indices):
     return _lookup_reference(weight, table, indices)
 
 
-def nearest_sorted(weight, sorted_centroids):
+def nearest_sorted(weight, sorted_centroids, training=False):
     """Index of the nearest of the ascending 1-D `sorted_centroids`, for
-    every entry of `weight` (ties go to the smaller centroid)."""
+    every entry of `weight` (ties go to the smaller centroid). A training
+    step searches with `fast_ops.searchsorted_left` (same integers)."""
     midpoints = (sorted_centroids[:-1] + sorted_centroids[1:]) * 0.5
     flat = ops.reshape(weight, (-1,))
-    indices = ops.searchsorted(midpoints, flat, side="left")
-    return ops.reshape(ops.cast(indices, "int32"), ops.shape(weight))
+    if training:
+        indices = fast_ops.searchsorted_left(midpoints, flat)
+    else:
+        indices = ops.cast(ops.searchsorted(midpoints, flat, side="left"), "int32")
+    return ops.reshape(indices, ops.shape(weight))
+
+
+def pulling_indices(algorithm, weight, training):
+    """`algorithm.get_pulling_indices(weight)`; for the default algorithm
+    over 1-D centroids, a training step's search takes the fast path."""
+    if training and type(algorithm) is ClusteringAlgorithm and len(
+        algorithm.cluster_centroids.shape
+    ) == 1:
+        return nearest_sorted(weight, algorithm.cluster_centroids, training=True)
+    return algorithm.get_pulling_indices(weight)
 
 
 def nearest_by_distance(weight, centroids):

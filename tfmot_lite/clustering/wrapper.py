@@ -34,6 +34,7 @@ from tfmot_lite.clustering import registry
 from tfmot_lite.clustering.algorithm import (
     ClusteringAlgorithm,
     ClusteringAlgorithmPerChannel,
+    pulling_indices,
 )
 from tfmot_lite.clustering.centroids import (
     initial_centroids,
@@ -217,7 +218,7 @@ class ClusterWeights(WeightTransformWrapper):
         values = []
         for i, weight in enumerate(self.clustered_weights):
             algorithm = self.algorithm(i)
-            indices = algorithm.get_pulling_indices(weight)
+            indices = pulling_indices(algorithm, weight, bool(training))
             clustered = algorithm.get_clustered_weight(indices, weight)
             if self.preserve_sparsity:
                 clustered = clustered * self.sparsity_masks[i]

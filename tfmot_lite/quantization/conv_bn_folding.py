@@ -49,7 +49,7 @@ from tfmot_lite.quantization.config import default_activation_quantizer
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
-ACTIVATIONS = {"relu": ops.relu, "relu6": ops.relu6}
+ACTIVATIONS = ("relu", "relu6")
 
 
 def batch_norm_folding(bn, mean, variance):
@@ -138,11 +138,12 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
     def transformed_weights(self, training):
         """The folded inference kernel and bias (what `strip` deploys)."""
         s, b = self._folding()
-        return [self._quantize_kernel(self._kernel(training) * self._kernel_scale(s)), b]
+        kernel = self._kernel(training) * self._kernel_scale(s)
+        return [self._quantize_kernel(kernel, training), b]
 
     # -- math ---------------------------------------------------------------
 
-    def _quantize_kernel(self, kernel):
+    def _quantize_kernel(self, kernel, training=False):
         """Symmetric narrow-range fake-quantization, per output channel."""
         shape = kernel.shape
         flat = kernel
@@ -155,8 +156,8 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
             m = ops.stop_gradient(ops.max(ops.abs(flat), axis=axes, keepdims=True))
             return q.emulated_symmetric_quant(flat, m, self.num_bits_weight)
         m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8))
-        flat = q.fake_quant(flat, -m, m, self.num_bits_weight, narrow_range=True,
-                            axis=-1 if self.per_axis else None)
+        flat = q.fake_quant_own_range(flat, m, self.num_bits_weight,
+                                      -1 if self.per_axis else None, training)
         return ops.reshape(flat, shape) if self._layout.depthwise else flat
 
     def _folding(self, mean=None, variance=None):
@@ -189,7 +190,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         bias = conv.bias if conv.use_bias else None
         if training and bn.trainable and self.per_axis:
             # fq(W * s) = s * fq(W) per channel: BatchNorm after fq(W).
-            y = self._convolve(inputs, self._quantize_kernel(kernel), bias)
+            y = self._convolve(inputs, self._quantize_kernel(kernel, training), bias)
             y = batch_norm_train(bn, y)
         else:
             if training and bn.trainable:
@@ -201,11 +202,12 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
                 s, b = self._folding(*ops.moments(z, axes=axes))
             else:
                 s, b = self._folding()
-            y = self._convolve(inputs, self._quantize_kernel(kernel * self._kernel_scale(s)), b)
-        if self.activation is not None:
-            y = ACTIVATIONS[self.activation](y)
-        return self.output_quantizer(y, training, self._output_vars,
-                                     nonnegative=self.activation is not None)
+            folded = self._quantize_kernel(kernel * self._kernel_scale(s), training)
+            y = self._convolve(inputs, folded, b)
+        if self.activation is None:
+            return self.output_quantizer(y, training, self._output_vars)
+        return q.quantize_relu(self.output_quantizer, y, training, self._output_vars,
+                               relu6=self.activation == "relu6")
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
@@ -295,7 +297,7 @@ class QuantizeBatchNorm(keras.layers.Layer):
         s, b = batch_norm_folding(bn, bn.moving_mean, bn.moving_variance)
         scaled = self.scaled_quantizer(inputs * s, training, self._scaled_vars)
         if training and bn.trainable:
-            y = bn(inputs, training=True)
+            y = batch_norm_train(bn, inputs)
         else:
             y = scaled + b
         return self.output_quantizer(y, training, self._output_vars)

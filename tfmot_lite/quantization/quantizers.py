@@ -83,6 +83,23 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
     )
 
 
+def fake_quant_own_range(x, max_abs, num_bits=8, axis=None, training=False):
+    """`fake_quant(x, -m, m, narrow_range=True)` for `m = max|x|` (per
+    channel along `axis`): a weight quantized over its own symmetric range.
+
+    That range holds every value of `x` (narrow-range nudging keeps
+    `[-m, m]` exact), so FakeQuant's straight-through gradient is the
+    identity. In training it is written `x + stop_gradient(fq(x) - x)`: the
+    same values bit for bit (`fq(x) - x` is exact: the two are within a
+    factor of 2 or `fq(x)` is 0) and no FakeQuant gradient op in the
+    backward pass. Inference emits the plain op the converter reads.
+    """
+    quantized = fake_quant(x, -max_abs, max_abs, num_bits, narrow_range=True, axis=axis)
+    if not training or _ACTIVATIONS_FLOAT.get():
+        return quantized
+    return x + ops.stop_gradient(quantized - x)
+
+
 def _rounded(x, min_val, max_val, num_bits, narrow_range):
     """FakeQuant's values (nudged range, rounding) with plain ops and no
     gradient; `min_val`/`max_val` per channel broadcast on the last axis."""
@@ -224,6 +241,9 @@ class LastValueQuantizer(_RangeQuantizer):
             lo, hi = _range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
             weights["min_var"].assign(lo)
             weights["max_var"].assign(hi)
+            if self.symmetric and self.narrow_range:
+                return fake_quant_own_range(inputs, hi, self.num_bits,
+                                            -1 if self.per_axis else None, training=True)
         else:
             lo, hi = weights["min_var"], weights["max_var"]
         return self._quantize(inputs, lo, hi)
@@ -252,18 +272,24 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
     def _merge(self, stored_min, stored_max, lo, hi):
         raise NotImplementedError
 
+    def tracked_range(self, inputs, weights, **kwargs):
+        """The training step's range: the batch's merged into the stored
+        one, stored, and returned as `(min, max)`."""
+        lo, hi = _global_range(*self._batch_range(ops.stop_gradient(inputs), **kwargs))
+        first = ops.equal(weights["seen"], 0.0)
+        merged_lo, merged_hi = self._merge(weights["min_var"], weights["max_var"], lo, hi)
+        lo = ops.where(first, lo, merged_lo)
+        hi = ops.where(first, hi, merged_hi)
+        weights["min_var"].assign(lo)
+        weights["max_var"].assign(hi)
+        weights["seen"].assign(1.0)
+        return lo, hi
+
     def __call__(self, inputs, training, weights, **kwargs):
         if _ACTIVATIONS_FLOAT.get():
             return inputs
         if training:
-            lo, hi = _global_range(*self._batch_range(ops.stop_gradient(inputs), **kwargs))
-            first = ops.equal(weights["seen"], 0.0)
-            merged_lo, merged_hi = self._merge(weights["min_var"], weights["max_var"], lo, hi)
-            lo = ops.where(first, lo, merged_lo)
-            hi = ops.where(first, hi, merged_hi)
-            weights["min_var"].assign(lo)
-            weights["max_var"].assign(hi)
-            weights["seen"].assign(1.0)
+            lo, hi = self.tracked_range(inputs, weights, **kwargs)
         else:
             lo, hi = weights["min_var"], weights["max_var"]
         return self._quantize(inputs, lo, hi)
@@ -289,10 +315,18 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         reducing over the tensor; the range is the same."""
         return super().__call__(inputs, training, weights, nonnegative=nonnegative)
 
-    def _batch_range(self, x, nonnegative=False):
+    def folds_relu(self, training):
+        """Whether `quantize_relu` may skip the ReLU: a training call with
+        the fake-quant on, one asymmetric range for the tensor."""
+        return (bool(training) and not _ACTIVATIONS_FLOAT.get()
+                and not self.symmetric and not self.per_axis)
+
+    def _batch_range(self, x, nonnegative=False, ceiling=None):
         if nonnegative and not self.symmetric:
             axes = _reduce_axes(len(x.shape), self.per_axis)
             hi = ops.maximum(ops.max(x, axis=axes), 0.0)
+            if ceiling is not None:
+                hi = ops.minimum(hi, ceiling)
             return ops.zeros_like(hi), hi
         lo, hi = _range_of(x, self.per_axis, self.symmetric)
         return ops.minimum(lo, 0.0), ops.maximum(hi, 0.0)
@@ -303,6 +337,34 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
 
     def get_config(self):
         return {**super().get_config(), "decay": self.decay}
+
+
+def quantize_relu(quantizer, x, training, weights, relu6=False):
+    """`quantizer(relu(x))` (or of `relu6(x)`): a ReLU and the
+    fake-quantization of its output, as a folded Conv-BN-ReLU or a
+    `Dense(activation="relu")` trains.
+
+    A `MovingAverageQuantizer` that sees only ReLU outputs has a range
+    `[0, M]` (`M <= 6` after ReLU6: it averages batch maxima of clipped
+    values), and fake-quantizing with that range clips to it. So in training
+
+        fq(relu(x), 0, M) = fq(x, 0, M)     (and the same for relu6),
+
+    values and straight-through gradients alike (both pass the gradient for
+    `0 <= x <= M` and zero elsewhere, up to the single point `x = 0`): the
+    ReLU's pass and its gradient's are skipped, and the batch range is read
+    from `x` as `min(max(max(x), 0), 6)`. Inference, export and every other
+    quantizer run the ReLU as written.
+    """
+    ceiling = 6.0 if relu6 else None
+    if not (isinstance(quantizer, MovingAverageQuantizer) and quantizer.folds_relu(training)):
+        y = ops.relu6(x) if relu6 else ops.relu(x)
+        hint = {"nonnegative": True} if isinstance(quantizer, MovingAverageQuantizer) else {}
+        return quantizer(y, training, weights, **hint)
+    lo, hi = quantizer.tracked_range(x, weights, nonnegative=True, ceiling=ceiling)
+    if relu6:
+        hi = ops.minimum(hi, ceiling)
+    return quantizer._quantize(x, ops.zeros_like(lo), hi)
 
 
 @_register

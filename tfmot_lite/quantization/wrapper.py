@@ -59,6 +59,9 @@ FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 NONNEGATIVE_ACTIVATIONS = ("relu", "relu6")
 
+# The activation functions `quantize_relu` may fold into the fake-quant.
+_PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
+
 
 def _nonnegative_output(layer):
     """Whether `layer`'s outputs are never negative: a ReLU/ReLU6 activation,
@@ -94,10 +97,12 @@ class _QuantizeAwareActivation:
 
     def __call__(self, x):
         name = activation_name(self.activation)
+        if name in NONNEGATIVE_ACTIVATIONS and self.activation in _PLAIN_RELUS:
+            return q.quantize_relu(self.quantizer, x, self.training, self.weights,
+                                   relu6=name == "relu6")
         if name not in FUSED_ACTIVATIONS:
             x = self.quantizer(x, self.training, self.pre_weights)
-        hint = _nonnegative_hint(self.quantizer, name in NONNEGATIVE_ACTIVATIONS)
-        return self.quantizer(self.activation(x), self.training, self.weights, **hint)
+        return self.quantizer(self.activation(x), self.training, self.weights)
 
 
 class _StandIn:
