@@ -25,7 +25,8 @@ def test_quick_demo_writes_models_reports_and_plot(tmp_path):
     assert "float epoch 1/2" in stdout  # Progress while it trains.
     reports = json.loads((out / "report.json").read_text())
     names = [r["name"] for r in reports]
-    assert names == [v.name for v in demo.VARIANTS]
+    assert names == [v.name for v in demo.QUICK_VARIANTS]
+    assert "QAT int8 distilled" in names
     for report in reports:
         path = out / (demo.slug(report["name"]) + ".tflite")
         assert report["path"] == str(path)
