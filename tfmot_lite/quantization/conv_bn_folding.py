@@ -49,9 +49,6 @@ from tfmot_lite.quantization.config import default_activation_quantizer
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
-ACTIVATIONS = ("relu", "relu6")
-
-
 def batch_norm_folding(bn, mean, variance):
     """`(s, b)` with `BN(x) = x * s + b` for the given statistics:
     `s = gamma / sqrt(variance + eps)`, `b = beta - mean * s`."""
@@ -83,7 +80,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
 
     def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
                  num_bits_activation=8, per_axis=True, kernel_transform=None, **kwargs):
-        if activation not in (None, *ACTIVATIONS):
+        if activation not in (None, *q.RELU_ACTIVATIONS):
             raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
         if not layer_kinds.folds_batch_norm(layer):
             raise ValueError(

@@ -321,6 +321,26 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         return (bool(training) and not _ACTIVATIONS_FLOAT.get()
                 and not self.symmetric and not self.per_axis)
 
+    def quantize_relu(self, x, weights, relu6=False):
+        """Training: `fq(relu(x))` (or `relu6`) without the ReLU's pass.
+
+        A range that only ever sees ReLU outputs is `[0, M]` (`M <= 6` after
+        ReLU6: it averages batch maxima of clipped values), and
+        fake-quantizing with it clips to it, so
+
+            fq(relu(x), 0, M) = fq(x, 0, M)     (and the same for relu6),
+
+        values and straight-through gradients alike (both pass the gradient
+        for `0 <= x <= M` and zero elsewhere, up to the single point
+        `x = 0`). The batch range is read from `x` as
+        `min(max(max(x), 0), 6)`. Only where `folds_relu(training)`.
+        """
+        ceiling = 6.0 if relu6 else None
+        lo, hi = self.tracked_range(x, weights, nonnegative=True, ceiling=ceiling)
+        if relu6:
+            hi = ops.minimum(hi, ceiling)
+        return self._quantize(x, ops.zeros_like(lo), hi)
+
     def _batch_range(self, x, nonnegative=False, ceiling=None):
         if nonnegative and not self.symmetric:
             axes = _reduce_axes(len(x.shape), self.per_axis)
@@ -339,32 +359,27 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         return {**super().get_config(), "decay": self.decay}
 
 
+# The activations `quantize_relu` handles (and the converter fuses).
+RELU_ACTIVATIONS = ("relu", "relu6")
+
+
+def nonnegative_hint(quantizer):
+    """`{"nonnegative": True}` for a `MovingAverageQuantizer` (its range
+    minimum on values known to be >= 0 is then 0 without a reduction), `{}`
+    for any other quantizer: a user's quantizer gets tfmot's call signature."""
+    return {"nonnegative": True} if isinstance(quantizer, MovingAverageQuantizer) else {}
+
+
 def quantize_relu(quantizer, x, training, weights, relu6=False):
     """`quantizer(relu(x))` (or of `relu6(x)`): a ReLU and the
     fake-quantization of its output, as a folded Conv-BN-ReLU or a
-    `Dense(activation="relu")` trains.
-
-    A `MovingAverageQuantizer` that sees only ReLU outputs has a range
-    `[0, M]` (`M <= 6` after ReLU6: it averages batch maxima of clipped
-    values), and fake-quantizing with that range clips to it. So in training
-
-        fq(relu(x), 0, M) = fq(x, 0, M)     (and the same for relu6),
-
-    values and straight-through gradients alike (both pass the gradient for
-    `0 <= x <= M` and zero elsewhere, up to the single point `x = 0`): the
-    ReLU's pass and its gradient's are skipped, and the batch range is read
-    from `x` as `min(max(max(x), 0), 6)`. Inference, export and every other
-    quantizer run the ReLU as written.
-    """
-    ceiling = 6.0 if relu6 else None
-    if not (isinstance(quantizer, MovingAverageQuantizer) and quantizer.folds_relu(training)):
-        y = ops.relu6(x) if relu6 else ops.relu(x)
-        hint = {"nonnegative": True} if isinstance(quantizer, MovingAverageQuantizer) else {}
-        return quantizer(y, training, weights, **hint)
-    lo, hi = quantizer.tracked_range(x, weights, nonnegative=True, ceiling=ceiling)
-    if relu6:
-        hi = ops.minimum(hi, ceiling)
-    return quantizer._quantize(x, ops.zeros_like(lo), hi)
+    `Dense(activation="relu")` trains. A `MovingAverageQuantizer` folds the
+    ReLU away in training (`MovingAverageQuantizer.quantize_relu`); every
+    other case runs the ReLU as written."""
+    if isinstance(quantizer, MovingAverageQuantizer) and quantizer.folds_relu(training):
+        return quantizer.quantize_relu(x, weights, relu6)
+    y = ops.relu6(x) if relu6 else ops.relu(x)
+    return quantizer(y, training, weights, **nonnegative_hint(quantizer))
 
 
 @_register

@@ -54,10 +54,8 @@ def _safe_name(name):
     return name.replace("/", "_").replace(":", "_")
 
 
-FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
+FUSED_ACTIVATIONS = ("linear", *q.RELU_ACTIVATIONS)
 
-
-NONNEGATIVE_ACTIVATIONS = ("relu", "relu6")
 
 # The activation functions `quantize_relu` may fold into the fake-quant.
 _PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
@@ -68,17 +66,7 @@ def _nonnegative_output(layer):
     or a ReLU layer with no negative slope."""
     if isinstance(layer, keras.layers.ReLU):
         return not layer.negative_slope and layer.threshold >= 0
-    return activation_name(getattr(layer, "activation", None)) in NONNEGATIVE_ACTIVATIONS
-
-
-def _nonnegative_hint(quantizer, nonnegative):
-    """`{"nonnegative": True}` for our moving-average quantizer on a value
-    known to be >= 0 (its range minimum is then 0 without a reduction; see
-    `MovingAverageQuantizer.__call__`); `{}` otherwise: a user's quantizer
-    gets tfmot's call signature unchanged."""
-    if nonnegative and isinstance(quantizer, q.MovingAverageQuantizer):
-        return {"nonnegative": True}
-    return {}
+    return activation_name(getattr(layer, "activation", None)) in q.RELU_ACTIVATIONS
 
 
 class _QuantizeAwareActivation:
@@ -97,7 +85,7 @@ class _QuantizeAwareActivation:
 
     def __call__(self, x):
         name = activation_name(self.activation)
-        if name in NONNEGATIVE_ACTIVATIONS and self.activation in _PLAIN_RELUS:
+        if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
                                    relu6=name == "relu6")
         if name not in FUSED_ACTIVATIONS:
@@ -263,7 +251,7 @@ class QuantizeWrapper(WeightTransformWrapper):
                 qz(o, training, v) for o, (qz, v) in zip(outputs, self._output_quantizers)
             )
         quantizer, variables = self._output_quantizers[0]
-        hint = _nonnegative_hint(quantizer, _nonnegative_output(self.layer))
+        hint = q.nonnegative_hint(quantizer) if _nonnegative_output(self.layer) else {}
         return quantizer(outputs, training, variables, **hint)
 
     # -- serialization --------------------------------------------------------
