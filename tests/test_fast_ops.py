@@ -129,3 +129,68 @@ def test_clustered_training_step_uses_the_same_clusters_as_inference():
     for a, b in zip(trained, inferred):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     assert len(np.unique(keras.ops.convert_to_numpy(trained[0]))) <= 16
+
+
+# Ranges a tracked activation quantizer meets: around 0, one end at 0, the
+# empty range of a tensor that was 0 so far, and ranges whose nudging moves
+# an end by a fraction of a step.
+_FAKE_QUANT_RANGES = [(-3.0, 2.5), (-7.158589, 0.0), (0.0, 5.3), (0.0, 0.0),
+                      (-0.0123, 0.0971), (-6.0, 6.0)]
+
+
+@pytest.mark.parametrize("num_bits,narrow_range", [(8, False), (8, True), (4, False), (16, False)])
+def test_fake_quant_input_gradient_is_the_op_and_its_gradient(num_bits, narrow_range):
+    """Values bit for bit the FakeQuant op's, and the gradient bit for bit
+    the input gradient of its gradient op, on values at, inside and just
+    outside each nudged range."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow fast path")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(num_bits)
+    for lo, hi in _FAKE_QUANT_RANGES:
+        x = rng.normal(0.0, 4.0, (2, 40, 40, 21)).astype("float32")
+        edges = np.array([lo, hi, 0.0, -0.0, 1e-9, -1e-9], "float32")
+        x.flat[:24] = np.concatenate([edges, np.nextafter(edges, 100), np.nextafter(edges, -100),
+                                      edges * 1.0000001])
+        x = tf.constant(x)
+        upstream = tf.constant(rng.normal(size=x.shape).astype("float32"))
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            expected = tf.quantization.fake_quant_with_min_max_vars(
+                x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+            got = fast_ops.fake_quant_input_gradient(x, lo, hi, num_bits, narrow_range)
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+        np.testing.assert_array_equal(
+            tape.gradient(got, x, output_gradients=upstream).numpy(),
+            tape.gradient(expected, x, output_gradients=upstream).numpy())
+
+
+def test_tracked_activation_ranges_train_through_the_fast_path():
+    """A MovingAverageQuantizer in training takes the fast path on a large
+    tensor (no FakeQuant gradient op in the backward graph) and keeps the
+    op and its gradient on a small one; the stored ranges are the same."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow fast path")
+    import tensorflow as tf
+
+    from tfmot_lite.quantization.quantizers import MovingAverageQuantizer
+
+    quantizer = MovingAverageQuantizer()
+    for size, fast in ((8, False), (fast_ops.XLA_FAKE_QUANT_MIN_SIZE, True)):
+        layer = keras.layers.Layer()
+        weights = quantizer.build((size,), "act", layer)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = quantizer(x, True, weights)
+            return tape.gradient(y, x)
+
+        x = tf.constant(np.linspace(-3.0, 2.0, size, dtype="float32"))
+        ops_run = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
+        assert ("FakeQuantWithMinMaxVarsGradient" in ops_run) is not fast
+        gradient = step(x).numpy()
+        np.testing.assert_array_equal(gradient, np.ones(size, "float32"))
+        assert weights["min_var"].numpy() == -3.0 and weights["max_var"].numpy() == 2.0

@@ -15,6 +15,11 @@ more than they need to (measured in docs/perf.md):
   `LowerBound` kernel, about 40 ns per weight on CPU, and a `while` loop
   under JAX; compiled by XLA into one loop of comparisons it is 10-20x
   faster (`searchsorted_left`).
+* `FakeQuantWithMinMaxVars`' gradient op computes, besides the input's
+  straight-through gradient, the gradients of `min` and `max`: two more
+  passes over the tensor, thrown away for an activation range tracked from
+  the batches (which takes no gradient). `fake_quant_input_gradient` keeps
+  the forward op and backpropagates with one XLA-compiled masked copy.
 
 This module is the one place that chooses: each function below computes what
 its `keras.ops` form computes (the tests compare values, gradients and
@@ -24,6 +29,7 @@ the converter sees the inference graph, which does not use these.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 # TensorFlow's FusedBatchNormV3 refuses smaller epsilons.
@@ -145,3 +151,77 @@ def searchsorted_left(boundaries, values):
         above = ops.greater(ops.expand_dims(values, -1), boundaries)
         return ops.sum(ops.cast(above, "int32"), axis=-1)
     return ops.cast(ops.searchsorted(boundaries, values, side="left"), "int32")
+
+
+# Below this many values `fake_quant_input_gradient` is not worth an XLA
+# compilation per new shape (a few tenths of a millisecond saved per step).
+XLA_FAKE_QUANT_MIN_SIZE = 1 << 16
+
+_xla_straight_through = None
+
+
+def _nudged_bounds(lo, hi, num_bits, narrow_range):
+    """The interval FakeQuant's straight-through gradient passes: `[lo, hi]`
+    moved so that 0.0 is a grid point, computed as TensorFlow's `Nudge`
+    computes it (float32, zero point rounded half up). The op passes every
+    gradient for the empty range `[0, 0]`. Plain TensorFlow ops, not XLA,
+    whose rewrites of the division would move the bounds by an ulp."""
+    import tensorflow as tf
+
+    quant_min, quant_max = (1.0 if narrow_range else 0.0), float(2 ** num_bits - 1)
+    scale = (hi - lo) / (quant_max - quant_min)
+    zero_point = quant_min - lo / scale
+    zero_point = tf.where(tf.math.is_finite(zero_point), zero_point, quant_min)
+    zero_point = tf.clip_by_value(tf.floor(zero_point + 0.5), quant_min, quant_max)
+    empty = tf.logical_and(tf.equal(lo, 0.0), tf.equal(hi, 0.0))
+    low = tf.where(empty, -float("inf"), (quant_min - zero_point) * scale)
+    high = tf.where(empty, float("inf"), (quant_max - zero_point) * scale)
+    return low, high
+
+
+def _tf_xla_straight_through():
+    global _xla_straight_through
+    if _xla_straight_through is None:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True, autograph=False)
+        def straight_through(upstream, x, low, high):
+            inside = tf.logical_and(x >= low, x <= high)
+            return tf.where(inside, upstream, tf.zeros_like(upstream))
+
+        _xla_straight_through = straight_through
+    return _xla_straight_through
+
+
+def fake_quant_fast_path(x):
+    """Whether `fake_quant_input_gradient(x, ...)` pays for itself:
+    TensorFlow, and at least `XLA_FAKE_QUANT_MIN_SIZE` values in `x`'s
+    static shape (an unknown dimension, such as a traced batch, counts 1)."""
+    return _on_tensorflow() and int(np.prod([d or 1 for d in x.shape])) >= XLA_FAKE_QUANT_MIN_SIZE
+
+
+def fake_quant_input_gradient(x, lo, hi, num_bits=8, narrow_range=False):
+    """TensorFlow's `FakeQuantWithMinMaxVars(x, lo, hi)` for a scalar range
+    that takes no gradient (an activation range tracked from the batches),
+    backpropagating only to `x`.
+
+    Forward, the op itself. Backward, the upstream gradient inside the
+    nudged range and 0 outside, in one XLA-compiled pass: what the op's
+    gradient op gives for `x`, without its two reductions for `min` and
+    `max`. Training steps only (an exported graph should not carry an XLA
+    call); see `fake_quant_fast_path`.
+    """
+    import tensorflow as tf
+
+    lo = tf.stop_gradient(tf.reshape(tf.cast(lo, "float32"), ()))
+    hi = tf.stop_gradient(tf.reshape(tf.cast(hi, "float32"), ()))
+    low, high = _nudged_bounds(lo, hi, num_bits, narrow_range)
+    backward = _tf_xla_straight_through()
+
+    @tf.custom_gradient
+    def quantize(values):
+        out = tf.quantization.fake_quant_with_min_max_vars(
+            values, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+        return out, lambda upstream: backward(upstream, values, low, high)
+
+    return tf.cast(quantize(tf.cast(x, "float32")), x.dtype)

@@ -42,6 +42,7 @@ import keras
 from keras import ops
 
 from tfmot_lite.core.config_equality import ConfigEquality
+from tfmot_lite.fast import ops as fast_ops
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -65,15 +66,21 @@ def float_activations():
         _ACTIVATIONS_FLOAT.reset(token)
 
 
-def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None):
+def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
+               range_gradient=True):
     """`FakeQuantWithMinMaxVars(PerChannel)`; per-channel along `axis`.
 
     On TensorFlow this emits the TF op the TFLite converter folds into int8
     tensors; elsewhere it is the same arithmetic with a straight-through
     gradient (see `keras.quantizers.fake_quant_with_min_max_vars`).
+    `range_gradient=False` says the range takes no gradient (a range tracked
+    in a training step): on TensorFlow one range over a large tensor then
+    backpropagates to `x` alone (`fast.ops.fake_quant_input_gradient`).
     """
     if _ACTIVATIONS_FLOAT.get():
         return _rounded(x, min_val, max_val, num_bits, narrow_range)
+    if not range_gradient and axis is None and fast_ops.fake_quant_fast_path(x):
+        return fast_ops.fake_quant_input_gradient(x, min_val, max_val, num_bits, narrow_range)
     if keras.backend.backend() != "tensorflow":
         # An empty range ([0, 0]: a value that was zero so far) has no
         # scale; TensorFlow's op maps it to 0, Keras' arithmetic to NaN.
@@ -211,9 +218,10 @@ class _RangeQuantizer(Quantizer):
             ),
         }
 
-    def _quantize(self, inputs, min_val, max_val):
+    def _quantize(self, inputs, min_val, max_val, range_gradient=True):
         axis = -1 if self.per_axis else None
-        return fake_quant(inputs, min_val, max_val, self.num_bits, self.narrow_range, axis)
+        return fake_quant(inputs, min_val, max_val, self.num_bits, self.narrow_range, axis,
+                          range_gradient)
 
     def get_config(self):
         return {
@@ -288,11 +296,10 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         if _ACTIVATIONS_FLOAT.get():
             return inputs
-        if training:
-            lo, hi = self.tracked_range(inputs, weights, **kwargs)
-        else:
-            lo, hi = weights["min_var"], weights["max_var"]
-        return self._quantize(inputs, lo, hi)
+        if not training:
+            return self._quantize(inputs, weights["min_var"], weights["max_var"])
+        lo, hi = self.tracked_range(inputs, weights, **kwargs)
+        return self._quantize(inputs, lo, hi, range_gradient=False)
 
 
 @_register
@@ -339,7 +346,7 @@ class MovingAverageQuantizer(_TrackedRangeQuantizer):
         lo, hi = self.tracked_range(x, weights, nonnegative=True, ceiling=ceiling)
         if relu6:
             hi = ops.minimum(hi, ceiling)
-        return self._quantize(x, ops.zeros_like(lo), hi)
+        return self._quantize(x, ops.zeros_like(lo), hi, range_gradient=False)
 
     def _batch_range(self, x, nonnegative=False, ceiling=None):
         if nonnegative and not self.symmetric:
