@@ -72,6 +72,7 @@ import numpy as np  # noqa: E402
 # `UpdatePruningStep` rightly warns about; here it is expected.
 warnings.filterwarnings("ignore", message="Training ended after")
 
+from stats import bootstrap_median  # noqa: E402
 from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
 
 TECHNIQUES = ("prune", "qat", "cluster")
@@ -247,13 +248,6 @@ def comparisons(techniques, with_tfmot, distill=False):
                   for t in techniques]
         pairs.append(("plain: Keras 3 / tf_keras", "plain", "tf_keras plain"))
     return pairs
-
-
-def bootstrap_median(values, rng, n=2000, level=0.90):
-    """`(low, high)` bootstrap interval of the median of `values`."""
-    values = np.asarray(values)
-    meds = np.median(rng.choice(values, size=(n, len(values)), replace=True), axis=1)
-    return tuple(np.quantile(meds, [(1 - level) / 2, (1 + level) / 2]))
 
 
 def main(argv=None):

@@ -24,7 +24,8 @@ as tfmot` in place of `tensorflow_model_optimization`:
 Steps 2-5 run twice: as above, and "distilled", every fine-tune (pruning,
 clustering and QAT) against the float model's soft targets
 (`tfmot.distillation.distill(model, float_model)`, the same epochs and
-learning rates); each technique's row is followed by its distilled row.
+learning rates); each technique's row is followed by its distilled row
+(`--quick`: PCQAT's only, which distills all three kinds of fine-tune).
 
     python tutorials/collaborative_optimization.py
     python tutorials/collaborative_optimization.py --quick
@@ -78,46 +79,61 @@ def parse_args(argv):
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--latency-runs", type=int, default=200)
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short smoke run, with one distilled twin (PCQAT)")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.prune_epochs, args.cluster_epochs = 4, 1, 1
         args.qat_epochs, args.latency_runs = 1, 20
+    # PCQAT's twin distills all three fine-tunes (pruning, clustering, QAT).
+    args.distilled = ("PCQAT",) if args.quick else SCHEMES
     return args
 
 
-def quantization_aware_models(float_model, x, y, args, teacher=None):
-    """Steps 2-5: `{"QAT", "PQAT", "CQAT", "PCQAT": trained QAT model}`, every
-    fine-tune distilled from `teacher` when one is given."""
+SCHEMES = ("QAT", "PQAT", "CQAT", "PCQAT")
+
+
+def quantization_aware_models(float_model, x, y, args, teacher=None, schemes=SCHEMES):
+    """Steps 2-5: `{scheme: trained QAT model}` for each of `schemes` (of
+    "QAT", "PQAT", "CQAT", "PCQAT"), every fine-tune distilled from
+    `teacher` when one is given."""
     sparsity, clustering = tfmot.sparsity.keras, tfmot.clustering.keras
     quantization, combine = tfmot.quantization.keras, tfmot.experimental.combine
 
-    # Pruned and clustered starting points (stripped: plain Keras models).
-    pruned = sparsity.prune_low_magnitude(
-        float_model, pruning_schedule=sparsity.ConstantSparsity(args.sparsity, 0, frequency=10))
-    pruned = sparsity.strip_pruning(fit(
-        pruned, x, y, 1e-3, args.prune_epochs, args, [sparsity.UpdatePruningStep()], teacher))
-    clustered = clustering.strip_clustering(fit(
-        clustering.cluster_weights(float_model, args.clusters), x, y, 1e-3,
-        args.cluster_epochs, args, teacher=teacher))
-    sparse_clustered = clustering.strip_clustering(fit(
-        clustering.cluster_weights(pruned, args.clusters, preserve_sparsity=True), x, y,
-        1e-3, args.cluster_epochs, args, teacher=teacher))
-
-    # Quantization-aware fine-tuning of each.
     def annotate_and_apply(model, scheme):
         return quantization.quantize_apply(quantization.quantize_annotate_model(model), scheme)
 
-    models = {
-        "QAT": quantization.quantize_model(float_model),
-        "PQAT": annotate_and_apply(pruned, combine.Default8BitPrunePreserveQuantizeScheme()),
-        "CQAT": annotate_and_apply(
-            clustered, combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)),
-        "PCQAT": annotate_and_apply(
+    # Pruned and clustered starting points (stripped: plain Keras models),
+    # each trained only when a scheme starts from it.
+    models = {}
+    if "QAT" in schemes:
+        models["QAT"] = quantization.quantize_model(float_model)
+    if "PQAT" in schemes or "PCQAT" in schemes:
+        pruned = sparsity.prune_low_magnitude(
+            float_model,
+            pruning_schedule=sparsity.ConstantSparsity(args.sparsity, 0, frequency=10))
+        pruned = sparsity.strip_pruning(fit(
+            pruned, x, y, 1e-3, args.prune_epochs, args, [sparsity.UpdatePruningStep()],
+            teacher))
+    if "PQAT" in schemes:
+        models["PQAT"] = annotate_and_apply(
+            pruned, combine.Default8BitPrunePreserveQuantizeScheme())
+    if "CQAT" in schemes:
+        clustered = clustering.strip_clustering(fit(
+            clustering.cluster_weights(float_model, args.clusters), x, y, 1e-3,
+            args.cluster_epochs, args, teacher=teacher))
+        models["CQAT"] = annotate_and_apply(
+            clustered, combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False))
+    if "PCQAT" in schemes:
+        sparse_clustered = clustering.strip_clustering(fit(
+            clustering.cluster_weights(pruned, args.clusters, preserve_sparsity=True), x, y,
+            1e-3, args.cluster_epochs, args, teacher=teacher))
+        models["PCQAT"] = annotate_and_apply(
             sparse_clustered,
-            combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)),
-    }
+            combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True))
+
+    # Quantization-aware fine-tuning of each.
     for model in models.values():
         fit(model, x, y, 1e-4, args.qat_epochs, args, teacher=teacher)
     return models
@@ -134,11 +150,13 @@ def main(argv=None):
     float_model = fit(build_cnn(pointwise_filters=64), x, y, 3e-3, args.epochs, args)
 
     plain = quantization_aware_models(float_model, x, y, args)
-    distilled = quantization_aware_models(float_model, x, y, args, teacher=float_model)
+    distilled = quantization_aware_models(float_model, x, y, args, teacher=float_model,
+                                          schemes=args.distilled)
     keras_models = {}
     for name in plain:  # each technique beside its distilled twin
         keras_models[name] = plain[name]
-        keras_models[name + " distilled"] = distilled[name]
+        if name in distilled:
+            keras_models[name + " distilled"] = distilled[name]
 
     # 6. Export and compare.
     flatbuffers = {"float": export.to_tflite(float_model)}

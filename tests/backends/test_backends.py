@@ -72,7 +72,7 @@ def test_layers_inside_subclassed_blocks_train_on_backend(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_transformer_qat_trains_on_backend(backend):
     result = run_script("transformer_qat_script.py", backend)
-    for case in ("patches_int8", "patches_int16x8", "tokens_int8", "lstm_int8"):
+    for case in ("patches_int8", "tokens_int16x8", "lstm_int8"):
         figures = result[case]
         assert figures["finite"] and figures["loss_fell"], case
         assert figures["reload_diff"] <= 1e-5, case

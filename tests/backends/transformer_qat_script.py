@@ -1,6 +1,6 @@
 """Quantization-aware training of transformer layers (Embedding,
 LayerNormalization, MultiHeadAttention, GELU, EinsumDense, residual Adds)
-in int8 and 16x8, and of an LSTM, on the Keras backend named by
+in int8 (image patches) and 16x8 (tokens), and of an LSTM, on the Keras backend named by
 KERAS_BACKEND: trains, saves, reloads, strips. Prints one JSON line."""
 
 import json
@@ -47,10 +47,10 @@ def run(builder, x, scheme):
     }
 
 
+# Each scheme once, each input kind once: three models, not four, for CI's time.
 report = {"backend": keras.backend.backend()}
-for scheme in SCHEMES:
-    report[f"patches_{scheme}"] = run(patch_model, _patches(n=32), scheme)
-report["tokens_int8"] = run(lambda: token_model(mask_zero=False), _tokens(n=32), "int8")
+report["patches_int8"] = run(patch_model, _patches(n=32), "int8")
+report["tokens_int16x8"] = run(lambda: token_model(mask_zero=False), _tokens(n=32), "int16x8")
 
 
 def lstm_model():

@@ -1,8 +1,8 @@
 """benchmarks/model_zoo.py's per-model function on three keras.applications
 models (a MobileNetV3, an EfficientNet, and ResNet50V2 with its standalone
 pre-activation BatchNormalization), tiny: 32x32, no baseline training, one
-fine-tuning step. QAT wraps and exports fully integer; pruning's zeros and
-clustering's 16 values survive the export (the report's fields)."""
+fine-tuning step. QAT wraps and exports fully integer; pruning's zeros
+survive the export (the report's fields)."""
 
 import importlib.util
 import os
@@ -20,9 +20,11 @@ def _zoo():
     return module
 
 
-# Pruning and clustering once (MobileNetV3Small); EfficientNetB0 and
-# ResNet50V2 (its standalone BatchNormalization) are here for QAT.
-CASES = [("MobileNetV3Small", ("qat", "prune", "cluster")),
+# Pruning once (MobileNetV3Small: its masks through the hard-swish blocks);
+# clustering's 16 values per kernel through the export are asserted on the
+# digits models (tests/clustering). EfficientNetB0 and ResNet50V2 (its
+# standalone BatchNormalization) are here for QAT.
+CASES = [("MobileNetV3Small", ("qat", "prune")),
          ("EfficientNetB0", ("qat",)),
          ("ResNet50V2", ("qat",))]
 
@@ -49,6 +51,7 @@ def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
     assert any(line.startswith(f"[{name}] qat: wrap") for line in logged)
     if "prune" in results:
         assert results["prune"]["sparsity"] >= 0.45
+    if "cluster" in results:
         assert results["cluster"]["max_unique_per_channel"] <= 16
     for r in results.values():
         assert 0.0 <= r["agreement"] <= 1.0 and r["bytes"] > 0

@@ -184,8 +184,9 @@ def to_tflite(
     Models with dict inputs or outputs (`has_dict_io`, e.g. KerasHub
     models) are exported as a SavedModel in a temporary directory (removed
     afterwards) and converted with `TFLiteConverter.from_saved_model`; the
-    converter cannot trace them from the Keras model. Other models convert
-    with `TFLiteConverter.from_keras_model`. Either way the .tflite's
+    converter cannot trace them from the Keras model. Other models are
+    written as a SavedModel of their inference call with the variables
+    frozen (`_write_saved_model`: faster). Either way the .tflite's
     `serving_default` signature names its inputs as the model does.
 
     Args:
@@ -224,15 +225,15 @@ def to_tflite(
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         stack.enter_context(silenced_stderr())
+        # Removed when the block ends, on success or error; the converter
+        # reads the directory until `convert()` returns.
+        directory = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="tfmot_lite_export_"))
         if needs_saved_model(model):
-            # Removed when the block ends, on success or error; the
-            # converter reads the directory until `convert()` returns.
-            directory = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="tfmot_lite_export_"))
             model.export(directory, format="tf_saved_model", verbose=False)
-            converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         else:
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            _write_saved_model(tf, model, directory)
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.optimizations = list(optimizations)
         if representative_data is not None:
             converter.representative_dataset = _representative_dataset(
@@ -253,6 +254,60 @@ def to_tflite(
     if path is not None:
         write_bytes_atomic(path, flatbuffer)
     return flatbuffer
+
+
+def _write_saved_model(tf, model, directory):
+    """Writes `model`'s inference call as a SavedModel in `directory`, with
+    one `serving_default` signature: inputs named as the Keras inputs (batch
+    size free), outputs `output_0`, `output_1`, ... as Keras' own export.
+
+    A Sequential or Functional model is traced once and its variables are
+    frozen into constants first: a SavedModel with no variables writes and
+    loads in well under a second. `model.export` (and
+    `TFLiteConverter.from_keras_model`, which calls it) saves and restores
+    every variable through traced checkpoint functions: 29 of 41 s for a
+    QAT MobileNetV3Small's export, against 8 s in all this way, the same
+    .tflite operators and outputs. Other models, and graphs whose state
+    cannot be frozen (lookup tables), take `model.export`."""
+    from tensorflow.python.framework import convert_to_constants
+
+    from tfmot_lite.core.graph import is_graph_model
+
+    if is_graph_model(model):
+        specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+
+        # One input is passed as itself, several as one list (Keras' export).
+        @tf.function(input_signature=specs if len(specs) == 1 else [specs], autograph=False)
+        def call(inputs):
+            return model(inputs, training=False)
+
+        try:
+            frozen = convert_to_constants.convert_variables_to_constants_v2(
+                call.get_concrete_function(), lower_control_flow=False)
+        except (ValueError, TypeError, NotImplementedError):
+            frozen = None
+        if frozen is not None:
+            graph_def = frozen.graph.as_graph_def()
+            feeds = [t.name for t in frozen.inputs]
+            fetches = [t.name for t in frozen.outputs]
+            constant_call = tf.compat.v1.wrap_function(
+                lambda *inputs: tf.graph_util.import_graph_def(
+                    graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches),
+                specs)
+
+            @tf.function(input_signature=specs, autograph=False)
+            def serving_default(*inputs):
+                return {f"output_{i}": out for i, out in enumerate(constant_call(*inputs))}
+
+            module = tf.Module()
+            module.serving_default = serving_default
+            # Inference only: no custom gradients (Keras' swish has one).
+            tf.saved_model.save(
+                module, directory,
+                signatures={"serving_default": serving_default.get_concrete_function()},
+                options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+            return
+    model.export(directory, format="tf_saved_model", verbose=False)
 
 
 def _representative_dataset(tf, model, data):

@@ -1,0 +1,126 @@
+"""Export time: `tfmot_lite.export.to_tflite` against the converter's own
+`TFLiteConverter.from_keras_model`, on the same Keras models.
+
+`to_tflite` writes a Sequential or Functional model's inference call, its
+variables frozen into constants, as a SavedModel with no variables;
+`from_keras_model` saves and restores every variable through Keras'
+`ExportArchive` first (what `to_tflite` did before, and what tfmot's guides
+call). Both give the converter the same graph: the benchmark checks that the
+two .tflite files list the same operators and predict the same outputs.
+
+Models: the digits CNN (`example_models.build_cnn`) float and QAT, and
+`keras.applications.MobileNetV3Small` (32x32, weights=None) float and QAT;
+QAT models convert with `Optimize.DEFAULT` (int8). Each round converts every
+(model, path) pair once in a new shuffled order, in one process; printed: the
+median and min-max seconds per pair, and per model the per-round ratio
+to_tflite / from_keras_model as min / median / max with a bootstrap 90%
+interval of the median.
+
+    python benchmarks/export_speed.py --rounds 3
+"""
+
+import argparse
+import os
+import random
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stats import bootstrap_median  # noqa: E402
+
+
+def models():
+    """{name: (Keras model, quantized?)}: float and QAT versions of the digits
+    CNN and of MobileNetV3Small, QAT ones trained one step (real ranges)."""
+    import tfmot_lite as tfmot
+    from tfmot_lite.example_models import build_cnn
+
+    keras.utils.set_random_seed(0)
+    built = {
+        "digits CNN": build_cnn(),
+        "MobileNetV3Small": keras.applications.MobileNetV3Small(
+            input_shape=(32, 32, 3), weights=None, classes=10),
+    }
+    out = {}
+    for name, model in built.items():
+        qat = tfmot.quantization.keras.quantize_model(model)
+        x = np.random.default_rng(0).uniform(0, 1, (16,) + model.input_shape[1:]).astype("float32")
+        qat.compile("adam", "sparse_categorical_crossentropy")
+        qat.fit(x, np.arange(16) % 10, epochs=1, batch_size=16, verbose=0)
+        out[f"{name} float"] = (model, False)
+        out[f"{name} QAT"] = (qat, True)
+    return out
+
+
+def convert(path, model, quantized):
+    import tensorflow as tf
+
+    from tfmot_lite.export import to_tflite
+    from tfmot_lite.quiet import silenced_stderr
+
+    optimizations = [tf.lite.Optimize.DEFAULT] if quantized else []
+    if path == "to_tflite":
+        return to_tflite(model, optimizations=optimizations)
+    with silenced_stderr():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = optimizations
+        return converter.convert()
+
+
+def same_model(a, b, sample):
+    """(same operator list, max |output difference| on `sample`)."""
+    from tfmot_lite.export import TFLiteModel, inspect_tflite
+
+    ops = [[op.op_type for op in inspect_tflite(f).operators] for f in (a, b)]
+    diff = np.abs(TFLiteModel(a).predict(sample) - TFLiteModel(b).predict(sample)).max()
+    return ops[0] == ops[1], float(diff)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the round order")
+    args = parser.parse_args(argv)
+
+    built = models()
+    paths = ("to_tflite", "from_keras_model")
+    pairs = [(name, path) for name in built for path in paths]
+    seconds = {pair: [] for pair in pairs}
+    order = random.Random(args.seed)
+    last = {}
+    for round_index in range(args.rounds):
+        order.shuffle(pairs)
+        for name, path in pairs:
+            model, quantized = built[name]
+            start = time.perf_counter()
+            last[name, path] = convert(path, model, quantized)
+            seconds[name, path].append(time.perf_counter() - start)
+        print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(
+            f"{n} [{p}] {seconds[n, p][-1]:.1f} s" for n, p in pairs), flush=True)
+
+    print(f"\n{'model':<24} {'path':<17} {'median s':>9} {'min-max s':>14}")
+    for name in built:
+        for path in paths:
+            values = seconds[name, path]
+            print(f"{name:<24} {path:<17} {statistics.median(values):9.2f} "
+                  f"{min(values):6.2f}-{max(values):6.2f}")
+    boot = np.random.default_rng(args.seed)
+    print(f"\n{'to_tflite / from_keras_model':<24} {'min':>6} {'median':>7} {'max':>6} "
+          f"{'90% CI of median':>17}  same operators, max |output diff|")
+    for name, (model, _) in built.items():
+        ratios = [a / b for a, b in zip(seconds[name, "to_tflite"],
+                                        seconds[name, "from_keras_model"])]
+        lo, hi = bootstrap_median(ratios, boot)
+        sample = np.random.default_rng(1).uniform(
+            0, 1, (8,) + model.input_shape[1:]).astype("float32")
+        same, diff = same_model(last[name, "to_tflite"], last[name, "from_keras_model"], sample)
+        print(f"{name:<24} {min(ratios):6.3f} {statistics.median(ratios):7.3f} "
+              f"{max(ratios):6.3f}   [{lo:5.3f}, {hi:5.3f}]  {same}, {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
