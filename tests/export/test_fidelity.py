@@ -178,3 +178,61 @@ def test_departure_rules():
     assert report.summary().startswith(
         "first departs at three_steps (Conv2D): cosine 0.9990, max error 20.0% of its "
         "range, 3.0 LSB (tensor 'three_steps_1/Relu'; 5 of 5 layers compared")
+
+
+def _standalone_batch_norm(seed=0):
+    """Conv -> Add -> BatchNormalization -> ReLU: TFLite runs the BatchNorm
+    as MUL and ADD with int8 constants, the ADD fused into the ReLU. Its
+    per-channel scales span 0.01 to 8, so their int8 steps are coarse."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Add(name="add")([L.Conv2D(8, 3, padding="same", name="a")(inputs),
+                           L.Conv2D(8, 1, name="b")(inputs)])
+    bn = L.BatchNormalization(name="bn")
+    x = L.ReLU(name="relu")(bn(x))
+    x = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(8, 3, name="c")(x))
+    model = keras.Model(inputs, L.Dense(4, name="dense")(x))
+    bn.set_weights([np.array([0.01, 0.05, 0.2, 1, 3, 8, 0.5, 2], "float32"),
+                    np.linspace(-1, 1, 8).astype("float32"), np.zeros(8, "float32"),
+                    np.ones(8, "float32")])
+    return model
+
+
+def test_standalone_batch_norm_constants_are_the_converters():
+    """QuantizeBatchNorm multiplies by and adds the int8 constants the
+    converter stores (each over its own range), so the .tflite's MUL and
+    ADD constants, dequantized, are the Keras model's values; the layer's
+    ADD is fused into the ReLU, so its row is folded, and nothing departs."""
+    import tensorflow as tf
+
+    from tfmot_lite.export.flatbuffer import Subgraph
+    from tfmot_lite.quantization.conv_bn_folding import batch_norm_folding
+    from tfmot_lite.quantization.quantizers import fake_quant_constant
+
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
+    qat = tfmot.quantization.keras.quantize_model(_standalone_batch_norm())
+    qat.compile("adam", "mse")
+    qat.fit(x, np.zeros((64, 4)), epochs=1, batch_size=16, verbose=0)
+    flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+
+    bn = qat.get_layer("quant_bn").batch_norm
+    expected = [keras.ops.convert_to_numpy(fake_quant_constant(v))
+                for v in batch_norm_folding(bn, bn.moving_mean, bn.moving_variance)]
+    graph, stored = Subgraph(flatbuffer), {}
+    for index, op_type in enumerate(graph.types):
+        for t in graph.inputs(index):
+            values = graph.constant(t) if op_type in ("MUL", "ADD") else None
+            if values is not None:  # the int8 constant, dequantized
+                q = graph.graph.Tensors(t).Quantization()
+                stored[op_type] = (values.astype("float64") - q.ZeroPointAsNumpy()[0]) \
+                    * q.ScaleAsNumpy()[0]
+    np.testing.assert_allclose(stored["MUL"], expected[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stored["ADD"], expected[1], rtol=0, atol=1e-6)
+    # The small scales are coarse: 0.01 is stored as 0.
+    assert stored["MUL"][0] == 0.0
+
+    fidelity = export.layer_fidelity(qat, flatbuffer, x, examples=4)
+    rows = {r.path: r for r in fidelity.rows}
+    assert rows["quant_bn"].match == "folded" and not rows["quant_bn"].compared
+    assert rows["quant_relu"].match == "name" and rows["quant_relu"].lsb <= 2.5
+    assert fidelity.first_departure is None, str(fidelity)

@@ -292,7 +292,8 @@ def _write_saved_model(tf, model, directory):
             fetches = [t.name for t in frozen.outputs]
             constant_call = tf.compat.v1.wrap_function(
                 lambda *inputs: tf.graph_util.import_graph_def(
-                    graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches),
+                    graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches,
+                    name=""),  # the traced names, which the .tflite's tensors keep
                 specs)
 
             @tf.function(input_signature=specs, autograph=False)

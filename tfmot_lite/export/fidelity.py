@@ -25,7 +25,10 @@ How a Keras layer finds its tensor:
   graph, whose first part names it and whose shape is the layer's output
   shape.
 * folded: a layer named only in a later part (a BatchNormalization fused
-  into its convolution), or with no tensor of its own between its
+  into its convolution), or whose last operation is named in a later part
+  of a tensor after its own (a standalone BatchNormalization's ADD fused
+  into the ReLU after it: its own tensor is the MUL before), or with no
+  tensor of its own between its
   neighbours (QAT's folded BatchNormalization and activations are
   identities in Keras) has nothing to compare: its row says so.
 * by shape and order: a layer whose name the converter dropped takes the
@@ -401,7 +404,7 @@ def _match(functional, entries, outputs, tensors):
     layer_names = {op.name for _, op, _ in entries}
     shared = {op.name for path, op, _ in entries if "#" in path}
     layers_of = _name_resolver(functional, layer_names, [t.name for t in tensors])
-    primary, fused_into = {}, {}
+    primary, fused_into, last_fused = {}, {}, {}
     for t in tensors:
         segments = [s for s in t.name.split(";") if s]
         if not segments:
@@ -413,6 +416,7 @@ def _match(functional, entries, outputs, tensors):
             other = layers_of(segment)
             if other is not None and other != first:
                 fused_into.setdefault(other, t)
+                last_fused[other] = max(last_fused.get(other, -1), t.position)
 
     def same_shape(t, output):
         return t.shape[1:] == tuple(output.shape[1:]) and (not t.shape or t.shape[0] == 1)
@@ -425,6 +429,12 @@ def _match(functional, entries, outputs, tensors):
         candidates = [t for t in primary.get(op.name, ()) if same_shape(t, output)]
         if candidates:
             chosen = max(candidates, key=lambda t: t.position)
+            if last_fused.get(op.name, -1) > chosen.position:
+                # The layer's last operation was fused into a later layer's
+                # (a standalone BatchNorm's ADD into the ReLU after it): the
+                # named tensor is an intermediate, not the layer's output.
+                matches[k] = ("folded", fused_into[op.name])
+                continue
             matches[k] = ("name", chosen)
             used.add(chosen.index)
     named = {t.index for ts in primary.values() for t in ts}

@@ -256,10 +256,12 @@ class QuantizeBatchNorm(keras.layers.Layer):
     """A BatchNormalization with no convolution before it to fold into.
 
     TFLite runs it as MUL by `s` then ADD of `b` (the folding above with no
-    kernel); each of the two int8 ops needs an output range. Training with a
-    trainable BatchNorm uses batch statistics as Keras does, and records the
-    range of `x * s` (moving statistics) for the MUL; inference computes
-    `fq(fq(x * s) + b)`.
+    kernel); each of the two int8 ops needs an output range, and the
+    converter stores `s` and `b` as int8 constants, each over its own range
+    (`quantizers.fake_quant_constant`). Training with a trainable BatchNorm
+    uses batch statistics as Keras does, and records the range of
+    `x * fq(s)` (moving statistics) for the MUL; inference computes
+    `fq(fq(x * fq(s)) + fq(b))`, what the device computes.
     """
 
     technique = techniques.QAT
@@ -292,6 +294,7 @@ class QuantizeBatchNorm(keras.layers.Layer):
         training = bool(training)
         bn = self.batch_norm
         s, b = batch_norm_folding(bn, bn.moving_mean, bn.moving_variance)
+        s, b = q.fake_quant_constant(s), q.fake_quant_constant(b)
         scaled = self.scaled_quantizer(inputs * s, training, self._scaled_vars)
         if training and bn.trainable:
             y = batch_norm_train(bn, inputs)

@@ -107,6 +107,18 @@ def fake_quant_own_range(x, max_abs, num_bits=8, axis=None, training=False):
     return x + ops.stop_gradient(quantized - x)
 
 
+def fake_quant_constant(x, num_bits=8):
+    """A constant operand the converter quantizes by itself (the per-channel
+    scale and offset vectors of a standalone BatchNormalization's MUL and
+    ADD): one asymmetric range per tensor, `[min(x, 0), max(x, 0)]`, full
+    range. A scale vector spanning 0.01 to 8 has steps of 8/255, so its
+    small entries round to 0 or twice their value on the device; simulating
+    that rounding is what keeps the Keras model predicting what it does."""
+    lo = ops.minimum(ops.min(x), 0.0)
+    hi = ops.maximum(ops.max(x), 0.0)
+    return fake_quant(x, lo, hi, num_bits)
+
+
 def _rounded(x, min_val, max_val, num_bits, narrow_range):
     """FakeQuant's values (nudged range, rounding) with plain ops and no
     gradient; `min_val`/`max_val` per channel broadcast on the last axis."""
