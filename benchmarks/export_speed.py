@@ -20,6 +20,8 @@ interval of the median.
 """
 
 import argparse
+import contextlib
+import io
 import os
 import random
 import statistics
@@ -65,7 +67,7 @@ def convert(path, model, quantized):
     optimizations = [tf.lite.Optimize.DEFAULT] if quantized else []
     if path == "to_tflite":
         return to_tflite(model, optimizations=optimizations)
-    with silenced_stderr():
+    with silenced_stderr(), contextlib.redirect_stdout(io.StringIO()):  # its signature print
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = optimizations
         return converter.convert()
