@@ -229,10 +229,7 @@ def to_tflite(
         # reads the directory until `convert()` returns.
         directory = stack.enter_context(
             tempfile.TemporaryDirectory(prefix="tfmot_lite_export_"))
-        if needs_saved_model(model):
-            model.export(directory, format="tf_saved_model", verbose=False)
-        else:
-            _write_saved_model(tf, model, directory)
+        _write_saved_model(tf, model, directory)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.optimizations = list(optimizations)
         if representative_data is not None:
@@ -261,54 +258,63 @@ def _write_saved_model(tf, model, directory):
     one `serving_default` signature: inputs named as the Keras inputs (batch
     size free), outputs `output_0`, `output_1`, ... as Keras' own export.
 
-    A Sequential or Functional model is traced once and its variables are
-    frozen into constants first: a SavedModel with no variables writes and
-    loads in well under a second. `model.export` (and
+    A Sequential or Functional model is written with its variables frozen
+    into constants (`_frozen_call`). `model.export` (and
     `TFLiteConverter.from_keras_model`, which calls it) saves and restores
-    every variable through traced checkpoint functions: 29 of 41 s for a
-    QAT MobileNetV3Small's export, against 8 s in all this way, the same
-    .tflite operators and outputs. Other models, and graphs whose state
-    cannot be frozen (lookup tables), take `model.export`."""
-    from tensorflow.python.framework import convert_to_constants
-
+    every variable through traced checkpoint functions: a QAT
+    MobileNetV3Small converts in 6.3 s this way against 21.1 s, to the same
+    operators and outputs (benchmarks/export_speed.py). Models with dict
+    inputs or outputs or subclassed hosts (`needs_saved_model`), and graphs
+    whose state cannot be frozen (lookup tables), take `model.export`."""
     from tfmot_lite.core.graph import is_graph_model
 
-    if is_graph_model(model):
-        specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    call = None
+    if is_graph_model(model) and not needs_saved_model(model):
+        call = _frozen_call(tf, model)
+    if call is None:
+        model.export(directory, format="tf_saved_model", verbose=False)
+        return
+    module = tf.Module()
+    module.serving_default = call
+    # Inference only: no custom gradients (Keras' swish has one).
+    tf.saved_model.save(
+        module, directory, signatures={"serving_default": call.get_concrete_function()},
+        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
 
-        # One input is passed as itself, several as one list (Keras' export).
-        @tf.function(input_signature=specs if len(specs) == 1 else [specs], autograph=False)
-        def call(inputs):
-            return model(inputs, training=False)
 
-        try:
-            frozen = convert_to_constants.convert_variables_to_constants_v2(
-                call.get_concrete_function(), lower_control_flow=False)
-        except (ValueError, TypeError, NotImplementedError):
-            frozen = None
-        if frozen is not None:
-            graph_def = frozen.graph.as_graph_def()
-            feeds = [t.name for t in frozen.inputs]
-            fetches = [t.name for t in frozen.outputs]
-            constant_call = tf.compat.v1.wrap_function(
-                lambda *inputs: tf.graph_util.import_graph_def(
-                    graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches,
-                    name=""),  # the traced names, which the .tflite's tensors keep
-                specs)
+def _frozen_call(tf, model):
+    """`model(inputs, training=False)` traced once with its variables as
+    constants, as a `tf.function` of the inputs (flat, named as the Keras
+    inputs) returning `{"output_0": ..., ...}`; None when the graph's state
+    cannot be frozen."""
+    from tensorflow.python.framework import convert_to_constants
 
-            @tf.function(input_signature=specs, autograph=False)
-            def serving_default(*inputs):
-                return {f"output_{i}": out for i, out in enumerate(constant_call(*inputs))}
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
 
-            module = tf.Module()
-            module.serving_default = serving_default
-            # Inference only: no custom gradients (Keras' swish has one).
-            tf.saved_model.save(
-                module, directory,
-                signatures={"serving_default": serving_default.get_concrete_function()},
-                options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-            return
-    model.export(directory, format="tf_saved_model", verbose=False)
+    # One input is passed as itself, several as one list (Keras' export).
+    @tf.function(input_signature=specs if len(specs) == 1 else [specs], autograph=False)
+    def call(inputs):
+        return model(inputs, training=False)
+
+    try:
+        frozen = convert_to_constants.convert_variables_to_constants_v2(
+            call.get_concrete_function(), lower_control_flow=False)
+    except (ValueError, TypeError, NotImplementedError):
+        return None
+    graph_def = frozen.graph.as_graph_def()
+    feeds = [t.name for t in frozen.inputs]
+    fetches = [t.name for t in frozen.outputs]
+    constant_call = tf.compat.v1.wrap_function(
+        lambda *inputs: tf.graph_util.import_graph_def(
+            graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches,
+            name=""),  # the traced names, which the .tflite's tensors keep
+        specs)
+
+    @tf.function(input_signature=specs, autograph=False)
+    def serving_default(*inputs):
+        return {f"output_{i}": out for i, out in enumerate(constant_call(*inputs))}
+
+    return serving_default
 
 
 def _representative_dataset(tf, model, data):
