@@ -236,3 +236,44 @@ def test_standalone_batch_norm_constants_are_the_converters():
     assert rows["quant_bn"].match == "folded" and not rows["quant_bn"].compared
     assert rows["quant_relu"].match == "name" and rows["quant_relu"].lsb <= 2.5
     assert fidelity.first_departure is None, str(fidelity)
+
+
+def _squeeze_excite(seed=0):
+    """EfficientNet's pattern: Conv -> silu, then a squeeze-and-excite whose
+    gate is a sigmoid 1x1 convolution multiplied into the features."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = L.Activation("silu", name="swish")(L.Conv2D(8, 3, padding="same", name="conv")(inputs))
+    gate = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    gate = L.Conv2D(8, 1, activation="sigmoid", name="gate")(gate)
+    x = L.Multiply(name="excite")([x, gate])
+    return keras.Model(inputs, L.Dense(10, name="dense")(L.GlobalAveragePooling2D(name="gap")(x)))
+
+
+def test_logistic_activations_round_where_tflite_does(digits16):
+    """TFLite runs sigmoid as an int8 LOGISTIC with the fixed output scale
+    1/256 and silu as `x * LOGISTIC(x)`: the QAT model's gate lies on that
+    grid, the converter needs no requantization after either LOGISTIC, and
+    the .tflite agrees with the Keras model layer by layer."""
+    import tensorflow as tf
+
+    from tfmot_lite.export.flatbuffer import Subgraph
+
+    x, y, xt = digits16
+    qat = _compile(tfmot.quantization.keras.quantize_model(_squeeze_excite()))
+    qat.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+    gate = keras.Model(qat.inputs, qat.get_layer("quant_gate").output).predict(xt, verbose=0)
+    assert gate.min() >= 0.0 and gate.max() <= 255 / 256
+    np.testing.assert_allclose(gate * 256, np.round(gate * 256), atol=1e-3)
+
+    flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+    types = Subgraph(flatbuffer).types
+    assert types.count("LOGISTIC") == 2
+    # One QUANTIZE: the float input's. None rescales a LOGISTIC's output.
+    assert types.count("QUANTIZE") == 1 and types[0] == "QUANTIZE"
+    fidelity = export.layer_fidelity(qat, flatbuffer, xt, examples=4)
+    rows = {r.path: r for r in fidelity.rows}
+    for path in ("quant_swish", "quant_gate", "quant_excite"):
+        assert rows[path].match == "name" and rows[path].lsb <= 2.5, rows[path]
+    assert fidelity.first_departure is None, str(fidelity)

@@ -24,7 +24,11 @@ from tfmot_lite.core.weight_wrapper import (
     recorded_assignments,
 )
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.config import QuantizeConfig, default_activation_quantizer
+from tfmot_lite.quantization.config import (
+    QuantizeConfig,
+    default_activation_quantizer,
+    probability_quantizer,
+)
 from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -60,6 +64,14 @@ FUSED_ACTIVATIONS = ("linear", *q.RELU_ACTIVATIONS)
 # The activation functions `quantize_relu` may fold into the fake-quant.
 _PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
 
+# Activations TFLite computes through an integer LOGISTIC, whose output has
+# the fixed scale 1/256 (zero point -128; 1/32768 in 16x8). sigmoid is that
+# LOGISTIC and keeps its fixed range (the converter drops a second range
+# after it: no requantization); silu (swish) is `x * LOGISTIC(x)`, one MUL
+# into the layer's own output range. Training rounds the logistic where
+# TFLite does, so the MUL sees the values the device sees.
+_LOGISTIC = (keras.activations.sigmoid, keras.activations.silu)
+
 
 def _nonnegative_output(layer):
     """Whether `layer`'s outputs are never negative: a ReLU/ReLU6 activation,
@@ -90,6 +102,12 @@ class _QuantizeAwareActivation:
                                    relu6=name == "relu6")
         if name not in FUSED_ACTIVATIONS:
             x = self.quantizer(x, self.training, self.pre_weights)
+        if self.activation in _LOGISTIC:
+            logistic = probability_quantizer(getattr(self.quantizer, "num_bits", 8))
+            p = logistic(ops.sigmoid(x), self.training, {})
+            if self.activation is keras.activations.sigmoid:
+                return p
+            return self.quantizer(x * p, self.training, self.weights)
         return self.quantizer(self.activation(x), self.training, self.weights)
 
 
