@@ -142,6 +142,16 @@ class Context:
         return model
 
 
+def float_learning_rate(ctx, initial=3e-3):
+    """The float model's learning rate: `initial`, decayed to 0 along a
+    cosine over its epochs. At a constant 3e-3 the model ends wherever its
+    last steps left it: 0.919 to 0.989 test accuracy over 5 seeds on the
+    digits (mean 0.957), a teacher weaker than the students fine-tuned from
+    it; decayed, 0.972 to 0.981 (mean 0.977)."""
+    return keras.optimizers.schedules.CosineDecay(
+        initial, decay_steps=ctx.epochs["base"] * ctx.splits.steps_per_epoch)
+
+
 # -- variants ----------------------------------------------------------------
 
 
@@ -160,22 +170,32 @@ def _baseline(baseline, ctx):
     return baseline
 
 
+# Steps between two updates of the pruning masks. tfmot's default (100) is
+# one update per epoch or less at the digits' 45 steps per epoch, so the
+# sparsity would rise in two or three jumps; small steps let the remaining
+# weights follow. Measured on 4 seeds (`benchmarks/distillation_seeds.py`):
+# masks every 5 steps up to half the fine-tune gave pruned 75% -1.7 points
+# against the float model on average (distilled -1.4), masks once per epoch
+# up to a third of it -2.5 (distilled -1.7).
+PRUNING_FREQUENCY = 5
+
+
 def prune_for_xnnpack(baseline, ctx):
     """25% -> 75% sparsity on the 1x1 convolutions XNNPACK runs sparse,
-    reached after a third of the fine-tuning."""
+    reached halfway through the fine-tuning (masks every
+    `PRUNING_FREQUENCY` steps), the second half left to recover."""
     import tfmot_lite as tfmot
 
     sk = tfmot.sparsity.keras
-    epochs = ctx.epochs["prune"]
-    steps = ctx.splits.steps_per_epoch
-    frequency = min(100, steps)
-    end_step = max(frequency, steps * max(1, epochs // 3) // frequency * frequency)
+    total = ctx.epochs["prune"] * ctx.splits.steps_per_epoch
+    frequency = min(PRUNING_FREQUENCY, total)
+    end_step = max(frequency, total // 2 // frequency * frequency)
     pruned = sk.prune_low_magnitude(
         baseline,
         pruning_schedule=sk.PolynomialDecay(0.25, 0.75, 0, end_step, frequency=frequency),
         pruning_policy=sk.PruneForLatencyOnXNNPack(),
     )
-    return ctx.fit(pruned, "pruning", epochs, 1e-3, [sk.UpdatePruningStep()])
+    return ctx.fit(pruned, "pruning", ctx.epochs["prune"], 1e-3, [sk.UpdatePruningStep()])
 
 
 def quantization_aware(baseline, ctx):
@@ -270,7 +290,7 @@ def run(dataset="digits", output="tfmot_lite_demo", quick=False, epochs=None,
     ctx = Context(splits, epochs, quick=quick)
     print(f"[1/{len(variants) + 2}] float baseline on {splits.name}, "
           f"{epochs['base']} epochs (Keras backend: {keras.backend.backend()})", flush=True)
-    baseline = ctx.fit(build_xnnpack_cnn(), "float", epochs["base"], 3e-3)
+    baseline = ctx.fit(build_xnnpack_cnn(), "float", epochs["base"], float_learning_rate(ctx))
 
     reports, files = [], {}
     for step, variant in enumerate(variants, start=2):

@@ -29,7 +29,11 @@ from tfmot_lite.distillation.soft_targets import as_logits, soft_target_loss
 # classes. T=1, alpha=0.5 trains towards the average of the label and the
 # teacher's prediction: the teacher guides without overriding the labels.
 # With a teacher clearly better than its students (longer trained, larger),
-# raise both (T=2-4, alpha=0.7-0.9, as Hinton et al. 2015 did).
+# raise both (T=2-4, alpha=0.7-0.9, as Hinton et al. 2015 did). With the
+# demo's float model trained at a decaying rate (a steadier, stronger
+# teacher) the ranking held on two seeds: T=2, alpha=0.7 lost 0.3 points more
+# than the defaults on average over pruned 75%, PQAT and clustered 16, and
+# T=4, alpha=0.9 0.6-0.9 more on every technique (one seed).
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_ALPHA = 0.5
 
