@@ -74,3 +74,17 @@ def test_bad_demo_arguments_are_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "--dataset" in result.stderr
+
+
+def test_pruning_learning_rate_holds_while_masks_change_then_decays_to_zero():
+    """The pruning fine-tune's rate: the float model's initial rate until the
+    masks stop changing, then a cosine down to 0 at the last step."""
+    splits = demo.Splits("digits", (), {}, None, None, None, None, steps_per_epoch=10)
+    ctx = demo.Context(splits, dict(demo.FULL_EPOCHS))
+    total = demo.FULL_EPOCHS["prune"] * 10
+    rate = demo.pruning_learning_rate(ctx, end_step=30, initial=3e-3)
+    values = [float(rate(step)) for step in range(total + 1)]
+    assert values[:31] == pytest.approx([3e-3] * 31)
+    assert all(a > b for a, b in zip(values[30:], values[31:]))
+    assert values[45] == pytest.approx(1.5e-3)
+    assert values[total] == pytest.approx(0.0, abs=1e-9)

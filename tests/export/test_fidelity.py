@@ -263,6 +263,11 @@ def test_logistic_activations_round_where_tflite_does(digits16):
     qat = _compile(tfmot.quantization.keras.quantize_model(_squeeze_excite()))
     qat.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
+    # The gate's output range is LOGISTIC's: no range is tracked for it.
+    gate_ranges = [v.path for v in qat.get_layer("quant_gate").non_trainable_variables]
+    assert "quant_gate/pre_activation_min" in gate_ranges
+    assert not any("post_activation" in path for path in gate_ranges), gate_ranges
+
     gate = keras.Model(qat.inputs, qat.get_layer("quant_gate").output).predict(xt, verbose=0)
     assert gate.min() >= 0.0 and gate.max() <= 255 / 256
     np.testing.assert_allclose(gate * 256, np.round(gate * 256), atol=1e-3)

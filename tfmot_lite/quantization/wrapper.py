@@ -202,10 +202,12 @@ class QuantizeWrapper(WeightTransformWrapper):
             for weight, quantizer in self._weight_pairs
         ]
         self._activation_vars = []
-        for i, (_, quantizer) in enumerate(self._activation_pairs):
+        for i, (activation, quantizer) in enumerate(self._activation_pairs):
             suffix = "" if i == 0 else f"_{i}"
+            # A sigmoid's output range is LOGISTIC's fixed one: none to track.
             self._activation_vars.append((
-                quantizer.build((1,), f"post_activation{suffix}", self),
+                {} if activation is keras.activations.sigmoid
+                else quantizer.build((1,), f"post_activation{suffix}", self),
                 quantizer.build((1,), f"pre_activation{suffix}", self),
             ))
         out_shape = None
