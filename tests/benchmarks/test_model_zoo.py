@@ -56,3 +56,30 @@ def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
     for r in results.values():
         assert 0.0 <= r["agreement"] <= 1.0 and r["bytes"] > 0
         assert os.path.exists(os.path.join(zoo.ROOT, r["path"]))
+
+
+def test_recalibrated_batch_norms_hold_the_mean_of_their_batch_statistics():
+    """After `recalibrate_batch_norms`, a BatchNorm's moving mean and variance
+    are the plain average of its batch statistics over the data, whatever
+    they held before, and its momentum is what it was."""
+    import keras
+    import numpy as np
+
+    zoo = _zoo()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, bn(keras.layers.Dense(3)(inputs)))
+    bn.moving_mean.assign(np.full(3, 50.0, "float32"))
+    bn.moving_variance.assign(np.full(3, 9.0, "float32"))
+    x = np.random.default_rng(0).normal(2.0, 3.0, (40, 4)).astype("float32")
+
+    zoo.recalibrate_batch_norms(model, x, batch_size=16)
+
+    z = np.asarray(model.layers[1](x))
+    batches = [z[i:i + 16] for i in range(0, 40, 16)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(),
+                               np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
+    assert bn.momentum == 0.99

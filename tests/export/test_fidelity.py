@@ -267,6 +267,11 @@ def test_logistic_activations_round_where_tflite_does(digits16):
     gate_ranges = [v.path for v in qat.get_layer("quant_gate").non_trainable_variables]
     assert "quant_gate/pre_activation_min" in gate_ranges
     assert not any("post_activation" in path for path in gate_ranges), gate_ranges
+    # The Activation("silu") layer: its input is the conv's quantized output
+    # (no second range), its product gets a range of its own.
+    swish_ranges = [v.path for v in qat.get_layer("quant_swish").non_trainable_variables]
+    assert "quant_swish/post_activation_min" in swish_ranges
+    assert not any("pre_activation" in path for path in swish_ranges), swish_ranges
 
     gate = keras.Model(qat.inputs, qat.get_layer("quant_gate").output).predict(xt, verbose=0)
     assert gate.min() >= 0.0 and gate.max() <= 255 / 256
@@ -282,3 +287,52 @@ def test_logistic_activations_round_where_tflite_does(digits16):
     for path in ("quant_swish", "quant_gate", "quant_excite"):
         assert rows[path].match == "name" and rows[path].lsb <= 2.5, rows[path]
     assert fidelity.first_departure is None, str(fidelity)
+
+
+def _fixed_range_activations(seed=0):
+    """A layer activation and Activation/Softmax layers that TFLite runs as
+    integer TANH, LOGISTIC and SOFTMAX kernels with fixed output ranges."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(8, 3, name="conv")(inputs))
+    x = L.Dense(16, activation="tanh", name="tanh_dense")(x)
+    x = L.Activation("sigmoid", name="sigmoid")(L.Dense(16, name="dense")(x))
+    x = L.Softmax(name="softmax")(L.Dense(10, name="logits")(x))
+    return keras.Model(inputs, x)
+
+
+def test_fixed_range_activations_take_tflite_ranges(digits16, tmp_path):
+    """tanh, sigmoid and softmax outputs lie on TFLite's fixed grids (1/128
+    for TANH, 1/256 for LOGISTIC and SOFTMAX) with no range tracked for
+    them, the converter adds no requantization after any of the three, and
+    the .tflite agrees with the Keras model layer by layer."""
+    import tensorflow as tf
+
+    from tfmot_lite.export.flatbuffer import Subgraph
+
+    x, y, xt = digits16
+    model = tfmot.quantization.keras.quantize_model(_fixed_range_activations())
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+    for layer, step in (("quant_tanh_dense", 128), ("quant_sigmoid", 256),
+                        ("quant_softmax", 256)):
+        values = keras.Model(model.inputs, model.get_layer(layer).output).predict(xt, verbose=0)
+        np.testing.assert_allclose(values * step, np.round(values * step), atol=1e-3)
+        tracked = [v.path for v in model.get_layer(layer).non_trainable_variables
+                   if v.path.endswith(("output_min", "post_activation_min"))]
+        assert not tracked, tracked
+
+    flatbuffer = export.to_tflite(model, optimizations=[tf.lite.Optimize.DEFAULT])
+    types = Subgraph(flatbuffer).types
+    assert {"TANH", "LOGISTIC", "SOFTMAX"} <= set(types), types
+    # One QUANTIZE: the float input's. None rescales a fixed-range output.
+    assert types.count("QUANTIZE") == 1 and types[0] == "QUANTIZE", types
+    fidelity = export.layer_fidelity(model, flatbuffer, xt, examples=4)
+    assert fidelity.first_departure is None, str(fidelity)
+
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(xt, verbose=0), model.predict(xt, verbose=0),
+                               atol=1e-6)

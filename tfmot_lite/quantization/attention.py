@@ -27,7 +27,7 @@ sub-layers and `_compute_attention`; they are quantized the same way.
 import keras
 from keras import ops
 
-from tfmot_lite.quantization.config import probability_quantizer
+from tfmot_lite.quantization.config import fixed_output_quantizer
 from tfmot_lite.quantization.quantizers import Quantizer
 from tfmot_lite.quantization.inside import (
     InsideQuantizeConfig,
@@ -141,7 +141,7 @@ class AttentionQuantizeConfig(InsideQuantizeConfig):
 
     def point_quantizer(self, name):
         if name == "probabilities":
-            return probability_quantizer(self.num_bits_activation)
+            return fixed_output_quantizer("softmax", self.num_bits_activation)
         return self.activation_quantizer()
 
     def substitutions(self, layer, points):

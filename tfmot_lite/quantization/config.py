@@ -76,13 +76,48 @@ def default_activation_quantizer(num_bits=8):
 
 
 def probability_quantizer(num_bits=8):
-    """The fixed output range of TFLite's integer SOFTMAX: scale 1/256 and
-    zero point -128 in int8, scale 1/32768 and zero point 0 in int16, so
-    the converter needs no requantization after it."""
+    """The fixed output range of TFLite's integer SOFTMAX and LOGISTIC:
+    scale 1/256 and zero point -128 in int8, scale 1/32768 and zero point 0
+    in int16, so the converter needs no requantization after them."""
     if num_bits == 16:
         return q.FixedQuantizer(16, -1.0, 32767.0 / 32768.0)
     levels = 2.0 ** num_bits
     return q.FixedQuantizer(num_bits, 0.0, (levels - 1.0) / levels)
+
+
+def tanh_quantizer(num_bits=8):
+    """The fixed output range of TFLite's integer TANH: scale 1/128 and
+    zero point 0 in int8, 1/32768 and 0 in int16."""
+    levels = 2.0 ** (num_bits - 1)
+    return q.FixedQuantizer(num_bits, -1.0, (levels - 1.0) / levels)
+
+
+# The activations TFLite runs as integer kernels whose output range is fixed
+# (the converter keeps no other range after them: a tracked one would cost a
+# requantizing op and its rounding), by Keras name: the quantizer of that
+# range. Layer activations, Activation and Softmax layers, and the gates of
+# recurrent cells all read it here.
+FIXED_OUTPUT_RANGES = {
+    "sigmoid": probability_quantizer,
+    "softmax": probability_quantizer,
+    "tanh": tanh_quantizer,
+}
+
+
+def fixed_output_quantizer(activation, num_bits=8):
+    """The quantizer of the fixed output range TFLite's integer kernel gives
+    `activation` (a name, or Keras' own function of that name), or None.
+    A custom function that only shares a name with Keras' gets None."""
+    if activation is None:
+        return None
+    if isinstance(activation, str):
+        name = activation
+    else:
+        name = getattr(activation, "__name__", None)
+        if activation is not getattr(keras.activations, str(name), None):
+            return None
+    make = FIXED_OUTPUT_RANGES.get(name)
+    return make(num_bits) if make is not None else None
 
 
 @_register
@@ -163,6 +198,23 @@ class OutputQuantizeConfig(Default8BitQuantizeConfig):
 
     def __init__(self, activation_quantizer=None):
         super().__init__((), (), True, None, activation_quantizer)
+
+    def get_config(self):
+        return {"activation_quantizer": _serialize(self.activation_quantizer)}
+
+
+@_register
+class ActivationQuantizeConfig(Default8BitQuantizeConfig):
+    """An `Activation` layer: its function runs as a layer activation does
+    in `QuantizeWrapper` (a ReLU folded into the range, a fixed output range
+    for sigmoid, tanh and softmax, silu as `x * LOGISTIC(x)` with the
+    logistic rounded), on an input the layer before has quantized already:
+    no second range for the input (`quantizes_activation_inputs`)."""
+
+    quantizes_activation_inputs = False
+
+    def __init__(self, activation_quantizer=None):
+        super().__init__((), ("activation",), False, None, activation_quantizer)
 
     def get_config(self):
         return {"activation_quantizer": _serialize(self.activation_quantizer)}

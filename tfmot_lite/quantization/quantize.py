@@ -128,6 +128,7 @@ def quantize_scope(*args):
         "QuantizeOperation": QuantizeOperation,
         "Default8BitQuantizeConfig": config_lib.Default8BitQuantizeConfig,
         "OutputQuantizeConfig": config_lib.OutputQuantizeConfig,
+        "ActivationQuantizeConfig": config_lib.ActivationQuantizeConfig,
         "NoOpQuantizeConfig": config_lib.NoOpQuantizeConfig,
     }
     for name in ("LastValueQuantizer", "MovingAverageQuantizer", "AllValuesQuantizer",

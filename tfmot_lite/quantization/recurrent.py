@@ -33,27 +33,19 @@ import keras
 from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.config import probability_quantizer
+from tfmot_lite.quantization.config import fixed_output_quantizer
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
-
-
-def tanh_quantizer(num_bits=8):
-    """The fixed output range of TFLite's integer TANH: scale 1/128 and
-    zero point 0 in int8, 1/32768 and 0 in int16."""
-    levels = 2.0 ** (num_bits - 1)
-    return q.FixedQuantizer(num_bits, -1.0, (levels - 1.0) / levels)
 
 
 _SIGMOID, _TANH = "sigmoid", "tanh"
 
 
 def _quantizer(config, name, fixed):
-    if fixed.get(name) == _SIGMOID:
-        return probability_quantizer(config.num_bits_activation)
-    if fixed.get(name) == _TANH:
-        return tanh_quantizer(config.num_bits_activation)
+    quantizer = fixed_output_quantizer(fixed.get(name), config.num_bits_activation)
+    if quantizer is not None:
+        return quantizer
     # The smallest and largest values seen, not a moving average: a point is
     # met once per time step, and the first step (zero state) would set an
     # average's range to [0, 0].

@@ -39,9 +39,11 @@ from tfmot_lite.quantization.recurrent import (
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
+    ActivationQuantizeConfig,
     Default8BitQuantizeConfig,
     OutputQuantizeConfig,
     default_activation_quantizer,
+    fixed_output_quantizer,
 )
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -141,6 +143,14 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
     def activation_quantizer(self):
         return default_activation_quantizer(self.num_bits_activation)
 
+    def output_quantizer(self, layer):
+        """The output range of an output-only layer: a Softmax over the last
+        axis has the fixed one of TFLite's integer SOFTMAX; others track
+        theirs."""
+        if isinstance(layer, keras.layers.Softmax) and layer.axis in (-1, [-1], (-1,)):
+            return fixed_output_quantizer("softmax", self.num_bits_activation)
+        return self.activation_quantizer()
+
     def get_operation_quantizer(self, op):
         if type(op).__name__ in OUTPUT_OPS:
             return self.activation_quantizer()
@@ -172,8 +182,12 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
             )
         if kind == "pass":
             return None
+        if kind == "output" and isinstance(layer, keras.layers.Activation):
+            # Its function runs as a layer activation does (silu's rounded
+            # LOGISTIC, fixed ranges), on the input already quantized.
+            return ActivationQuantizeConfig(self.activation_quantizer())
         if kind == "output":
-            return OutputQuantizeConfig(activation_quantizer=self.activation_quantizer())
+            return OutputQuantizeConfig(activation_quantizer=self.output_quantizer(layer))
         if kind == "table":
             # The lookup (GATHER) keeps the table's int8 scale: no output
             # range, except where activations are int16 (requantized after).

@@ -27,7 +27,7 @@ from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
-    probability_quantizer,
+    fixed_output_quantizer,
 )
 from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
@@ -64,13 +64,11 @@ FUSED_ACTIVATIONS = ("linear", *q.RELU_ACTIVATIONS)
 # The activation functions `quantize_relu` may fold into the fake-quant.
 _PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
 
-# Activations TFLite computes through an integer LOGISTIC, whose output has
-# the fixed scale 1/256 (zero point -128; 1/32768 in 16x8). sigmoid is that
-# LOGISTIC and keeps its fixed range (the converter drops a second range
-# after it: no requantization); silu (swish) is `x * LOGISTIC(x)`, one MUL
-# into the layer's own output range. Training rounds the logistic where
-# TFLite does, so the MUL sees the values the device sees.
-_LOGISTIC = (keras.activations.sigmoid, keras.activations.silu)
+# silu (swish) is `x * LOGISTIC(x)` in TFLite: one MUL into the layer's own
+# output range, after the LOGISTIC's fixed one (`FIXED_OUTPUT_RANGES`).
+# Training rounds the logistic where TFLite does, so the MUL sees the values
+# the device sees.
+_SILU = keras.activations.silu
 
 
 def _nonnegative_output(layer):
@@ -85,7 +83,9 @@ class _QuantizeAwareActivation:
     """`activation` followed by its quantizer, for one call.
 
     Activations that TFLite runs as a separate op (softmax, sigmoid, ...) are
-    also quantized before, so that the op between them has an int8 input.
+    also quantized before, so that the op between them has an int8 input,
+    unless the input is quantized already (`pre_weights` None: an
+    `Activation` layer after a quantized layer).
     """
 
     def __init__(self, activation, quantizer, weights, pre_weights, training):
@@ -100,14 +100,16 @@ class _QuantizeAwareActivation:
         if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
                                    relu6=name == "relu6")
-        if name not in FUSED_ACTIVATIONS:
+        if name not in FUSED_ACTIVATIONS and self.pre_weights is not None:
             x = self.quantizer(x, self.training, self.pre_weights)
-        if self.activation in _LOGISTIC:
-            logistic = probability_quantizer(getattr(self.quantizer, "num_bits", 8))
+        bits = getattr(self.quantizer, "num_bits", 8)
+        if self.activation is _SILU:
+            logistic = fixed_output_quantizer("sigmoid", bits)
             p = logistic(ops.sigmoid(x), self.training, {})
-            if self.activation is keras.activations.sigmoid:
-                return p
             return self.quantizer(x * p, self.training, self.weights)
+        fixed = fixed_output_quantizer(self.activation, bits)
+        if fixed is not None:
+            return fixed(self.activation(x), self.training, {})
         return self.quantizer(self.activation(x), self.training, self.weights)
 
 
@@ -202,13 +204,15 @@ class QuantizeWrapper(WeightTransformWrapper):
             for weight, quantizer in self._weight_pairs
         ]
         self._activation_vars = []
+        quantizes_inputs = getattr(config, "quantizes_activation_inputs", True)
         for i, (activation, quantizer) in enumerate(self._activation_pairs):
             suffix = "" if i == 0 else f"_{i}"
-            # A sigmoid's output range is LOGISTIC's fixed one: none to track.
+            # A fixed output range (LOGISTIC's, TANH's, ...): none to track.
             self._activation_vars.append((
-                {} if activation is keras.activations.sigmoid
+                {} if fixed_output_quantizer(activation) is not None
                 else quantizer.build((1,), f"post_activation{suffix}", self),
-                quantizer.build((1,), f"pre_activation{suffix}", self),
+                quantizer.build((1,), f"pre_activation{suffix}", self)
+                if quantizes_inputs else None,
             ))
         out_shape = None
         input_shape = (layer.get_build_config() or {}).get("input_shape")
