@@ -611,11 +611,13 @@ def to_markdown(results, args, tfmot_note):
         f"{args.train_examples} digits images (scikit-learn's bundled 8x8 digits, "
         f"upsampled); each technique then fine-tunes {r0.get('steps', args.steps)} steps of "
         f"{args.batch_size}. Accuracy, agreement and logit cosine are on "
-        f"{args.test_examples} held-out images. Trained this briefly, some models "
-        "still predict near chance in inference mode (the float rows' accuracy says "
-        "which); where their top-1 margins are small, agreement moves with near ties, "
-        "and the logit cosine is the steadier measure of whether the .tflite computes "
-        "what its Keras model computes.",
+        f"{args.test_examples} held-out images. After training, the float model's "
+        "BatchNorm statistics are recomputed from its final weights "
+        "(`recalibrate_batch_norms`): trained this briefly, the moving averages lag "
+        "the weights, and the MobileNets predicted one class in inference without it. "
+        "Where a model's top-1 margins are small, agreement moves with near ties, and "
+        "the logit cosine is the steadier measure of whether the .tflite computes what "
+        "its Keras model computes.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU core(s) shared with other "
         f"work; Keras {keras.__version__}, TensorFlow {_tf_version()}; LiteRT with "

@@ -153,3 +153,35 @@ def test_small_models_convert_to_int8(name):
         assert any(isinstance(l, quantize.QuantizeConvBatchNorm) for l in backbone.layers)
     if name == "sequential":
         assert isinstance(qat, keras.Sequential)
+
+
+def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
+    """`quantize_apply(quantize_annotate_model(m))` (the path of PQAT, CQAT
+    and PCQAT) of a model whose first layer is a Rescaling with an offset
+    (MobileNetV3's preprocessing): the MUL and ADD it is split into take the
+    quantized input, as with `quantize_model`, and no second QuantizeLayer
+    follows them: the .tflite is integer from the first QUANTIZE and has the
+    same operators as `quantize_model`'s."""
+    from tfmot_lite import experimental
+    from tfmot_lite.export.flatbuffer import Subgraph
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    h = L.Rescaling(1 / 127.5, offset=-1.0)(inp)
+    h = L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(h))
+    model = keras.Model(inp, L.Dense(2)(h))
+    x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+
+    def ops(qat):
+        qat(x, training=True)
+        flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+        assert_int8_body(flatbuffer)
+        return Subgraph(flatbuffer).types
+
+    whole = ops(quantize.quantize_model(model))
+    for scheme in (None, experimental.combine.Default8BitPrunePreserveQuantizeScheme()):
+        applied = quantize.quantize_apply(quantize.quantize_annotate_model(model), scheme)
+        names = [layer.name for layer in applied.layers]
+        assert names.count("quantize_layer") == 1 and names.index("quantize_layer") == 1, names
+        assert not any(n.startswith("quantize_layer_") for n in names), names
+        assert ops(applied) == whole

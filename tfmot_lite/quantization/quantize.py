@@ -250,7 +250,7 @@ def _quantize(model, scheme, annotated_only):
 
     def call(layer, args, kwargs, model_inputs):
         quantized_consumer = isinstance(layer, _QUANTIZED_CONSUMERS) or (
-            graph.is_graph_model(layer) and not annotated_only
+            graph.is_graph_model(layer) and (not annotated_only or _all_quantized(layer))
         )
 
         def maybe_quantize(t):
@@ -258,7 +258,7 @@ def _quantize(model, scheme, annotated_only):
                 return t
             if annotated_only:
                 producer = t._keras_history.operation
-                needed = quantized_consumer and techniques.technique_of(producer) is not techniques.QAT and (
+                needed = quantized_consumer and not _quantized_output(producer) and (
                     id(t) in model_inputs
                     or not isinstance(producer, keras.layers.InputLayer)
                 )
@@ -283,6 +283,22 @@ def _quantize(model, scheme, annotated_only):
         return layer(*args, **kwargs)
 
     return graph.rewrite(transformed, wrap, call=call, operations=True)
+
+
+def _all_quantized(model):
+    """Whether every layer of a nested model is quantized (the MUL and ADD
+    the layout splits a Rescaling with an offset into, or a nested model
+    annotated whole): its inputs are then quantized where they enter it."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    return bool(layers) and all(
+        isinstance(layer, _QUANTIZED_CONSUMERS) or graph.is_graph_model(layer)
+        and _all_quantized(layer) for layer in layers)
+
+
+def _quantized_output(layer):
+    """Whether `layer`'s outputs are quantized already."""
+    return techniques.technique_of(layer) is techniques.QAT or (
+        graph.is_graph_model(layer) and _all_quantized(layer))
 
 
 class _QuantizeLayerNames:
