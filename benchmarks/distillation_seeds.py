@@ -38,11 +38,11 @@ def accuracy(model, splits):
     return float((predictions.argmax(-1) == splits.y_test).mean())
 
 
-def run_seed(seed, names, epochs):
+def run_seed(seed, names, epochs, pruning_rate=None):
     """`{variant: test accuracy}` of one seed, the float model's under 'float'."""
     keras.utils.set_random_seed(seed)
     splits = demo.load_splits("digits")
-    ctx = demo.Context(splits, dict(epochs))
+    ctx = demo.Context(splits, dict(epochs), pruning_rate=pruning_rate)
     baseline = ctx.fit(demo.build_xnnpack_cnn(), "float", epochs["base"],
                        demo.float_learning_rate(ctx))
     result = {"float": accuracy(baseline, splits)}
@@ -65,7 +65,6 @@ def main():
     if args.pruning_rate is not None:
         if not args.pruning_rate > 0:
             parser.error(f"--pruning-rate must be > 0; received {args.pruning_rate}")
-        demo.pruning_learning_rate = lambda ctx, end_step: args.pruning_rate
     known = [v.name for v in demo.VARIANTS if not v.name.endswith(demo.DISTILLED)]
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     for name in names:
@@ -81,7 +80,7 @@ def main():
     results = []
     for seed in seeds:
         start = time.perf_counter()
-        results.append(run_seed(seed, names, epochs))
+        results.append(run_seed(seed, names, epochs, args.pruning_rate))
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[-1].items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
 

@@ -112,6 +112,9 @@ class Context:
     quick: bool = False
     # The float model, for the distilled variants: `fit` trains against it.
     teacher: object = None
+    # A constant rate for the pruning fine-tune instead of
+    # `pruning_learning_rate` (benchmarks compare the two).
+    pruning_rate: float = None
 
     def trained(self, name):
         """The model variant `name` trained (its distilled twin for a
@@ -214,8 +217,8 @@ def prune_for_xnnpack(baseline, ctx):
         pruning_schedule=sk.PolynomialDecay(0.25, 0.75, 0, end_step, frequency=frequency),
         pruning_policy=sk.PruneForLatencyOnXNNPack(),
     )
-    return ctx.fit(pruned, "pruning", ctx.epochs["prune"],
-                   pruning_learning_rate(ctx, end_step), [sk.UpdatePruningStep()])
+    rate = ctx.pruning_rate or pruning_learning_rate(ctx, end_step)
+    return ctx.fit(pruned, "pruning", ctx.epochs["prune"], rate, [sk.UpdatePruningStep()])
 
 
 def quantization_aware(baseline, ctx):
