@@ -155,6 +155,42 @@ def test_small_models_convert_to_int8(name):
         assert isinstance(qat, keras.Sequential)
 
 
+def test_annotated_model_requantizes_nothing_a_folded_or_pass_through_layer_keeps():
+    """`quantize_apply` (PQAT, CQAT, PCQAT) of a DenseNet-style transition:
+    Conv-BN-ReLU (the BatchNorm and ReLU fold into Identity layers), a 1x1
+    Conv, AveragePooling2D and MaxPooling2D (int8 kernels that keep their
+    input's scale), then a standalone BatchNorm. Their outputs are int8
+    already: no QuantizeLayer follows them (one requantized the pooling's
+    output to another scale, and DenseNet121's PQAT export failed on
+    AVERAGE_POOL_2D's same-scale constraint), and the .tflite has the same
+    operators as `quantize_model`'s."""
+    from tfmot_lite import experimental
+    from tfmot_lite.export.flatbuffer import Subgraph
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(inp)))
+    h = L.Conv2D(8, 1, use_bias=False)(h)
+    h = L.MaxPooling2D(2)(L.AveragePooling2D(2)(h))
+    h = L.ReLU()(L.BatchNormalization()(h))
+    model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+
+    def ops(qat):
+        qat(x, training=True)
+        flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+        assert_int8_body(flatbuffer)
+        return Subgraph(flatbuffer).types
+
+    whole = ops(quantize.quantize_model(model))
+    assert "QUANTIZE" not in whole[1:]
+    for scheme in (None, experimental.combine.Default8BitPrunePreserveQuantizeScheme()):
+        applied = quantize.quantize_apply(quantize.quantize_annotate_model(model), scheme)
+        names = [layer.name for layer in applied.layers]
+        assert [n for n in names if n.startswith("quantize_layer")] == ["quantize_layer"], names
+        assert ops(applied) == whole
+
+
 def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
     """`quantize_apply(quantize_annotate_model(m))` (the path of PQAT, CQAT
     and PCQAT) of a model whose first layer is a Rescaling with an offset

@@ -11,13 +11,14 @@ fake-quantized weights baked in.
 
 import keras
 
-from tfmot_lite.core import entry, graph, techniques
+from tfmot_lite.core import entry, graph, layer_kinds, techniques
 from tfmot_lite.quantization import config as config_lib
 from tfmot_lite.quantization import quantizers as quantizers_lib
 from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeBatchNorm,
     QuantizeConvBatchNorm,
 )
+from tfmot_lite.quantization.registry import PASS_OPS
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,
@@ -247,6 +248,9 @@ def _quantize(model, scheme, annotated_only):
 
     cache = {}
     names = _QuantizeLayerNames(model)
+    # Annotated mode: the (rewritten) tensors that already carry int8
+    # values, so that no QuantizeLayer requantizes them.
+    quantized = set()
 
     def call(layer, args, kwargs, model_inputs):
         quantized_consumer = isinstance(layer, _QUANTIZED_CONSUMERS) or (
@@ -258,7 +262,8 @@ def _quantize(model, scheme, annotated_only):
                 return t
             if annotated_only:
                 producer = t._keras_history.operation
-                needed = quantized_consumer and not _quantized_output(producer) and (
+                needed = quantized_consumer and id(t) not in quantized and (
+                    not _quantized_output(producer)) and (
                     id(t) in model_inputs
                     or not isinstance(producer, keras.layers.InputLayer)
                 )
@@ -270,6 +275,7 @@ def _quantize(model, scheme, annotated_only):
                 cache[id(t)] = QuantizeLayer(
                     registry.get_input_quantizer(), name=names.next()
                 )(t)
+                quantized.add(id(cache[id(t)]))
             return cache[id(t)]
 
         args = keras.tree.map_structure(maybe_quantize, args)
@@ -280,9 +286,30 @@ def _quantize(model, scheme, annotated_only):
                 [i, a] for i, a in enumerate(args) if not isinstance(a, keras.KerasTensor)
             ]
             args = tensors
-        return layer(*args, **kwargs)
+        outputs = layer(*args, **kwargs)
+        if annotated_only and _carries_int8(layer, (args, kwargs), quantized):
+            quantized.update(id(t) for t in keras.tree.flatten(outputs)
+                             if isinstance(t, keras.KerasTensor))
+        return outputs
 
     return graph.rewrite(transformed, wrap, call=call, operations=True)
+
+
+def _carries_int8(layer, inputs, quantized):
+    """Whether `layer`'s outputs are int8 in the .tflite: it quantizes them,
+    or it keeps its input's scale (pooling, padding, reshapes, the Identity
+    a folded BatchNorm or activation leaves) and every float input is int8
+    already (`quantized`: ids of such tensors)."""
+    if _quantized_output(layer):
+        return True
+    if _is_raw_op(layer):
+        passes = type(layer).__name__ in PASS_OPS
+    else:
+        passes = isinstance(layer, keras.layers.Identity) or (
+            layer_kinds.quantize_kind(layer) == "pass")
+    floats = [t for t in keras.tree.flatten(inputs)
+              if isinstance(t, keras.KerasTensor) and _is_float(t)]
+    return passes and bool(floats) and all(id(t) in quantized for t in floats)
 
 
 def _all_quantized(model):
