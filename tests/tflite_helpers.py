@@ -6,7 +6,9 @@ import numpy as np
 
 
 def op_report(flatbuffer):
-    """`(op names, ops that touch float tensors)` of a .tflite model.
+    """`(op names, ops that touch float tensors)` of a .tflite model, read
+    through the interpreter: independent of `export.float_operators` (the
+    library's reading from the flatbuffer), which the tests check with it.
 
     The QUANTIZE / DEQUANTIZE pairs at the model's edges are where float
     enters and leaves; an int8 -> int8 QUANTIZE (a requantization) is int8.

@@ -67,6 +67,14 @@ def test_qat_int8_export_departs_nowhere(qat_export):
         assert rows[path].max_error < 0.05
         assert rows[path].lsb <= 3
         assert rows[path].tensor_dtype == "int8"
+    # Run on the .tflite's own inputs, each layer lands on the .tflite's
+    # integers but for rounding ties (one step, on a few elements). The
+    # mean is within one step: LiteRT's built-in MEAN kernel (the one whose
+    # tensors are read) rounds a share of its outputs the other way.
+    for path in ("quant_conv", "quant_conv2", "quant_dense"):
+        assert rows[path].local_lsb <= 1.01 and rows[path].local_share <= 0.01, rows[path]
+        assert not fidelity.departs_locally(rows[path])
+    assert rows["quant_gap"].local_lsb <= 1.01
     # The folded BatchNormalization/ReLU (identities in the QAT model) have
     # no tensor of their own and are not compared.
     for path in ("bn", "relu", "bn2", "relu2"):
@@ -98,8 +106,19 @@ def test_names_the_layer_changed_after_conversion(qat_export, digits16):
     assert after.departs(after.row("quant_gap"))
     summary = after.summary()
     assert summary.startswith("first departs at quant_conv2 (QuantizeConvBatchNorm): cosine ")
-    flagged = [line.split()[0] for line in str(after).splitlines() if line.endswith("departs")]
+    flagged = [line.split()[0] for line in str(after).splitlines()
+               if line.rstrip().endswith(("departs", "computes differently"))]
     assert flagged == ["quant_conv2", "quant_gap", "quant_dense"]
+    # Fed the .tflite's own inputs, the layers after it compute what the
+    # .tflite computes: the changed layer is the one that computes
+    # differently by itself.
+    assert after.first_local_departure.path == "quant_conv2"
+    changed = after.row("quant_conv2")
+    assert changed.local_share > 0.5 and changed.local_lsb > 10
+    assert not after.departs_locally(after.row("quant_dense"))
+    assert after.row("quant_dense").local_share <= 0.05
+    assert "on its own .tflite inputs, quant_conv2 (QuantizeConvBatchNorm) computes " \
+        "differently" in summary
 
 
 def test_float_export_and_a_differently_initialised_head(digits16):
@@ -178,6 +197,32 @@ def test_departure_rules():
     assert report.summary().startswith(
         "first departs at three_steps (Conv2D): cosine 0.9990, max error 20.0% of its "
         "range, 3.0 LSB (tensor 'three_steps_1/Relu'; 5 of 5 layers compared")
+
+
+def test_local_departure_rules():
+    def row(path, share, elements, lsb=1.0, error=None):
+        return export.LayerFidelity(
+            path=path, layer_type="Conv2D", shape=(4,), match="name", cosine=1.0,
+            max_error=0.0, lsb=0.0, local_error=error, local_lsb=lsb, local_share=share,
+            local_bias=None if share is None else -share,
+            local_elements=elements)
+
+    report = export.FidelityReport(rows=[
+        row("ties", 0.004, 5000),                  # a few rounding ties
+        row("lut_ties", 0.001, 5000, lsb=5.0),     # one tie amplified by a sigmoid
+        row("one_of_twenty", 0.05, 20),            # one element: a tie on a small output
+        row("biased_mean", 0.19, 1000),            # another rounding rule
+        row("float_off", None, None, lsb=None, error=0.5),
+    ], examples=1)
+    assert [r.path for r in report.rows if report.departs_locally(r)] == [
+        "biased_mean", "float_off"]
+    assert report.first_local_departure.path == "biased_mean"
+    assert report.summary().endswith(
+        "on its own .tflite inputs, biased_mean (Conv2D) computes differently: 19.0% of "
+        "elements on another integer (max 1 LSB, mean -0.19 LSB)")
+    loaded = export.FidelityReport.from_dict(report.to_dict())
+    assert loaded.first_local_departure.path == "biased_mean"
+    assert loaded.max_local_share == report.max_local_share == 0.02
 
 
 def _standalone_batch_norm(seed=0):
@@ -336,3 +381,32 @@ def test_fixed_range_activations_take_tflite_ranges(digits16, tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(xt, verbose=0), model.predict(xt, verbose=0),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("side", [3, 12])
+def test_global_average_pooling_lands_where_xnnpack_does(side, tmp_path):
+    """QAT's GlobalAveragePooling2D rounds the exact mean to the nearest
+    step: the integer XNNPACK's MEAN gives. LiteRT's built-in MEAN
+    (`xnnpack=False`, the kernels `layer_fidelity` reads) rounds some
+    outputs one step up, most on a small pool."""
+    from tfmot_lite.export.runtime import TFLiteModel
+
+    rng = np.random.default_rng(side)
+    x = (np.abs(rng.normal(size=(64, side, side, 32)))
+         * rng.uniform(0.2, 3.0, size=(1, 1, 1, 32))).astype("float32")
+    qat = tfmot.quantization.keras.quantize_model(
+        keras.Sequential([keras.Input((side, side, 32)), L.GlobalAveragePooling2D()]))
+    for k in range(0, 64, 16):
+        qat(x[k:k + 16], training=True)  # the ranges follow the batches
+    path = tmp_path / "gap.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    xnnpack = TFLiteModel(path.read_bytes())
+    step = xnnpack.output["quantization"][0]
+    keras_out = np.asarray(qat(x, training=False))
+    steps = np.abs(keras_out - xnnpack.predict(x)) / step
+    assert steps.max() < 0.01, steps.max()
+    builtin = TFLiteModel(path.read_bytes(), xnnpack=False).predict(x)
+    off = np.abs(builtin - keras_out) / step
+    assert off.max() < 1.01
+    if side == 3:
+        assert np.mean(off > 0.5) > 0.05

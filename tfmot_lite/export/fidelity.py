@@ -45,6 +45,15 @@ that spans a few steps, one rounding step is a large share of the range
 (and lowers the cosine) without anything being wrong. `first_departure` is
 the first departing row in graph order.
 
+Differences of one step grow along the graph, so a deep model can depart
+somewhere with every layer simulated right. Each compared row therefore
+also runs its Keras layer on the values the .tflite holds for the layer's
+inputs and compares with the .tflite's output (`local_*`): a layer that
+lands on other integers in more than `max_local_share` of its elements
+computes differently by itself (`first_local_departure`). The tensors are
+those of LiteRT's built-in kernels (XNNPACK keeps none), whose int8 MEAN
+rounds a share of its outputs one step up where XNNPACK and Keras agree.
+
 Layers are those of the model's own graph: a nested model is compared at
 its output (one row), Functional and Sequential models only.
 """
@@ -64,7 +73,12 @@ class LayerFidelity:
     "unmatched". `cosine`, `max_error` (max |keras - tflite| over the Keras
     output's range), `max_abs_error` and `lsb` (that difference in
     quantization steps of an integer tensor) are None when nothing was
-    compared.
+    compared. The `local_*` fields compare the layer run on the .tflite's
+    own values of its inputs (`local_error` over the tensor's range; for an
+    integer tensor `local_lsb`, the largest difference in steps,
+    `local_share`, the share of its `local_elements` on another integer,
+    and `local_bias`, the mean difference in steps): what this layer computes
+    differently by itself, with no drift from the layers before it.
     """
 
     path: str
@@ -77,6 +91,11 @@ class LayerFidelity:
     max_error: object = None
     max_abs_error: object = None
     lsb: object = None
+    local_error: object = None
+    local_lsb: object = None
+    local_share: object = None
+    local_bias: object = None
+    local_elements: object = None
 
     @property
     def compared(self):
@@ -95,6 +114,7 @@ class FidelityReport:
     min_cosine: float = 0.99
     max_error: float = 0.1
     max_lsb: float = 2.0
+    max_local_share: float = 0.02
 
     def departs(self, row):
         """Cosine under `min_cosine` or an error over `max_error` of the
@@ -111,6 +131,24 @@ class FidelityReport:
         """An integer tensor within `max_lsb` steps of the Keras output (and
         float32 rounding of the scale)."""
         return row.lsb is not None and row.lsb <= self.max_lsb + 0.01
+
+    def departs_locally(self, row):
+        """Run on the .tflite's own inputs, the layer lands on another
+        integer in more than `max_local_share` of its elements, and in more
+        than one (a float tensor: differs by more than `max_error` of its
+        range). Rounding ties move a few elements by one step, and a LUT
+        activation can amplify those, so a share and not a largest step is
+        the test."""
+        if row.local_share is not None:
+            differ = row.local_share * (row.local_elements or 0)
+            return row.local_share > self.max_local_share and differ > 1.5
+        return row.local_error is not None and row.local_error > self.max_error
+
+    @property
+    def first_local_departure(self):
+        """The first row (graph order) whose layer computes differently by
+        itself (`departs_locally`), or None."""
+        return next((r for r in self.rows if self.departs_locally(r)), None)
 
     @property
     def first_departure(self):
@@ -146,13 +184,31 @@ class FidelityReport:
             worst = self.worst
             tail = "" if worst is None else (
                 f"; lowest cosine {worst.cosine:.4f} at {worst.path}")
-            return f"no layer departs ({counts}){tail}"
+            return f"no layer departs ({counts}){tail}{self._local_summary()}"
         lsb = "" if first.lsb is None else f", {first.lsb:.1f} LSB"
         return (
             f"first departs at {first.path} ({first.layer_type}): cosine "
             f"{first.cosine:.4f}, max error {first.max_error:.1%} of its range{lsb} "
-            f"(tensor '{_short(first.tensor)}'; {counts})"
+            f"(tensor '{_short(first.tensor)}'; {counts}){self._local_summary()}"
         )
+
+    def _local_summary(self):
+        rows = [r for r in self.rows if r.local_share is not None]
+        if not rows:
+            return ""
+        first = self.first_local_departure
+        if first is not None:
+            head = (f"; on its own .tflite inputs, {first.path} ({first.layer_type}) "
+                    "computes differently: ")
+            if first.local_share is None:
+                return head + f"max error {first.local_error:.1%} of its range"
+            return head + (f"{first.local_share:.1%} of elements on another integer (max "
+                           f"{first.local_lsb:.0f} LSB, mean {first.local_bias:+.2f} LSB)")
+        worst = max(rows, key=lambda r: r.local_share)
+        return (f"; on their own .tflite inputs, {len(rows)} integer layers land on "
+                f"the .tflite's integers in >= {1 - self.max_local_share:.0%} of "
+                f"elements (most off: {worst.path}, {worst.local_share:.2%}, max "
+                f"{worst.local_lsb:.0f} LSB)")
 
     def to_dict(self):
         first = self.first_departure
@@ -161,6 +217,7 @@ class FidelityReport:
             "min_cosine": self.min_cosine,
             "max_error": self.max_error,
             "max_lsb": self.max_lsb,
+            "max_local_share": self.max_local_share,
             "first_departure": None if first is None else first.to_dict(),
             "summary": self.summary(),
             "rows": [r.to_dict() for r in self.rows],
@@ -170,12 +227,14 @@ class FidelityReport:
     def from_dict(cls, d):
         rows = [LayerFidelity(**dict(r, shape=tuple(r["shape"]))) for r in d["rows"]]
         return cls(rows=rows, examples=d["examples"], min_cosine=d["min_cosine"],
-                   max_error=d["max_error"], max_lsb=d.get("max_lsb", 2.0))
+                   max_error=d["max_error"], max_lsb=d.get("max_lsb", 2.0),
+                   max_local_share=d.get("max_local_share", 0.02))
 
     def table(self, only_compared=False):
         from tfmot_lite.export.report import text_table
 
-        header = ["layer", "type", "match", "tflite tensor", "cosine", "max err", "LSB", ""]
+        header = ["layer", "type", "match", "tflite tensor", "cosine", "max err", "LSB",
+                  "own inputs: differ", ""]
         rows = [header]
         for r in self.rows:
             if only_compared and not r.compared:
@@ -185,7 +244,10 @@ class FidelityReport:
                 "-" if r.cosine is None else f"{r.cosine:.4f}",
                 "-" if r.max_error is None else f"{r.max_error:.1%}",
                 "-" if r.lsb is None else f"{r.lsb:.1f}",
-                "departs" if self.departs(r) else "",
+                "-" if r.local_share is None else f"{r.local_share:.1%} ({r.local_lsb:.0f} LSB)",
+                ", ".join(w for w, d in (("departs", self.departs(r)),
+                                         ("computes differently", self.departs_locally(r)))
+                          if d),
             ])
         return text_table(rows)
 
@@ -216,8 +278,10 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
         an integer tensor within `max_lsb` quantization steps never does.
 
     Returns:
-      A `FidelityReport`: `rows` (graph order), `first_departure`,
-      `summary()`, and a table as `str()`.
+      A `FidelityReport`: `rows` (graph order), `first_departure` (drift
+      along the graph), `first_local_departure` (a layer that computes
+      differently on the .tflite's own inputs), `summary()`, and a table as
+      `str()`.
     """
     import keras
 
@@ -248,7 +312,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     batch = {name: np.asarray(values)[:n] for name, values in batch.items()}
 
     # Keras: every node's output, in one call.
-    extractor = keras.Model(functional.inputs, [tensor for _, _, tensor in entries])
+    extractor = keras.Model(functional.inputs, [tensor for _, _, tensor, _ in entries])
     keras_inputs = _keras_inputs(functional, batch)
     outputs = extractor(keras_inputs, training=False)
     if not isinstance(outputs, (list, tuple)):
@@ -278,7 +342,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
 
     matches = _match(functional, entries, outputs, tensors)
     rows = []
-    for (path, op, _), output, (kind, tensor) in zip(entries, outputs, matches):
+    for (path, op, _, _), output, (kind, tensor) in zip(entries, outputs, matches):
         row = LayerFidelity(path=path, layer_type=type(op).__name__,
                             shape=tuple(output.shape[1:]), match=kind)
         if tensor is not None:
@@ -287,6 +351,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
         if kind in ("name", "shape"):
             _compare(row, output, tensor)
         rows.append(row)
+    _compare_on_own_inputs(rows, entries, matches, functional, runner, batch)
     return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error,
                           max_lsb=max_lsb)
 
@@ -303,7 +368,7 @@ class _Tensor:
 
 
 def _keras_entries(functional):
-    """`(path, operation, output KerasTensor)` of every node of the graph
+    """`(path, operation, output KerasTensor, node)` of every node of the graph
     with one output, inputs first (by depth, then the model's layer order).
     A layer called more than once gets one entry per call (`name#2`...)."""
     import keras
@@ -319,7 +384,7 @@ def _keras_entries(functional):
                 continue
             calls[op.name] = calls.get(op.name, 0) + 1
             path = op.name if calls[op.name] == 1 else f"{op.name}#{calls[op.name]}"
-            entries.append((path, op, node.output_tensors[0]))
+            entries.append((path, op, node.output_tensors[0], node))
     return entries
 
 
@@ -401,8 +466,8 @@ def _name_resolver(functional, layer_names, tensor_names):
 
 def _match(functional, entries, outputs, tensors):
     """`(kind, _Tensor or None)` for every entry (see the module docstring)."""
-    layer_names = {op.name for _, op, _ in entries}
-    shared = {op.name for path, op, _ in entries if "#" in path}
+    layer_names = {op.name for _, op, _, _ in entries}
+    shared = {op.name for path, op, _, _ in entries if "#" in path}
     layers_of = _name_resolver(functional, layer_names, [t.name for t in tensors])
     primary, fused_into, last_fused = {}, {}, {}
     for t in tensors:
@@ -423,7 +488,7 @@ def _match(functional, entries, outputs, tensors):
 
     matches = [("unmatched", None)] * len(entries)
     used = set()
-    for k, ((path, op, _), output) in enumerate(zip(entries, outputs)):
+    for k, ((path, op, _, _), output) in enumerate(zip(entries, outputs)):
         if op.name in shared:
             continue
         candidates = [t for t in primary.get(op.name, ()) if same_shape(t, output)]
@@ -438,7 +503,7 @@ def _match(functional, entries, outputs, tensors):
             matches[k] = ("name", chosen)
             used.add(chosen.index)
     named = {t.index for ts in primary.values() for t in ts}
-    for k, ((path, op, _), output) in enumerate(zip(entries, outputs)):
+    for k, ((path, op, _, _), output) in enumerate(zip(entries, outputs)):
         if matches[k][0] != "unmatched":
             continue
         if op.name in fused_into and op.name not in shared:
@@ -460,6 +525,56 @@ def _match(functional, entries, outputs, tensors):
         else:
             matches[k] = ("folded", None)
     return matches
+
+
+def _compare_on_own_inputs(rows, entries, matches, functional, runner, batch):
+    """Fills each compared row's `local_*` fields: the Keras layer run on
+    the values the .tflite holds for its inputs, against the .tflite's
+    output. Accumulated rows show where the two models have drifted apart;
+    these show which layer computes differently by itself.
+
+    A layer's inputs are the .tflite tensors of the layers that produce
+    them; a layer with no tensor of its own (a folded BatchNormalization,
+    an identity, a padding fused into the next operator) passes on what
+    Keras computes from its own inputs, so the next compared row covers
+    the fused group. The model inputs are the .tflite's, as it quantized
+    them."""
+    import keras
+
+    values = {}
+    for tensor, name in zip(functional.inputs, runner.input_names):
+        details = runner.inputs[name]
+        values[id(tensor)] = _dequantize(runner._quantize_input(batch[name], details), details)
+    for (_, op, output, node), (kind, tensor), row in zip(entries, matches, rows):
+        if not all(id(t) in values for t in node.input_tensors):
+            continue
+        args, kwargs = node.arguments.fill_in(
+            {id(t): keras.ops.convert_to_tensor(values[id(t)], "float32")
+             for t in node.input_tensors})
+        try:
+            local = np.asarray(keras.ops.convert_to_numpy(op(*args, **kwargs)),
+                               dtype=np.float64)
+        except Exception:  # noqa: BLE001 - a layer that cannot run alone is left out
+            continue
+        if row.compared and tensor.values.size == local.size:
+            own = tensor.values.reshape(local.shape)  # the .tflite runs one example at a time
+            _compare_local(row, local, own, tensor.scale)
+            values[id(output)] = own
+        elif kind not in ("name", "shape"):
+            values[id(output)] = local
+
+
+def _compare_local(row, local, own, scale):
+    diff = local - own
+    span = float(own.max() - own.min()) if diff.size else 0.0
+    row.local_error = float(np.max(np.abs(diff)) / span) if span else float(
+        np.max(np.abs(diff), initial=0.0))
+    if scale:
+        steps = diff / scale
+        row.local_lsb = float(np.max(np.abs(steps), initial=0.0))
+        row.local_share = float(np.mean(np.abs(steps) > 0.5)) if steps.size else 0.0
+        row.local_bias = float(np.mean(steps)) if steps.size else 0.0
+        row.local_elements = int(steps.size)
 
 
 def _compare(row, keras_output, tensor):

@@ -25,13 +25,16 @@ class TFLiteModel:
       input_names: the order a list or tuple of several inputs is read in:
         `input_names` as given (e.g. the Keras model's), else `inputs`'.
 
-    `preserve_all_tensors=True` runs the reference kernels without XNNPACK
-    and keeps every intermediate tensor readable after `invoke` (for
-    `export.fidelity`); latency measured that way is not the deployed one.
+    `xnnpack=False` runs LiteRT's built-in kernels instead, without the
+    delegate: the same .tflite computed a second way, whose rounding differs
+    from XNNPACK's in the last bit (how far two correct runtimes disagree on
+    a model). `preserve_all_tensors=True` also runs the built-in kernels and
+    keeps every intermediate tensor readable after `invoke` (for
+    `export.fidelity`). Latency measured either way is not the deployed one.
     """
 
     def __init__(self, flatbuffer, num_threads=1, input_names=None,
-                 preserve_all_tensors=False):
+                 preserve_all_tensors=False, xnnpack=True):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from tfmot_lite.export.source import read_tflite
@@ -43,15 +46,14 @@ class TFLiteModel:
             raise ValueError(f"`num_threads` must be a positive integer; got {num_threads!r}.")
         # LiteRT announces the XNNPACK delegate on stderr; keep it quiet.
         options = {}
+        if preserve_all_tensors or not xnnpack:
+            options["experimental_op_resolver_type"] = (
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         if preserve_all_tensors:
             # Every intermediate tensor stays readable after `invoke` (no
             # delegate takes the graph over, no buffer is reused): what
             # `export.fidelity` compares layer by layer. Slower than deployed.
-            options = dict(
-                experimental_preserve_all_tensors=True,
-                experimental_op_resolver_type=(
-                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-            )
+            options["experimental_preserve_all_tensors"] = True
         with silenced_stderr():
             self.interpreter = Interpreter(
                 model_content=self.flatbuffer, num_threads=num_threads, **options
