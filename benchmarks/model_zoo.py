@@ -23,7 +23,9 @@ integer operators is 1.0 when nothing runs in float. Per model and technique
 it records whether the model wrapped, trained and exported (or the first
 line of the error and the stage), the report's `int8_fraction` and the
 operators that touch float, top-1 agreement and logit cosine of LiteRT
-with the Keras model the .tflite came from, accuracy in Keras and LiteRT,
+with the Keras model the .tflite came from (and, for the integer exports,
+of LiteRT's built-in kernels with XNNPACK on the same file: the spread
+between two correct runtimes, `kernel_spread`), accuracy in Keras and LiteRT,
 bytes, zeros and distinct values per channel as stored, the wall time of
 wrapping, the median training step and the export (conversion and the
 report's measurements), and for the QAT techniques the first layer where
@@ -164,23 +166,6 @@ def _first_line(error):
         if causes:
             first = f"{first} {causes[0]}"
     return first[:300]
-
-
-def float_ops(flatbuffer):
-    """Names of the operators that handle data and touch a float tensor."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(
-        model_content=bytes(flatbuffer),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    names = []
-    for op in interpreter._get_ops_details():
-        kinds = {np.dtype(tensors[i]["dtype"]) for i in list(op["inputs"]) + list(op["outputs"])
-                 if i in tensors}
-        if any(np.issubdtype(k, np.floating) for k in kinds):
-            names.append(op["op_name"])
-    return names
 
 
 def _logit_cosine(a, b):
@@ -357,12 +342,14 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
         flatbuffer = open(path, "rb").read()
         runner = TFLiteModel(flatbuffer, num_threads=args.threads)
         lite = runner.predict(xt)
+        if mode != "float32":
+            result.update(kernel_spread(flatbuffer, xt, lite, args.threads))
         reference = np.asarray(wrapped(xt, training=False) if _EAGER["on"] else
                                wrapped.predict(xt, verbose=0, batch_size=args.batch_size))
         result.update(
             mode=mode,
             int8_fraction=report.int8_fraction,
-            float_ops=sorted(set(float_ops(flatbuffer))),
+            float_ops=sorted(set(export.float_operators(flatbuffer))),
             agreement=float(np.mean(lite.argmax(-1) == reference.argmax(-1))),
             logit_cosine=_logit_cosine(reference, lite),
             accuracy=float(np.mean(lite.argmax(-1) == yt)),
@@ -395,11 +382,13 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
                 "compared": len(fidelity.compared),
                 "layers": len(fidelity.rows),
                 "first_departure": None if first is None else first.to_dict(),
+                "first_local_departure": _row_dict(fidelity.first_local_departure),
                 "worst": None if worst is None else worst.to_dict(),
                 "output": None if fidelity.output is None else fidelity.output.to_dict(),
                 "min_cosine": fidelity.min_cosine,
                 "max_error": fidelity.max_error,
                 "max_lsb": fidelity.max_lsb,
+                "max_local_share": fidelity.max_local_share,
                 # The rows up to and just after the first departure.
                 "rows": _rows_around(fidelity),
                 "all_rows": [r.to_dict() for r in fidelity.rows],
@@ -409,6 +398,39 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
         result["status"] = f"fails at {stage}: {_first_line(error)}"
         result["traceback"] = traceback.format_exc(limit=6)[-3000:]
     return result
+
+
+def kernel_spread(flatbuffer, x, xnnpack_logits=None, threads=1):
+    """How far two correct runtimes disagree on one integer .tflite: top-1
+    agreement and logit cosine of LiteRT's built-in kernels with XNNPACK's
+    on `x`. Both compute the same integer graph and differ only in how they
+    round (the last bit of a requantization, a mean); where this model turns
+    such differences into other predictions, no simulation short of a
+    bit-exact one agrees with the .tflite more closely than this."""
+    if xnnpack_logits is None:
+        xnnpack_logits = TFLiteModel(flatbuffer, num_threads=threads).predict(x)
+    builtin = TFLiteModel(flatbuffer, num_threads=threads, xnnpack=False).predict(x)
+    return {
+        "kernels_agreement": float(np.mean(builtin.argmax(-1) == xnnpack_logits.argmax(-1))),
+        "kernels_cosine": _logit_cosine(xnnpack_logits, builtin),
+    }
+
+
+def _add_kernel_spread(result, x, threads, log):
+    """Measures `kernel_spread` for a cached integer result that lacks it."""
+    path = os.path.join(ROOT, result.get("path", ""))
+    if (result.get("status") != "ok" or result.get("technique") not in INTEGER
+            or "kernels_agreement" in result or not os.path.exists(path)):
+        return False
+    with open(path, "rb") as f:
+        result.update(kernel_spread(f.read(), x, threads=threads))
+    log(f"[{result['model']}] {result['technique']}: XNNPACK vs built-in kernels "
+        f"agreement {result['kernels_agreement']:.3f}, cos {result['kernels_cosine']:.4f}")
+    return True
+
+
+def _row_dict(row):
+    return None if row is None else row.to_dict()
 
 
 def _rows_around(fidelity, before=3, after=2):
@@ -466,6 +488,8 @@ def run_model(name, techniques=TECHNIQUES, args=None, cache=None, log=print, **o
     results = {t: cache[_key(name, args.size, t)] for t in techniques if t not in todo}
     for t in results:
         log(f"[{name}] {t}: cached ({results[t]['status']})")
+        if _add_kernel_spread(results[t], xt, args.threads, log):
+            _store(cache, results[t], args)
     if todo:
         try:
             model, _ = baseline(name, args.size, args.epochs, x, y, directory, log,
@@ -521,6 +545,9 @@ def _progress(r):
     parts += [f"export {r['export_s']:.1f}s", f"int8 ops {r['int8_fraction']:.0%}",
               f"agreement {r['agreement']:.3f}", f"logit cos {r['logit_cosine']:.4f}",
               f"{r['bytes'] / 1024:,.0f} KiB"]
+    if "kernels_agreement" in r:
+        parts.append(f"XNNPACK vs built-in kernels {r['kernels_agreement']:.3f} / "
+                     f"{r['kernels_cosine']:.4f}")
     if r.get("fidelity"):
         parts.append(r["fidelity"]["summary"])
     return ", ".join(parts)
@@ -540,10 +567,16 @@ def _refresh_fidelity(r):
         return
     report = export.FidelityReport.from_dict({
         "rows": f["all_rows"], "examples": f["examples"], "min_cosine": f["min_cosine"],
-        "max_error": f["max_error"], "max_lsb": f["max_lsb"]})
+        "max_error": f["max_error"], "max_lsb": f["max_lsb"],
+        "max_local_share": f.get("max_local_share", 0.02)})
     first, worst = report.first_departure, report.worst
     f["summary"] = report.summary()
     f["first_departure"] = None if first is None else first.to_dict()
+    f["first_local_departure"] = _row_dict(report.first_local_departure)
+    f["local_compared"] = sum(r.local_share is not None for r in report.rows)
+    f["worst_local"] = _row_dict(max(
+        (r for r in report.rows if r.local_share is not None),
+        key=lambda r: r.local_share, default=None))
     f["worst"] = None if worst is None else worst.to_dict()
     f["rows"] = _rows_around(report)
 
@@ -562,14 +595,34 @@ def _departure(r):
             f"err {first['max_error']:.0%}{lsb}")
 
 
-def table_rows(results):
+def _local(r):
+    """The first layer that computes differently on its own .tflite inputs,
+    else the most-off layer's share."""
+    f = r.get("fidelity")
+    if not f or not f.get("local_compared"):
+        return "-"
+    first = f.get("first_local_departure")
+    if first is not None:
+        return (f"{first['path']} ({first['layer_type']}): {first['local_share']:.1%} "
+                f"off, max {first['local_lsb']:.0f} LSB")
+    worst = f["worst_local"]
+    return f"none (worst {worst['local_share']:.1%} at {worst['path']})"
+
+
+def table_rows(results, tfmot=None):
     header = ["model", "technique", "wrap/train/export", "int8 ops", "agreement",
-              "logit cos", "acc Keras / LiteRT", "KiB", "latency ms [min-max]",
-              "wrap s", "step ms", "export s", "zeros", "uniq/ch", "first departing layer"]
+              "logit cos", "XNNPACK vs built-in",
+              "acc Keras / LiteRT", "KiB", "latency ms [min-max]",
+              "wrap s", "step ms", "export s", "zeros", "uniq/ch", "first departing layer",
+              "computes differently (own inputs)"]
+    if tfmot:
+        header.append("tfmot QAT (untrained)")
     rows = [header]
     for r in results:
         if r["status"] != "ok":
             rows.append([r["model"], r["technique"], r["status"]] + ["-"] * (len(header) - 3))
+            if tfmot:
+                rows[-1][-1] = _tfmot_cell(r, tfmot)
             continue
         spread = r.get("latency_spread_us")
         latency = f"{r['latency_us'] / 1000:.2f}" + (
@@ -580,18 +633,21 @@ def table_rows(results):
         rows.append([
             r["model"], r["technique"], "ok", int8,
             _fmt(r["agreement"], ".3f"), _fmt(r["logit_cosine"], ".4f"),
+            "-" if "kernels_agreement" not in r else
+            f"{r['kernels_agreement']:.3f} / {r['kernels_cosine']:.4f}",
             f"{_fmt(r['keras_accuracy'], '.3f')} / {_fmt(r['accuracy'], '.3f')}",
             f"{r['bytes'] / 1024:,.0f}", latency, f"{r['wrap_s']:.1f}",
             _fmt(r.get("step_ms"), ".0f"), f"{r['export_s']:.1f}",
             f"{r['sparsity']:.0%}", _fmt(r["max_unique_per_channel"], "d"), _departure(r),
-        ])
+            _local(r),
+        ] + ([_tfmot_cell(r, tfmot)] if tfmot else []))
     return rows
 
 
-def to_markdown(results, args, tfmot_note):
+def to_markdown(results, args, tfmot_note, tfmot=None):
     for r in results:
         _refresh_fidelity(r)
-    rows = table_rows(results)
+    rows = table_rows(results, tfmot)
     models = sorted({r["model"] for r in results})
     missing = [m for m in all_models() if m not in models]
     r0 = results[0] if results else {}
@@ -624,7 +680,7 @@ def to_markdown(results, args, tfmot_note):
         f"XNNPACK, {args.threads} thread(s).",
         "",
         "| " + " | ".join(rows[0]) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * (len(rows[0]) - 4) + ["---"]) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * 12 + ["---"] * (len(rows[0]) - 15)) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows[1:]]
     lines += [
@@ -633,7 +689,12 @@ def to_markdown(results, args, tfmot_note):
         "handling data that touch no float tensor; integer exports have an int8 "
         "interface, so 100% means nothing runs in float); *agreement*, top-1 agreement "
         "of LiteRT with the Keras model the .tflite was exported from (for `ptq`, the "
-        "float model); *logit cos*, mean cosine of the two logit vectors; *latency*, "
+        "float model); *logit cos*, mean cosine of the two logit vectors; *XNNPACK vs "
+        "built-in*, for the integer exports, agreement / logit cosine of the same "
+        ".tflite run by LiteRT's built-in kernels against XNNPACK (`kernel_spread`): "
+        "both are correct integer runtimes that round differently in the last bit, so "
+        "this is how far the .tflite disagrees with itself, the floor under the "
+        "agreement a non-bit-exact simulation can reach on that model; *latency*, "
         "median over interleaved rounds of each round's median single-example LiteRT "
         "time, with the spread of the round medians; *wrap s*, *step ms*, *export s*: "
         "wall time of wrapping, the median training step (first step excluded), and "
@@ -642,7 +703,14 @@ def to_markdown(results, args, tfmot_note):
         "in one output channel, as stored; *first departing layer*: for the QAT "
         "exports, `export.layer_fidelity` on a few test images (a layer departs at "
         "cosine < 0.99 or max error > 10% of its output's range, except an int8 "
-        "tensor within 2 quantization steps (LSB) of the Keras output).",
+        "tensor within 2 quantization steps (LSB) of the Keras output); differences "
+        "of one step grow along a deep graph, so a faithful export of a deep model can "
+        "depart somewhere; "
+        "*computes differently (own inputs)*: each Keras layer run on the .tflite's own "
+        "values of its inputs, the first that lands on another integer in more than 2% "
+        "of its elements (else the most-off layer). Both read LiteRT's built-in "
+        "kernels (XNNPACK keeps no intermediate tensors), whose int8 MEAN rounds "
+        "a share of its outputs one step off the exact mean (docs/export.md).",
         "",
         "## Layer fidelity of the QAT exports",
         "",
@@ -768,23 +836,44 @@ TFMOT_SCRIPT = textwrap.dedent("""
 
 
 def run_tfmot(models, size):
-    """`(note for the page)`: tfmot's QAT on the same architectures, or why not."""
+    """`(note for the page, {model: {"status", "bytes"}})`: tfmot's
+    `quantize_model` and int8 conversion of the same architectures
+    (untrained), or why it was not run (and an empty dict)."""
     import importlib.util
 
     missing = [m for m in ("tf_keras", "tensorflow_model_optimization")
                if importlib.util.find_spec(m) is None]
     if missing:
         return ("Skipped: " + ", ".join(missing) + " not importable on the machine "
-                "this page was generated on.")
+                "this page was generated on."), {}
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", TFMOT_SCRIPT, str(size), ",".join(models)],
                           capture_output=True, text=True, env=env, timeout=3600)
     if done.returncode:
-        return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1]
+        return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1], {}
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    return "tfmot `quantize_model` + int8 conversion (untrained): " + "; ".join(
-        f"{m}: {v['status']}" + (f", {v['bytes'] / 1024:,.0f} KiB" if "bytes" in v else "")
-        for m, v in found.items())
+    wraps = sum(v["status"] == "ok" for v in found.values())
+    note = (f"tfmot {_tfmot_version()} (`tf_keras`): `quantize_model` and an int8 "
+            f"conversion of each architecture, untrained, in a subprocess: {wraps} of "
+            f"{len(found)} wrap and convert. Its column in the table (on the `qat` rows) "
+            "gives the size of its .tflite or its first error line.")
+    return note, found
+
+
+def _tfmot_version():
+    try:
+        from importlib.metadata import version
+
+        return version("tensorflow-model-optimization")
+    except Exception:  # noqa: BLE001 - a version string only
+        return "?"
+
+
+def _tfmot_cell(r, tfmot):
+    if r["technique"] != "qat" or r["model"] not in tfmot:
+        return "-"
+    v = tfmot[r["model"]]
+    return f"ok, {v['bytes'] / 1024:,.0f} KiB" if v["status"] == "ok" else v["status"]
 
 
 def parse_args(argv=None):
@@ -853,13 +942,13 @@ def main(argv=None):
         if r["size"] == args.size]
     for r in results:
         _refresh_fidelity(r)
-    note = ("Skipped (--skip-tfmot)." if args.skip_tfmot
-            else run_tfmot(sorted({r["model"] for r in results}), args.size))
-    print("\n" + export.text_table(table_rows(results)))
+    note, tfmot = (("Skipped (--skip-tfmot).", {}) if args.skip_tfmot
+                   else run_tfmot(sorted({r["model"] for r in results}), args.size))
+    print("\n" + export.text_table(table_rows(results, tfmot)))
     print("\ntfmot: " + note)
     from tfmot_lite.atomic_file import write_text_atomic
 
-    write_text_atomic(args.markdown, to_markdown(results, args, note))
+    write_text_atomic(args.markdown, to_markdown(results, args, note, tfmot))
     plot(results, args.plot, f"keras.applications at {args.size}x{args.size}: "
          "tfmot-lite techniques exported to LiteRT")
     print(f"wrote {args.markdown}, {args.plot}, {args.results}")

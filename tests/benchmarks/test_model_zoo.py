@@ -49,6 +49,16 @@ def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
     # The layer comparison ran and its verdict is in the log and the result.
     assert qat["fidelity"]["compared"] > 10
     assert any(line.startswith(f"[{name}] qat: wrap") for line in logged)
+    # Each layer also ran on the .tflite's own inputs: the convolutions (BatchNorm
+    # folded) land on its integers but for rounding ties.
+    rows = qat["fidelity"]["all_rows"]
+    convs = [r for r in rows if r["layer_type"] == "QuantizeConvBatchNorm"
+             and r["local_share"] is not None]
+    assert convs and max(r["local_share"] for r in convs) <= 0.02, max(
+        convs, key=lambda r: r["local_share"] or 0)
+    # The same .tflite under LiteRT's built-in kernels and under XNNPACK (on
+    # these untrained models, logits of a few steps: far apart on ResNet50V2).
+    assert 0.0 <= qat["kernels_agreement"] <= 1.0 and -1.0 <= qat["kernels_cosine"] <= 1.0
     if "prune" in results:
         assert results["prune"]["sparsity"] >= 0.45
     if "cluster" in results:
