@@ -155,6 +155,30 @@ def test_small_models_convert_to_int8(name):
         assert isinstance(qat, keras.Sequential)
 
 
+def _applied_like_quantize_model(model, x):
+    """Checks that `quantize_apply(quantize_annotate_model(model))`, with
+    the default scheme and with PQAT's, has one QuantizeLayer (the input's)
+    and exports the operators `quantize_model(model)` exports (an int8
+    body); returns those operators."""
+    from tfmot_lite import experimental
+    from tfmot_lite.export.flatbuffer import Subgraph
+
+    def ops(qat):
+        qat(x, training=True)
+        flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+        assert_int8_body(flatbuffer)
+        return Subgraph(flatbuffer).types
+
+    whole = ops(quantize.quantize_model(model))
+    for scheme in (None, experimental.combine.Default8BitPrunePreserveQuantizeScheme()):
+        applied = quantize.quantize_apply(quantize.quantize_annotate_model(model), scheme)
+        names = [layer.name for layer in applied.layers]
+        assert [n for n in names if n.startswith("quantize_layer")] == ["quantize_layer"], names
+        assert names.index("quantize_layer") == 1, names
+        assert ops(applied) == whole
+    return whole
+
+
 def test_annotated_model_requantizes_nothing_a_folded_or_pass_through_layer_keeps():
     """`quantize_apply` (PQAT, CQAT, PCQAT) of a DenseNet-style transition:
     Conv-BN-ReLU (the BatchNorm and ReLU fold into Identity layers), a 1x1
@@ -164,9 +188,6 @@ def test_annotated_model_requantizes_nothing_a_folded_or_pass_through_layer_keep
     output to another scale, and DenseNet121's PQAT export failed on
     AVERAGE_POOL_2D's same-scale constraint), and the .tflite has the same
     operators as `quantize_model`'s."""
-    from tfmot_lite import experimental
-    from tfmot_lite.export.flatbuffer import Subgraph
-
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
     h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(inp)))
@@ -175,20 +196,7 @@ def test_annotated_model_requantizes_nothing_a_folded_or_pass_through_layer_keep
     h = L.ReLU()(L.BatchNormalization()(h))
     model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
-
-    def ops(qat):
-        qat(x, training=True)
-        flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
-        assert_int8_body(flatbuffer)
-        return Subgraph(flatbuffer).types
-
-    whole = ops(quantize.quantize_model(model))
-    assert "QUANTIZE" not in whole[1:]
-    for scheme in (None, experimental.combine.Default8BitPrunePreserveQuantizeScheme()):
-        applied = quantize.quantize_apply(quantize.quantize_annotate_model(model), scheme)
-        names = [layer.name for layer in applied.layers]
-        assert [n for n in names if n.startswith("quantize_layer")] == ["quantize_layer"], names
-        assert ops(applied) == whole
+    assert "QUANTIZE" not in _applied_like_quantize_model(model, x)[1:]
 
 
 def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
@@ -198,9 +206,6 @@ def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
     quantized input, as with `quantize_model`, and no second QuantizeLayer
     follows them: the .tflite is integer from the first QUANTIZE and has the
     same operators as `quantize_model`'s."""
-    from tfmot_lite import experimental
-    from tfmot_lite.export.flatbuffer import Subgraph
-
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
     h = L.Rescaling(1 / 127.5, offset=-1.0)(inp)
@@ -208,16 +213,4 @@ def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
     model = keras.Model(inp, L.Dense(2)(h))
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
 
-    def ops(qat):
-        qat(x, training=True)
-        flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
-        assert_int8_body(flatbuffer)
-        return Subgraph(flatbuffer).types
-
-    whole = ops(quantize.quantize_model(model))
-    for scheme in (None, experimental.combine.Default8BitPrunePreserveQuantizeScheme()):
-        applied = quantize.quantize_apply(quantize.quantize_annotate_model(model), scheme)
-        names = [layer.name for layer in applied.layers]
-        assert names.count("quantize_layer") == 1 and names.index("quantize_layer") == 1, names
-        assert not any(n.startswith("quantize_layer_") for n in names), names
-        assert ops(applied) == whole
+    _applied_like_quantize_model(model, x)
