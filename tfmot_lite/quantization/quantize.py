@@ -263,7 +263,6 @@ def _quantize(model, scheme, annotated_only):
             if annotated_only:
                 producer = t._keras_history.operation
                 needed = quantized_consumer and id(t) not in quantized and (
-                    not _quantized_output(producer)) and (
                     id(t) in model_inputs
                     or not isinstance(producer, keras.layers.InputLayer)
                 )
