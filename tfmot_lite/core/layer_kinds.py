@@ -30,7 +30,12 @@ keeps it), and for each technique:
   (elementwise join of several tensors), `CONCATENATES`, `MIXES` (moves
   channels into other dimensions) or None (the analysis stops there);
 * `macs`: the multiply-accumulates one call costs (`Macs`; None: none
-  counted).
+  counted);
+* `fuses_relu`: TFLite's int8 op for the layer takes a ReLU/ReLU6 right
+  after it as its fused activation (CONV_2D, DEPTHWISE_CONV_2D,
+  FULLY_CONNECTED, ADD, SUB, MUL; a standalone BatchNorm's ADD), so the two
+  share one output range. Not TRANSPOSE_CONV, CONCATENATION, MAXIMUM, nor a
+  Conv1D or a Dense over a sequence (a RESHAPE comes between).
 
 A column may hold a function `layer -> value` where a layer's own
 configuration decides (UpSampling2D's interpolation, Activation's function).
@@ -118,6 +123,7 @@ class Family:
     width: str = None  # PRODUCES: the config field counting output channels
     per_channel: PerChannel = None
     macs: Macs = None
+    fuses_relu: object = False  # a bool, or a function layer -> bool
     # Classes of libraries tfmot-lite does not import (KerasHub), or not
     # exported by Keras (`keras.applications`' LayerScale), as
     # `"package:ClassName"`: matched against the layer's class and its bases.
@@ -165,6 +171,16 @@ def _merge_quantize(layer):
         return Use("inside", "a sum of more than two tensors: TFLite adds two at a time, "
                              "and each partial sum needs a range")
     return _Q_OUTPUT
+
+
+def _merge_fuses_relu(layer):
+    shapes = (layer.get_build_config() or {}).get("input_shape") if layer.built else None
+    return isinstance(layer, (L.Add, L.Subtract, L.Multiply)) and (
+        shapes is not None and len(shapes) == 2)
+
+
+def _dense_fuses_relu(layer):
+    return _dense_quantize(layer) is _Q_PER_TENSOR
 
 
 def _dense_quantize(layer):
@@ -221,7 +237,7 @@ def _time_distributed(layer):
 FAMILIES = (
     # -- layers with kernels ----------------------------------------------
     Family("dense", (L.Dense,), _BOTH, _BOTH, _dense_quantize, _k("kernel"),
-           channels=PRODUCES, width="units", macs=_MACS),
+           channels=PRODUCES, width="units", macs=_MACS, fuses_relu=_dense_fuses_relu),
     Family("einsum dense", (L.EinsumDense,), _BOTH,
            Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_INSIDE, _k("kernel"),
            macs=_MACS),
@@ -229,7 +245,8 @@ FAMILIES = (
            channels=PRODUCES, width="filters", macs=_MACS,
            per_channel=PerChannel(converter_reshapes=True)),
     Family("convolution 2D", (L.Conv2D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
-           channels=PRODUCES, width="filters", macs=_MACS, per_channel=PerChannel()),
+           channels=PRODUCES, width="filters", macs=_MACS, per_channel=PerChannel(),
+           fuses_relu=True),
     Family("convolution 3D", (L.Conv3D,), _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel"),
            macs=_MACS),
     Family("transposed convolution 2D", (L.Conv2DTranspose,), _BOTH, _BOTH,
@@ -240,13 +257,15 @@ FAMILIES = (
     Family("separable convolution 2D", (L.SeparableConv2D,), _POINTWISE, _POINTWISE,
            # The layout transform splits it first; the parts are quantized per channel.
            Use("weights", "split into depthwise and 1x1 convolutions"),
-           _k("pointwise_kernel"), channels=PRODUCES, width="filters", macs=_MACS_SEPARABLE),
+           _k("pointwise_kernel"), channels=PRODUCES, width="filters", macs=_MACS_SEPARABLE,
+           fuses_relu=True),
     Family("separable convolution 1D", (L.SeparableConv1D,), _POINTWISE, _POINTWISE,
            _Q_UNSUPPORTED, _k("pointwise_kernel"),
            channels=PRODUCES, width="filters", macs=_MACS_SEPARABLE),
     Family("depthwise convolution 2D", (L.DepthwiseConv2D,), _DEPTHWISE_PRUNE,
            _DEPTHWISE_CLUSTER, _Q_PER_CHANNEL, (("depthwise_kernel", "kernel"),),
-           channels=CHANNELWISE, macs=_MACS, per_channel=PerChannel(depthwise=True)),
+           channels=CHANNELWISE, macs=_MACS, per_channel=PerChannel(depthwise=True),
+           fuses_relu=True),
     Family("depthwise convolution 1D", (L.DepthwiseConv1D,), _DEPTHWISE_PRUNE,
            _DEPTHWISE_CLUSTER, _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),),
            channels=CHANNELWISE, macs=_MACS),
@@ -272,7 +291,7 @@ FAMILIES = (
     Family("batch normalization", (L.BatchNormalization,),
            Use(DENSE, "statistics, folded into the convolution at export"),
            Use(DENSE, "statistics, folded into the convolution at export"), _Q_OUTPUT,
-           channels=CHANNELWISE),
+           channels=CHANNELWISE, fuses_relu=True),
     Family("layer normalization", (L.LayerNormalization,),
            Use(DENSE, "scale and shift: few weights"),
            Use(DENSE, "scale and shift: few weights"), _Q_INSIDE),
@@ -292,7 +311,8 @@ FAMILIES = (
     # -- no weights: new values (int8 output scale of their own) -----------
     Family("elementwise merges",
            (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum),
-           _NO_WEIGHTS, _NO_WEIGHTS, _merge_quantize, channels=MERGES),
+           _NO_WEIGHTS, _NO_WEIGHTS, _merge_quantize, channels=MERGES,
+           fuses_relu=_merge_fuses_relu),
     Family("concatenate", (L.Concatenate,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
            channels=CONCATENATES),
     Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,
@@ -373,6 +393,12 @@ def folds_batch_norm(layer):
     channels lie on its last axis, where the folded scale multiplies them."""
     layout = per_channel(layer)
     return layout is not None and layout.axis == -1
+
+
+def fuses_relu(layer):
+    """Whether a ReLU/ReLU6 right after `layer` is its TFLite op's fused
+    activation (see the `fuses_relu` column)."""
+    return bool(_column(layer, "fuses_relu"))
 
 
 def channel_role(layer):

@@ -469,17 +469,22 @@ def _match(functional, entries, outputs, tensors):
     layer_names = {op.name for _, op, _, _ in entries}
     shared = {op.name for path, op, _, _ in entries if "#" in path}
     layers_of = _name_resolver(functional, layer_names, [t.name for t in tensors])
+    order = {}
+    for k, (_, op, _, _) in enumerate(entries):
+        order.setdefault(op.name, k)
     primary, fused_into, last_fused = {}, {}, {}
     for t in tensors:
-        segments = [s for s in t.name.split(";") if s]
-        if not segments:
+        named = [layers_of(s) for s in t.name.split(";") if s]
+        named = [name for name in named if name is not None]
+        if not named:
             continue
-        first = layers_of(segments[0])
-        if first is not None:
-            primary.setdefault(first, []).append(t)
-        for segment in segments[1:]:
-            other = layers_of(segment)
-            if other is not None and other != first:
+        # A fused op's tensor names every layer it computes, in no set
+        # order (FULLY_CONNECTED + ReLU may read 'dense/MatMul;relu/Relu'):
+        # it is the output of the last of them in the graph.
+        last = max(named, key=lambda name: order.get(name, -1))
+        primary.setdefault(last, []).append(t)
+        for other in named:
+            if other != last:
                 fused_into.setdefault(other, t)
                 last_fused[other] = max(last_fused.get(other, -1), t.position)
 

@@ -241,3 +241,22 @@ class NoOpQuantizeConfig(QuantizeConfig):
 
     def get_config(self):
         return {}
+
+
+def without_output(config):
+    """`config` leaving the layer's output unquantized, or None where it
+    cannot.
+
+    For a layer whose output only feeds a ReLU that TFLite fuses into the
+    layer's op (`layer_kinds.fuses_relu`): the op computes `relu(x)` and
+    rounds once, into the ReLU's range, so the layer's own range would be a
+    rounding the device never does. A config with an activation of its own
+    (quantized after it) keeps its output range.
+    """
+    if type(config) is OutputQuantizeConfig:
+        return NoOpQuantizeConfig()
+    if type(config) is Default8BitQuantizeConfig and not config.activation_attrs:
+        return Default8BitQuantizeConfig(config.weight_attrs, (), False,
+                                         config.weight_quantizer, config.activation_quantizer)
+    return None
+

@@ -266,11 +266,12 @@ class QuantizeBatchNorm(keras.layers.Layer):
 
     technique = techniques.QAT
 
-    def __init__(self, batch_norm, num_bits_activation=8, **kwargs):
+    def __init__(self, batch_norm, num_bits_activation=8, quantize_output=True, **kwargs):
         kwargs.setdefault("name", f"quant_{batch_norm.name}")
         super().__init__(**kwargs)
         self.batch_norm = batch_norm
         self.num_bits_activation = int(num_bits_activation)
+        self.quantize_output = bool(quantize_output)
         self.scaled_quantizer = default_activation_quantizer(self.num_bits_activation)
         self.output_quantizer = default_activation_quantizer(self.num_bits_activation)
         self._ready = False
@@ -280,7 +281,8 @@ class QuantizeBatchNorm(keras.layers.Layer):
             self.batch_norm.build(input_shape)
         if not self._ready:
             self._scaled_vars = self.scaled_quantizer.build((1,), "scaled", self)
-            self._output_vars = self.output_quantizer.build((1,), "output", self)
+            if self.quantize_output:
+                self._output_vars = self.output_quantizer.build((1,), "output", self)
             self._ready = True
         self.built = True
 
@@ -300,6 +302,8 @@ class QuantizeBatchNorm(keras.layers.Layer):
             y = batch_norm_train(bn, inputs)
         else:
             y = scaled + b
+        if not self.quantize_output:
+            return y  # the ReLU after it (fused into the ADD) has the range
         return self.output_quantizer(y, training, self._output_vars)
 
     def compute_output_shape(self, input_shape):
@@ -310,6 +314,7 @@ class QuantizeBatchNorm(keras.layers.Layer):
             **super().get_config(),
             "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
             "num_bits_activation": self.num_bits_activation,
+            "quantize_output": self.quantize_output,
         }
 
     @classmethod

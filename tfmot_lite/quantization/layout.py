@@ -7,8 +7,13 @@ every graph model, nested ones included:
 * Conv1D/Conv2D/DepthwiseConv2D -> BatchNormalization [-> ReLU/ReLU6]:
   one `QuantizeConvBatchNorm` (the BatchNorm and ReLU become Identity);
 * SeparableConv2D: the DepthwiseConv2D and 1x1 Conv2D the converter
-  emits, each annotated, so the tensor between them has a range;
+  emits, each annotated, so the tensor between them has a range; a
+  BatchNormalization [-> ReLU] after it folds into the 1x1 convolution;
 * BatchNormalization alone: `QuantizeBatchNorm` (MUL then ADD);
+* a layer whose TFLite op fuses the ReLU/ReLU6 after it (Conv2D, Dense,
+  Add, a BatchNormalization alone, ...: `layer_kinds.fuses_relu`): no
+  output range of its own; the ReLU's is the op's (tfmot's
+  `LayerReLUQuantize`, `AddReLUQuantize`);
 * Rescaling with an offset, adapted Normalization: two Rescalings
   (MUL then ADD), each annotated.
 
@@ -74,6 +79,15 @@ def _activation_name(layer):
     return None
 
 
+def _fusable_activation(op, eligible):
+    """`(layer, 'relu' or 'relu6')` where `op` (the one call after a fused
+    op) is a ReLU/ReLU6 TFLite can fuse into it; `(None, None)` otherwise."""
+    if op is None or not isinstance(op.layer, keras.layers.Layer) or not eligible(op.layer):
+        return None, None
+    name = _activation_name(_unwrap(op.layer))
+    return (op.layer, name) if name is not None else (None, None)
+
+
 def _unwrap(layer):
     return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
 
@@ -83,12 +97,11 @@ def _scope(path):
     return path.rpartition("/")[0]
 
 
-def _bn_last_axis(bn, conv):
-    axis = layer_kinds.batch_norm_axis(bn)
-    if axis is None or bn.get_config().get("renorm") or bn.get_config().get("synchronized"):
-        return False
-    rank = len(conv.kernel.shape) if conv.built else None
-    return axis == -1 or (rank is not None and axis == rank - 1)
+def _bn_folds(bn):
+    """Whether a BatchNormalization folds into the convolution before it:
+    over the channels (last axis), with no renormalization."""
+    cfg = bn.get_config()
+    return not cfg.get("renorm") and not cfg.get("synchronized") and _bn_axis_last(bn)
 
 
 def _bn_axis_last(bn):
@@ -102,8 +115,10 @@ def _has_offset(layer):
     return bool(np.any(offset.reshape(-1) != 0.0))
 
 
-def _split_separable(sep):
-    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs)."""
+def _split_separable(sep, pointwise_layer=QuantizeAnnotate):
+    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs).
+    `pointwise_layer(conv)` quantizes the 1x1 convolution (annotates it, or
+    folds the BatchNorm after it)."""
     cfg = sep.get_config()
     depthwise = L.DepthwiseConv2D(
         kernel_size=cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"],
@@ -123,7 +138,7 @@ def _split_separable(sep):
     if cfg["use_bias"]:
         pointwise.bias.assign(sep.bias)
     return keras.Sequential(
-        [keras.Input(batch_shape=shape), QuantizeAnnotate(depthwise), QuantizeAnnotate(pointwise)],
+        [keras.Input(batch_shape=shape), QuantizeAnnotate(depthwise), pointwise_layer(pointwise)],
         name=sep.name,
     )
 
@@ -212,7 +227,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         for op in flow.ops:
             layer = op.layer
             conv = _unwrap(layer)
-            if not layer_kinds.folds_batch_norm(conv) or not eligible(layer):
+            folds = layer_kinds.folds_batch_norm(conv) or isinstance(conv, L.SeparableConv2D)
+            if not folds or not eligible(layer):
                 continue
             cfg = conv.get_config()
             if cfg.get("activation") not in ("linear", None) or cfg.get(
@@ -224,20 +240,28 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             bn = _unwrap(bn_layer) if bn_layer is not None else None
             if not isinstance(bn, L.BatchNormalization) or not eligible(bn_layer):
                 continue
-            if not _bn_last_axis(bn, conv):
+            if not _bn_folds(bn):
                 continue
             fusion = Fusion(layer, bn_layer)
-            act_op = single_next(bn_op)
-            if act_op is not None and isinstance(act_op.layer, keras.layers.Layer) and (
-                eligible(act_op.layer)
-            ):
-                name = _activation_name(_unwrap(act_op.layer))
-                if name is not None:
-                    fusion.act_layer, fusion.activation = act_op.layer, name
+            fusion.act_layer, fusion.activation = _fusable_activation(single_next(bn_op),
+                                                                      eligible)
             plan[id(layer)] = ("head", fusion)
             plan[id(bn_layer)] = ("folded", fusion)
             if fusion.act_layer is not None:
                 plan[id(fusion.act_layer)] = ("folded", fusion)
+        # A layer whose op fuses the ReLU after it, not folded above.
+        for op in flow.ops:
+            layer = op.layer
+            inner = _unwrap(layer)
+            if id(layer) in plan or not isinstance(layer, keras.layers.Layer) or not (
+                    eligible(layer) and layer_kinds.fuses_relu(inner)):
+                continue
+            if layer_kinds.activation_name(getattr(inner, "activation", None)) not in (
+                    "linear", None):
+                continue
+            act_layer, _ = _fusable_activation(single_next(op), eligible)
+            if act_layer is not None and id(act_layer) not in plan:
+                plan[id(layer)] = ("fused_output", Fusion(layer, None, act_layer))
         return plan
 
     def apply(self, model, layer_quantize_map):
@@ -247,23 +271,35 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
 
         plan = self.find_fusions(model, eligible)
 
+        def fold(conv, fusion):
+            return QuantizeConvBatchNorm(
+                conv, graph.copy_layer(_unwrap(fusion.batch_norm)), fusion.activation,
+                self.num_bits_weight, self.num_bits_activation, not self.disable_per_axis,
+                kernel_transform=self.kernel_transform(conv), name=f"quant_{conv.name}",
+            )
+
+        def fused_output(layer):
+            return QuantizeAnnotate(layer, output_fused=True)
+
         def replace(layer, original):
             role, fusion = plan.get(id(original), (None, None))
             inner = _unwrap(layer)
             if role == "folded":
                 return L.Identity(name=inner.name)
+            if role == "head" and isinstance(inner, L.SeparableConv2D):
+                return _split_separable(inner, lambda pointwise: fold(pointwise, fusion))
             if role == "head":
-                return QuantizeConvBatchNorm(
-                    inner, graph.copy_layer(_unwrap(fusion.batch_norm)), fusion.activation,
-                    self.num_bits_weight, self.num_bits_activation, not self.disable_per_axis,
-                    kernel_transform=self.kernel_transform(inner), name=f"quant_{inner.name}",
-                )
+                return fold(inner, fusion)
             if not isinstance(original, keras.layers.Layer) or not eligible(original):
                 return layer
             if isinstance(inner, L.SeparableConv2D):
-                return _split_separable(inner)
+                return _split_separable(
+                    inner, fused_output if role == "fused_output" else QuantizeAnnotate)
             if isinstance(inner, L.BatchNormalization) and _bn_axis_last(inner):
-                return QuantizeBatchNorm(inner, self.num_bits_activation)
+                return QuantizeBatchNorm(inner, self.num_bits_activation,
+                                         quantize_output=role != "fused_output")
+            if role == "fused_output":
+                return fused_output(inner)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
             if isinstance(inner, L.Normalization) and inner.built:

@@ -353,15 +353,20 @@ class QuantizeAnnotate(keras.layers.Wrapper):
 
     technique = techniques.QAT_ANNOTATION
 
-    _copied_by_reference = ("quantize_config",)
+    _copied_by_reference = ("quantize_config", "output_fused")
 
-    def __init__(self, layer, quantize_config=None, **kwargs):
+    def __init__(self, layer, quantize_config=None, output_fused=False, **kwargs):
+        """`output_fused` (set by the layout transform): the layer's output
+        feeds a ReLU its TFLite op fuses, whose range is the op's one output
+        range; the layer's config is applied without its output quantizer
+        (`config.without_output`)."""
         if isinstance(layer, keras.layers.Layer):
             _check_config(layer, quantize_config, optional=True)
         kwargs.setdefault("name", f"quant_annotate_{layer.name}")
         super().__init__(layer, **kwargs)
         carry_input_shape(layer, self)
         self.quantize_config = quantize_config
+        self.output_fused = bool(output_fused)
         self.supports_masking = getattr(layer, "supports_masking", False)
 
     def build(self, input_shape=None):
@@ -396,6 +401,8 @@ class QuantizeAnnotate(keras.layers.Wrapper):
             keras.saving.serialize_keras_object(self.quantize_config)
             if self.quantize_config is not None else None
         )
+        if self.output_fused:
+            config["output_fused"] = True
         return config
 
     @classmethod
