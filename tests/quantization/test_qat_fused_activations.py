@@ -171,3 +171,52 @@ def test_fused_model_round_trips_through_keras_file(tmp_path):
     assert not loaded.get_layer("quant_p").quantize_output
     np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0),
                                atol=1e-6)
+
+
+def _dense_block(inputs):
+    """DenseNet's and Inception's pattern: branches concatenated, one input
+    (`stem`) also read by the next branch."""
+    stem = L.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = L.ReLU(name="pre_relu")(L.BatchNormalization(name="pre_bn")(stem))
+    conv = L.Conv2D(8, 3, padding="same", name="conv")(x)
+    folded = L.Conv2D(8, 1, name="folded")(stem)
+    folded = L.ReLU(name="folded_relu")(L.BatchNormalization(name="folded_bn")(folded))
+    relu = L.ReLU(name="relu")(L.Conv2D(8, 1, name="conv_relu")(inputs))
+    return L.Concatenate(name="cat")([stem, conv, folded, relu])
+
+
+def test_concatenation_sets_the_range_of_what_it_alone_reads(tmp_path):
+    """int8 CONCATENATION keeps one scale: the converter writes an op read
+    only by the concatenation in the concatenation's scale, and requantizes
+    one read elsewhere too. The QAT model rounds each branch as the .tflite
+    does: the convolution, the folded Conv-BN-ReLU and the Conv->ReLU read
+    only by the concatenation keep no range of their own; the stem keeps
+    its own. The Keras outputs are XNNPACK's integers."""
+    from tfmot_lite.export.runtime import TFLiteModel
+    from tfmot_lite.quantization.conv_bn_folding import QuantizeConvBatchNorm
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = np.random.default_rng(3).normal(size=(64, 8, 8, 3)).astype("float32")
+    qat = _trained(keras.Model(inputs, _dense_block(inputs)), x)
+    assert len(_output_ranges(qat.get_layer("quant_stem"))) == 1
+    for name in ("quant_conv", "quant_conv_relu", "quant_relu"):
+        assert _output_ranges(qat.get_layer(name)) == [], name
+    folded = qat.get_layer("quant_folded")
+    assert isinstance(folded, QuantizeConvBatchNorm) and not folded.quantize_output
+    assert folded.activation == "relu" and _output_ranges(folded) == []
+
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    xnnpack = TFLiteModel(path.read_bytes())
+    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
+        xnnpack.output["quantization"][0])
+    # The stem's requantization into the concatenation's scale ties on a
+    # few percent of its quarter of the output.
+    assert np.mean(steps > 0.5) <= 0.02 and steps.max() < 1.01, (
+        np.mean(steps > 0.5), steps.max())
+    fidelity = export.layer_fidelity(qat, path, x, examples=4)
+    assert fidelity.first_departure is None, str(fidelity)
+    for name in ("quant_stem", "quant_pre_relu", "quant_folded"):
+        row = fidelity.row(name)
+        assert row.local_share <= 0.01, row

@@ -324,6 +324,8 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     details = {t["index"]: t for t in interpreter.get_tensor_details()}
     produced = []  # (position along the graph, tensor index)
     for position, op in enumerate(interpreter._get_ops_details()):
+        if _requantizes(op, details):
+            continue  # a copy in a reader's scale (a concatenation's), named as its input
         produced += [(position, int(i)) for i in op["outputs"] if int(i) in details]
     values = {i: [] for _, i in produced}
     for k in range(n):
@@ -354,6 +356,16 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     _compare_on_own_inputs(rows, entries, matches, functional, runner, batch)
     return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error,
                           max_lsb=max_lsb)
+
+
+def _requantizes(op, details):
+    """Whether `op` is a QUANTIZE from integers to integers: the converter
+    moving a tensor into the scale one reader needs (CONCATENATION's)."""
+    if op["op_name"] != "QUANTIZE":
+        return False
+    sources = [details.get(int(i)) for i in op["inputs"]]
+    return bool(sources) and all(
+        d is not None and np.issubdtype(np.dtype(d["dtype"]), np.integer) for d in sources)
 
 
 @dataclasses.dataclass
