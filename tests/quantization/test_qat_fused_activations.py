@@ -87,6 +87,13 @@ def test_fused_relu_rounds_once_where_tflite_does(producer, tmp_path):
         xnnpack.output["quantization"][0])
     assert np.mean(steps > 0.5) <= 0.002 and steps.max() < 1.01, (
         np.mean(steps > 0.5), steps.max())
+    # layer_fidelity pairs the fused op's tensor with the ReLU (whatever
+    # order the converter names the two in: 'dense/MatMul;act/Relu') and
+    # lists the producer as folded into it.
+    fidelity = export.layer_fidelity(qat, path, x, examples=2)
+    assert fidelity.row("quant_act").match == "name", str(fidelity)
+    assert fidelity.row("quant_act").local_share <= 0.01, str(fidelity)
+    assert fidelity.row(_wrapper(qat, name).name).match == "folded", str(fidelity)
 
 
 def _op_names(flatbuffer):
