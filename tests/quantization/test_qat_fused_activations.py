@@ -227,3 +227,9 @@ def test_concatenation_sets_the_range_of_what_it_alone_reads(tmp_path):
     for name in ("quant_stem", "quant_pre_relu", "quant_folded"):
         row = fidelity.row(name)
         assert row.local_share <= 0.01, row
+    # Inputs beyond what training saw: the concatenation's range clips the
+    # branches read only by it, in the .tflite's tensors as in the Keras
+    # model; layer_fidelity compares the convolution's unclipped float
+    # output as its tensor can hold it.
+    wide = export.layer_fidelity(qat, path, 4 * x, examples=2)
+    assert wide.row("quant_conv").local_lsb <= 1.01, wide.row("quant_conv")
