@@ -101,7 +101,8 @@ def _bn_folds(bn):
     """Whether a BatchNormalization folds into the convolution before it:
     over the channels (last axis), with no renormalization."""
     cfg = bn.get_config()
-    return not cfg.get("renorm") and not cfg.get("synchronized") and _bn_axis_last(bn)
+    return (layer_kinds.batch_norm_axis(bn) is not None and not cfg.get("renorm")
+            and not cfg.get("synchronized") and _bn_axis_last(bn))
 
 
 def _bn_axis_last(bn):
