@@ -101,14 +101,14 @@ def _bn_folds(bn):
     """Whether a BatchNormalization folds into the convolution before it:
     over the channels (last axis), with no renormalization."""
     cfg = bn.get_config()
-    return (layer_kinds.batch_norm_axis(bn) is not None and not cfg.get("renorm")
-            and not cfg.get("synchronized") and _bn_axis_last(bn))
+    return not cfg.get("renorm") and not cfg.get("synchronized") and _bn_axis_last(bn)
 
 
 def _bn_axis_last(bn):
+    """Whether `bn` normalizes over one axis, the last (the channels)."""
     shape = (bn.get_build_config() or {}).get("input_shape")
-    axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
-    return axis == -1 or (shape is not None and axis == len(shape) - 1)
+    axis = layer_kinds.batch_norm_axis(bn)
+    return axis == -1 or (axis is not None and shape is not None and axis == len(shape) - 1)
 
 
 def _has_offset(layer):
@@ -206,9 +206,11 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         return None
 
     def find_fusions(self, model, eligible=lambda layer: True):
-        """`{id(layer): (role, Fusion)}`, role 'head' for the conv (replaced by
-        the fused layer) or 'folded' for the BatchNorm/activation (replaced
-        by an Identity). `eligible(layer)` filters candidate layers."""
+        """`{id(layer): (role, Fusion or None)}`, role 'head' for the conv
+        (replaced by the fused layer), 'folded' for the BatchNorm/activation
+        (replaced by an Identity) or 'fused_output' for a layer whose output
+        range is the fused ReLU's after it. `eligible(layer)` filters
+        candidate layers."""
         plan = {}
         flow = graph.DataflowGraph(model)
         calls = collections.Counter(id(op.layer) for op in flow.ops)
@@ -262,7 +264,7 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 continue
             act_layer, _ = _fusable_activation(single_next(op), eligible)
             if act_layer is not None and id(act_layer) not in plan:
-                plan[id(layer)] = ("fused_output", Fusion(layer, None, act_layer))
+                plan[id(layer)] = ("fused_output", None)
         return plan
 
     def apply(self, model, layer_quantize_map):
