@@ -338,7 +338,8 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
                 shape=tuple(int(d) for d in details[i]["shape"]),
                 dtype=np.dtype(details[i]["dtype"]).name,
                 scale=_scale(details[i]),
-                values=_dequantize(np.stack(values[i]), details[i]))
+                values=_dequantize(np.stack(values[i]), details[i]),
+                bounds=_bounds(details[i]))
         for p, i in produced
     ]
 
@@ -377,6 +378,20 @@ class _Tensor:
     dtype: str
     scale: object
     values: np.ndarray
+    bounds: tuple = None  # the real values an integer tensor can hold
+
+
+def _bounds(d):
+    """`(low, high)`: the real values a per-tensor integer tensor holds
+    (its integer limits dequantized); None for others. A Keras layer whose
+    output range is its reader's (a fused ReLU's, a concatenation's) has no
+    clipping of its own: the .tflite's tensor clips where the reader does."""
+    scale = _scale(d)
+    if scale is None:
+        return None
+    info = np.iinfo(np.dtype(d["dtype"]))
+    zero_point = float(d["quantization_parameters"]["zero_points"][0])
+    return (info.min - zero_point) * scale, (info.max - zero_point) * scale
 
 
 def _keras_entries(functional):
@@ -575,7 +590,7 @@ def _compare_on_own_inputs(rows, entries, matches, functional, runner, batch):
             continue
         if row.compared and tensor.values.size == local.size:
             own = tensor.values.reshape(local.shape)  # the .tflite runs one example at a time
-            _compare_local(row, local, own, tensor.scale)
+            _compare_local(row, _clipped(local, tensor), own, tensor.scale)
             values[id(output)] = own
         elif kind not in ("name", "shape"):
             values[id(output)] = local
@@ -594,8 +609,14 @@ def _compare_local(row, local, own, scale):
         row.local_elements = int(steps.size)
 
 
+def _clipped(keras_values, tensor):
+    if tensor.bounds is None:
+        return keras_values
+    return np.clip(keras_values, *tensor.bounds)
+
+
 def _compare(row, keras_output, tensor):
-    a = keras_output.reshape(-1)
+    a = _clipped(keras_output, tensor).reshape(-1)
     b = tensor.values.reshape(-1)
     if a.size != b.size:  # pragma: no cover - shapes were checked
         row.match = "unmatched"

@@ -243,17 +243,22 @@ class NoOpQuantizeConfig(QuantizeConfig):
         return {}
 
 
-def without_output(config):
-    """`config` leaving the layer's output unquantized, or None where it
+def without_output(config, layer):
+    """`config` leaving `layer`'s output unquantized, or None where it
     cannot.
 
-    For a layer whose output only feeds a ReLU that TFLite fuses into the
-    layer's op (`layer_kinds.fuses_relu`): the op computes `relu(x)` and
-    rounds once, into the ReLU's range, so the layer's own range would be a
-    rounding the device never does. A config with an activation of its own
-    (quantized after it) keeps its output range.
+    For a layer whose output range another op sets: a ReLU that TFLite
+    fuses into the layer's op (`layer_kinds.fuses_relu`; the op computes
+    `relu(x)` and rounds once, into the ReLU's range), or a concatenation
+    that alone reads it (the op writes the concatenation's scale). The
+    layer's own range would be a rounding the device never does. A config
+    with an activation of its own quantized after it keeps its range,
+    except a ReLU's (an `Activation("relu")` layer).
     """
     if type(config) is OutputQuantizeConfig:
+        return NoOpQuantizeConfig()
+    if type(config) is ActivationQuantizeConfig and getattr(layer, "activation", None) in (
+            keras.activations.relu, keras.activations.relu6):
         return NoOpQuantizeConfig()
     if type(config) is Default8BitQuantizeConfig and not config.activation_attrs:
         return Default8BitQuantizeConfig(config.weight_attrs, (), False,

@@ -74,12 +74,16 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         False one range for the whole kernel.
       kernel_transform: optional `Quantizer`-like object applied to the float
         kernel before folding (see the module docstring).
+      quantize_output: False where the op's output range is another
+        layer's (a Concatenate alone reads it: the converter gives the op
+        the concatenation's scale).
     """
 
     technique = techniques.QAT
 
     def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
-                 num_bits_activation=8, per_axis=True, kernel_transform=None, **kwargs):
+                 num_bits_activation=8, per_axis=True, kernel_transform=None,
+                 quantize_output=True, **kwargs):
         if activation not in (None, *q.RELU_ACTIVATIONS):
             raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
         if not layer_kinds.folds_batch_norm(layer):
@@ -99,6 +103,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         self.num_bits_activation = int(num_bits_activation)
         self.per_axis = bool(per_axis)
         self.kernel_transform = kernel_transform
+        self.quantize_output = bool(quantize_output)
         self.output_quantizer = default_activation_quantizer(self.num_bits_activation)
 
     @property
@@ -120,7 +125,8 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
         return [conv.kernel] + ([conv.bias] if conv.use_bias else [])
 
     def build_transform(self):
-        self._output_vars = self.output_quantizer.build((1,), "output", self)
+        self._output_vars = (self.output_quantizer.build((1,), "output", self)
+                             if self.quantize_output else None)
         self._transform_vars = (
             self.kernel_transform.build(tuple(self.conv.kernel.shape), "kernel_transform", self)
             if self.kernel_transform is not None else None
@@ -201,6 +207,10 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
                 s, b = self._folding()
             folded = self._quantize_kernel(kernel * self._kernel_scale(s), training)
             y = self._convolve(inputs, folded, b)
+        if not self.quantize_output:
+            if self.activation is None:
+                return y
+            return ops.relu6(y) if self.activation == "relu6" else ops.relu(y)
         if self.activation is None:
             return self.output_quantizer(y, training, self._output_vars)
         return q.quantize_relu(self.output_quantizer, y, training, self._output_vars,
@@ -238,6 +248,7 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
             "num_bits_activation": self.num_bits_activation,
             "per_axis": self.per_axis,
             "kernel_transform": keras.saving.serialize_keras_object(self.kernel_transform),
+            "quantize_output": self.quantize_output,
         })
         return config
 

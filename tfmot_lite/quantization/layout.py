@@ -14,6 +14,11 @@ every graph model, nested ones included:
   Add, a BatchNormalization alone, ...: `layer_kinds.fuses_relu`): no
   output range of its own; the ReLU's is the op's (tfmot's
   `LayerReLUQuantize`, `AddReLUQuantize`);
+* a layer (or fused chain) read only by a Concatenate: no output range of
+  its own; the converter gives the op the concatenation's scale (int8
+  CONCATENATION keeps one), so the concatenation's range rounds it once.
+  An output read elsewhere too keeps its range: the converter requantizes
+  it into the concatenation's, and so does the Keras model;
 * Rescaling with an offset, adapted Normalization: two Rescalings
   (MUL then ADD), each annotated.
 
@@ -58,6 +63,8 @@ class Fusion:
         self.batch_norm = batch_norm
         self.act_layer = act_layer
         self.activation = activation
+        # False: a concatenation alone reads the chain; its range is the op's.
+        self.quantize_output = True
 
     @property
     def layers(self):
@@ -227,6 +234,14 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return None
             return nxt[0]
 
+        def concatenated(op):
+            """Whether `op`'s one reader is a Concatenate, whose int8 scale
+            the converter gives it (CONCATENATION keeps one scale)."""
+            nxt = single_next(op) if op is not None else None
+            return nxt is not None and eligible(nxt.layer) and isinstance(
+                _unwrap(nxt.layer), L.Concatenate) and not isinstance(
+                _unwrap(op.layer), L.Concatenate)
+
         for op in flow.ops:
             layer = op.layer
             conv = _unwrap(layer)
@@ -246,24 +261,33 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             if not _bn_folds(bn):
                 continue
             fusion = Fusion(layer, bn_layer)
-            fusion.act_layer, fusion.activation = _fusable_activation(single_next(bn_op),
-                                                                      eligible)
+            act_op = single_next(bn_op)
+            fusion.act_layer, fusion.activation = _fusable_activation(act_op, eligible)
+            fusion.quantize_output = not concatenated(
+                act_op if fusion.act_layer is not None else bn_op)
             plan[id(layer)] = ("head", fusion)
             plan[id(bn_layer)] = ("folded", fusion)
             if fusion.act_layer is not None:
                 plan[id(fusion.act_layer)] = ("folded", fusion)
-        # A layer whose op fuses the ReLU after it, not folded above.
+        # Layers whose output range is another op's, not folded above: the
+        # ReLU after a layer whose op fuses it sets the op's; a
+        # concatenation sets that of a layer it alone reads.
         for op in flow.ops:
             layer = op.layer
-            inner = _unwrap(layer)
             if id(layer) in plan or not isinstance(layer, keras.layers.Layer) or not (
-                    eligible(layer) and layer_kinds.fuses_relu(inner)):
+                    eligible(layer)):
                 continue
-            if layer_kinds.activation_name(getattr(inner, "activation", None)) not in (
-                    "linear", None):
-                continue
-            act_layer, _ = _fusable_activation(single_next(op), eligible)
-            if act_layer is not None and id(act_layer) not in plan:
+            inner = _unwrap(layer)
+            if layer_kinds.fuses_relu(inner) and layer_kinds.activation_name(
+                    getattr(inner, "activation", None)) in ("linear", None):
+                act_op = single_next(op)
+                act_layer, _ = _fusable_activation(act_op, eligible)
+                if act_layer is not None and id(act_layer) not in plan:
+                    plan[id(layer)] = ("fused_output", None)
+                    if concatenated(act_op):
+                        plan[id(act_layer)] = ("fused_output", None)
+                    continue
+            if concatenated(op):
                 plan[id(layer)] = ("fused_output", None)
         return plan
 
@@ -278,7 +302,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             return QuantizeConvBatchNorm(
                 conv, graph.copy_layer(_unwrap(fusion.batch_norm)), fusion.activation,
                 self.num_bits_weight, self.num_bits_activation, not self.disable_per_axis,
-                kernel_transform=self.kernel_transform(conv), name=f"quant_{conv.name}",
+                kernel_transform=self.kernel_transform(conv),
+                quantize_output=fusion.quantize_output, name=f"quant_{conv.name}",
             )
 
         def fused_output(layer):

@@ -238,7 +238,7 @@ def _quantize(model, scheme, annotated_only):
         if isinstance(layer, QuantizeAnnotate):
             config = layer.quantize_config or registry.get_quantize_config(layer.layer)
             if config and layer.output_fused:
-                config = config_lib.without_output(config) or config
+                config = config_lib.without_output(config, layer.layer) or config
             return QuantizeWrapperV2(layer.layer, config) if config else layer.layer
         if techniques.technique_of(layer) is techniques.QAT or annotated_only:
             return layer
