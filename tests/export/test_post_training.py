@@ -99,3 +99,19 @@ def test_not_a_keras_model(model, message):
         export.quantize_post_training(model, "float32")
     with pytest.raises(ValueError, match=message):
         export.to_tflite(model)
+
+
+def test_a_model_whose_training_diverged_is_named_not_converted(tmp_path):
+    """A NaN range would crash the converter (SIGSEGV on ConvNeXtTiny's QAT
+    model); a NaN weight would be written into the file. Both are refused
+    before conversion, naming the variables, and nothing is written."""
+    import tfmot_lite as tfmot
+
+    qat = tfmot.quantization.keras.quantize_model(build_cnn())
+    qat(np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32"), training=True)
+    ranges = [v for v in qat.variables if v.path.endswith("_max")]
+    ranges[0].assign(float("nan"))
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=f"'{ranges[0].path}'.*Training diverged"):
+        export.export_model(qat, "int8", path=path)
+    assert not path.exists()

@@ -232,3 +232,28 @@ def test_collaborative_schemes_keep_zeros_and_clusters_in_attention(tmp_path):
         else:
             for w in kernels:
                 assert w["unique_values"] <= 8, w
+
+
+def test_layer_norm_over_flat_positions_trains_and_exports(tmp_path):
+    """A position whose values are all equal has variance 0, and with an
+    epsilon far below one step of the variance's range `rsqrt(0)` is inf.
+    TFLite's int8 RSQRT gives it the largest value of its range; a training
+    step keeps that inf out of the tracked range, which it used to turn to
+    NaN along with the loss (ConvNeXt's stem on the digits' flat
+    background)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SEQ, DIM))
+    h = L.LayerNormalization(epsilon=1e-6)(inputs)
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(h)))
+    x = _patches(n=96)[..., :1].repeat(DIM, axis=-1) * np.linspace(1, 2, DIM, dtype="float32")
+    x[:, 1::2, :] = 1.5  # every other position flat
+    qat = quantization.quantize_model(model)
+    qat.compile(keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = qat.fit(x, _labels(x), batch_size=32, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all(), history.history["loss"]
+    ranges = [v for v in qat.variables if v.path.endswith(("_min", "_max"))]
+    assert ranges and all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in ranges)
+    path = tmp_path / "m.tflite"
+    report = export_model(qat, "int8", path=path, data=x)
+    assert float_operators(path) == [] and report.agreement >= 0.99

@@ -2,7 +2,8 @@
 
 `check_keras_model` is the one gate every export entry point passes a model
 through: a path, a string or any other object gets a ValueError saying how to
-load a Keras model, before TensorFlow is touched.
+load a Keras model, before TensorFlow is touched, and a model whose training
+diverged (NaN or infinite variables) gets one naming them.
 """
 
 import contextlib
@@ -39,6 +40,25 @@ def check_keras_model(model, argument="model"):
         raise ValueError(
             f"`{argument}` ('{model.name}') has no defined inputs: build it with an "
             "`keras.Input` (Functional or Sequential with Input) before exporting."
+        )
+    check_finite_variables(model, argument)
+
+
+def check_finite_variables(model, argument="model"):
+    """Raises a ValueError naming the variables of `model` that hold NaN or
+    infinity (training diverged). The converter would write them into the
+    .tflite, or crash the process on a NaN quantization range."""
+    import keras
+
+    bad = [v.path for v in model.variables
+           if keras.backend.is_float_dtype(v.dtype)
+           and not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+    if bad:
+        listed = ", ".join(f"'{path}'" for path in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise ValueError(
+            f"`{argument}` ('{model.name}') holds NaN or infinite values in {len(bad)} "
+            f"variable(s): {listed}. Training diverged (a learning rate too large, or "
+            "NaN in the data); export the model from before it diverged, or retrain."
         )
 
 

@@ -44,7 +44,8 @@ def _owner_and_attr(layer, path):
 class Points:
     """The quantization points of one wrapper call: `points(name, x)`
     fake-quantizes `x` with the quantizer and range of point `name`;
-    `points.low(name)` is that range's current minimum."""
+    `points.low(name)` is that range's current minimum, `points.training`
+    whether the call is a training step."""
 
     def __init__(self, quantizers, training):
         self._quantizers = quantizers  # {name: (quantizer, variables)}
@@ -52,6 +53,11 @@ class Points:
 
     def __contains__(self, name):
         return name in self._quantizers
+
+    @property
+    def training(self):
+        """Whether this call is a training step (ranges learn)."""
+        return self._training
 
     def __call__(self, name, x, update=True, **hint):
         """`update=False` rounds `x` to the point's stored range without

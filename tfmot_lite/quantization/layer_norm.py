@@ -7,7 +7,8 @@ normalization as the integer ops below, each with the range of its point
     m = mean(x)                mean           MEAN
     d = x - m                  centered       SUB
     v = mean(d * d)            square, variance   MUL, MEAN
-    r = rsqrt(v + eps)         variance_eps, inverse_std   ADD, RSQRT
+    r = rsqrt(v + eps)         variance_eps, inverse_std   ADD, RSQRT (0 -> the
+                                                           range's maximum)
     n = d * r                  normalized     MUL
     y = n * gamma + beta       scaled, then the layer's output   MUL, ADD
 
@@ -45,6 +46,24 @@ def _broadcast(weight, axes, rank):
                                 for i in range(rank)])
 
 
+def _rsqrt_saturating(x):
+    """`1 / sqrt(x)`, and for `x == 0` the largest value it takes elsewhere
+    in the batch: the training step's RSQRT.
+
+    A variance within half a step of 0 (a flat patch: digits' background)
+    quantizes to 0 when epsilon is below half a step. TFLite's int8 RSQRT
+    gives 0 the largest value of its output range, and so does the fake
+    quantization of `rsqrt(0) = inf` after it in inference (it clips); in
+    a training step that inf would become the tracked range's maximum (NaN
+    from there on). The batch's largest finite value keeps the range what
+    the other values make it.
+    """
+    positive = ops.greater(x, 0)
+    finite = ops.rsqrt(ops.where(positive, x, ops.ones_like(x)))
+    largest = ops.stop_gradient(ops.max(ops.where(positive, finite, ops.zeros_like(x))))
+    return ops.where(positive, finite, largest)
+
+
 def layer_norm_call(layer, points, quantize_input=False):
     """`layer.call` as the integer ops of the module docstring."""
     names = set(_steps(layer, quantize_input))
@@ -60,7 +79,8 @@ def layer_norm_call(layer, points, quantize_input=False):
         square = at("square", ops.multiply(centered, centered))
         variance = at("variance", ops.mean(square, axis=axes, keepdims=True))
         shifted = at("variance_eps", ops.add(variance, layer.epsilon))
-        inverse = at("inverse_std", ops.rsqrt(shifted))
+        inverse = at("inverse_std", _rsqrt_saturating(shifted) if points.training
+                     else ops.rsqrt(shifted))
         # Keras' (deprecated) `rms_scaling` divides the uncentered input by
         # the standard deviation.
         y = at("normalized", ops.multiply(x if layer.rms_scaling else centered, inverse))
