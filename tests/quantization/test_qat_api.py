@@ -249,3 +249,26 @@ def test_annotating_a_squeeze_excite_block_with_raw_scaling():
     qat = quantize.quantize_apply(quantize.quantize_annotate_model(model))
     x = np.random.default_rng(0).random((2, 8, 8, 4)).astype("float32")
     assert np.isfinite(keras.ops.convert_to_numpy(qat(x))).all()
+
+
+def test_annotated_model_quantizes_raw_residual_adds_between_int8_tensors(tmp_path):
+    """ConvNeXt's residual stream is a chain of raw `x + y` operations,
+    which cannot be annotated. Between int8 tensors `quantize_apply`
+    quantizes them as `quantize_model` does, so the annotated model (PQAT's
+    path) exports fully integer; it used to leave every ADD of the chain
+    float."""
+    from tfmot_lite.export import export_model, float_operators
+    from tfmot_lite.quantization.wrapper import QuantizeOperation
+
+    inputs = keras.Input((8, 8, 3))
+    h = L.Conv2D(8, 3, padding="same")(inputs)
+    for _ in range(2):
+        h = h + L.Dense(8)(L.LayerNormalization(epsilon=1e-6)(h))
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    qat = quantize.quantize_apply(quantize.quantize_annotate_model(model))
+    assert sum(isinstance(layer, QuantizeOperation) for layer in qat.layers) == 2
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    qat(x, training=True)
+    path = tmp_path / "m.tflite"
+    report = export_model(qat, "int8", path=path, data=x)
+    assert float_operators(path) == [] and report.agreement >= 0.99

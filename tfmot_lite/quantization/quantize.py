@@ -281,6 +281,12 @@ def _quantize(model, scheme, annotated_only):
 
         args = keras.tree.map_structure(maybe_quantize, args)
         kwargs = keras.tree.map_structure(maybe_quantize, kwargs)
+        if annotated_only and _is_raw_op(layer) and _int8_inputs(args, kwargs, quantized):
+            # A raw operation (`x + y` in a Functional model: ConvNeXt's
+            # residuals) cannot be annotated; between int8 tensors it is
+            # quantized as `quantize_model` quantizes it.
+            quantizer = registry.get_operation_quantizer(layer)
+            layer = QuantizeOperation(layer, quantizer) if quantizer else layer
         if isinstance(layer, QuantizeOperation):
             tensors = [a for a in args if isinstance(a, keras.KerasTensor)]
             layer.constants = [
@@ -294,6 +300,14 @@ def _quantize(model, scheme, annotated_only):
         return outputs
 
     return graph.rewrite(transformed, wrap, call=call, operations=True)
+
+
+def _int8_inputs(args, kwargs, quantized):
+    """Whether every float tensor among the arguments is int8 already (and
+    there is one)."""
+    floats = [t for t in keras.tree.flatten((args, kwargs))
+              if isinstance(t, keras.KerasTensor) and _is_float(t)]
+    return bool(floats) and all(id(t) in quantized for t in floats)
 
 
 def _carries_int8(layer, inputs, quantized):
