@@ -338,7 +338,7 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
         "model": name, "technique": technique, "size": args.size, "epochs": args.epochs,
         "steps": args.steps, "status": "ok", "wrapped": False, "trained": False,
         "exported": False, "path": os.path.relpath(path, ROOT),
-        "qat_learning_rate": LEARNING_RATES["qat"],
+        **({"qat_learning_rate": LEARNING_RATES["qat"]} if technique in ("qat", "pqat") else {}),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     stage = "wrap"
