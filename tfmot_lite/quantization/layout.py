@@ -216,7 +216,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         """`{id(layer): (role, Fusion or None)}`, role 'head' for the conv
         (replaced by the fused layer), 'folded' for the BatchNorm/activation
         (replaced by an Identity) or 'fused_output' for a layer whose output
-        range is the fused ReLU's after it. `eligible(layer)` filters
+        range is another op's: the fused ReLU's after it, or that of a
+        Concatenate that alone reads it. `eligible(layer)` filters
         candidate layers."""
         plan = {}
         flow = graph.DataflowGraph(model)

@@ -281,7 +281,7 @@ def _quantize(model, scheme, annotated_only):
 
         args = keras.tree.map_structure(maybe_quantize, args)
         kwargs = keras.tree.map_structure(maybe_quantize, kwargs)
-        if annotated_only and _is_raw_op(layer) and _int8_inputs(args, kwargs, quantized):
+        if annotated_only and _is_raw_op(layer) and _int8_inputs((args, kwargs), quantized):
             # A raw operation (`x + y` in a Functional model: ConvNeXt's
             # residuals) cannot be annotated; between int8 tensors it is
             # quantized as `quantize_model` quantizes it.
@@ -302,10 +302,10 @@ def _quantize(model, scheme, annotated_only):
     return graph.rewrite(transformed, wrap, call=call, operations=True)
 
 
-def _int8_inputs(args, kwargs, quantized):
-    """Whether every float tensor among the arguments is int8 already (and
-    there is one)."""
-    floats = [t for t in keras.tree.flatten((args, kwargs))
+def _int8_inputs(inputs, quantized):
+    """Whether every float tensor in `inputs` (a structure) is int8 already
+    (`quantized`: ids of such tensors), and there is one."""
+    floats = [t for t in keras.tree.flatten(inputs)
               if isinstance(t, keras.KerasTensor) and _is_float(t)]
     return bool(floats) and all(id(t) in quantized for t in floats)
 
@@ -322,9 +322,7 @@ def _carries_int8(layer, inputs, quantized):
     else:
         passes = isinstance(layer, keras.layers.Identity) or (
             layer_kinds.quantize_kind(layer) == "pass")
-    floats = [t for t in keras.tree.flatten(inputs)
-              if isinstance(t, keras.KerasTensor) and _is_float(t)]
-    return passes and bool(floats) and all(id(t) in quantized for t in floats)
+    return passes and _int8_inputs(inputs, quantized)
 
 
 def _all_quantized(model):
