@@ -19,7 +19,8 @@ more than they need to (measured in docs/perf.md):
   straight-through gradient, the gradients of `min` and `max`: two more
   passes over the tensor, thrown away for an activation range tracked from
   the batches (which takes no gradient). `fake_quant_input_gradient` keeps
-  the forward op and backpropagates with one XLA-compiled masked copy.
+  the forward op and backpropagates with one masked copy (a native kernel,
+  `QuantizeAndDequantizeV4Grad`, about as fast as `Relu6Grad`).
 
 This module is the one place that chooses: each function below computes what
 its `keras.ops` form computes (the tests compare values, gradients and
@@ -153,13 +154,6 @@ def searchsorted_left(boundaries, values):
     return ops.cast(ops.searchsorted(boundaries, values, side="left"), "int32")
 
 
-# Below this many values `fake_quant_input_gradient` is not worth an XLA
-# compilation per new shape (a few tenths of a millisecond saved per step).
-XLA_FAKE_QUANT_MIN_SIZE = 1 << 16
-
-_xla_straight_through = None
-
-
 def _nudged_bounds(lo, hi, num_bits, narrow_range):
     """The interval FakeQuant's straight-through gradient passes: `[lo, hi]`
     moved so that 0.0 is a grid point, computed as TensorFlow's `Nudge`
@@ -179,25 +173,10 @@ def _nudged_bounds(lo, hi, num_bits, narrow_range):
     return low, high
 
 
-def _tf_xla_straight_through():
-    global _xla_straight_through
-    if _xla_straight_through is None:
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True, autograph=False)
-        def straight_through(upstream, x, low, high):
-            inside = tf.logical_and(x >= low, x <= high)
-            return tf.where(inside, upstream, tf.zeros_like(upstream))
-
-        _xla_straight_through = straight_through
-    return _xla_straight_through
-
-
-def fake_quant_fast_path(x):
-    """Whether `fake_quant_input_gradient(x, ...)` pays for itself:
-    TensorFlow, and at least `XLA_FAKE_QUANT_MIN_SIZE` values in `x`'s
-    static shape (an unknown dimension, such as a traced batch, counts 1)."""
-    return _on_tensorflow() and int(np.prod([d or 1 for d in x.shape])) >= XLA_FAKE_QUANT_MIN_SIZE
+def fake_quant_fast_path():
+    """Whether `fake_quant_input_gradient` runs its own backward pass
+    (TensorFlow); elsewhere `fake_quant` keeps the Keras form."""
+    return _on_tensorflow()
 
 
 def fake_quant_input_gradient(x, lo, hi, num_bits=8, narrow_range=False):
@@ -206,22 +185,28 @@ def fake_quant_input_gradient(x, lo, hi, num_bits=8, narrow_range=False):
     backpropagating only to `x`.
 
     Forward, the op itself. Backward, the upstream gradient inside the
-    nudged range and 0 outside, in one XLA-compiled pass: what the op's
+    nudged range `[low, high]` (ends included) and 0 outside: what the op's
     gradient op gives for `x`, without its two reductions for `min` and
-    `max`. Training steps only (an exported graph should not carry an XLA
-    call); see `fake_quant_fast_path`.
+    `max`. That masked copy is one pass of TensorFlow's own
+    `QuantizeAndDequantizeV4Grad` kernel, given the nudged ends (it
+    compares with the range it is handed and returns zeros for the range's
+    gradients). Training steps only: inference keeps the plain op the
+    converter reads.
     """
     import tensorflow as tf
 
     lo = tf.stop_gradient(tf.reshape(tf.cast(lo, "float32"), ()))
     hi = tf.stop_gradient(tf.reshape(tf.cast(hi, "float32"), ()))
     low, high = _nudged_bounds(lo, hi, num_bits, narrow_range)
-    backward = _tf_xla_straight_through()
+
+    def inside_range(upstream, values):
+        return tf.raw_ops.QuantizeAndDequantizeV4Grad(
+            gradients=upstream, input=values, input_min=low, input_max=high, axis=-1)[0]
 
     @tf.custom_gradient
     def quantize(values):
         out = tf.quantization.fake_quant_with_min_max_vars(
             values, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
-        return out, lambda upstream: backward(upstream, values, low, high)
+        return out, lambda upstream: inside_range(upstream, values)
 
     return tf.cast(quantize(tf.cast(x, "float32")), x.dtype)

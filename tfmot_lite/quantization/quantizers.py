@@ -79,7 +79,7 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
     """
     if _ACTIVATIONS_FLOAT.get():
         return _rounded(x, min_val, max_val, num_bits, narrow_range)
-    if not range_gradient and axis is None and fast_ops.fake_quant_fast_path(x):
+    if not range_gradient and axis is None and fast_ops.fake_quant_fast_path():
         return fast_ops.fake_quant_input_gradient(x, min_val, max_val, num_bits, narrow_range)
     if keras.backend.backend() != "tensorflow":
         # An empty range ([0, 0]: a value that was zero so far) has no
