@@ -53,6 +53,7 @@ many bytes); otherwise the page says it was skipped.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -542,11 +543,35 @@ def _key(name, size, technique):
 
 
 def _store(cache, result, args):
-    cache[_key(result["model"], result["size"], result["technique"])] = result
+    """Records `result` in `cache` and in the results file. The file is
+    re-read under a lock and only this key replaced, so runs of other
+    models in other processes (`--models A` beside `--models B`) keep
+    theirs."""
+    key = _key(result["model"], result["size"], result["technique"])
+    cache[key] = result
     if getattr(args, "results", None):
         from tfmot_lite.atomic_file import write_text_atomic
 
-        write_text_atomic(args.results, json.dumps(cache, indent=1, sort_keys=True))
+        with _locked(args.results + ".lock"):
+            on_disk = load_cache(args.results)
+            on_disk[key] = result
+            write_text_atomic(args.results, json.dumps(on_disk, indent=1, sort_keys=True))
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive advisory lock on `path` (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one run at a time
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def load_cache(path):
