@@ -99,3 +99,20 @@ def test_recalibrated_batch_norms_hold_the_mean_of_their_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(),
                                np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+def test_runs_of_different_models_keep_each_others_results(tmp_path):
+    """Two runs started from the same results file (`--models A` and
+    `--models B` in two processes), each storing its rows: the file ends
+    with both, not with whichever run wrote last."""
+    import json
+    import types
+
+    zoo = _zoo()
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"Old@96/float": {"kept": True}}))
+    args = types.SimpleNamespace(results=str(path))
+    first, second = zoo.load_cache(str(path)), zoo.load_cache(str(path))
+    zoo._store(first, {"model": "A", "size": 96, "technique": "qat"}, args)
+    zoo._store(second, {"model": "B", "size": 96, "technique": "qat"}, args)
+    assert set(json.loads(path.read_text())) == {"Old@96/float", "A@96/qat", "B@96/qat"}
