@@ -39,8 +39,11 @@ the median of the round medians and their spread (min-max).
 Results are cached per model, size and technique in
 `<output>/results.json` (one run resumes where the last stopped; `--force`
 redoes), the trained float baseline in `<output>/<model>@<size>/`. The
-table is written to `--markdown` (docs/model_zoo.md) and a plot to
-`--plot` (docs/model_zoo.png), covering every cached result of `--size`.
+table is written to `--markdown` and a plot to `--plot` (by default
+`<output>/model_zoo.md` and `.png`), covering every cached result of
+`--size`; the published pages are rewritten only when named
+(`--markdown docs/model_zoo.md --plot docs/model_zoo.png`), so a run of one
+model does not replace them with a page of that model.
 
     python benchmarks/model_zoo.py --models MobileNetV3Small,EfficientNetB0 --size 64
     python benchmarks/model_zoo.py --techniques qat,ptq --epochs 1 --steps 4
@@ -810,13 +813,16 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
     return "\n".join(lines)
 
 
+PAGE, PLOT = "model_zoo.md", "model_zoo.png"  # in --output unless named
+
+
 def _page_flags(args):
     """The command-line flags that name this page, where not the defaults."""
     defaults = parse_args([])
     flags = ""
-    for flag, attr in (("--markdown", "markdown"), ("--plot", "plot")):
+    for flag, attr, name in (("--markdown", "markdown", PAGE), ("--plot", "plot", PLOT)):
         value = getattr(args, attr)
-        if os.path.abspath(value) != os.path.abspath(getattr(defaults, attr)):
+        if os.path.abspath(value) != os.path.abspath(os.path.join(args.output, name)):
             flags += f" {flag} {os.path.relpath(value, ROOT)}"
     if args.title != defaults.title:
         flags += f' --title "{args.title}"'
@@ -959,8 +965,10 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=os.path.join(HERE, "results", "model_zoo"))
     parser.add_argument("--results", default=None,
                         help="cache JSON (default: OUTPUT/results.json)")
-    parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "model_zoo.md"))
-    parser.add_argument("--plot", default=os.path.join(ROOT, "docs", "model_zoo.png"))
+    parser.add_argument("--markdown", default=None,
+                        help="the page (default: OUTPUT/model_zoo.md; the published pages "
+                             "are docs/model_zoo.md and docs/model_zoo_trained.md)")
+    parser.add_argument("--plot", default=None, help="the plot (default: OUTPUT/model_zoo.png)")
     parser.add_argument("--title", default="Model zoo: keras.applications end to end",
                         help="the page's heading")
     parser.add_argument("--sparse", choices=("auto", "off"), default="auto",
@@ -977,6 +985,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.size % 8:
         parser.error("--size must be a multiple of 8")
+    args.markdown = args.markdown or os.path.join(args.output, PAGE)
+    args.plot = args.plot or os.path.join(args.output, PLOT)
     return args
 
 
