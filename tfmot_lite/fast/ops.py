@@ -30,7 +30,6 @@ the converter sees the inference graph, which does not use these.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 # TensorFlow's FusedBatchNormV3 refuses smaller epsilons.
