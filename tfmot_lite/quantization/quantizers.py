@@ -74,7 +74,7 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
     tensors; elsewhere it is the same arithmetic with a straight-through
     gradient (see `keras.quantizers.fake_quant_with_min_max_vars`).
     `range_gradient=False` says the range takes no gradient (a range tracked
-    in a training step): on TensorFlow one range over a large tensor then
+    in a training step): on TensorFlow one range over the whole tensor then
     backpropagates to `x` alone (`fast.ops.fake_quant_input_gradient`).
     """
     if _ACTIVATIONS_FLOAT.get():
