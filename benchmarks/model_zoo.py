@@ -1011,6 +1011,7 @@ def main(argv=None):
               f"{time.perf_counter() - start:.0f}s elapsed", flush=True)
         run_model(name, techniques, args, cache, log=lambda s: print(s, flush=True))
         keras.backend.clear_session()
+    cache = load_cache(args.results) or cache  # with rows other runs stored meanwhile
     results = [r for key, r in sorted(cache.items(), key=lambda kv: (
         kv[1]["model"], TECHNIQUES.index(kv[1]["technique"])))
         if r["size"] == args.size]
