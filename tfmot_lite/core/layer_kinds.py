@@ -36,6 +36,11 @@ keeps it), and for each technique:
   FULLY_CONNECTED, ADD, SUB, MUL; a standalone BatchNorm's ADD), so the two
   share one output range. Not TRANSPOSE_CONV, CONCATENATION, MAXIMUM, nor a
   Conv1D or a Dense over a sequence (a RESHAPE comes between).
+* `same_scale_op`: the family runs as an int8 TFLite op whose output keeps
+  its input's scale (pooling, padding, cropping, nearest upsampling,
+  reshapes), where an Identity or Dropout runs as no op at all. Read by a
+  Concatenate and by another layer, such an op gets a range of its own in
+  QAT (`quantization/same_scale.py`).
 
 A column may hold a function `layer -> value` where a layer's own
 configuration decides (UpSampling2D's interpolation, Activation's function).
@@ -124,6 +129,10 @@ class Family:
     per_channel: PerChannel = None
     macs: Macs = None
     fuses_relu: object = False  # a bool, or a function layer -> bool
+    # An int8 TFLite op whose output keeps its input's scale (pooling,
+    # padding, reshapes): read by a Concatenate, it is handed the
+    # concatenation's scale unless it has a range of its own.
+    same_scale_op: object = False  # a bool, or a function layer -> bool
     # Classes of libraries tfmot-lite does not import (KerasHub), or not
     # exported by Keras (`keras.applications`' LayerScale), as
     # `"package:ClassName"`: matched against the layer's class and its bases.
@@ -153,10 +162,12 @@ _MACS_TRANSPOSED = Macs(per="input")
 _MACS_SEPARABLE = Macs(("depthwise_kernel", "pointwise_kernel"))
 
 
+def _nearest(layer):
+    return layer.interpolation == "nearest"
+
+
 def _upsampling_kind(layer):
-    if layer.interpolation == "nearest":
-        return _Q_PASS
-    return _Q_OUTPUT
+    return _Q_PASS if _nearest(layer) else _Q_OUTPUT
 
 
 def _activation_channels(layer):
@@ -325,16 +336,18 @@ FAMILIES = (
            _Q_OUTPUT),
     # -- no weights: same scale (int8 kernel keeps the input's) -------------
     Family("upsampling 2D", (L.UpSampling2D,), _NO_WEIGHTS, _NO_WEIGHTS, _upsampling_kind,
-           channels=KEEPS),
-    Family("channels in place", (
+           channels=KEEPS, same_scale_op=_nearest),
+    Family("no op in inference", (
         L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
         L.GaussianNoise, L.GaussianDropout, L.ActivityRegularization,
+    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS, channels=KEEPS),
+    Family("pooling, padding and cropping", (
         L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D, L.UpSampling1D,
         L.MaxPooling1D, L.MaxPooling2D, L.AveragePooling1D, L.AveragePooling2D,
         L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS, channels=KEEPS),
+    ), _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS, channels=KEEPS, same_scale_op=True),
     Family("flatten and reshape", (L.Reshape, L.Flatten), _NO_WEIGHTS, _NO_WEIGHTS,
-           _Q_PASS, channels=MIXES),
+           _Q_PASS, channels=MIXES, same_scale_op=True),
     Family("other same scale",
            (L.InputLayer, L.AlphaDropout, L.Permute, L.RepeatVector),
            _NO_WEIGHTS, _NO_WEIGHTS, _Q_PASS),
@@ -399,6 +412,12 @@ def fuses_relu(layer):
     """Whether a ReLU/ReLU6 right after `layer` is its TFLite op's fused
     activation (see the `fuses_relu` column)."""
     return bool(_column(layer, "fuses_relu"))
+
+
+def same_scale_op(layer):
+    """Whether `layer` runs as an int8 TFLite op whose output keeps its
+    input's scale (see the `same_scale_op` column)."""
+    return bool(_column(layer, "same_scale_op"))
 
 
 def channel_role(layer):

@@ -18,6 +18,7 @@ from tfmot_lite.atomic_file import write_bytes_atomic
 from tfmot_lite.export.degenerate import check_ranges
 from tfmot_lite.export.recurrent import unrolled_for_export
 from tfmot_lite.quiet import import_tensorflow, silenced_stderr
+from tfmot_lite.quantization.quantizers import converter_trace
 
 
 def check_keras_model(model, argument="model"):
@@ -249,7 +250,8 @@ def to_tflite(
         # reads the directory until `convert()` returns.
         directory = stack.enter_context(
             tempfile.TemporaryDirectory(prefix="tfmot_lite_export_"))
-        _write_saved_model(tf, model, directory)
+        with converter_trace():  # the ops the converter reads, no simulation
+            _write_saved_model(tf, model, directory)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         converter.optimizations = list(optimizations)
         if representative_data is not None:

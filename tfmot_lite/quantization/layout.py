@@ -19,6 +19,10 @@ every graph model, nested ones included:
   CONCATENATION keeps one), so the concatenation's range rounds it once.
   An output read elsewhere too keeps its range: the converter requantizes
   it into the concatenation's, and so does the Keras model;
+* a pooling, padding or reshape (an op that keeps its input's scale) read
+  by a Concatenate and by another layer: `QuantizeSameScale`, a range of
+  its own, or the converter would hand it the concatenation's scale for
+  every reader (`same_scale.py`);
 * Rescaling with an offset, adapted Normalization: two Rescalings
   (MUL then ADD), each annotated.
 
@@ -40,6 +44,7 @@ from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeConvBatchNorm,
 )
 from tfmot_lite.quantization.registry import BitWidths
+from tfmot_lite.quantization.same_scale import QuantizeSameScale
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -215,10 +220,11 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
     def find_fusions(self, model, eligible=lambda layer: True):
         """`{id(layer): (role, Fusion or None)}`, role 'head' for the conv
         (replaced by the fused layer), 'folded' for the BatchNorm/activation
-        (replaced by an Identity) or 'fused_output' for a layer whose output
+        (replaced by an Identity), 'fused_output' for a layer whose output
         range is another op's: the fused ReLU's after it, or that of a
-        Concatenate that alone reads it. `eligible(layer)` filters
-        candidate layers."""
+        Concatenate that alone reads it, or 'own_scale' for a same-scale op
+        read by a Concatenate and by another layer. `eligible(layer)`
+        filters candidate layers."""
         plan = {}
         flow = graph.DataflowGraph(model)
         calls = collections.Counter(id(op.layer) for op in flow.ops)
@@ -235,10 +241,46 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return None
             return nxt[0]
 
+        def same_scale(op):
+            return op is not None and layer_kinds.same_scale_op(_unwrap(op.layer))
+
+        def fed_alone(op):
+            """Whether what `op` reads is written for it alone: by an op
+            only `op` reads, through same-scale ops (a padding) only the
+            next reads. The converter then gives that op `op`'s range; were
+            it read elsewhere, its range and `op`'s would meet at a
+            same-scale op, which the converter refuses."""
+            while len(op.inputs) == 1 and flow.consumers[op.inputs[0]] == [op]:
+                op = flow.producer.get(op.inputs[0])
+                if op is None or calls[id(op.layer)] != 1:
+                    return False
+                if not same_scale(op):
+                    return True
+            return False
+
+        def shares_a_concatenation(op):
+            """Whether `op` (called once, fed alone) keeps its input's scale
+            and is read by an eligible Concatenate and by another layer."""
+            readers = flow.next_ops(op)
+            joins = [nxt for nxt in readers if isinstance(_unwrap(nxt.layer), L.Concatenate)]
+            return (calls[id(op.layer)] == 1 and len(readers) > len(joins) > 0
+                    and same_scale(op) and all(eligible(nxt.layer) for nxt in joins)
+                    and fed_alone(op))
+
+        own_scale = {id(op.layer) for op in flow.ops if isinstance(op.layer, keras.layers.Layer)
+                     and eligible(op.layer) and shares_a_concatenation(op)}
+
         def concatenated(op):
-            """Whether `op`'s one reader is a Concatenate, whose int8 scale
-            the converter gives it (CONCATENATION keeps one scale)."""
+            """Whether `op`'s one reader rounds it into a range of its own,
+            which the converter gives the op: a Concatenate (CONCATENATION
+            keeps one scale) or, through same-scale ops only it reads, a
+            same-scale op with its own range."""
             nxt = single_next(op) if op is not None else None
+            target = nxt
+            while same_scale(target) and id(target.layer) not in own_scale:
+                target = single_next(target)
+            if target is not None and id(target.layer) in own_scale:
+                return True
             return nxt is not None and eligible(nxt.layer) and isinstance(
                 _unwrap(nxt.layer), L.Concatenate) and not isinstance(
                 _unwrap(op.layer), L.Concatenate)
@@ -288,7 +330,9 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                     if concatenated(act_op):
                         plan[id(act_layer)] = ("fused_output", None)
                     continue
-            if concatenated(op):
+            if id(layer) in own_scale:
+                plan[id(layer)] = ("own_scale", None)
+            elif concatenated(op):
                 plan[id(layer)] = ("fused_output", None)
         return plan
 
@@ -329,6 +373,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                                          quantize_output=role != "fused_output")
             if role == "fused_output":
                 return fused_output(inner)
+            if role == "own_scale":
+                return QuantizeSameScale(inner, self.num_bits_activation)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
             if isinstance(inner, L.Normalization) and inner.built:

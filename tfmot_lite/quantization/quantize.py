@@ -19,6 +19,7 @@ from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeConvBatchNorm,
 )
 from tfmot_lite.quantization.registry import PASS_OPS
+from tfmot_lite.quantization.same_scale import QuantizeSameScale
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,
@@ -127,6 +128,7 @@ def quantize_scope(*args):
         "QuantizeConvBatchNorm": QuantizeConvBatchNorm,
         "QuantizeBatchNorm": QuantizeBatchNorm,
         "QuantizeOperation": QuantizeOperation,
+        "QuantizeSameScale": QuantizeSameScale,
         "Default8BitQuantizeConfig": config_lib.Default8BitQuantizeConfig,
         "OutputQuantizeConfig": config_lib.OutputQuantizeConfig,
         "ActivationQuantizeConfig": config_lib.ActivationQuantizeConfig,

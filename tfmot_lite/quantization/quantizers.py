@@ -66,6 +66,32 @@ def float_activations():
         _ACTIVATIONS_FLOAT.reset(token)
 
 
+def activations_are_float():
+    """Whether the caller is inside `float_activations()`."""
+    return _ACTIVATIONS_FLOAT.get()
+
+
+_CONVERTER_TRACE = contextvars.ContextVar("converter_trace", default=False)
+
+
+@contextlib.contextmanager
+def converter_trace():
+    """Within the block the model is traced for the TFLite converter: a
+    layer emits only the ops the converter turns into int8 kernels, and
+    leaves to those kernels the rounding it simulates otherwise (an
+    average's ties, `average_rounding`). `export.to_tflite` traces in it."""
+    token = _CONVERTER_TRACE.set(True)
+    try:
+        yield
+    finally:
+        _CONVERTER_TRACE.reset(token)
+
+
+def tracing_for_converter():
+    """Whether the caller is inside `converter_trace()`."""
+    return _CONVERTER_TRACE.get()
+
+
 def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
                range_gradient=True):
     """`FakeQuantWithMinMaxVars(PerChannel)`; per-channel along `axis`.
@@ -119,16 +145,41 @@ def fake_quant_constant(x, num_bits=8):
     return fake_quant(x, lo, hi, num_bits)
 
 
-def _rounded(x, min_val, max_val, num_bits, narrow_range):
-    """FakeQuant's values (nudged range, rounding) with plain ops and no
-    gradient; `min_val`/`max_val` per channel broadcast on the last axis."""
+def _grid(min_val, max_val, num_bits, narrow_range):
+    """FakeQuant's nudged grid for a range: `(low, high, scale, q_min)`,
+    `low` the value of the integer `q_min` (0, or 1 with `narrow_range`)."""
     q_min, q_max = (1 if narrow_range else 0), 2 ** num_bits - 1
     min_val = ops.cast(min_val, "float32")
     scale = (ops.cast(max_val, "float32") - min_val) / (q_max - q_min)
     scale = ops.maximum(scale, 1e-12)
     zero_point = ops.clip(ops.round(q_min - min_val / scale), q_min, q_max)
     low, high = (q_min - zero_point) * scale, (q_max - zero_point) * scale
+    return low, high, scale, q_min
+
+
+def _rounded(x, min_val, max_val, num_bits, narrow_range):
+    """FakeQuant's values (nudged range, rounding) with plain ops and no
+    gradient; `min_val`/`max_val` per channel broadcast on the last axis."""
+    low, high, scale, _ = _grid(min_val, max_val, num_bits, narrow_range)
     return ops.round((ops.clip(x, low, high) - low) / scale) * scale + low
+
+
+def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
+    """`x`, a mean of values on the grid of `[min_val, max_val]`, rounded
+    as TFLite's integer AVERAGE_POOL_2D rounds it (XNNPACK and the built-in
+    kernel alike, measured): the mean of the stored integers, `q - 2**(b-1)`,
+    half away from zero. FakeQuant rounds a tie half up, so on values below
+    the range's midpoint (every value of a range starting at 0) a tie lands
+    a step lower on the device. No gradient.
+
+    A mean of `n` integers is a multiple of `1/n`: one within 1e-3 of a
+    half is a tie (float rounding of the mean may have moved it) for any
+    pool of fewer than 500 values."""
+    low, high, scale, q_min = _grid(min_val, max_val, num_bits, narrow_range)
+    half = 2.0 ** (num_bits - 1)
+    stored = (ops.clip(x, low, high) - low) / scale + (q_min - half)
+    nearest = ops.sign(stored) * ops.floor(ops.abs(stored) + 0.5 + 1e-3)
+    return (nearest + half - q_min) * scale + low
 
 
 def emulated_symmetric_quant(x, max_abs, num_bits=8):
@@ -308,10 +359,15 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         if _ACTIVATIONS_FLOAT.get():
             return inputs
+        lo, hi = self.step_range(inputs, training, weights, **kwargs)
+        return self._quantize(inputs, lo, hi, range_gradient=not training)
+
+    def step_range(self, inputs, training, weights, **kwargs):
+        """`(min, max)` this call rounds `inputs` into: tracked over them
+        (and stored) in training, the stored range in inference."""
         if not training:
-            return self._quantize(inputs, weights["min_var"], weights["max_var"])
-        lo, hi = self.tracked_range(inputs, weights, **kwargs)
-        return self._quantize(inputs, lo, hi, range_gradient=False)
+            return weights["min_var"], weights["max_var"]
+        return self.tracked_range(inputs, weights, **kwargs)
 
 
 @_register
