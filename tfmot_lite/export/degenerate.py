@@ -2,9 +2,14 @@
 
 A layer that outputs only zeros on the calibration data (a dead ReLU) or
 during quantization-aware training gets the range [0, 0]; the converter
-writes a stand-in scale of about 1e-8 for it. Such a model is correct
-(every value it holds is the zero point), and LiteRT's reference kernels
-run it, but LiteRT's XNNPACK delegate, which is applied by default, cannot
+writes a stand-in scale of about 1e-8 for it. Every value such a tensor
+holds is the zero point, but a layer reading it does not compute what the
+Keras model computes: its int32 bias is stored in units of the input scale
+times the weight scale, so a bias beyond `2**31` such units saturates
+(a VGG16 that had not learned: its second fully connected layer read such
+a tensor, units of 1.4e-12, every bias beyond 0.003 clipped there, outputs
+up to 223 steps off the Keras model's). LiteRT's reference kernels
+run such a model, but LiteRT's XNNPACK delegate, which is applied by default, cannot
 always prepare it, and where it cannot it may abort the process (a double
 free in LiteRT 2.x) instead of raising. `check_ranges` finds such tensors
 after conversion and, only then, tries XNNPACK in a child process: a model
@@ -71,6 +76,7 @@ def check_ranges(flatbuffer):
         )
     warnings.warn(
         f"{why[0].upper()}{why[1:]}. LiteRT runs the model, but these layers "
-        "carry no information: check the calibration data or remove them.",
+        "carry no information, and a layer reading them computes with its bias "
+        "saturated: check the calibration data or remove them.",
         stacklevel=3,
     )
