@@ -865,7 +865,8 @@ def plot(results, path, title):
         ax.set_title(label, fontsize=10)
         ax.set_xticks(x)
         ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
-    axes[1].set_yscale("log")
+    if any(r["status"] == "ok" and r.get("bytes") for r in results):
+        axes[1].set_yscale("log")  # not on an empty panel (every row failed)
     axes[0].set_ylim(0, 105)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(techniques), fontsize=8)

@@ -116,3 +116,12 @@ def test_runs_of_different_models_keep_each_others_results(tmp_path):
     zoo._store(first, {"model": "A", "size": 96, "technique": "qat"}, args)
     zoo._store(second, {"model": "B", "size": 96, "technique": "qat"}, args)
     assert set(json.loads(path.read_text())) == {"Old@96/float", "A@96/qat", "B@96/qat"}
+
+
+def test_a_run_whose_every_row_failed_still_draws_its_plot(tmp_path):
+    """A size panel with no bar cannot be log-scaled: the plot of a run
+    that only failed is drawn (empty) instead of raising."""
+    zoo = _zoo()
+    failed = {"model": "DenseNet121", "technique": "qat", "status": "fails at export: X"}
+    path = zoo.plot([failed], str(tmp_path / "zoo.png"), "only failures")
+    assert os.path.getsize(path) > 0
