@@ -15,6 +15,8 @@ What lives where:
   `QuantizeAnnotate`, `QuantizeLayer`, `QuantizeOperation`.
 * `conv_bn_folding.py`: `QuantizeConvBatchNorm` (Conv-BatchNorm folded as the
   converter folds it), `QuantizeBatchNorm`.
+* `same_scale.py`: `QuantizeSameScale` (a pooling or padding a Concatenate
+  and another layer read, with a range of its own).
 * `quantizers.py`: the fake-quantization math.
 """
 
