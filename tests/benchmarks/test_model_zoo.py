@@ -24,11 +24,14 @@ def _zoo():
 # Pruning once (MobileNetV3Small: its masks through the hard-swish blocks);
 # clustering's 16 values per kernel through the export are asserted on the
 # digits models (tests/clustering). EfficientNetB0 and ResNet50V2 (its
-# standalone BatchNormalization) are here for QAT.
+# standalone BatchNormalization) are here for QAT; DenseNet121 for its
+# poolings a Concatenate and a BatchNorm read (`QuantizeSameScale`).
 CASES = [("MobileNetV3Small", ("qat", "prune")),
          ("EfficientNetB0", ("qat",)),
          ("ResNet50V2", ("qat",)),
+         ("DenseNet121", ("qat",)),
          ("ConvNeXtTiny", ("qat",))]
+SAME_SCALE = {"DenseNet121": 4}  # poolings with a range of their own
 NO_BATCH_NORM = {"ConvNeXtTiny"}  # no Conv-BatchNorm to fold
 
 
@@ -62,6 +65,9 @@ def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
                  and r["local_share"] is not None]
     assert convs and max(r["local_share"] for r in convs) <= 0.02, max(
         convs, key=lambda r: r["local_share"] or 0)
+    pools = [r for r in rows if r["layer_type"] == "QuantizeSameScale"]
+    assert len(pools) == SAME_SCALE.get(name, 0)
+    assert all(r["local_share"] <= 0.01 for r in pools), pools
     # The same .tflite under LiteRT's built-in kernels and under XNNPACK (on
     # these untrained models, logits of a few steps: far apart on ResNet50V2).
     assert 0.0 <= qat["kernels_agreement"] <= 1.0 and -1.0 <= qat["kernels_cosine"] <= 1.0
