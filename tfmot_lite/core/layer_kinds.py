@@ -324,6 +324,11 @@ FAMILIES = (
            (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum),
            _NO_WEIGHTS, _NO_WEIGHTS, _merge_quantize, channels=MERGES,
            fuses_relu=_merge_fuses_relu),
+    Family("scaled residual sum", (), _NO_WEIGHTS, _NO_WEIGHTS,
+           Use("inside", "x + r * scale runs as MUL by the constant, then ADD: "
+                         "the product needs a range"),
+           channels=MERGES, fuses_relu=True,
+           names=("keras:CustomScaleLayer",)),  # keras.applications' Inception-ResNet
     Family("concatenate", (L.Concatenate,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
            channels=CONCATENATES),
     Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,

@@ -255,6 +255,8 @@ def without_output(config, layer):
     with an activation of its own quantized after it keeps its range,
     except a ReLU's (an `Activation("relu")` layer).
     """
+    if callable(getattr(config, "without_output", None)):
+        return config.without_output()  # a config that knows its own
     if type(config) is OutputQuantizeConfig:
         return NoOpQuantizeConfig()
     if type(config) is ActivationQuantizeConfig and getattr(layer, "activation", None) in (

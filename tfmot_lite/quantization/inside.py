@@ -266,3 +266,37 @@ class SumQuantizeConfig(InsideQuantizeConfig):
             return total
 
         return [((layer, "_merge_function"), merge)]
+
+
+@_register
+class ScaledSumQuantizeConfig(InsideQuantizeConfig):
+    """keras.applications' `CustomScaleLayer`, Inception-ResNet's residual
+    `x + r * scale`: TFLite multiplies `r` by the constant (MUL, its output
+    rounded into a range of its own, `product`), then adds (ADD). The
+    wrapper quantizes the sum, unless a ReLU that TFLite fuses into the ADD
+    follows (`quantize_output=False`: the ReLU's range is the op's)."""
+
+    def __init__(self, num_bits_activation=8, num_bits_weight=8, weight_quantizers=None,
+                 quantize_output=True):
+        super().__init__(num_bits_activation, num_bits_weight, weight_quantizers)
+        self.quantize_output = bool(quantize_output)
+
+    def point_names(self, layer):
+        return ["product"]
+
+    def substitutions(self, layer, points):
+        def call(inputs):
+            x, residual = inputs
+            return ops.add(x, points("product", ops.multiply(residual, layer.scale)))
+
+        return [((layer, "call"), call)]
+
+    def get_output_quantizers(self, layer):
+        return super().get_output_quantizers(layer) if self.quantize_output else []
+
+    def without_output(self):
+        return ScaledSumQuantizeConfig(self.num_bits_activation, self.num_bits_weight,
+                                       self.weight_quantizers, quantize_output=False)
+
+    def get_config(self):
+        return {**super().get_config(), "quantize_output": self.quantize_output}

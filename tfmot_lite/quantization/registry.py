@@ -28,6 +28,7 @@ from tfmot_lite.quantization.attention import AttentionQuantizeConfig
 from tfmot_lite.quantization.inside import (
     DenseQuantizeConfig,
     EinsumDenseQuantizeConfig,
+    ScaledSumQuantizeConfig,
     SumQuantizeConfig,
 )
 from tfmot_lite.quantization.layer_norm import LayerNormQuantizeConfig
@@ -53,8 +54,10 @@ _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 OUTPUT_ONLY = layer_kinds.classes("quantize", "output")
 PASS_THROUGH = layer_kinds.classes("quantize", "pass")
 # The configs of the layers quantized inside their call ('inside' kind),
-# by class (KerasHub's attention subclasses MultiHeadAttention).
+# by class (KerasHub's attention subclasses MultiHeadAttention) or by the
+# name a family of `core/layer_kinds.py` lists.
 INSIDE_CONFIGS = (
+    ("keras:CustomScaleLayer", ScaledSumQuantizeConfig),
     (keras.layers.MultiHeadAttention, AttentionQuantizeConfig),
     (keras.layers.LayerNormalization, LayerNormQuantizeConfig),
     (keras.layers.EinsumDense, EinsumDenseQuantizeConfig),
@@ -64,6 +67,16 @@ INSIDE_CONFIGS = (
     (keras.layers.GRU, GRUQuantizeConfig),
     (keras.layers.SimpleRNN, SimpleRNNQuantizeConfig),
 )
+
+
+def _inside_config(layer):
+    """The `InsideQuantizeConfig` class for `layer`: by class, or by the
+    `"package:ClassName"` a family names (a class Keras does not export)."""
+    names = getattr(layer_kinds.family(layer), "names", ())
+    return next(config for key, config in INSIDE_CONFIGS
+                if (key in names if isinstance(key, str) else isinstance(layer, key)))
+
+
 # Raw operations of a Functional graph (`x + 3.0`) that compute new values
 # and get an output quantizer, and those that keep their input's scale.
 OUTPUT_OPS = frozenset(
@@ -198,7 +211,7 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
                 quantize_output=self.num_bits_activation > 8,
             )
         if kind == "inside":
-            config = next(c for cls, c in INSIDE_CONFIGS if isinstance(layer, cls))
+            config = _inside_config(layer)
             if config is LayerNormQuantizeConfig and graph.inside_composite():
                 # Its input may come from a raw op of the block's call.
                 return config(self.num_bits_activation, self.num_bits_weight,
