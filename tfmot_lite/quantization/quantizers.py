@@ -170,7 +170,8 @@ def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     kernel alike, measured): the mean of the stored integers, `q - 2**(b-1)`,
     half away from zero. FakeQuant rounds a tie half up, so on values below
     the range's midpoint (every value of a range starting at 0) a tie lands
-    a step lower on the device. No gradient.
+    a step lower on the device. No gradient. (Measured on int8; a 16-bit
+    range is assumed to round the same way.)
 
     A mean of `n` integers is a multiple of `1/n`: one within 1e-3 of a
     half is a tie (float rounding of the mean may have moved it) for any
