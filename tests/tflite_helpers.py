@@ -1,5 +1,6 @@
 """Reading a .tflite model in tests: its op types (is the body int8?) and
-its kernels (zeros, distinct values). Import as `from tflite_helpers import
+its kernels (zeros, distinct values), how far its outputs are from the
+Keras model's. Import as `from tflite_helpers import
 ...` (pytest.ini puts tests/ on the path)."""
 
 import numpy as np
@@ -51,3 +52,16 @@ def kernel_stats(flatbuffer):
     from tfmot_lite.export.weights import KERNEL_OPS, weight_stats
 
     return [s for s in weight_stats(flatbuffer) if s.op_type in KERNEL_OPS]
+
+
+def output_steps(model, path, x, xnnpack=True):
+    """How many output quantization steps apart the Keras model's outputs
+    on `x` and the int8-output .tflite at `path` are, element by element
+    (XNNPACK, or LiteRT's built-in kernels with `xnnpack=False`)."""
+    import keras
+
+    from tfmot_lite.export.runtime import TFLiteModel
+
+    lite = TFLiteModel(open(path, "rb").read(), xnnpack=xnnpack)
+    keras_out = keras.ops.convert_to_numpy(model(x, training=False))
+    return np.abs(keras_out - lite.predict(x)) / lite.output["quantization"][0]

@@ -11,6 +11,7 @@ pooling's outputs a step off in a trained DenseNet121).
 import keras
 import numpy as np
 import pytest
+from tflite_helpers import output_steps
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
@@ -51,8 +52,6 @@ def _x(n=64):
 
 
 def test_a_pooling_that_a_concatenation_shares_lands_on_the_tflites_integers(tmp_path):
-    from tfmot_lite.export.runtime import TFLiteModel
-
     x = _x()
     qat = _qat(x)
     for name in ("quant_max_pool", "quant_avg_pool"):
@@ -68,9 +67,7 @@ def test_a_pooling_that_a_concatenation_shares_lands_on_the_tflites_integers(tmp
     for name in ("quant_max_pool", "quant_avg_pool"):
         row = fidelity.row(name)
         assert row.compared and row.local_share <= 0.01, row
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
+    steps = output_steps(qat, path, x)
     # Measured: 1.4% of the logits one step off, none more; before the
     # poolings had ranges of their own, 46% and up to 2 steps.
     assert np.mean(steps > 0.5) <= 0.05 and steps.max() < 1.01, (
@@ -117,8 +114,6 @@ def test_an_average_lands_where_tflites_average_pool_puts_its_ties(signed, tmp_p
     AVERAGE_POOL_2D (XNNPACK and the built-in kernel) rounds the mean of the
     stored integers half away from zero, FakeQuant half up. The wrapper's
     output is the device's integer on every element, ties included."""
-    from tfmot_lite.export.runtime import TFLiteModel
-
     x = np.random.default_rng(0).normal(size=(64, 12, 12, 16)).astype("float32")
     x = x if signed else np.abs(x)
     model = keras.Sequential([keras.Input((12, 12, 16)),
@@ -127,10 +122,8 @@ def test_an_average_lands_where_tflites_average_pool_puts_its_ties(signed, tmp_p
         model(x[k:k + 16], training=True)
     path = tmp_path / "avg.tflite"
     export.export_model(model, "int8", path=path, int8_io=True, latency_runs=1)
-    keras_out = np.asarray(model(x, training=False))
     for xnnpack in (True, False):
-        lite = TFLiteModel(path.read_bytes(), xnnpack=xnnpack)
-        steps = np.abs(keras_out - lite.predict(x)) / lite.output["quantization"][0]
+        steps = output_steps(model, path, x, xnnpack)
         assert steps.max() < 0.01, (xnnpack, np.mean(steps > 0.5))
 
 
