@@ -29,6 +29,7 @@ def train(model):
     return history.history["loss"]
 
 
+keras.utils.set_random_seed(0)  # the weights too: a loss that must fall
 rng = np.random.default_rng(0)
 xs = rng.normal(size=(64, 8, 8, 3)).astype("float32")
 ys = rng.integers(0, 3, 64)
