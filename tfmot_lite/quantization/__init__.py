@@ -16,7 +16,9 @@ What lives where:
 * `conv_bn_folding.py`: `QuantizeConvBatchNorm` (Conv-BatchNorm folded as the
   converter folds it), `QuantizeBatchNorm`.
 * `same_scale.py`: `QuantizeSameScale` (a pooling or padding a Concatenate
-  and another layer read, with a range of its own).
+  and another layer read, with a range of its own), `QuantizeAveragePooling`
+  (any other average pooling, rounded into the range of the layer writing
+  its input).
 * `quantizers.py`: the fake-quantization math.
 """
 

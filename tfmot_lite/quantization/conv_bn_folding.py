@@ -219,6 +219,11 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
 
+    def output_range(self):
+        """`(quantizer, weights)` of the output's range; None where the op
+        after it (a Concatenate) owns it."""
+        return (self.output_quantizer, self._output_vars) if self.quantize_output else None
+
     def bake(self):
         raise ValueError(
             f"'{self.name}' folds a BatchNormalization into its convolution, so "
@@ -319,6 +324,11 @@ class QuantizeBatchNorm(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def output_range(self):
+        """`(quantizer, weights)` of the output's range; None where the op
+        after it owns it."""
+        return (self.output_quantizer, self._output_vars) if self.quantize_output else None
 
     def get_config(self):
         return {

@@ -23,6 +23,8 @@ every graph model, nested ones included:
   by a Concatenate and by another layer: `QuantizeSameScale`, a range of
   its own, or the converter would hand it the concatenation's scale for
   every reader (`same_scale.py`);
+* any other average pooling: `QuantizeAveragePooling`, its mean rounded
+  into its input's range as the int8 kernel rounds it (`same_scale.py`);
 * Rescaling with an offset, adapted Normalization: two Rescalings
   (MUL then ADD), each annotated.
 
@@ -44,7 +46,11 @@ from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeConvBatchNorm,
 )
 from tfmot_lite.quantization.registry import BitWidths
-from tfmot_lite.quantization.same_scale import QuantizeSameScale
+from tfmot_lite.quantization.same_scale import (
+    QuantizeAveragePooling,
+    QuantizeSameScale,
+    is_average_pooling,
+)
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -375,6 +381,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return fused_output(inner)
             if role == "own_scale":
                 return QuantizeSameScale(inner, self.num_bits_activation)
+            if is_average_pooling(inner):
+                return QuantizeAveragePooling(inner)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
             if isinstance(inner, L.Normalization) and inner.built:

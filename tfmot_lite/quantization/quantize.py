@@ -19,7 +19,7 @@ from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeConvBatchNorm,
 )
 from tfmot_lite.quantization.registry import PASS_OPS
-from tfmot_lite.quantization.same_scale import QuantizeSameScale
+from tfmot_lite.quantization.same_scale import QuantizeAveragePooling, QuantizeSameScale
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,
@@ -129,6 +129,7 @@ def quantize_scope(*args):
         "QuantizeBatchNorm": QuantizeBatchNorm,
         "QuantizeOperation": QuantizeOperation,
         "QuantizeSameScale": QuantizeSameScale,
+        "QuantizeAveragePooling": QuantizeAveragePooling,
         "Default8BitQuantizeConfig": config_lib.Default8BitQuantizeConfig,
         "OutputQuantizeConfig": config_lib.OutputQuantizeConfig,
         "ActivationQuantizeConfig": config_lib.ActivationQuantizeConfig,
@@ -317,9 +318,11 @@ def _carries_int8(layer, inputs, quantized):
     or it keeps its input's scale (pooling, padding, reshapes, the Identity
     a folded BatchNorm or activation leaves) and every float input is int8
     already (`quantized`: ids of such tensors)."""
-    if _quantized_output(layer):
+    if getattr(layer, "keeps_input_scale", False):
+        passes = True
+    elif _quantized_output(layer):
         return True
-    if _is_raw_op(layer):
+    elif _is_raw_op(layer):
         passes = type(layer).__name__ in PASS_OPS
     else:
         passes = isinstance(layer, keras.layers.Identity) or (

@@ -22,18 +22,86 @@ changes nothing (a maximum of values on a grid is on it); an average's ties
 go the way TFLite's AVERAGE_POOL_2D sends them (`quantizers.average_rounding`).
 The layout puts it where a Concatenate and another layer read such an op
 (`layout.py`).
+
+`QuantizeAveragePooling`: every other average pooling. Its int8 op writes
+the mean of its input's integers in its input's scale, so the device's
+output is on that grid; the Keras layer passed the exact mean on, up to
+half a step off it (InceptionV3's branch poolings: 3-4% of their outputs a
+step off the device's). The wrapper has no range of its own (the
+converter would refuse a second range there); it rounds into the range of
+the layer that writes its input, found through the Keras graph
+(`input_range`).
 """
+
+import math
 
 import keras
 from keras import ops
 
-from tfmot_lite.core import techniques
+from tfmot_lite.core import layer_kinds, techniques
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 _AVERAGES = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
              keras.layers.AveragePooling3D)
+
+
+def is_average_pooling(layer):
+    """Whether `layer` is a Keras average pooling (1-D, 2-D or 3-D)."""
+    return isinstance(layer, _AVERAGES)
+
+
+class _Borrowed:
+    """A range another layer owns: `(quantizer, weights)`, held outside
+    Keras' tracking so the borrowing layer neither saves nor trains it."""
+
+    def __init__(self, quantizer, weights):
+        self.quantizer = quantizer
+        self.weights = weights
+
+
+def _per_tensor_range(found):
+    """`found` (an `output_range()` answer) if it is one tracked range for
+    the whole tensor, else None."""
+    if found is None:
+        return None
+    quantizer, weights = found
+    if getattr(quantizer, "per_axis", True) or not weights or not {
+            "min_var", "max_var"} <= set(weights):
+        return None
+    if any(math.prod(weights[k].shape) != 1 for k in ("min_var", "max_var")):
+        return None
+    return _Borrowed(quantizer, weights)
+
+
+def _passes_scale(op):
+    """Whether `op`'s output is on its input's grid: an op whose int8
+    kernel keeps its input's scale and owns no range."""
+    if isinstance(op, (keras.layers.Identity, QuantizeAveragePooling)):
+        return True
+    return isinstance(op, keras.layers.Layer) and not isinstance(
+        op, keras.layers.InputLayer) and layer_kinds.quantize_kind(op) == "pass"
+
+
+def input_range(tensor):
+    """The range whose grid `tensor`'s values lie on (a `_Borrowed`), or
+    None: walking back through the Keras graph from a symbolic tensor, over
+    ops that keep their input's scale, to the layer whose `output_range()`
+    rounds it."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None:
+        op = history.operation
+        owner = getattr(op, "output_range", None)
+        if callable(owner):
+            return _per_tensor_range(owner())
+        if not _passes_scale(op):
+            return None
+        inputs = op._inbound_nodes[history.node_index].input_tensors
+        if len(inputs) != 1:
+            return None
+        history = getattr(inputs[0], "_keras_history", None)
+    return None
 
 
 @_register
@@ -99,6 +167,89 @@ class QuantizeSameScale(keras.layers.Layer):
             "layer": keras.saving.serialize_keras_object(self.layer),
             "num_bits_activation": self.num_bits_activation,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)
+
+    def strip(self):
+        """The float layer (see `graph.strip`)."""
+        return self.layer
+
+    def output_range(self):
+        """`(quantizer, weights)` of the range its output is rounded into."""
+        return self.quantizer, self._range
+
+
+@_register
+class QuantizeAveragePooling(keras.layers.Layer):
+    """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
+    AVERAGE_POOL_2D rounds the mean of the stored integers
+    (`quantizers.average_rounding`: half away from zero).
+
+    The range belongs to the layer that writes `x` (through ops that keep
+    its scale: padding, an Identity left by a folded BatchNorm, ...). It is
+    found when the wrapper is called on a symbolic tensor: when
+    `quantize_model` builds the model, and again when a saved model is
+    loaded or cloned. Where none is found (`x` enters the graph there, or a
+    layer with no range of its own writes it) the average passes on as
+    computed. Training reads the range its owner stored in the same step;
+    the gradient is straight-through. No weights of its own.
+
+    Args:
+      layer: a Keras average pooling.
+    """
+
+    technique = techniques.QAT
+    keeps_input_scale = True  # int8 out where int8 comes in (quantize.py)
+
+    def __init__(self, layer, **kwargs):
+        kwargs.setdefault("name", f"quant_{layer.name}")
+        super().__init__(**kwargs)
+        self.layer = layer
+        self._source = None
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if isinstance(inputs, keras.KerasTensor):
+            self._source = input_range(inputs)
+        return super().__call__(*args, **kwargs)
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.built = True
+
+    def get_build_config(self):
+        return self.layer.get_build_config()
+
+    def build_from_config(self, config):
+        self.build(config["input_shape"])
+
+    @property
+    def rounds(self):
+        """Whether the wrapper found its input's range (and rounds)."""
+        return self._source is not None
+
+    def call(self, inputs, training=None):
+        outputs = self.layer(inputs)
+        source = self._source
+        if source is None or q.activations_are_float() or q.tracing_for_converter():
+            return outputs  # the device's kernel rounds it in the .tflite
+        quantizer, weights = source.quantizer, source.weights
+        device = q.average_rounding(outputs, ops.reshape(weights["min_var"], ()),
+                                    ops.reshape(weights["max_var"], ()), quantizer.num_bits,
+                                    quantizer.narrow_range)
+        return outputs + ops.stop_gradient(device - outputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "layer": keras.saving.serialize_keras_object(self.layer)}
 
     @classmethod
     def from_config(cls, config):

@@ -278,6 +278,21 @@ class QuantizeWrapper(WeightTransformWrapper):
         hint = q.nonnegative_hint(quantizer) if _nonnegative_output(self.layer) else {}
         return quantizer(outputs, training, variables, **hint)
 
+    def output_range(self):
+        """`(quantizer, weights)` of the range the layer's one output is
+        rounded into (its output quantizer, or the quantizer after its
+        activation), or None."""
+        outputs = getattr(self, "_output_quantizers", None)
+        if outputs is None:
+            return None  # not built
+        if len(outputs) == 1:
+            return outputs[0]
+        if not outputs and len(self._activation_vars) == 1:
+            post, _ = self._activation_vars[0]
+            if post:
+                return self._activation_pairs[0][1], post
+        return None
+
     # -- serialization --------------------------------------------------------
 
     def get_config(self):
@@ -324,6 +339,10 @@ class QuantizeLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def output_range(self):
+        """`(quantizer, weights)` of the range its output is rounded into."""
+        return self.quantizer, self._vars
 
     def strip(self):
         """Float again: the identity (see `graph.strip`)."""
