@@ -114,3 +114,15 @@ def test_a_pooling_of_a_float_tensor_passes_its_mean_on_and_stays_float():
     assert not qat.get_layer("quant_pool").rounds
     before_conv = qat.get_layer("quant_conv").input._keras_history.operation
     assert isinstance(before_conv, tfmot.quantization.keras.QuantizeLayer)
+
+
+def test_a_graph_reusing_the_wrapper_does_not_repoint_the_model():
+    """Another model built from the same wrapper object (a rewrite that
+    keeps it) leaves the QAT model's pooling on its own range owner."""
+    qat = _qat(_x(16))
+    pool, owner = qat.get_layer("quant_branch_pool"), qat.get_layer("quant_mixed")
+    inputs = keras.Input((12, 12, 16))
+    other = tfmot.quantization.keras.quantize_model(
+        keras.Model(inputs, L.Conv2D(16, 1)(inputs)))
+    pool(other.output)
+    assert pool._source.weights["min_var"] is owner.output_range()[1]["min_var"]

@@ -191,10 +191,10 @@ class QuantizeAveragePooling(keras.layers.Layer):
 
     The range belongs to the layer that writes `x` (through ops that keep
     its scale: padding, an Identity left by a folded BatchNorm, ...). It is
-    found when the wrapper is called on a symbolic tensor: when
-    `quantize_model` builds the model, and again when a saved model is
-    loaded or cloned. Where none is found (`x` enters the graph there, or a
-    layer with no range of its own writes it) the average passes on as
+    found when the wrapper is first called on a symbolic tensor whose
+    writer has one: when `quantize_model` builds the model, and again in
+    the new layers of a loaded or cloned model. Where none is found (a
+    layer with no range of its own writes `x`) the average passes on as
     computed. Training reads the range its owner stored in the same step;
     the gradient is straight-through. No weights of its own.
 
@@ -213,7 +213,10 @@ class QuantizeAveragePooling(keras.layers.Layer):
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
-        if isinstance(inputs, keras.KerasTensor):
+        if self._source is None and isinstance(inputs, keras.KerasTensor):
+            # The first range found sticks: a later graph that reuses this
+            # layer object (a rewrite keeping it) cannot repoint the model
+            # it belongs to. A loaded or cloned model has new objects.
             self._source = input_range(inputs)
         return super().__call__(*args, **kwargs)
 
