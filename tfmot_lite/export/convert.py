@@ -275,23 +275,44 @@ def to_tflite(
     return flatbuffer
 
 
+# Weights above this many bytes are not frozen into the SavedModel's graph
+# (`_write_saved_model`): each copy of a constant-laden graph costs their
+# size again.
+FREEZE_MAX_BYTES = 64 * 2**20
+
+
+def weight_bytes(model):
+    """Bytes of `model`'s variables, as stored."""
+    import keras
+
+    return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+               for v in model.variables)
+
+
 def _write_saved_model(tf, model, directory):
     """Writes `model`'s inference call as a SavedModel in `directory`, with
     one `serving_default` signature: inputs named as the Keras inputs (batch
     size free), outputs `output_0`, `output_1`, ... as Keras' own export.
 
-    A Sequential or Functional model is written with its variables frozen
-    into constants (`_frozen_call`). `model.export` (and
-    `TFLiteConverter.from_keras_model`, which calls it) saves and restores
-    every variable through traced checkpoint functions: a QAT
-    MobileNetV3Small converts in 6.3 s this way against 21.1 s, to the same
-    operators and outputs (benchmarks/export_speed.py). Models with dict
+    A Sequential or Functional model of up to `FREEZE_MAX_BYTES` of weights
+    is written with its variables frozen into constants (`_frozen_call`).
+    `model.export` (and `TFLiteConverter.from_keras_model`, which calls it)
+    saves and restores every variable through traced checkpoint functions,
+    which costs time per variable: a QAT MobileNetV3Small converts in 6.3 s
+    this way against 21.1 s, to the same operators and outputs
+    (benchmarks/export_speed.py). Freezing costs memory per weight byte
+    instead: the constants are copied by every graph built on the way and
+    again by the converter. A QAT ResNet50 (95 MB of weights) peaked 2.0 GB
+    above the model writing the frozen SavedModel and 2.2 GB converting it,
+    against 0.2 and 0.6 GB through `model.export`, which was also faster
+    there (18 s against 25 s). So larger models, models with dict
     inputs or outputs or subclassed hosts (`needs_saved_model`), and graphs
-    whose state cannot be frozen (lookup tables), take `model.export`."""
+    whose state cannot be frozen (lookup tables) take `model.export`."""
     from tfmot_lite.core.graph import is_graph_model
 
     call = None
-    if is_graph_model(model) and not needs_saved_model(model):
+    if (is_graph_model(model) and not needs_saved_model(model)
+            and weight_bytes(model) <= FREEZE_MAX_BYTES):
         call = _frozen_call(tf, model)
     if call is None:
         model.export(directory, format="tf_saved_model", verbose=False)
