@@ -22,6 +22,7 @@ import functools
 import keras
 from keras import ops
 
+from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
@@ -182,7 +183,8 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
     def call(inputs, training=None):
         x = product(inputs)
         if layer.bias is not None:
-            x = points(f"{prefix}matmul", x)
+            if not q.added_for_nothing(layer.bias):
+                x = points(f"{prefix}matmul", x)
             bias = layer.bias if bias_scale is None else ops.multiply(layer.bias, bias_scale)
             x = ops.add(x, bias)
         if f"{prefix}pre_activation" in points:

@@ -21,6 +21,7 @@ quantizer, so no point repeats it.
 import keras
 from keras import ops
 
+from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -84,9 +85,12 @@ def layer_norm_call(layer, points, quantize_input=False):
         # Keras' (deprecated) `rms_scaling` divides the uncentered input by
         # the standard deviation.
         y = at("normalized", ops.multiply(x if layer.rms_scaling else centered, inverse))
+        centers = layer.center and not layer.rms_scaling
         if layer.scale:
-            y = at("scaled", ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape))))
-        if layer.center and not layer.rms_scaling:
+            y = ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape)))
+            if not (centers and q.added_for_nothing(layer.beta)):
+                y = at("scaled", y)
+        if centers:
             y = ops.add(y, _broadcast(layer.beta, axes, len(x.shape)))
         return y
 

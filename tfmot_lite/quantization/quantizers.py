@@ -39,6 +39,7 @@ import contextlib
 import contextvars
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfmot_lite.core.config_equality import ConfigEquality
@@ -88,8 +89,31 @@ def converter_trace():
 
 
 def tracing_for_converter():
-    """Whether the caller is inside `converter_trace()`."""
+    """Whether the caller is inside `converter_trace()`.
+
+    The model is then traced by `tf.function`, on the TensorFlow backend."""
     return _CONVERTER_TRACE.get()
+
+
+def added_for_nothing(constant):
+    """Whether, in the converter's trace, adding `constant` (a bias, a
+    LayerNorm's beta) is an ADD of zeros, which the converter folds away.
+
+    A range before such an add (a matmul's, a LayerNorm's scaled value)
+    then meets the range after it with nothing between: the second is
+    tracked over values already on the first's grid, so the two scales
+    differ in their last bits, and the converter refuses the model where
+    such a pair meets a same-scale op (`'tfl.reshape' op quantization
+    parameters violate the same scale constraint`: a freshly initialised
+    ConvNeXt block, whose LayerNorm beta is zero). The caller skips the
+    range before the add; the converter's requantize into the range after
+    it is the single rounding left. Read eagerly; False outside the trace."""
+    if not tracing_for_converter() or constant is None:
+        return False
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return not np.any(keras.ops.convert_to_numpy(constant))
 
 
 def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
