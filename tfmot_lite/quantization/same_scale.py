@@ -104,121 +104,16 @@ def input_range(tensor):
     return None
 
 
-@_register
-class QuantizeSameScale(keras.layers.Layer):
-    """`r(layer(r(x)))`, `r` the rounding into one range tracked over `x`.
-
-    Args:
-      layer: a layer whose int8 TFLite op keeps its input's scale
-        (`layer_kinds.same_scale_op`).
-      num_bits_activation: bits of the range (8, or 16 for 16x8 models).
-    """
+class _SameScaleWrapper(keras.layers.Layer):
+    """What both wrappers share: one inner layer (`layer`), built,
+    serialized and stripped through it; QAT's technique."""
 
     technique = techniques.QAT
-
-    def __init__(self, layer, num_bits_activation=8, **kwargs):
-        kwargs.setdefault("name", f"quant_{layer.name}")
-        super().__init__(**kwargs)
-        self.layer = layer
-        self.num_bits_activation = int(num_bits_activation)
-        self.quantizer = default_activation_quantizer(self.num_bits_activation)
-        self._range = None
-
-    def build(self, input_shape):
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        if self._range is None:
-            self._range = self.quantizer.build((1,), "range", self)
-        self.built = True
-
-    def get_build_config(self):
-        return self.layer.get_build_config()
-
-    def build_from_config(self, config):
-        self.build(config["input_shape"])
-
-    def call(self, inputs, training=None):
-        training = bool(training)
-        quantizer = self.quantizer
-        if q.activations_are_float():
-            return self.layer(inputs)
-        lo, hi = quantizer.step_range(inputs, training, self._range)
-
-        def rounded(x):
-            return q.fake_quant(x, lo, hi, quantizer.num_bits, quantizer.narrow_range,
-                                range_gradient=not training)
-
-        outputs = self.layer(rounded(inputs))
-        result = rounded(outputs)
-        if isinstance(self.layer, _AVERAGES) and not q.tracing_for_converter():
-            # A tie lands as the device rounds it (the device's own kernel
-            # does it in the .tflite).
-            device = q.average_rounding(outputs, lo, hi, quantizer.num_bits,
-                                        quantizer.narrow_range)
-            result = result + ops.stop_gradient(device - result)
-        return result
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "layer": keras.saving.serialize_keras_object(self.layer),
-            "num_bits_activation": self.num_bits_activation,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
-        return cls(**config)
-
-    def strip(self):
-        """The float layer (see `graph.strip`)."""
-        return self.layer
-
-    def output_range(self):
-        """`(quantizer, weights)` of the range its output is rounded into."""
-        return self.quantizer, self._range
-
-
-@_register
-class QuantizeAveragePooling(keras.layers.Layer):
-    """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
-    AVERAGE_POOL_2D rounds the mean of the stored integers
-    (`quantizers.average_rounding`: half away from zero).
-
-    The range belongs to the layer that writes `x` (through ops that keep
-    its scale: padding, an Identity left by a folded BatchNorm, ...). It is
-    found when the wrapper is first called on a symbolic tensor whose
-    writer has one: when `quantize_model` builds the model, and again in
-    the new layers of a loaded or cloned model. Where none is found (a
-    layer with no range of its own writes `x`) the average passes on as
-    computed. Training reads the range its owner stored in the same step;
-    the gradient is straight-through. No weights of its own.
-
-    Args:
-      layer: a Keras average pooling.
-    """
-
-    technique = techniques.QAT
-    keeps_input_scale = True  # int8 out where int8 comes in (quantize.py)
 
     def __init__(self, layer, **kwargs):
         kwargs.setdefault("name", f"quant_{layer.name}")
         super().__init__(**kwargs)
         self.layer = layer
-        self._source = None
-
-    def __call__(self, *args, **kwargs):
-        inputs = args[0] if args else kwargs.get("inputs")
-        if self._source is None and isinstance(inputs, keras.KerasTensor):
-            # The first range found sticks: a later graph that reuses this
-            # layer object (a rewrite keeping it) cannot repoint the model
-            # it belongs to. A loaded or cloned model has new objects.
-            self._source = input_range(inputs)
-        return super().__call__(*args, **kwargs)
 
     def build(self, input_shape):
         if not self.layer.built:
@@ -230,22 +125,6 @@ class QuantizeAveragePooling(keras.layers.Layer):
 
     def build_from_config(self, config):
         self.build(config["input_shape"])
-
-    @property
-    def rounds(self):
-        """Whether the wrapper found its input's range (and rounds)."""
-        return self._source is not None
-
-    def call(self, inputs, training=None):
-        outputs = self.layer(inputs)
-        source = self._source
-        if source is None or q.activations_are_float() or q.tracing_for_converter():
-            return outputs  # the device's kernel rounds it in the .tflite
-        quantizer, weights = source.quantizer, source.weights
-        device = q.average_rounding(outputs, ops.reshape(weights["min_var"], ()),
-                                    ops.reshape(weights["max_var"], ()), quantizer.num_bits,
-                                    quantizer.narrow_range)
-        return outputs + ops.stop_gradient(device - outputs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -263,3 +142,104 @@ class QuantizeAveragePooling(keras.layers.Layer):
     def strip(self):
         """The float layer (see `graph.strip`)."""
         return self.layer
+
+
+@_register
+class QuantizeSameScale(_SameScaleWrapper):
+    """`r(layer(r(x)))`, `r` the rounding into one range tracked over `x`.
+
+    Args:
+      layer: a layer whose int8 TFLite op keeps its input's scale
+        (`layer_kinds.same_scale_op`).
+      num_bits_activation: bits of the range (8, or 16 for 16x8 models).
+    """
+
+    def __init__(self, layer, num_bits_activation=8, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.num_bits_activation = int(num_bits_activation)
+        self.quantizer = default_activation_quantizer(self.num_bits_activation)
+        self._range = None
+
+    def build(self, input_shape):
+        if self._range is None:
+            self._range = self.quantizer.build((1,), "range", self)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        training = bool(training)
+        quantizer = self.quantizer
+        if q.activations_are_float():
+            return self.layer(inputs)
+        lo, hi = quantizer.step_range(inputs, training, self._range)
+
+        def rounded(x):
+            return q.fake_quant(x, lo, hi, quantizer.num_bits, quantizer.narrow_range,
+                                range_gradient=not training)
+
+        outputs = self.layer(rounded(inputs))
+        result = rounded(outputs)
+        if is_average_pooling(self.layer) and not q.tracing_for_converter():
+            # A tie lands as the device rounds it (the device's own kernel
+            # does it in the .tflite).
+            device = q.average_rounding(outputs, lo, hi, quantizer.num_bits,
+                                        quantizer.narrow_range)
+            result = result + ops.stop_gradient(device - result)
+        return result
+
+    def get_config(self):
+        return {**super().get_config(), "num_bits_activation": self.num_bits_activation}
+
+    def output_range(self):
+        """`(quantizer, weights)` of the range its output is rounded into."""
+        return self.quantizer, self._range
+
+
+@_register
+class QuantizeAveragePooling(_SameScaleWrapper):
+    """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
+    AVERAGE_POOL_2D rounds the mean of the stored integers
+    (`quantizers.average_rounding`: half away from zero).
+
+    The range belongs to the layer that writes `x` (through ops that keep
+    its scale: padding, an Identity left by a folded BatchNorm, ...). It is
+    found when the wrapper is first called on a symbolic tensor whose
+    writer has one: when `quantize_model` builds the model, and again in
+    the new layers of a loaded or cloned model. Where none is found (a
+    layer with no range of its own writes `x`) the average passes on as
+    computed. Training reads the range its owner stored in the same step;
+    the gradient is straight-through. No weights of its own.
+
+    Args:
+      layer: a Keras average pooling.
+    """
+
+    keeps_input_scale = True  # int8 out where int8 comes in (quantize.py)
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(layer, **kwargs)
+        self._source = None
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if self._source is None and isinstance(inputs, keras.KerasTensor):
+            # The first range found sticks: a later graph that reuses this
+            # layer object (a rewrite keeping it) cannot repoint the model
+            # it belongs to. A loaded or cloned model has new objects.
+            self._source = input_range(inputs)
+        return super().__call__(*args, **kwargs)
+
+    @property
+    def rounds(self):
+        """Whether the wrapper found its input's range (and rounds)."""
+        return self._source is not None
+
+    def call(self, inputs, training=None):
+        outputs = self.layer(inputs)
+        source = self._source
+        if source is None or q.activations_are_float() or q.tracing_for_converter():
+            return outputs  # the device's kernel rounds it in the .tflite
+        quantizer, weights = source.quantizer, source.weights
+        device = q.average_rounding(outputs, ops.reshape(weights["min_var"], ()),
+                                    ops.reshape(weights["max_var"], ()), quantizer.num_bits,
+                                    quantizer.narrow_range)
+        return outputs + ops.stop_gradient(device - outputs)
