@@ -8,9 +8,10 @@ the reshape after them (`'tfl.reshape' op quantization parameters violate
 the same scale constraint`): the ConvNeXt-style blocks below, on every
 seed tried. The trace for the converter now skips the range before an add
 of zeros (`quantizers.added_for_nothing`); training and inference keep it.
-Not yet: a whole freshly initialised ConvNeXtTiny at 32x32 is still refused
-on most tries, at a reshape in its last stage (1x1 positions), by another
-pair of ranges.
+A multiply by ones (a fresh LayerNorm's gamma) is folded the same way: a
+whole freshly initialised ConvNeXtTiny at 32x32 was refused at a reshape
+in its last stage (LayerNorm's normalized range against its output's) until
+the trace skipped the range before it too (`multiplied_for_nothing`).
 """
 
 import keras
@@ -51,12 +52,12 @@ def test_a_fresh_convnext_block_exports_fully_integer_and_agrees(seed, tmp_path)
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
     _, float_ops = op_report(path.read_bytes())
     assert float_ops == []
-    # Within what these blocks read when nothing is skipped: measured with
-    # random betas and biases (every range kept), 33-43% of the logits a
-    # step off and none more than 2 (4 calibration batches of noise through
-    # LayerNorm and GELU); zeros, the range skipped: 33-38%, max 2.
+    # Within what these blocks read when nothing is skipped: with random
+    # gammas, betas and biases (every range kept), seeds 0-7 read 21-53% of
+    # the logits a step off and at most 3 (4 calibration batches of noise
+    # through LayerNorm and GELU); fresh, the ranges skipped: 19-53%, max 3.
     steps = output_steps(qat, path, x)
-    assert np.mean(steps > 0.5) <= 0.6 and steps.max() <= 2.01, (
+    assert np.mean(steps > 0.5) <= 0.6 and steps.max() <= 3.01, (
         np.mean(steps > 0.5), steps.max())
 
 
@@ -68,3 +69,36 @@ def test_only_the_converters_trace_skips_the_range():
         beta.assign(np.full(4, 0.1, "float32"))
         assert not q.added_for_nothing(beta)
         assert not q.added_for_nothing(None)
+
+
+def test_only_the_converters_trace_skips_the_range_before_a_multiply_by_ones():
+    gamma = keras.Variable(np.ones(4, "float32"))
+    assert not q.multiplied_for_nothing(gamma)
+    with q.converter_trace():
+        assert q.multiplied_for_nothing(gamma)
+        assert not q.added_for_nothing(gamma)
+        gamma.assign(np.full(4, 1.01, "float32"))
+        assert not q.multiplied_for_nothing(gamma)
+
+
+@pytest.mark.slow
+def test_a_fresh_convnext_tiny_exports_fully_integer_and_agrees(tmp_path):
+    # Seed 0 was refused before gamma's multiply by ones was skipped
+    # (`'tfl.reshape' op quantization parameters violate the same scale
+    # constraint` at stage 3, block 0: scales 0.0371928 vs 0.0371926).
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10)
+    qat = tfmot.quantization.keras.quantize_model(model)
+    x = np.random.default_rng(0).uniform(0, 255, size=(12, 32, 32, 3)).astype("float32")
+    for k in range(0, len(x), 4):
+        qat(x[k:k + 4], training=True)
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    _, float_ops = op_report(path.read_bytes())
+    assert float_ops == []
+    # Measured on seeds 0-1 (XNNPACK): 38-42% of the logits a step off, at
+    # most 5; with random gammas instead (every range kept, converted before
+    # too) 40-44%, at most 5: one-step differences grown along 18 blocks.
+    steps = output_steps(qat, path, x)
+    assert np.mean(steps > 0.5) <= 0.6 and steps.max() <= 6.01, (
+        np.mean(steps > 0.5), steps.max())

@@ -65,9 +65,24 @@ def _rsqrt_saturating(x):
     return ops.where(positive, finite, largest)
 
 
+def _folded_points(layer):
+    """The points the converter's trace skips: a range before a multiply by
+    ones or an add of zeros (a fresh LayerNorm's gamma and beta), which the
+    converter folds away, so that range would meet the next with nothing
+    between (`quantizers.added_for_nothing`). Read before the wrapper puts
+    the quantized gamma in place of the variable."""
+    centers = layer.center and not layer.rms_scaling
+    folded = set()
+    if layer.scale and q.multiplied_for_nothing(layer.gamma):
+        folded.add("normalized")
+    if layer.scale and centers and q.added_for_nothing(layer.beta):
+        folded.add("scaled")
+    return folded
+
+
 def layer_norm_call(layer, points, quantize_input=False):
     """`layer.call` as the integer ops of the module docstring."""
-    names = set(_steps(layer, quantize_input))
+    names = set(_steps(layer, quantize_input)) - _folded_points(layer)
 
     def at(name, x):
         return points(name, x) if name in names else x
@@ -85,12 +100,9 @@ def layer_norm_call(layer, points, quantize_input=False):
         # Keras' (deprecated) `rms_scaling` divides the uncentered input by
         # the standard deviation.
         y = at("normalized", ops.multiply(x if layer.rms_scaling else centered, inverse))
-        centers = layer.center and not layer.rms_scaling
         if layer.scale:
-            y = ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape)))
-            if not (centers and q.added_for_nothing(layer.beta)):
-                y = at("scaled", y)
-        if centers:
+            y = at("scaled", ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape))))
+        if layer.center and not layer.rms_scaling:
             y = ops.add(y, _broadcast(layer.beta, axes, len(x.shape)))
         return y
 

@@ -108,12 +108,26 @@ def added_for_nothing(constant):
     ConvNeXt block, whose LayerNorm beta is zero). The caller skips the
     range before the add; the converter's requantize into the range after
     it is the single rounding left. Read eagerly; False outside the trace."""
+    return _folded_away(constant, 0.0)
+
+
+def multiplied_for_nothing(constant):
+    """Whether, in the converter's trace, multiplying by `constant` (a
+    LayerNorm's gamma, ones when freshly initialised) is a MUL by ones,
+    which the converter folds away as it folds an add of zeros
+    (`added_for_nothing`): the caller skips the range before it."""
+    return _folded_away(constant, 1.0)
+
+
+def _folded_away(constant, identity):
+    """Whether the converter's trace is running and every value of
+    `constant` is `identity` (read eagerly)."""
     if not tracing_for_converter() or constant is None:
         return False
     import tensorflow as tf
 
     with tf.init_scope():
-        return not np.any(keras.ops.convert_to_numpy(constant))
+        return bool(np.all(keras.ops.convert_to_numpy(constant) == identity))
 
 
 def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
