@@ -15,6 +15,10 @@ from tfmot_lite import data, export
 
 L = keras.layers
 
+# keras.applications' ImageNet preprocessing (ConvNeXt, EfficientNet).
+IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+IMAGENET_VARIANCE = [(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2]
+
 
 def _conv_bn_relu_dense(seed=0):
     keras.utils.set_random_seed(seed)
@@ -417,18 +421,23 @@ def test_global_average_pooling_lands_where_xnnpack_does(side, tmp_path):
     (lambda: [L.Conv2D(16, 1), L.Activation("silu")], 0.0),
     (lambda: [L.Conv2D(16, 1), L.Activation("hard_swish")], 0.001),
     (lambda: [L.Rescaling(1 / 127.5, offset=-1.0)], 0.0),
-], ids=["conv_silu", "silu_layer", "hard_swish_layer", "rescaling_offset"])
+    (lambda: [L.Normalization(mean=IMAGENET_MEAN, variance=IMAGENET_VARIANCE)], 0.0),
+    (lambda: [L.Rescaling([1 / 58.4, 1 / 57.1, 1 / 57.4])], 0.0),
+], ids=["conv_silu", "silu_layer", "hard_swish_layer", "rescaling_offset",
+        "per_channel_normalization", "per_channel_rescaling"])
 def test_quantized_layers_land_on_xnnpacks_integers(make, off, tmp_path):
-    """Swish (x * LOGISTIC(x)), hard-swish and a Rescaling with an offset,
-    QAT int8: the Keras model's outputs are the integers XNNPACK computes,
-    every one for swish and the Rescaling (the built-in kernels' LOGISTIC
-    misses a few percent); hard-swish's fixed-point kernel puts a few in
-    ten thousand one step away."""
+    """Swish (x * LOGISTIC(x)), hard-swish, a Rescaling with an offset and
+    per-channel constants (ConvNeXt's and EfficientNet's ImageNet
+    Normalization: the converter stores `1/std` and `-mean/std` on an int8
+    grid, and so does the layout), QAT int8: the Keras model's outputs are
+    the integers XNNPACK computes, every one for swish and the Rescalings
+    (the built-in kernels' LOGISTIC misses a few percent); hard-swish's
+    fixed-point kernel puts a few in ten thousand one step away."""
     from tfmot_lite.export.runtime import TFLiteModel
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
-    rescaling = isinstance(make()[0], L.Rescaling)
+    rescaling = isinstance(make()[0], (L.Rescaling, L.Normalization))
     x = (rng.uniform(0, 255, (64, 8, 8, 3)) if rescaling
          else rng.normal(size=(64, 8, 8, 3))).astype("float32")
     qat = tfmot.quantization.keras.quantize_model(

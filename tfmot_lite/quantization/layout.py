@@ -26,7 +26,8 @@ every graph model, nested ones included:
 * any other average pooling: `QuantizeAveragePooling`, its mean rounded
   into its input's range as the int8 kernel rounds it (`same_scale.py`);
 * Rescaling with an offset, adapted Normalization: two Rescalings
-  (MUL then ADD), each annotated.
+  (MUL then ADD), each annotated; per-channel constants (there and in a
+  Rescaling without offset) as the converter stores them, on an int8 grid.
 
 Extension point (pruning-/cluster-preserving QAT): a transform subclass
 overrides `kernel_transform(conv)` to give each fused Conv-BatchNorm a
@@ -41,6 +42,7 @@ import numpy as np
 
 from tfmot_lite.core import graph, layer_kinds
 from tfmot_lite.core.config_equality import ConfigEquality
+from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeBatchNorm,
     QuantizeConvBatchNorm,
@@ -162,15 +164,33 @@ def _split_separable(sep, pointwise_layer=QuantizeAnnotate):
     )
 
 
+def _as_stored(value):
+    """A constant MUL or ADD operand as the converter stores it: int8 on one
+    range per tensor, `[min(v, 0), max(v, 0)]` (`q.fake_quant_constant`).
+
+    A vector (Normalization's per-channel `1/std` and `-mean/std`) is stored
+    up to half a step of that range off its values (ImageNet's `1/std`:
+    0.2%), which put 3% of ConvNeXt's and EfficientNet's first outputs on
+    another integer than the Keras model's. The layers are built with the
+    stored values, so the Keras model computes what the device does. A
+    single value is its range's end, stored exactly: kept as written.
+    """
+    array = np.asarray(keras.ops.convert_to_numpy(value), "float32")
+    if array.size <= 1:
+        return value
+    return keras.ops.convert_to_numpy(q.fake_quant_constant(keras.ops.convert_to_tensor(array)))
+
+
 def _split_affine(layer, scale, offset):
     """`x * scale + offset` runs as MUL then ADD in TFLite; each gets a range.
 
     Returns a Sequential of two annotated Rescaling layers named after
-    `layer` (a Rescaling with an offset, or an adapted Normalization).
+    `layer` (a Rescaling with an offset, or an adapted Normalization), with
+    the constants as the converter stores them (`_as_stored`).
     """
     shape = (layer.get_build_config() or {}).get("input_shape")
-    mul = L.Rescaling(scale, name=f"{layer.name}_scale")
-    add = L.Rescaling(1.0, offset=offset, name=f"{layer.name}_offset")
+    mul = L.Rescaling(_as_stored(scale), name=f"{layer.name}_scale")
+    add = L.Rescaling(1.0, offset=_as_stored(offset), name=f"{layer.name}_offset")
     layers = [keras.Input(batch_shape=shape)] if shape else []
     layers += [QuantizeAnnotate(mul), QuantizeAnnotate(add)]
     return keras.Sequential(layers, name=layer.name)
@@ -385,6 +405,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return QuantizeAveragePooling(inner)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
+            if isinstance(inner, L.Rescaling) and np.size(inner.scale) > 1:
+                return L.Rescaling(_as_stored(inner.scale), name=inner.name)
             if isinstance(inner, L.Normalization) and inner.built:
                 return _split_normalization(inner)
             return layer
