@@ -406,7 +406,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
             if isinstance(inner, L.Rescaling) and np.size(inner.scale) > 1:
-                return L.Rescaling(_as_stored(inner.scale), name=inner.name)
+                return L.Rescaling(_as_stored(inner.scale), offset=inner.offset,
+                                   name=inner.name, dtype=inner.dtype_policy)
             if isinstance(inner, L.Normalization) and inner.built:
                 return _split_normalization(inner)
             return layer
