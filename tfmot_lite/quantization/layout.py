@@ -13,7 +13,9 @@ every graph model, nested ones included:
 * a layer whose TFLite op fuses the ReLU/ReLU6 after it (Conv2D, Dense,
   Add, a BatchNormalization alone, ...: `layer_kinds.fuses_relu`): no
   output range of its own; the ReLU's is the op's (tfmot's
-  `LayerReLUQuantize`, `AddReLUQuantize`);
+  `LayerReLUQuantize`, `AddReLUQuantize`); so too where several equal
+  ReLUs alone read it (the converter merges them into one), a folded
+  Conv-BatchNorm included;
 * a layer (or fused chain) read only by a Concatenate: no output range of
   its own; the converter gives the op the concatenation's scale (int8
   CONCATENATION keeps one), so the concatenation's range rounds it once.
@@ -267,6 +269,22 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return None
             return nxt[0]
 
+        def read_by_equal_relus(op):
+            """Whether `op` (called once, not an output) is read by two or
+            more equal ReLUs and nothing else (NASNet's stem: every branch
+            of the first cell applies its own ReLU to it). The converter
+            merges equal ops on one tensor and fuses the one ReLU left into
+            `op`, which then writes the ReLU's range directly: `op` keeps no
+            range of its own, and each ReLU rounds once, into its range
+            (the same range in each: they track the same values)."""
+            if calls[id(op.layer)] != 1 or outputs.intersection(op.outputs):
+                return False
+            readers = flow.next_ops(op)
+            kinds = {_fusable_activation(nxt, eligible)[1] if (
+                calls[id(nxt.layer)] == 1 and _scope(nxt.path) == _scope(op.path)) else None
+                for nxt in readers}
+            return len(readers) > 1 and len(kinds) == 1 and None not in kinds
+
         def same_scale(op):
             return op is not None and layer_kinds.same_scale_op(_unwrap(op.layer))
 
@@ -332,8 +350,9 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             fusion = Fusion(layer, bn_layer)
             act_op = single_next(bn_op)
             fusion.act_layer, fusion.activation = _fusable_activation(act_op, eligible)
-            fusion.quantize_output = not concatenated(
-                act_op if fusion.act_layer is not None else bn_op)
+            fusion.quantize_output = not (concatenated(
+                act_op if fusion.act_layer is not None else bn_op) or (
+                fusion.act_layer is None and read_by_equal_relus(bn_op)))
             plan[id(layer)] = ("head", fusion)
             plan[id(bn_layer)] = ("folded", fusion)
             if fusion.act_layer is not None:
@@ -355,6 +374,9 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                     plan[id(layer)] = ("fused_output", None)
                     if concatenated(act_op):
                         plan[id(act_layer)] = ("fused_output", None)
+                    continue
+                if read_by_equal_relus(op):
+                    plan[id(layer)] = ("fused_output", None)
                     continue
             if id(layer) in own_scale:
                 plan[id(layer)] = ("own_scale", None)
