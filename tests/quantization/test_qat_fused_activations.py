@@ -11,6 +11,7 @@ layout fused them).
 import keras
 import numpy as np
 import pytest
+from tflite_helpers import output_steps
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
@@ -69,8 +70,6 @@ def test_fused_relu_rounds_once_where_tflite_does(producer, tmp_path):
     """The producer keeps no output range; the ReLU's is the op's. The
     Keras outputs are the integers the .tflite computes (XNNPACK), every
     one but for rare ties."""
-    from tfmot_lite.export.runtime import TFLiteModel
-
     x = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
     relu = L.ReLU(6.0, name="act") if producer == "depthwise" else L.ReLU(name="act")
     qat = _trained(_model(producer, relu), x)
@@ -82,9 +81,7 @@ def test_fused_relu_rounds_once_where_tflite_does(producer, tmp_path):
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
     ops = _op_names(path.read_bytes())
     assert "RELU" not in ops and "RELU6" not in ops, ops  # fused into the op
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
+    steps = output_steps(qat, path, x)
     assert np.mean(steps > 0.5) <= 0.002 and steps.max() < 1.01, (
         np.mean(steps > 0.5), steps.max())
     # layer_fidelity pairs the fused op's tensor with the ReLU (whatever
@@ -103,8 +100,6 @@ def test_equal_relus_of_one_tensor_round_once(batch_norm, tmp_path):
     left into the convolution, which writes the ReLU's range directly, so
     the producer keeps no range of its own (before: its range, then the
     ReLU's, 23-25% of the ReLU outputs a step off, 48% of the logits)."""
-    from tfmot_lite.export.runtime import TFLiteModel
-
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
     x = L.Conv2D(8, 3, strides=2, use_bias=not batch_norm, name="p")(inputs)
@@ -121,9 +116,7 @@ def test_equal_relus_of_one_tensor_round_once(batch_norm, tmp_path):
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
     ops = _op_names(path.read_bytes())
     assert "RELU" not in ops, ops  # merged, then fused into the convolution
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
+    steps = output_steps(qat, path, x)
     assert np.mean(steps > 0.5) <= 0.01 and steps.max() < 1.01, (
         np.mean(steps > 0.5), steps.max())
     fidelity = export.layer_fidelity(qat, path, x, examples=4)
@@ -235,7 +228,6 @@ def test_concatenation_sets_the_range_of_what_it_alone_reads(tmp_path):
     does: the convolution, the folded Conv-BN-ReLU and the Conv->ReLU read
     only by the concatenation keep no range of their own; the stem keeps
     its own. The Keras outputs are XNNPACK's integers."""
-    from tfmot_lite.export.runtime import TFLiteModel
     from tfmot_lite.quantization.conv_bn_folding import QuantizeConvBatchNorm
 
     keras.utils.set_random_seed(0)
@@ -251,9 +243,7 @@ def test_concatenation_sets_the_range_of_what_it_alone_reads(tmp_path):
 
     path = tmp_path / "m.tflite"
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
+    steps = output_steps(qat, path, x)
     # The stem's requantization into the concatenation's scale ties on a
     # few percent of its quarter of the output.
     assert np.mean(steps > 0.5) <= 0.02 and steps.max() < 1.01, (

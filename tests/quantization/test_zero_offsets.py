@@ -42,15 +42,21 @@ def _x(n=16):
     return np.random.default_rng(0).uniform(0, 255, size=(n, 8, 8, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_fresh_convnext_block_exports_fully_integer_and_agrees(seed, tmp_path):
-    qat = tfmot.quantization.keras.quantize_model(_convnext_blocks(seed))
-    x = _x()
+def _exported(model, x, path):
+    """`model` quantized, its ranges set on `x` in batches of 4 (no weight
+    update), exported int8 to `path`: the QAT model, and the .tflite's
+    operators that touch float."""
+    qat = tfmot.quantization.keras.quantize_model(model)
     for k in range(0, len(x), 4):
         qat(x[k:k + 4], training=True)
-    path = tmp_path / "m.tflite"
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
-    _, float_ops = op_report(path.read_bytes())
+    return qat, op_report(path.read_bytes())[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_fresh_convnext_block_exports_fully_integer_and_agrees(seed, tmp_path):
+    x, path = _x(), tmp_path / "m.tflite"
+    qat, float_ops = _exported(_convnext_blocks(seed), x, path)
     assert float_ops == []
     # Within what these blocks read when nothing is skipped: with random
     # gammas, betas and biases (every range kept), seeds 0-7 read 21-53% of
@@ -88,13 +94,9 @@ def test_a_fresh_convnext_tiny_exports_fully_integer_and_agrees(tmp_path):
     # constraint` at stage 3, block 0: scales 0.0371928 vs 0.0371926).
     keras.utils.set_random_seed(0)
     model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=10)
-    qat = tfmot.quantization.keras.quantize_model(model)
     x = np.random.default_rng(0).uniform(0, 255, size=(12, 32, 32, 3)).astype("float32")
-    for k in range(0, len(x), 4):
-        qat(x[k:k + 4], training=True)
     path = tmp_path / "m.tflite"
-    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
-    _, float_ops = op_report(path.read_bytes())
+    qat, float_ops = _exported(model, x, path)
     assert float_ops == []
     # Its softmax outputs, per image: cosine 0.997-0.9996 with the Keras
     # model's on seeds 0 and 3 (XNNPACK; up to 10 steps of 1/256 apart on a
