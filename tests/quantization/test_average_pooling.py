@@ -76,7 +76,7 @@ def test_the_borrowed_range_is_found_again_after_loading_and_training(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     pool, owner = loaded.get_layer("quant_branch_pool"), loaded.get_layer("quant_mixed")
     assert pool.rounds and pool.weights == []
-    assert pool._source.weights["min_var"] is owner.output_range()[1]["min_var"]
+    assert pool.input_source.weights["min_var"] is owner.output_range()[1]["min_var"]
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x, training=False)),
                                   keras.ops.convert_to_numpy(qat(x, training=False)))
     # Trained on, it rounds into the range its owner stores; the plain
@@ -99,7 +99,7 @@ def test_a_pooling_of_the_model_input_rounds_into_the_inputs_range():
     pool = qat.get_layer("quant_pool")
     owner = pool.input._keras_history.operation
     assert isinstance(owner, tfmot.quantization.keras.QuantizeLayer)
-    assert pool.rounds and pool._source.weights["min_var"] is owner.output_range()[1]["min_var"]
+    assert pool.rounds and pool.input_source.weights["min_var"] is owner.output_range()[1]["min_var"]
 
 
 def test_a_pooling_of_a_float_tensor_passes_its_mean_on_and_stays_float():
@@ -125,4 +125,4 @@ def test_a_graph_reusing_the_wrapper_does_not_repoint_the_model():
     other = tfmot.quantization.keras.quantize_model(
         keras.Model(inputs, L.Conv2D(16, 1)(inputs)))
     pool(other.output)
-    assert pool._source.weights["min_var"] is owner.output_range()[1]["min_var"]
+    assert pool.input_source.weights["min_var"] is owner.output_range()[1]["min_var"]

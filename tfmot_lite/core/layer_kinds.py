@@ -36,6 +36,10 @@ keeps it), and for each technique:
   FULLY_CONNECTED, ADD, SUB, MUL; a standalone BatchNorm's ADD), so the two
   share one output range. Not TRANSPOSE_CONV, CONCATENATION, MAXIMUM, nor a
   Conv1D or a Dense over a sequence (a RESHAPE comes between).
+* `int32_bias`: TFLite's int8 op for the family adds the layer's bias
+  as an int32 in units of its input's scale times its kernel's (CONV_2D,
+  DEPTHWISE_CONV_2D, FULLY_CONNECTED): the QAT wrappers add the bias
+  rounded so in inference (`quantizers.int32_bias`).
 * `same_scale_op`: the family runs as an int8 TFLite op whose output keeps
   its input's scale (pooling, padding, cropping, nearest upsampling,
   reshapes), where an Identity or Dropout runs as no op at all. Read by a
@@ -129,6 +133,7 @@ class Family:
     per_channel: PerChannel = None
     macs: Macs = None
     fuses_relu: object = False  # a bool, or a function layer -> bool
+    int32_bias: object = False  # a bool, or a function layer -> bool
     # An int8 TFLite op whose output keeps its input's scale (pooling,
     # padding, reshapes): read by a Concatenate, it is handed the
     # concatenation's scale unless it has a range of its own.
@@ -190,7 +195,9 @@ def _merge_fuses_relu(layer):
         shapes is not None and len(shapes) == 2)
 
 
-def _dense_fuses_relu(layer):
+def _dense_is_one_op(layer):
+    """A Dense the converter runs as one FULLY_CONNECTED (not a matmul over
+    a sequence with a RESHAPE before its bias)."""
     return _dense_quantize(layer) is _Q_PER_TENSOR
 
 
@@ -248,16 +255,17 @@ def _time_distributed(layer):
 FAMILIES = (
     # -- layers with kernels ----------------------------------------------
     Family("dense", (L.Dense,), _BOTH, _BOTH, _dense_quantize, _k("kernel"),
-           channels=PRODUCES, width="units", macs=_MACS, fuses_relu=_dense_fuses_relu),
+           channels=PRODUCES, width="units", macs=_MACS, fuses_relu=_dense_is_one_op,
+           int32_bias=_dense_is_one_op),
     Family("einsum dense", (L.EinsumDense,), _BOTH,
            Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_INSIDE, _k("kernel"),
            macs=_MACS),
     Family("convolution 1D", (L.Conv1D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
            channels=PRODUCES, width="filters", macs=_MACS,
-           per_channel=PerChannel(converter_reshapes=True)),
+           per_channel=PerChannel(converter_reshapes=True), int32_bias=True),
     Family("convolution 2D", (L.Conv2D,), _BOTH, _BOTH, _Q_PER_CHANNEL, _k("kernel"),
            channels=PRODUCES, width="filters", macs=_MACS, per_channel=PerChannel(),
-           fuses_relu=True),
+           fuses_relu=True, int32_bias=True),
     Family("convolution 3D", (L.Conv3D,), _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel"),
            macs=_MACS),
     Family("transposed convolution 2D", (L.Conv2DTranspose,), _BOTH, _BOTH,
@@ -276,7 +284,7 @@ FAMILIES = (
     Family("depthwise convolution 2D", (L.DepthwiseConv2D,), _DEPTHWISE_PRUNE,
            _DEPTHWISE_CLUSTER, _Q_PER_CHANNEL, (("depthwise_kernel", "kernel"),),
            channels=CHANNELWISE, macs=_MACS, per_channel=PerChannel(depthwise=True),
-           fuses_relu=True),
+           fuses_relu=True, int32_bias=True),
     Family("depthwise convolution 1D", (L.DepthwiseConv1D,), _DEPTHWISE_PRUNE,
            _DEPTHWISE_CLUSTER, _Q_UNSUPPORTED, (("depthwise_kernel", "kernel"),),
            channels=CHANNELWISE, macs=_MACS),
@@ -417,6 +425,12 @@ def fuses_relu(layer):
     """Whether a ReLU/ReLU6 right after `layer` is its TFLite op's fused
     activation (see the `fuses_relu` column)."""
     return bool(_column(layer, "fuses_relu"))
+
+
+def int32_bias(layer):
+    """Whether `layer`'s int8 TFLite op adds its bias as an int32 in units
+    of input scale times kernel scale (see the `int32_bias` column)."""
+    return bool(_column(layer, "int32_bias"))
 
 
 def same_scale_op(layer):

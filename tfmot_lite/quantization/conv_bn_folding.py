@@ -21,7 +21,8 @@ scale changes). So:
   quantized convolution, one convolution per step;
 * inference and export: `y = conv(x, fq(W * s)) + b`, the graph the
   converter turns into one int8 CONV_2D / DEPTHWISE_CONV_2D whose int8 kernel
-  is the one trained.
+  is the one trained. In inference `b` is added as the int8 kernel adds it,
+  rounded to its int32 grid (`BorrowsInputRange.device_bias`).
 
 Per-tensor quantization (`per_axis=False`) does not commute with the
 per-channel scale, so training then folds the batch statistics into the
@@ -46,6 +47,7 @@ from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
+from tfmot_lite.quantization.input_range import BorrowsInputRange
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -62,7 +64,7 @@ def batch_norm_folding(bn, mean, variance):
 
 
 @_register
-class QuantizeConvBatchNorm(WeightTransformWrapper):
+class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
     """A Conv1D/Conv2D/DepthwiseConv2D and the BatchNormalization after it.
 
     Args:
@@ -146,22 +148,38 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
 
     # -- math ---------------------------------------------------------------
 
+    def _flat(self, kernel):
+        """`kernel` with its output channels on the last axis (a depthwise
+        kernel's `(in, multiplier)` axes flattened, as TFLite stores it)."""
+        if not self._layout.depthwise:
+            return kernel
+        shape = kernel.shape
+        return ops.reshape(kernel, tuple(shape[:-2]) + (shape[-2] * shape[-1],))
+
+    def _max_abs(self, flat, keepdims=False):
+        """`max|W|` per output channel (of the whole kernel without
+        `per_axis`): the symmetric range the kernel is rounded in."""
+        axes = tuple(range(len(flat.shape) - 1)) if self.per_axis else None
+        return ops.stop_gradient(ops.max(ops.abs(flat), axis=axes, keepdims=keepdims))
+
     def _quantize_kernel(self, kernel, training=False):
         """Symmetric narrow-range fake-quantization, per output channel."""
-        shape = kernel.shape
-        flat = kernel
-        if self._layout.depthwise:
-            flat = ops.reshape(kernel, tuple(shape[:-2]) + (shape[-2] * shape[-1],))
-        axes = tuple(range(len(flat.shape) - 1)) if self.per_axis else None
+        flat = self._flat(kernel)
         if self._layout.converter_reshapes and self.per_axis:
             # TF runs conv1d on an expanded kernel; the FakeQuant channel axis
             # does not survive that, so round per channel with plain ops.
-            m = ops.stop_gradient(ops.max(ops.abs(flat), axis=axes, keepdims=True))
-            return q.emulated_symmetric_quant(flat, m, self.num_bits_weight)
-        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8))
+            return q.emulated_symmetric_quant(flat, self._max_abs(flat, keepdims=True),
+                                              self.num_bits_weight)
+        m = ops.maximum(self._max_abs(flat), 1e-8)
         flat = q.fake_quant_own_range(flat, m, self.num_bits_weight,
                                       -1 if self.per_axis else None, training)
-        return ops.reshape(flat, shape) if self._layout.depthwise else flat
+        return ops.reshape(flat, kernel.shape) if self._layout.depthwise else flat
+
+    def _kernel_step(self, kernel):
+        """The step of each output channel of the int8 kernel `kernel`
+        (float, before rounding) becomes."""
+        return q.symmetric_scale(ops.maximum(self._max_abs(self._flat(kernel)), 1e-8),
+                                 self.num_bits_weight)
 
     def _folding(self, mean=None, variance=None):
         """Per-channel `(s, b)` of the BatchNorm: the inference-time one, or
@@ -205,8 +223,9 @@ class QuantizeConvBatchNorm(WeightTransformWrapper):
                 s, b = self._folding(*ops.moments(z, axes=axes))
             else:
                 s, b = self._folding()
-            folded = self._quantize_kernel(kernel * self._kernel_scale(s), training)
-            y = self._convolve(inputs, folded, b)
+            folded = kernel * self._kernel_scale(s)
+            b = self.device_bias(b, lambda: self._kernel_step(folded), training)
+            y = self._convolve(inputs, self._quantize_kernel(folded, training), b)
         if not self.quantize_output:
             if self.activation is None:
                 return y

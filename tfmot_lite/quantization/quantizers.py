@@ -221,6 +221,30 @@ def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     return (nearest + half - q_min) * scale + low
 
 
+def int32_bias(bias, step):
+    """`bias` as an int8 convolution or fully connected kernel adds it: an
+    integer number of `step = input_scale * kernel_scale` (per output
+    channel where the kernel's scale is), stored as int32 (int64 beside
+    16-bit activations) by the converter, which rounds it there itself.
+
+    The step is a small fraction of the output's, but a bias a third of a
+    step off its float value moves a third of the outputs that lie near a
+    rounding boundary: a folded Conv-BatchNorm's outputs landed a step off
+    XNNPACK's on 0.1% of elements until the Keras model added the bias so.
+    A zero `step` (an empty input range) keeps the bias. No gradient: the
+    wrappers round so in inference only."""
+    step = ops.cast(step, "float32")
+    bias = ops.cast(bias, "float32")
+    safe = ops.where(step > 0, step, 1.0)
+    return ops.where(step > 0, ops.round(bias / safe) * safe, bias)
+
+
+def symmetric_scale(max_abs, num_bits=8):
+    """The step of symmetric narrow-range quantization over `[-m, m]`:
+    `m / (2**(b-1) - 1)` (FakeQuant's nudging keeps that range exact)."""
+    return max_abs / float(2 ** (num_bits - 1) - 1)
+
+
 def emulated_symmetric_quant(x, max_abs, num_bits=8):
     """Symmetric narrow-range quantization `round(x / s) * s`, `s = m / (2**(b-1) - 1)`.
 
@@ -230,8 +254,7 @@ def emulated_symmetric_quant(x, max_abs, num_bits=8):
     so the converter's own per-channel weight quantization reproduces them.
     Gradient: straight-through.
     """
-    levels = float(2 ** (num_bits - 1) - 1)
-    scale = ops.maximum(max_abs, 1e-12) / levels
+    scale = symmetric_scale(ops.maximum(max_abs, 1e-12), num_bits)
     q = ops.round(x / scale) * scale
     return x + ops.stop_gradient(q - x)
 
@@ -357,6 +380,16 @@ class LastValueQuantizer(_RangeQuantizer):
         else:
             lo, hi = weights["min_var"], weights["max_var"]
         return self._quantize(inputs, lo, hi)
+
+    def kernel_scale(self, kernel, weights):
+        """The step the converter gives the int8 kernel this quantizer
+        rounds in inference (one per output channel with `per_axis`): the
+        unit of the kernel's int32 bias with the input's step
+        (`int32_bias`). None unless symmetric narrow-range, the int8
+        kernels' layout."""
+        if not (self.symmetric and self.narrow_range):
+            return None
+        return symmetric_scale(ops.cast(weights["max_var"], "float32"), self.num_bits)
 
 
 class _TrackedRangeQuantizer(_RangeQuantizer):
@@ -594,6 +627,15 @@ class ChannelKernelQuantizer(LastValueQuantizer):
         axes = tuple(i for i in range(rank) if i != channel)
         m = ops.max(ops.abs(ops.stop_gradient(inputs)), axis=axes, keepdims=True)
         return emulated_symmetric_quant(inputs, m, self.num_bits)
+
+    def kernel_scale(self, kernel, weights):
+        """The step of each output channel of `kernel` (see
+        `LastValueQuantizer.kernel_scale`), from its current `max|x|`."""
+        rank = len(kernel.shape)
+        channel = self.channel_axis % rank
+        axes = tuple(i for i in range(rank) if i != channel)
+        return symmetric_scale(ops.max(ops.abs(ops.cast(kernel, "float32")), axis=axes),
+                               self.num_bits)
 
     def get_config(self):
         return {"num_bits": self.num_bits, "channel_axis": self.channel_axis}

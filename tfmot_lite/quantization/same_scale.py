@@ -30,10 +30,8 @@ half a step off it (InceptionV3's branch poolings: 3-4% of their outputs a
 step off the device's). The wrapper has no range of its own (the
 converter would refuse a second range there); it rounds into the range of
 the layer that writes its input, found through the Keras graph
-(`input_range`).
+(`input_range.py`).
 """
-
-import math
 
 import keras
 from keras import ops
@@ -41,6 +39,7 @@ from keras import ops
 from tfmot_lite.core import layer_kinds, techniques
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
+from tfmot_lite.quantization.input_range import BorrowsInputRange
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 _AVERAGES = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
@@ -50,58 +49,6 @@ _AVERAGES = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
 def is_average_pooling(layer):
     """Whether `layer` is a Keras average pooling (1-D, 2-D or 3-D)."""
     return isinstance(layer, _AVERAGES)
-
-
-class _Borrowed:
-    """A range another layer owns: `(quantizer, weights)`, held outside
-    Keras' tracking so the borrowing layer neither saves nor trains it."""
-
-    def __init__(self, quantizer, weights):
-        self.quantizer = quantizer
-        self.weights = weights
-
-
-def _per_tensor_range(found):
-    """`found` (an `output_range()` answer) if it is one tracked range for
-    the whole tensor, else None."""
-    if found is None:
-        return None
-    quantizer, weights = found
-    if getattr(quantizer, "per_axis", True) or not weights or not {
-            "min_var", "max_var"} <= set(weights):
-        return None
-    if any(math.prod(weights[k].shape) != 1 for k in ("min_var", "max_var")):
-        return None
-    return _Borrowed(quantizer, weights)
-
-
-def _passes_scale(op):
-    """Whether `op`'s output is on its input's grid: an op whose int8
-    kernel keeps its input's scale and owns no range."""
-    if isinstance(op, (keras.layers.Identity, QuantizeAveragePooling)):
-        return True
-    return isinstance(op, keras.layers.Layer) and not isinstance(
-        op, keras.layers.InputLayer) and layer_kinds.quantize_kind(op) == "pass"
-
-
-def input_range(tensor):
-    """The range whose grid `tensor`'s values lie on (a `_Borrowed`), or
-    None: walking back through the Keras graph from a symbolic tensor, over
-    ops that keep their input's scale, to the layer whose `output_range()`
-    rounds it."""
-    history = getattr(tensor, "_keras_history", None)
-    while history is not None:
-        op = history.operation
-        owner = getattr(op, "output_range", None)
-        if callable(owner):
-            return _per_tensor_range(owner())
-        if not _passes_scale(op):
-            return None
-        inputs = op._inbound_nodes[history.node_index].input_tensors
-        if len(inputs) != 1:
-            return None
-        history = getattr(inputs[0], "_keras_history", None)
-    return None
 
 
 class _SameScaleWrapper(keras.layers.Layer):
@@ -195,19 +142,17 @@ class QuantizeSameScale(_SameScaleWrapper):
 
 
 @_register
-class QuantizeAveragePooling(_SameScaleWrapper):
+class QuantizeAveragePooling(BorrowsInputRange, _SameScaleWrapper):
     """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
     AVERAGE_POOL_2D rounds the mean of the stored integers
     (`quantizers.average_rounding`: half away from zero).
 
     The range belongs to the layer that writes `x` (through ops that keep
-    its scale: padding, an Identity left by a folded BatchNorm, ...). It is
-    found when the wrapper is first called on a symbolic tensor whose
-    writer has one: when `quantize_model` builds the model, and again in
-    the new layers of a loaded or cloned model. Where none is found (a
-    layer with no range of its own writes `x`) the average passes on as
-    computed. Training reads the range its owner stored in the same step;
-    the gradient is straight-through. No weights of its own.
+    its scale: padding, an Identity left by a folded BatchNorm, ...), found
+    through the Keras graph (`input_range.BorrowsInputRange`). Where none
+    is found the average passes on as computed. Training reads the range
+    its owner stored in the same step; the gradient is straight-through. No
+    weights of its own.
 
     Args:
       layer: a Keras average pooling.
@@ -215,27 +160,14 @@ class QuantizeAveragePooling(_SameScaleWrapper):
 
     keeps_input_scale = True  # int8 out where int8 comes in (quantize.py)
 
-    def __init__(self, layer, **kwargs):
-        super().__init__(layer, **kwargs)
-        self._source = None
-
-    def __call__(self, *args, **kwargs):
-        inputs = args[0] if args else kwargs.get("inputs")
-        if self._source is None and isinstance(inputs, keras.KerasTensor):
-            # The first range found sticks: a later graph that reuses this
-            # layer object (a rewrite keeping it) cannot repoint the model
-            # it belongs to. A loaded or cloned model has new objects.
-            self._source = input_range(inputs)
-        return super().__call__(*args, **kwargs)
-
     @property
     def rounds(self):
         """Whether the wrapper found its input's range (and rounds)."""
-        return self._source is not None
+        return self.input_source is not None
 
     def call(self, inputs, training=None):
         outputs = self.layer(inputs)
-        source = self._source
+        source = self.input_source
         if source is None or q.activations_are_float() or q.tracing_for_converter():
             return outputs  # the device's kernel rounds it in the .tflite
         quantizer, weights = source.quantizer, source.weights

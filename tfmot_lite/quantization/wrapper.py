@@ -15,12 +15,13 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 import keras
 from keras import ops
 
-from tfmot_lite.core import techniques
+from tfmot_lite.core import layer_kinds, techniques
 from tfmot_lite.core.layer_kinds import activation_name
 from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
     carry_input_shape,
+    find_weight_slots,
     recorded_assignments,
 )
 from tfmot_lite.quantization import quantizers as q
@@ -29,6 +30,7 @@ from tfmot_lite.quantization.config import (
     default_activation_quantizer,
     fixed_output_quantizer,
 )
+from tfmot_lite.quantization.input_range import BorrowsInputRange
 from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -126,7 +128,7 @@ class _StandIn:
 
 
 @_register
-class QuantizeWrapper(WeightTransformWrapper):
+class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
     """Quantization-aware training of one layer, as its `QuantizeConfig` says.
 
     At build the config is asked, once, for the weights and activations to
@@ -137,6 +139,11 @@ class QuantizeWrapper(WeightTransformWrapper):
     weights and the activation-then-quantize functions into those attributes,
     runs the layer, puts the attributes back and fake-quantizes the outputs.
     Quantizer state (ranges) lives in this wrapper's non-trainable weights.
+
+    In inference a layer whose int8 kernel adds its bias as an int32
+    (`layer_kinds.int32_bias`: Conv, DepthwiseConv, Dense) adds it rounded
+    as the device does (`BorrowsInputRange.device_bias`), where its input's
+    range and its kernel quantizer's step (`kernel_scale`) are known.
     """
 
     technique = techniques.QAT
@@ -233,6 +240,24 @@ class QuantizeWrapper(WeightTransformWrapper):
         for i, quantizer in enumerate(config.get_output_quantizers(layer)):
             name = "output" if i == 0 else f"output_{i}"
             self._output_quantizers.append((quantizer, quantizer.build(out_shape, name, self)))
+        self._bias = self._int32_bias()
+
+    def _int32_bias(self):
+        """`(slot, kernel, kernel quantizer, its variables)` for a layer
+        whose int8 kernel adds its bias as an int32, when the config
+        quantizes the kernel with a quantizer that knows its step and leaves
+        the bias alone; else None."""
+        layer = self.layer
+        bias, kernel = getattr(layer, "bias", None), getattr(layer, "kernel", None)
+        if bias is None or kernel is None or not layer_kinds.int32_bias(layer):
+            return None
+        if any(weight is bias for weight, _ in self._weight_pairs):
+            return None
+        for (weight, quantizer), variables in zip(self._weight_pairs, self._weight_vars):
+            if weight is kernel and hasattr(quantizer, "kernel_scale"):
+                (slot,) = find_weight_slots(layer, [bias])
+                return slot, kernel, quantizer, variables
+        return None
 
     # -- call -----------------------------------------------------------------
 
@@ -264,6 +289,12 @@ class QuantizeWrapper(WeightTransformWrapper):
         if isinstance(self.quantize_config, InsideQuantizeConfig):
             points = Points(self._points, training)
             found += self.quantize_config.substitutions(self.layer, points)
+        if self._bias is not None and not training:
+            slot, kernel, quantizer, variables = self._bias
+            bias = self.device_bias(self.layer.bias,
+                                    lambda: quantizer.kernel_scale(kernel, variables), training)
+            if bias is not self.layer.bias:
+                found.append((slot, bias))
         return found
 
     def transform_outputs(self, outputs, training):

@@ -1,0 +1,121 @@
+"""The range a layer's input lies on, found through the Keras graph.
+
+Some int8 kernels compute in their input's scale without owning it:
+
+* an average pooling writes the mean of its input's integers in that scale
+  (`same_scale.QuantizeAveragePooling` rounds as it does);
+* a convolution or fully connected layer adds its bias as an int32 in
+  units of `input_scale * kernel_scale`, so the device adds the bias
+  rounded to that grid (`quantizers.int32_bias`; the QAT wrappers add it
+  so in inference).
+
+Their QAT wrappers need the range of the layer that writes their input.
+`BorrowsInputRange` finds it when the wrapper is first called on a
+symbolic tensor whose writer has one: when `quantize_model` builds the
+model, and again in the new layers of a loaded or cloned model. Walking
+back passes over ops that keep their input's scale (padding, reshapes, the
+Identity a folded BatchNorm leaves, ...) to the layer whose
+`output_range()` rounds it. Where none is found (a layer with no range of
+its own writes the input, or the wrapper only ever sees eager tensors),
+the wrapper computes as it would without it.
+"""
+
+import math
+
+import keras
+
+from tfmot_lite.core import layer_kinds
+from tfmot_lite.quantization import quantizers as q
+
+
+class Borrowed:
+    """A range another layer owns: `(quantizer, weights)`, held outside
+    Keras' tracking so the borrowing layer neither saves nor trains it."""
+
+    def __init__(self, quantizer, weights):
+        self.quantizer = quantizer
+        self.weights = weights
+
+    def scale(self):
+        """The grid step of the range (a scalar tensor; 0 for the empty
+        range `[0, 0]`)."""
+        quantizer, weights = self.quantizer, self.weights
+        levels = 2 ** quantizer.num_bits - 1 - int(bool(quantizer.narrow_range))
+        span = keras.ops.reshape(weights["max_var"] - weights["min_var"], ())
+        return keras.ops.cast(span, "float32") / levels
+
+
+def _per_tensor_range(found):
+    """`found` (an `output_range()` answer) if it is one tracked range for
+    the whole tensor, else None."""
+    if found is None:
+        return None
+    quantizer, weights = found
+    if getattr(quantizer, "per_axis", True) or not weights or not {
+            "min_var", "max_var"} <= set(weights):
+        return None
+    if any(math.prod(weights[k].shape) != 1 for k in ("min_var", "max_var")):
+        return None
+    return Borrowed(quantizer, weights)
+
+
+def _passes_scale(op):
+    """Whether `op`'s output is on its input's grid: an op whose int8
+    kernel keeps its input's scale and owns no range."""
+    if isinstance(op, keras.layers.Identity) or getattr(op, "keeps_input_scale", False):
+        return True
+    return isinstance(op, keras.layers.Layer) and not isinstance(
+        op, keras.layers.InputLayer) and layer_kinds.quantize_kind(op) == "pass"
+
+
+def input_range(tensor):
+    """The range whose grid `tensor`'s values lie on (a `Borrowed`), or
+    None: walking back through the Keras graph from a symbolic tensor, over
+    ops that keep their input's scale, to the layer whose `output_range()`
+    rounds it."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None:
+        op = history.operation
+        owner = getattr(op, "output_range", None)
+        if callable(owner):
+            return _per_tensor_range(owner())
+        if not _passes_scale(op):
+            return None
+        inputs = op._inbound_nodes[history.node_index].input_tensors
+        if len(inputs) != 1:
+            return None
+        history = getattr(inputs[0], "_keras_history", None)
+    return None
+
+
+class BorrowsInputRange:
+    """Mixin for a Keras layer: `self.input_source` is the range its input
+    lies on (a `Borrowed`), found on the first symbolic call, or None.
+
+    The first range found sticks: a later graph that reuses this layer
+    object (a rewrite keeping it) cannot repoint the model it belongs to.
+    A loaded or cloned model has new objects."""
+
+    input_source = None
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if self.input_source is None and isinstance(inputs, keras.KerasTensor):
+            self.input_source = input_range(inputs)
+        return super().__call__(*args, **kwargs)
+
+    def device_bias(self, bias, kernel_scale, training):
+        """`bias` as the layer's int8 kernel adds it: on the int32 grid of
+        the input's step times `kernel_scale()` (a function giving the
+        kernel's step per output channel, or None where it has none), in
+        inference (`quantizers.int32_bias`). `bias` itself in training,
+        with activations float, in the converter's trace (the converter
+        rounds it there) and where no input range was found."""
+        source = self.input_source
+        if (training or source is None or q.activations_are_float()
+                or q.tracing_for_converter()):
+            return bias
+        step = kernel_scale()
+        if step is None:
+            return bias
+        return keras.ops.cast(q.int32_bias(bias, source.scale() * step), bias.dtype)
