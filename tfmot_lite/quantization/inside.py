@@ -70,6 +70,10 @@ class Points:
             variables = {k: ops.copy(v) for k, v in variables.items()}
         return quantizer(x, self._training and update, variables, **hint)
 
+    def num_bits(self, name):
+        """The bit width of point `name`'s range."""
+        return self._quantizers[name][0].num_bits
+
     def low(self, name):
         quantizer, variables = self._quantizers[name]
         if "min_var" in variables:
@@ -177,15 +181,25 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
     caller (`<prefix>output`, or the wrapper's output quantizer).
     `bias_scale` multiplies the bias (a constant the converter folds) where
     the kernel was scaled too (`ScaledQuantizer`).
+
+    The ADD's bias is an int8 constant on its own range
+    (`quantizers.fake_quant_constant`), which inference adds as stored: the
+    float bias had put 2-4% of a Dense-over-a-sequence's or an
+    EinsumDense's outputs a step off XNNPACK's. Training adds the float
+    bias; the converter's trace leaves the rounding to the converter.
     """
     activation = layer.activation
 
     def call(inputs, training=None):
         x = product(inputs)
         if layer.bias is not None:
-            if not q.added_for_nothing(layer.bias):
-                x = points(f"{prefix}matmul", x)
             bias = layer.bias if bias_scale is None else ops.multiply(layer.bias, bias_scale)
+            if not q.added_for_nothing(layer.bias):
+                point = f"{prefix}matmul"
+                x = points(point, x)
+                if (not points.training and points.num_bits(point) == 8
+                        and not q.tracing_for_converter() and not q.activations_are_float()):
+                    bias = q.fake_quant_constant(bias)
             x = ops.add(x, bias)
         if f"{prefix}pre_activation" in points:
             x = activation(points(f"{prefix}pre_activation", x))
