@@ -176,8 +176,8 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
         return ops.reshape(flat, kernel.shape) if self._layout.depthwise else flat
 
     def _kernel_step(self, kernel):
-        """The step of each output channel of the int8 kernel `kernel`
-        (float, before rounding) becomes."""
+        """The step of each output channel of the int8 kernel that the
+        folded float `kernel` becomes."""
         return q.symmetric_scale(ops.maximum(self._max_abs(self._flat(kernel)), 1e-8),
                                  self.num_bits_weight)
 
