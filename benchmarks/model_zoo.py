@@ -375,6 +375,7 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
             int8_fraction=report.int8_fraction,
             float_ops=sorted(set(export.float_operators(flatbuffer))),
             agreement=float(np.mean(lite.argmax(-1) == reference.argmax(-1))),
+            disagreements_on_ties=_disagreements_on_ties(reference, lite),
             logit_cosine=_logit_cosine(reference, lite),
             accuracy=float(np.mean(lite.argmax(-1) == yt)),
             keras_accuracy=float(np.mean(reference.argmax(-1) == yt)),
@@ -422,6 +423,25 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
         result["status"] = f"fails at {stage}: {_first_line(error)}"
         result["traceback"] = traceback.format_exc(limit=6)[-3000:]
     return result
+
+
+def _disagreements_on_ties(reference, lite):
+    """How many of the images the .tflite's top-1 differs on are ties in
+    the Keras model's logits: a QAT model's output is fake-quantized, so
+    two classes can sit on the same integer, and the Keras top-1 is then
+    the first of them, a coin the device's integers may flip."""
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    tied = top2[:, 0] == top2[:, 1]
+    return int(np.sum(tied & (lite.argmax(-1) != reference.argmax(-1))))
+
+
+def _agreement(r):
+    """The agreement cell: top-1 agreement, and how many of the images it
+    misses are ties in the Keras logits (`_disagreements_on_ties`)."""
+    text = _fmt(r["agreement"], ".3f")
+    if r.get("disagreements_on_ties"):
+        text += f" ({r['disagreements_on_ties']} on ties)"
+    return text
 
 
 def kernel_spread(flatbuffer, x, xnnpack_logits=None, threads=1):
@@ -591,7 +611,7 @@ def _progress(r):
     if r.get("step_ms"):
         parts.append(f"step {r['step_ms']:.0f} ms")
     parts += [f"export {r['export_s']:.1f}s", f"int8 ops {r['int8_fraction']:.0%}",
-              f"agreement {r['agreement']:.3f}", f"logit cos {r['logit_cosine']:.4f}",
+              f"agreement {_agreement(r)}", f"logit cos {r['logit_cosine']:.4f}",
               f"{r['bytes'] / 1024:,.0f} KiB"]
     if "kernels_agreement" in r:
         parts.append(f"XNNPACK vs built-in kernels {r['kernels_agreement']:.3f} / "
@@ -680,7 +700,7 @@ def table_rows(results, tfmot=None):
             int8 += " (float: " + ", ".join(r["float_ops"]) + ")"
         rows.append([
             r["model"], r["technique"], "ok", int8,
-            _fmt(r["agreement"], ".3f"), _fmt(r["logit_cosine"], ".4f"),
+            _agreement(r), _fmt(r["logit_cosine"], ".4f"),
             "-" if "kernels_agreement" not in r else
             f"{r['kernels_agreement']:.3f} / {r['kernels_cosine']:.4f}",
             f"{_fmt(r['keras_accuracy'], '.3f')} / {_fmt(r['accuracy'], '.3f')}",
@@ -737,7 +757,9 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         "handling data that touch no float tensor; integer exports have an int8 "
         "interface, so 100% means nothing runs in float); *agreement*, top-1 agreement "
         "of LiteRT with the Keras model the .tflite was exported from (for `ptq`, the "
-        "float model); *logit cos*, mean cosine of the two logit vectors; *XNNPACK vs "
+        "float model), and how many of the images it misses are ties in the Keras "
+        "model's logits (a QAT model's output is fake-quantized: two classes on the "
+        "same integer, of which the Keras top-1 is the first); *logit cos*, mean cosine of the two logit vectors; *XNNPACK vs "
         "built-in*, for the integer exports, agreement / logit cosine of the same "
         ".tflite run by LiteRT's built-in kernels against XNNPACK (`kernel_spread`): "
         "both are correct integer runtimes that round differently in the last bit, so "

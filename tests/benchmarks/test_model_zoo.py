@@ -8,6 +8,7 @@ integer; pruning's zeros survive the export (the report's fields)."""
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -131,3 +132,21 @@ def test_a_run_whose_every_row_failed_still_draws_its_plot(tmp_path):
     failed = {"model": "DenseNet121", "technique": "qat", "status": "fails at export: X"}
     path = zoo.plot([failed], str(tmp_path / "zoo.png"), "only failures")
     assert os.path.getsize(path) > 0
+
+
+def test_disagreements_on_ties_count_images_whose_keras_top1_is_a_tie():
+    """A fake-quantized output can put two classes on one integer; the
+    agreement cell says how many of its misses are such ties."""
+    zoo = _zoo()
+    keras_logits = np.array([[3.0, 3.0, 1.0],    # tie, .tflite picks the other
+                             [2.0, 1.0, 1.0],    # no tie (the tie is below top-1)
+                             [0.0, 5.0, 5.0],    # tie, .tflite agrees
+                             [4.0, 1.0, 0.0]])   # no tie, .tflite misses
+    lite_logits = np.array([[2.9, 3.1, 1.0],
+                            [2.0, 1.0, 1.0],
+                            [0.0, 5.1, 4.9],
+                            [1.0, 4.0, 0.0]])
+    assert zoo._disagreements_on_ties(keras_logits, lite_logits) == 1
+    assert zoo._agreement({"agreement": 0.5, "disagreements_on_ties": 1}) == "0.500 (1 on ties)"
+    assert zoo._agreement({"agreement": 1.0, "disagreements_on_ties": 0}) == "1.000"
+    assert zoo._agreement({"agreement": 1.0}) == "1.000"  # results cached before it
