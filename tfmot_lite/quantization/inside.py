@@ -184,7 +184,7 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
 
     The ADD's bias is an int8 constant on its own range
     (`quantizers.fake_quant_constant`), which inference adds as stored: the
-    float bias had put 2-4% of a Dense-over-a-sequence's or an
+    float bias had put 1.6-7% of a Dense-over-a-sequence's or an
     EinsumDense's outputs a step off XNNPACK's. Training adds the float
     bias; the converter's trace leaves the rounding to the converter.
     """
