@@ -40,9 +40,9 @@ class Borrowed:
         """The grid step of the range (a scalar tensor; 0 for the empty
         range `[0, 0]`)."""
         quantizer, weights = self.quantizer, self.weights
-        levels = 2 ** quantizer.num_bits - 1 - int(bool(quantizer.narrow_range))
-        span = keras.ops.reshape(weights["max_var"] - weights["min_var"], ())
-        return keras.ops.cast(span, "float32") / levels
+        return q.range_scale(keras.ops.reshape(weights["min_var"], ()),
+                             keras.ops.reshape(weights["max_var"], ()),
+                             quantizer.num_bits, quantizer.narrow_range)
 
 
 def _per_tensor_range(found):

@@ -183,13 +183,19 @@ def fake_quant_constant(x, num_bits=8):
     return fake_quant(x, lo, hi, num_bits)
 
 
+def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
+    """The step of FakeQuant's grid over `[min_val, max_val]` (0 for the
+    empty range; nudging moves the ends, not the step)."""
+    levels = 2 ** num_bits - 1 - (1 if narrow_range else 0)
+    return (ops.cast(max_val, "float32") - ops.cast(min_val, "float32")) / levels
+
+
 def _grid(min_val, max_val, num_bits, narrow_range):
     """FakeQuant's nudged grid for a range: `(low, high, scale, q_min)`,
     `low` the value of the integer `q_min` (0, or 1 with `narrow_range`)."""
     q_min, q_max = (1 if narrow_range else 0), 2 ** num_bits - 1
     min_val = ops.cast(min_val, "float32")
-    scale = (ops.cast(max_val, "float32") - min_val) / (q_max - q_min)
-    scale = ops.maximum(scale, 1e-12)
+    scale = ops.maximum(range_scale(min_val, max_val, num_bits, narrow_range), 1e-12)
     zero_point = ops.clip(ops.round(q_min - min_val / scale), q_min, q_max)
     low, high = (q_min - zero_point) * scale, (q_max - zero_point) * scale
     return low, high, scale, q_min
