@@ -57,6 +57,7 @@ many bytes); otherwise the page says it was skipped.
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -387,6 +388,7 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
             sparse_storage=report.sparse_storage,
             latency_us=report.latency_us,
             latency_spread_us=None,
+            xnnpack=report.xnnpack,
             operators=len(report.operators),
         )
         if technique in QAT or (args.fidelity_all and mode != "float32"):
@@ -509,6 +511,10 @@ def interleaved_latency(results, args, sample, log):
             r["latency_spread_us"] = [min(values), max(values)]
             r["latency_rounds"] = args.rounds
             r["latency_runs"] = args.runs
+            # What the file measured runs in XNNPACK (rows stored before the
+            # column existed get it here).
+            r["xnnpack"] = dataclasses.asdict(TFLiteModel(
+                paths[r["technique"]], num_threads=args.threads).xnnpack_delegation())
     log(f"[{results[0]['model']}] latency: {args.rounds} interleaved round(s) over "
         f"{len(paths)} file(s)")
 
@@ -677,10 +683,25 @@ def _local(r):
     return f"none (worst {worst['local_share']:.1%} at {worst['path']})"
 
 
+def _xnnpack_cell(r):
+    """The share of operators XNNPACK runs; when not all, the partitions and
+    the operators left to LiteRT's built-in kernels (the three most common)."""
+    x = r.get("xnnpack")
+    if not x:
+        return "-"
+    share = f"{x['delegated'] / max(x['operators'], 1):.0%}"
+    if x["delegated"] == x["operators"]:
+        return share
+    outside = list(x["outside"].items())
+    kinds = ", ".join(f"{name} x{count}" for name, count in outside[:3])
+    more = f", {len(outside) - 3} more kinds" if len(outside) > 3 else ""
+    return f"{share} ({x['partitions']} partitions; built-in: {kinds}{more})"
+
+
 def table_rows(results, tfmot=None):
     header = ["model", "technique", "wrap/train/export", "int8 ops", "agreement",
               "logit cos", "XNNPACK vs built-in",
-              "acc Keras / LiteRT", "KiB", "latency ms [min-max]",
+              "acc Keras / LiteRT", "KiB", "latency ms [min-max]", "XNNPACK ops",
               "wrap s", "step ms", "export s", "zeros", "uniq/ch", "first departing layer",
               "computes differently (own inputs)"]
     if tfmot:
@@ -704,7 +725,7 @@ def table_rows(results, tfmot=None):
             "-" if "kernels_agreement" not in r else
             f"{r['kernels_agreement']:.3f} / {r['kernels_cosine']:.4f}",
             f"{_fmt(r['keras_accuracy'], '.3f')} / {_fmt(r['accuracy'], '.3f')}",
-            f"{r['bytes'] / 1024:,.0f}", latency, f"{r['wrap_s']:.1f}",
+            f"{r['bytes'] / 1024:,.0f}", latency, _xnnpack_cell(r), f"{r['wrap_s']:.1f}",
             _fmt(r.get("step_ms"), ".0f"), f"{r['export_s']:.1f}",
             f"{r['sparsity']:.0%}", _fmt(r["max_unique_per_channel"], "d"), _departure(r),
             _local(r),
@@ -748,7 +769,7 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         f"XNNPACK, {args.threads} thread(s).",
         "",
         "| " + " | ".join(rows[0]) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 12 + ["---"] * (len(rows[0]) - 15)) + "|",
+        "|" + "|".join(["---"] * 3 + ["---:"] * 13 + ["---"] * (len(rows[0]) - 16)) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows[1:]]
     lines += [
@@ -766,7 +787,12 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         "this is how far the .tflite disagrees with itself, the floor under the "
         "agreement a non-bit-exact simulation can reach on that model; *latency*, "
         "median over interleaved rounds of each round's median single-example LiteRT "
-        "time, with the spread of the round medians; *wrap s*, *step ms*, *export s*: "
+        "time, with the spread of the round medians; *XNNPACK ops*, the share of the "
+        "operators LiteRT's XNNPACK delegate runs, and when not all, its partitions and "
+        "the operators left to LiteRT's built-in kernels (`TFLiteModel.xnnpack_delegation`; "
+        "on this x86 wheel XNNPACK takes no int8 standalone RELU, HARD_SWISH, AVERAGE_POOL_2D, "
+        "GELU, RSQRT or SQUARED_DIFFERENCE, "
+        "which is where an int8 file can run slower than the float one); *wrap s*, *step ms*, *export s*: "
         "wall time of wrapping, the median training step (first step excluded), and "
         "`export_model` (conversion, then the report's reading of operators, weights and "
         "latency; the agreement and layer-fidelity passes are not counted); *zeros*, *uniq/ch*: zero kernel weights and most distinct values "

@@ -451,3 +451,28 @@ def test_quantized_layers_land_on_xnnpacks_integers(make, off, tmp_path):
         xnnpack.output["quantization"][0])
     assert np.mean(steps > 0.5) <= off and steps.max() < 1.01, (
         np.mean(steps > 0.5), steps.max())
+
+
+def test_a_reshape_named_after_two_layers_belongs_to_neither():
+    """A Dense over pixels reads its input through a RESHAPE the converter
+    names after both layers (`dense/Reshape;norm/FakeQuant...`); the values
+    are the LayerNormalization's, whose own tensor is the RESHAPE's input.
+    The norm keeps that tensor (matched by name, not folded), so the Dense
+    runs on the .tflite's own norm output and lands on its integers."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 8))
+    x = L.LayerNormalization(name="norm")(L.Conv2D(8, 1, name="conv")(inputs))
+    x = L.Dense(16, name="pointwise")(x)
+    model = keras.Model(inputs, L.GlobalAveragePooling2D(name="gap")(x))
+    data = np.random.default_rng(0).normal(size=(32, 6, 6, 8)).astype("float32")
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat(data, training=True)
+    flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+    fidelity = export.layer_fidelity(qat, flatbuffer, data, examples=4)
+    rows = {r.path: r for r in fidelity.rows}
+    norm, dense = rows["quant_norm"], rows["quant_pointwise"]
+    assert norm.match == "name" and "Reshape" not in norm.tensor, norm
+    assert dense.match == "name" and dense.local_share is not None
+    assert dense.local_share <= 0.01, dense

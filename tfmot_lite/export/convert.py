@@ -309,14 +309,16 @@ def _write_saved_model(tf, model, directory):
     inputs or outputs or subclassed hosts (`needs_saved_model`), and graphs
     whose state cannot be frozen (lookup tables) take `model.export`."""
     from tfmot_lite.core.graph import is_graph_model
+    from tfmot_lite.export.static_shapes import batch_free_shapes
 
     call = None
-    if (is_graph_model(model) and not needs_saved_model(model)
-            and weight_bytes(model) <= FREEZE_MAX_BYTES):
-        call = _frozen_call(tf, model)
-    if call is None:
-        model.export(directory, format="tf_saved_model", verbose=False)
-        return
+    with batch_free_shapes(tf):  # constant reshapes: one XNNPACK partition
+        if (is_graph_model(model) and not needs_saved_model(model)
+                and weight_bytes(model) <= FREEZE_MAX_BYTES):
+            call = _frozen_call(tf, model)
+        if call is None:
+            model.export(directory, format="tf_saved_model", verbose=False)
+            return
     module = tf.Module()
     module.serving_default = call
     # Inference only: no custom gradients (Keras' swish has one).

@@ -322,16 +322,17 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     # .tflite: every operator output, example by example.
     interpreter = runner.interpreter
     details = {t["index"]: t for t in interpreter.get_tensor_details()}
-    produced = []  # (position along the graph, tensor index)
+    produced = []  # (position along the graph, tensor index, operator)
     for position, op in enumerate(interpreter._get_ops_details()):
         if _requantizes(op, details):
             continue  # a copy in a reader's scale (a concatenation's), named as its input
-        produced += [(position, int(i)) for i in op["outputs"] if int(i) in details]
-    values = {i: [] for _, i in produced}
+        produced += [(position, int(i), op["op_name"]) for i in op["outputs"]
+                     if int(i) in details]
+    values = {i: [] for _, i, _ in produced}
     for k in range(n):
         runner._set_inputs({name: v[k] for name, v in batch.items()})
         interpreter.invoke()
-        for _, i in produced:
+        for _, i, _ in produced:
             values[i].append(np.array(interpreter.get_tensor(i)))
     tensors = [
         _Tensor(index=i, position=p, name=details[i]["name"],
@@ -339,8 +340,8 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
                 dtype=np.dtype(details[i]["dtype"]).name,
                 scale=_scale(details[i]),
                 values=_dequantize(np.stack(values[i]), details[i]),
-                bounds=_bounds(details[i]))
-        for p, i in produced
+                bounds=_bounds(details[i]), op=op_name)
+        for p, i, op_name in produced
     ]
 
     matches = _match(functional, entries, outputs, tensors)
@@ -379,6 +380,7 @@ class _Tensor:
     scale: object
     values: np.ndarray
     bounds: tuple = None  # the real values an integer tensor can hold
+    op: str = ""  # the operator that produced it
 
 
 def _bounds(d):
@@ -503,7 +505,11 @@ def _match(functional, entries, outputs, tensors):
     for t in tensors:
         named = [layers_of(s) for s in t.name.split(";") if s]
         named = [name for name in named if name is not None]
-        if not named:
+        if not named or (t.op == "RESHAPE" and len(set(named)) > 1):
+            # A reshape computes nothing: named as its reader's `Reshape`
+            # and, fused, as the layer it reshapes, it holds that layer's
+            # output, whose own tensor is its input (a Dense over pixels
+            # reads the LayerNorm before it through one).
             continue
         # A fused op's tensor names every layer it computes, in no set
         # order (FULLY_CONNECTED + ReLU may read 'dense/MatMul;relu/Relu'):

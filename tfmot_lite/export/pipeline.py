@@ -25,6 +25,7 @@ How a report is shown (table, JSON, Markdown, PNG) is `report.py`'s part.
 """
 
 import contextlib
+import dataclasses
 import os
 import warnings
 
@@ -284,6 +285,7 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
                                    warmup=min(20, latency_runs), num_threads=threads),
         threads=threads,
         latency_runs=latency_runs,
+        xnnpack=dataclasses.asdict(runner.xnnpack_delegation()),
     )
     if data is not None:
         predicted = runner.predict(data).argmax(-1)

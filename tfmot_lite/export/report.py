@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from tfmot_lite.atomic_file import atomic_write, write_text_atomic
+from tfmot_lite.export.delegation import Delegation
 from tfmot_lite.export.ptq import MODES
 
 
@@ -44,6 +45,7 @@ class ExportReport:
     examples: int = 0
     calibration: str = ""
     fidelity: object = None  # FidelityReport.to_dict(), see export/fidelity.py
+    xnnpack: object = None  # delegation.Delegation as a dict: what XNNPACK runs
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -56,6 +58,8 @@ class ExportReport:
         lines.append("operators: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
         verdict = "yes" if self.sparse_ready else "no (" + "; ".join(self.sparse_reasons) + ")"
         lines.append(f"XNNPACK sparse-ready: {verdict}")
+        if self.xnnpack:
+            lines.append(str(Delegation(**self.xnnpack)))
         if self.fidelity:
             lines.append(f"layer fidelity: {self.fidelity['summary']}")
         return "\n".join(lines)
@@ -83,6 +87,8 @@ _COLUMNS = (
     ("max uniq/ch", lambda r: "-" if r.max_unique_per_channel is None
      else str(r.max_unique_per_channel)),
     ("sparse-ready", lambda r: "yes" if r.sparse_ready else "no"),
+    ("XNNPACK ops", lambda r: "-" if not r.xnnpack else
+     f"{r.xnnpack['delegated'] / max(r.xnnpack['operators'], 1):.0%}"),
     ("latency us", lambda r: f"{r.latency_us:.1f}"),
     ("accuracy", lambda r: "-" if r.accuracy is None else f"{r.accuracy:.4f}"),
     ("agreement", lambda r: "-" if r.agreement is None else f"{r.agreement:.4f}"),
@@ -132,7 +138,8 @@ def to_markdown(reports, title=None):
         f"{', '.join(map(str, threads))} thread(s), XNNPACK. int8 ops: share of "
         "the operators handling data that touch no float tensor. zeros: share of zero "
         "kernel weights as stored. max uniq/ch: most distinct values in one output "
-        "channel of a kernel.",
+        "channel of a kernel. XNNPACK ops: share of the operators the XNNPACK "
+        "delegate runs (the rest run in LiteRT's built-in kernels).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -91,6 +91,13 @@ class TFLiteModel:
         scale, zero_point = self.output["quantization"]
         return (y.astype(np.float32) - zero_point) * scale
 
+    def xnnpack_delegation(self):
+        """Which operators XNNPACK runs and which LiteRT's built-in kernels
+        run (a `delegation.Delegation`; none delegated with `xnnpack=False`)."""
+        from tfmot_lite.export.delegation import xnnpack_delegation
+
+        return xnnpack_delegation(self.interpreter)
+
     def by_name(self, x):
         """Inputs for several input tensors as {input name: value}: `x` is a
         dict keyed by input name, or a list/tuple in `input_names` order.

@@ -1,0 +1,81 @@
+"""Which operators LiteRT's XNNPACK delegate runs: `xnnpack_delegation`.
+
+LiteRT hands XNNPACK every operator it can take; each maximal run of them
+becomes one DELEGATE node (a partition), and the rest run in LiteRT's
+built-in kernels between partitions. Those are usually the slow ones. On
+this x86 wheel (ai-edge-litert 2.3.0) XNNPACK takes no int8 RELU (one not
+fused into the op before it), HARD_SWISH, AVERAGE_POOL_2D, GELU, RSQRT or
+SQUARED_DIFFERENCE: NASNetMobile's int8 file (48 standalone RELUs, 40
+average poolings outside) runs 3x slower than its float one, and
+MobileNetV3's int8 files (HARD_SWISH) 1.2-2x slower. A RESHAPE whose shape
+is computed at run time also ends a partition (see `static_shapes.py`).
+
+The interpreter lists the original operators beside the DELEGATE nodes
+that replaced them; a DELEGATE node names only its boundary tensors. An
+operator was replaced when it is reached walking back from a DELEGATE
+node's outputs without crossing that node's inputs. Only the main subgraph
+is read (control-flow bodies are not counted).
+"""
+
+import collections
+import dataclasses
+
+
+@dataclasses.dataclass
+class Delegation:
+    """How LiteRT splits a .tflite model between XNNPACK and its own kernels.
+
+    `operators` counts the model's operators (main subgraph), `delegated`
+    those XNNPACK runs, in `partitions` DELEGATE nodes; `outside` maps
+    "OPERATOR dtype" (the dtype of its first input) to how many such
+    operators the built-in kernels run."""
+
+    operators: int
+    delegated: int
+    partitions: int
+    outside: dict
+
+    @property
+    def complete(self):
+        return self.delegated == self.operators
+
+    def __str__(self):
+        parts = "partition" if self.partitions == 1 else "partitions"
+        text = (f"XNNPACK runs {self.delegated} of {self.operators} operators "
+                f"({self.partitions} {parts})")
+        if self.outside:
+            text += "; LiteRT's built-in kernels run " + ", ".join(
+                f"{name} x{count}" for name, count in self.outside.items())
+        return text
+
+
+def xnnpack_delegation(interpreter):
+    """The `Delegation` of an allocated LiteRT `Interpreter` (with XNNPACK
+    among its delegates, as `TFLiteModel` makes it by default)."""
+    details = interpreter._get_ops_details()
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegates = [d for d in details if d["op_name"] == "DELEGATE"]
+    producer = {int(t): d for d in nodes for t in d["outputs"]}
+    replaced = set()
+    for delegate in delegates:
+        boundary = {int(t) for t in delegate["inputs"]}
+        pending = [int(t) for t in delegate["outputs"]]
+        while pending:
+            node = producer.get(pending.pop())
+            if node is None or node["index"] in replaced:
+                continue
+            replaced.add(node["index"])
+            pending += [int(t) for t in node["inputs"] if int(t) not in boundary]
+    outside = collections.Counter(
+        f"{d['op_name']} {_dtype_name(d)}" for d in nodes if d["index"] not in replaced)
+    return Delegation(
+        operators=len(nodes),
+        delegated=len(replaced),
+        partitions=len(delegates),
+        outside=dict(outside.most_common()),
+    )
+
+
+def _dtype_name(details):
+    types = details["operand_types"]
+    return types[0].__name__ if types else "-"
