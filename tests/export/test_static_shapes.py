@@ -123,3 +123,5 @@ def test_reshapes_and_matmuls_keep_their_values():
         assert keras.ops.matmul(ints, tf.ones((4, 5), tf.int32)).shape == (2, 3, 5)
         np.testing.assert_array_equal(
             keras.ops.matmul(x, tf.eye(4)), x)
+        sparse = tf.sparse.from_dense(tf.eye(4))  # Keras' own sparse path
+        np.testing.assert_array_equal(keras.ops.matmul(sparse, tf.ones((4, 3))), np.ones((4, 3)))

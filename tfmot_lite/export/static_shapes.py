@@ -32,10 +32,12 @@ def _is_static(dims):
 
 
 def _matmul(tf, keras_matmul):
+    def dense(x):  # a dense TensorFlow tensor (Keras handles the rest)
+        return tf.is_tensor(x) and not isinstance(x, tf.SparseTensor)
+
     def matmul(x1, x2):
-        x1, x2 = tf.convert_to_tensor(x1), tf.convert_to_tensor(x2)
-        rank = x1.shape.rank
-        if (rank is not None and rank > 2 and x2.shape.rank == 2
+        if (dense(x1) and dense(x2) and x2.shape.rank == 2
+                and x1.shape.rank is not None and x1.shape.rank > 2
                 and x1.dtype == x2.dtype and x1.dtype.is_floating
                 and _is_static(x1.shape.as_list()[1:]) and _is_static(x2.shape.as_list())):
             inner, units = x1.shape[-1], x2.shape[-1]
