@@ -23,7 +23,9 @@ How a Keras layer finds its tensor:
   first `;` part names the operation that produced the tensor, later parts
   name what was fused into it). A layer's tensor is the last one, along the
   graph, whose first part names it and whose shape is the layer's output
-  shape.
+  shape. A RESHAPE's tensor named after two layers (`dense/Reshape;norm/...`:
+  a Dense over pixels reading a LayerNormalization) belongs to neither: it
+  holds the earlier layer's values, whose own tensor is its input.
 * folded: a layer named only in a later part (a BatchNormalization fused
   into its convolution), or whose last operation is named in a later part
   of a tensor after its own (a standalone BatchNormalization's ADD fused
