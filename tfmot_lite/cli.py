@@ -165,6 +165,8 @@ def _inspect(args):
     from tfmot_lite import export
 
     print(export.inspect_tflite(args.path))
+    # How this machine's LiteRT splits it between XNNPACK and its own kernels.
+    print(export.TFLiteModel(args.path).xnnpack_delegation())
     stats = export.weight_stats(args.path)
     if stats:
         print("\nweights:")
@@ -219,7 +221,8 @@ def build_parser():
     exp.add_argument("--threads", type=int, default=1)
     exp.add_argument("--json", metavar="FILE.json", help="also save the report as JSON")
     exp.add_argument("-o", "--output", metavar="OUT.tflite")
-    inspect = commands.add_parser("inspect", help="operators, weights, XNNPACK verdict")
+    inspect = commands.add_parser(
+        "inspect", help="operators, weights, XNNPACK sparse verdict, what XNNPACK runs")
     inspect.add_argument("path", metavar="MODEL.tflite")
     bench = commands.add_parser("bench", help="LiteRT latency of a .tflite model")
     bench.add_argument("path", metavar="MODEL.tflite")

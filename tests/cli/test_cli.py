@@ -94,6 +94,7 @@ def test_inspect_and_bench_in_process(files, capsys):
     assert cli.main(["inspect", str(files / "good.tflite")]) == 0
     out = capsys.readouterr().out
     assert "CONV_2D" in out and "MEAN" in out and "max/ch" in out
+    assert "XNNPACK runs " in out and " operators (" in out
     assert cli.main(["bench", str(files / "good.tflite"), "--threads", "2", "--runs", "5"]) == 0
     assert "us median over 5 runs, 2 thread(s)" in capsys.readouterr().out
 
