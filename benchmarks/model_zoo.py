@@ -694,7 +694,8 @@ def _xnnpack_cell(r):
         return share
     outside = list(x["outside"].items())
     kinds = ", ".join(f"{name} x{count}" for name, count in outside[:3])
-    more = f", {len(outside) - 3} more kinds" if len(outside) > 3 else ""
+    extra = len(outside) - 3
+    more = f", {extra} more kind{'s' if extra > 1 else ''}" if extra > 0 else ""
     return f"{share} ({x['partitions']} partitions; built-in: {kinds}{more})"
 
 
