@@ -692,11 +692,12 @@ def _xnnpack_cell(r):
     share = f"{x['delegated'] / max(x['operators'], 1):.0%}"
     if x["delegated"] == x["operators"]:
         return share
-    outside = list(x["outside"].items())
+    outside = sorted(x["outside"].items(), key=lambda kv: -kv[1])
     kinds = ", ".join(f"{name} x{count}" for name, count in outside[:3])
     extra = len(outside) - 3
     more = f", {extra} more kind{'s' if extra > 1 else ''}" if extra > 0 else ""
-    return f"{share} ({x['partitions']} partitions; built-in: {kinds}{more})"
+    parts = "partition" if x["partitions"] == 1 else "partitions"
+    return f"{share} ({x['partitions']} {parts}; built-in: {kinds}{more})"
 
 
 def table_rows(results, tfmot=None):

@@ -44,8 +44,9 @@ class Delegation:
         text = (f"XNNPACK runs {self.delegated} of {self.operators} operators "
                 f"({self.partitions} {parts})")
         if self.outside:
+            most = sorted(self.outside.items(), key=lambda kv: -kv[1])
             text += "; LiteRT's built-in kernels run " + ", ".join(
-                f"{name} x{count}" for name, count in self.outside.items())
+                f"{name} x{count}" for name, count in most)
         return text
 
 
