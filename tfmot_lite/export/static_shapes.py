@@ -13,8 +13,8 @@ REDUCE_PROD, PACK and CONCATENATION operators on int32 tensors feeding a
 RESHAPE. XNNPACK takes none of them, nor a RESHAPE whose shape is computed,
 so each such reshape ends one delegate partition and starts another, with
 the shape arithmetic in LiteRT's built-in kernels between (EfficientNetB0:
-17 partitions, one per squeeze-and-excite block; ConvNeXtTiny: 73, two per
-block).
+17 partitions, one more per squeeze-and-excite block; ConvNeXtTiny: 73, two
+more per Dense over pixels).
 
 Inside `batch_free_shapes()` the same reshapes name the batch size -1:
 the size -1 resolves to is the batch size the runtime shape read, so the
