@@ -125,3 +125,13 @@ def test_reshapes_and_matmuls_keep_their_values():
             keras.ops.matmul(x, tf.eye(4)), x)
         sparse = tf.sparse.from_dense(tf.eye(4))  # Keras' own sparse path
         np.testing.assert_array_equal(keras.ops.matmul(sparse, tf.ones((4, 3))), np.ones((4, 3)))
+
+
+def test_another_keras_layout_leaves_shapes_as_keras_writes_them(monkeypatch):
+    from keras.src.backend.tensorflow import numpy as backend_numpy
+
+    matmul = backend_numpy.matmul
+    monkeypatch.delattr(backend_numpy, "reshape")
+    with static_shapes.batch_free_shapes(tf):
+        assert backend_numpy.matmul is matmul
+    assert backend_numpy.matmul is matmul and not hasattr(backend_numpy, "reshape")

@@ -63,9 +63,15 @@ def _reshape(tf, keras_reshape):
 def batch_free_shapes(tf):
     """Within the block, Keras' TensorFlow backend writes the batch-sized
     reshapes above with -1 for the batch size."""
-    from keras.src.backend.tensorflow import numpy as backend_numpy
+    try:
+        from keras.src.backend.tensorflow import numpy as backend_numpy
 
-    keras_matmul, keras_reshape = backend_numpy.matmul, backend_numpy.reshape
+        keras_matmul, keras_reshape = backend_numpy.matmul, backend_numpy.reshape
+    except (ImportError, AttributeError):
+        # Another Keras layout: the export works with run-time shapes (and
+        # tests/export/test_static_shapes.py fails, saying so).
+        yield
+        return
     backend_numpy.matmul = _matmul(tf, keras_matmul)
     backend_numpy.reshape = _reshape(tf, keras_reshape)
     try:
