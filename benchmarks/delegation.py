@@ -96,7 +96,7 @@ def main(argv=None):
         values = times[(name, mode, way)]
         table.append([
             name, mode, way, str(d.partitions), f"{d.delegated}/{d.operators}",
-            ", ".join(f"{k} x{v}" for k, v in d.outside.items()) or "-",
+            d.outside_text() or "-",
             f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]",
             f"{rows[(name, mode, 'diff')]:.3g}" if way == WAYS[0] else "",
         ])

@@ -79,6 +79,7 @@ import numpy as np  # noqa: E402
 
 from tfmot_lite import data as datasets  # noqa: E402
 from tfmot_lite import export  # noqa: E402
+from tfmot_lite.export.delegation import Delegation  # noqa: E402
 from tfmot_lite.export.runtime import TFLiteModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -686,18 +687,14 @@ def _local(r):
 def _xnnpack_cell(r):
     """The share of operators XNNPACK runs; when not all, the partitions and
     the operators left to LiteRT's built-in kernels (the three most common)."""
-    x = r.get("xnnpack")
-    if not x:
+    if not r.get("xnnpack"):
         return "-"
-    share = f"{x['delegated'] / max(x['operators'], 1):.0%}"
-    if x["delegated"] == x["operators"]:
+    x = Delegation(**r["xnnpack"])
+    share = f"{x.delegated / max(x.operators, 1):.0%}"
+    if x.complete:
         return share
-    outside = sorted(x["outside"].items(), key=lambda kv: -kv[1])
-    kinds = ", ".join(f"{name} x{count}" for name, count in outside[:3])
-    extra = len(outside) - 3
-    more = f", {extra} more kind{'s' if extra > 1 else ''}" if extra > 0 else ""
-    parts = "partition" if x["partitions"] == 1 else "partitions"
-    return f"{share} ({x['partitions']} {parts}; built-in: {kinds}{more})"
+    parts = "partition" if x.partitions == 1 else "partitions"
+    return f"{share} ({x.partitions} {parts}; built-in: {x.outside_text(limit=3)})"
 
 
 def table_rows(results, tfmot=None):

@@ -39,14 +39,21 @@ class Delegation:
     def complete(self):
         return self.delegated == self.operators
 
+    def outside_text(self, limit=None):
+        """The operators left to LiteRT, most frequent first ("RELU int8
+        x48, AVERAGE_POOL_2D int8 x40"); past `limit` kinds, how many more."""
+        most = sorted(self.outside.items(), key=lambda kv: -kv[1])
+        shown = most if limit is None else most[:limit]
+        text = ", ".join(f"{name} x{count}" for name, count in shown)
+        extra = len(most) - len(shown)
+        return text + (f", {extra} more kind{'s' if extra > 1 else ''}" if extra else "")
+
     def __str__(self):
         parts = "partition" if self.partitions == 1 else "partitions"
         text = (f"XNNPACK runs {self.delegated} of {self.operators} operators "
                 f"({self.partitions} {parts})")
         if self.outside:
-            most = sorted(self.outside.items(), key=lambda kv: -kv[1])
-            text += "; LiteRT's built-in kernels run " + ", ".join(
-                f"{name} x{count}" for name, count in most)
+            text += "; LiteRT's built-in kernels run " + self.outside_text()
         return text
 
 
