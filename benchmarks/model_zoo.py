@@ -690,7 +690,7 @@ def _xnnpack_cell(r):
     if not r.get("xnnpack"):
         return "-"
     x = Delegation(**r["xnnpack"])
-    share = f"{x.delegated / max(x.operators, 1):.0%}"
+    share = f"{x.share:.0%}"
     if x.complete:
         return share
     parts = "partition" if x.partitions == 1 else "partitions"

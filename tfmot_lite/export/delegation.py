@@ -39,6 +39,11 @@ class Delegation:
     def complete(self):
         return self.delegated == self.operators
 
+    @property
+    def share(self):
+        """The fraction of the operators XNNPACK runs."""
+        return self.delegated / max(self.operators, 1)
+
     def outside_text(self, limit=None):
         """The operators left to LiteRT, most frequent first ("RELU int8
         x48, AVERAGE_POOL_2D int8 x40"); past `limit` kinds, how many more."""

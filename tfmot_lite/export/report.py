@@ -88,7 +88,7 @@ _COLUMNS = (
      else str(r.max_unique_per_channel)),
     ("sparse-ready", lambda r: "yes" if r.sparse_ready else "no"),
     ("XNNPACK ops", lambda r: "-" if not r.xnnpack else
-     f"{r.xnnpack['delegated'] / max(r.xnnpack['operators'], 1):.0%}"),
+     f"{Delegation(**r.xnnpack).share:.0%}"),
     ("latency us", lambda r: f"{r.latency_us:.1f}"),
     ("accuracy", lambda r: "-" if r.accuracy is None else f"{r.accuracy:.4f}"),
     ("agreement", lambda r: "-" if r.agreement is None else f"{r.agreement:.4f}"),
