@@ -150,3 +150,21 @@ def test_disagreements_on_ties_count_images_whose_keras_top1_is_a_tie():
     assert zoo._agreement({"agreement": 0.5, "disagreements_on_ties": 1}) == "0.500 (1 on ties)"
     assert zoo._agreement({"agreement": 1.0, "disagreements_on_ties": 0}) == "1.000"
     assert zoo._agreement({"agreement": 1.0}) == "1.000"  # results cached before it
+
+
+def test_a_model_without_batch_norm_trains_its_baseline_at_the_smaller_rate():
+    """VGG16 does not learn at the baseline's Adam 1e-3 (no BatchNorm): a
+    model without BatchNormalization trains at 1e-4 and caches its weights
+    under a name of its own, while models with BatchNorm keep the name their
+    cached weights were saved under."""
+    import keras
+
+    zoo = _zoo()
+    inputs = keras.Input((4,))
+    plain = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    normed = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs)))
+
+    assert zoo.float_learning_rate(plain) == 1e-4
+    assert zoo.float_learning_rate(normed) == 1e-3
+    assert zoo.baseline_weights_name(10, 1e-3) == "float_e10_bn0.9_recalibrated.weights.h5"
+    assert zoo.baseline_weights_name(10, 1e-4) == "float_e10_bn0.9_lr0.0001_recalibrated.weights.h5"
