@@ -84,6 +84,8 @@ from tfmot_lite.export.runtime import TFLiteModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from stats import mcnemar_exact  # noqa: E402
 TECHNIQUES = ("float", "ptq", "qat", "prune", "cluster", "pqat")
 INTEGER = {"ptq", "qat", "pqat"}
 QAT = {"qat", "pqat"}
@@ -403,6 +405,7 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
             disagreements_on_ties=_disagreements_on_ties(reference, lite),
             logit_cosine=_logit_cosine(reference, lite),
             accuracy=float(np.mean(lite.argmax(-1) == yt)),
+            test_correct=_correct(lite, yt),
             keras_accuracy=float(np.mean(reference.argmax(-1) == yt)),
             examples=int(len(xt)),
             bytes=report.bytes,
@@ -486,6 +489,26 @@ def kernel_spread(flatbuffer, x, xnnpack_logits=None, threads=1):
     }
 
 
+def _correct(logits, labels):
+    """Which test images the .tflite classifies right, `[0, 1, ...]`: what
+    `paired_accuracy` compares image by image."""
+    return (np.asarray(logits).argmax(-1) == np.asarray(labels)).astype(int).tolist()
+
+
+def _add_test_correct(result, x, labels, threads, log):
+    """Records `test_correct` for a cached result that lacks it (its .tflite
+    run again on the test images)."""
+    path = os.path.join(ROOT, result.get("path", ""))
+    if (result.get("status") != "ok" or "test_correct" in result
+            or not os.path.exists(path)):
+        return False
+    with open(path, "rb") as f:
+        result["test_correct"] = _correct(
+            TFLiteModel(f.read(), num_threads=threads).predict(x), labels)
+    log(f"[{result['model']}] {result['technique']}: per-image results recorded")
+    return True
+
+
 def _add_kernel_spread(result, x, threads, log):
     """Measures `kernel_spread` for a cached integer result that lacks it."""
     path = os.path.join(ROOT, result.get("path", ""))
@@ -562,7 +585,8 @@ def run_model(name, techniques=TECHNIQUES, args=None, cache=None, log=print, **o
     results = {t: cache[_key(name, args.size, t)] for t in techniques if t not in todo}
     for t in results:
         log(f"[{name}] {t}: cached ({results[t]['status']})")
-        if _add_kernel_spread(results[t], xt, args.threads, log):
+        spread = _add_kernel_spread(results[t], xt, args.threads, log)
+        if _add_test_correct(results[t], xt, yt, args.threads, log) or spread:
             _store(cache, results[t], args)
     if todo:
         try:
@@ -755,6 +779,46 @@ def table_rows(results, tfmot=None):
     return rows
 
 
+def paired_accuracy(results, first="qat", second="ptq"):
+    """Per model, `first`'s .tflite against `second`'s on the same test
+    images: `(model, acc first, acc second, only first right, only second
+    right, McNemar p)` for the models where both recorded `test_correct`.
+    With a few hundred images one image is 0.3 points of accuracy; p says
+    whether a difference is more than which images fell on which side."""
+    by_key = {(r["model"], r["technique"]): r for r in results}
+    rows = []
+    for model in sorted({r["model"] for r in results}):
+        a, b = by_key.get((model, first)), by_key.get((model, second))
+        if not (a and b and a.get("test_correct") and b.get("test_correct")):
+            continue
+        x, y = np.asarray(a["test_correct"]), np.asarray(b["test_correct"])
+        if x.shape != y.shape:
+            continue
+        only_a, only_b = int(np.sum(x > y)), int(np.sum(y > x))
+        rows.append((model, float(x.mean()), float(y.mean()), only_a, only_b,
+                     mcnemar_exact(only_a, only_b)))
+    return rows
+
+
+def _paired_section(results):
+    rows = paired_accuracy(results)
+    if not rows:
+        return []
+    lines = [
+        "", "## QAT against PTQ, image by image", "",
+        "Each integer .tflite on the same test images (LiteRT, XNNPACK): the images "
+        "only the QAT model classifies right, those only the PTQ model does, and the "
+        "two-sided exact McNemar p-value of \"equally accurate\" (`stats.mcnemar_exact`). "
+        "A small p says the accuracies differ by more than which images happened to "
+        "fall on which side.", "",
+        "| model | QAT acc | PTQ acc | only QAT right | only PTQ right | McNemar p |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {m} | {qa:.3f} | {pa:.3f} | {oq} | {op} | {p:.2f} |"
+              for m, qa, pa, oq, op, p in rows]
+    return lines
+
+
 def to_markdown(results, args, tfmot_note, tfmot=None):
     for r in results:
         _refresh_fidelity(r)
@@ -777,7 +841,7 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         f"classes, trained {r0.get('epochs', args.epochs)} epoch(s) on "
         f"{args.train_examples} digits images (scikit-learn's bundled 8x8 digits, "
         f"upsampled; Adam at {FLOAT_LEARNING_RATE:g}, {FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM:g} "
-        "for a model without BatchNorm); each technique then fine-tunes {r0.get('steps', args.steps)} steps of "
+        f"for a model without BatchNorm); each technique then fine-tunes {r0.get('steps', args.steps)} steps of "
         f"{args.batch_size} (Adam at {_rates_text(results)}). Accuracy, agreement and logit cosine are on "
         f"{args.test_examples} held-out images. After training, the float model's "
         "BatchNorm statistics are recomputed from its final weights "
@@ -864,6 +928,7 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
                 for row in f["rows"]) + ".")
     if not any_fidelity:
         lines.append("No QAT export in this run.")
+    lines += _paired_section(results)
     failures = [r for r in results if r["status"] != "ok"]
     lines += ["", "## Failures", ""]
     lines += [f"* {r['model']} {r['technique']}: {r['status']}" for r in failures] or [

@@ -78,6 +78,8 @@ def test_zoo_model_qat_pruning_clustering(name, techniques, tmp_path):
         assert results["cluster"]["max_unique_per_channel"] <= 16
     for r in results.values():
         assert 0.0 <= r["agreement"] <= 1.0 and r["bytes"] > 0
+        assert len(r["test_correct"]) == r["examples"] == 4
+        assert np.mean(r["test_correct"]) == r["accuracy"]
         assert os.path.exists(os.path.join(zoo.ROOT, r["path"]))
 
 
@@ -168,3 +170,23 @@ def test_a_model_without_batch_norm_trains_its_baseline_at_the_smaller_rate():
     assert zoo.float_learning_rate(normed) == 1e-3
     assert zoo.baseline_weights_name(10, 1e-3) == "float_e10_bn0.9_recalibrated.weights.h5"
     assert zoo.baseline_weights_name(10, 1e-4) == "float_e10_bn0.9_lr0.0001_recalibrated.weights.h5"
+
+
+def test_qat_and_ptq_are_compared_image_by_image():
+    """The page's paired comparison counts the images only one of the two
+    .tflite files classifies right, with the exact McNemar p-value
+    (2 P(Binomial(n, 1/2) <= min), hand-computed here)."""
+    zoo = _zoo()
+    results = [
+        {"model": "A", "technique": "qat", "test_correct": [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]},
+        {"model": "A", "technique": "ptq", "test_correct": [1, 0, 0, 0, 0, 0, 0, 1, 1, 1]},
+        {"model": "B", "technique": "qat", "test_correct": [1, 1]},   # no PTQ row
+        {"model": "C", "technique": "qat"},                           # cached before
+        {"model": "C", "technique": "ptq", "test_correct": [1]},
+    ]
+    (row,) = zoo.paired_accuracy(results)
+    model, qat_acc, ptq_acc, only_qat, only_ptq, p = row
+    assert (model, qat_acc, ptq_acc, only_qat, only_ptq) == ("A", 0.7, 0.4, 4, 1)
+    assert p == 2 * (1 + 5) / 2 ** 5  # n = 5 discordant images, min 1
+    assert zoo.mcnemar_exact(0, 0) == 1.0 and zoo.mcnemar_exact(3, 3) == 1.0
+    assert "| A | 0.700 | 0.400 | 4 | 1 | 0.38 |" in zoo._paired_section(results)
