@@ -1,5 +1,8 @@
 """Summaries the benchmarks share: per-round ratios as min / median / max
-with a bootstrap interval of the median."""
+with a bootstrap interval of the median, and an exact paired test of two
+classifiers scored on the same examples."""
+
+from math import comb
 
 import numpy as np
 
@@ -17,8 +20,6 @@ def mcnemar_exact(only_first, only_second):
     `only_second` only the second. Under "equally accurate" each of the
     `n = only_first + only_second` discordant examples goes either way
     with probability 1/2, so p = 2 P(Binomial(n, 1/2) <= min), at most 1."""
-    from math import comb
-
     n = only_first + only_second
     if n == 0:
         return 1.0
