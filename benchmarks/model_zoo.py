@@ -226,7 +226,7 @@ def recalibrate_batch_norms(model, x, batch_size=32):
 
 
 # Adam learning rates of the float baseline. A model without BatchNorm
-# does not train at the first: VGG16 (96x96, 10 epochs on 1438 digits) predicted
+# does not train at the first of them: VGG16 (96x96, 10 epochs on 1438 digits) predicted
 # one class for every image (0.078 test accuracy); at 1e-4 it reached 0.87
 # after one epoch.
 FLOAT_LEARNING_RATE = 1e-3
