@@ -878,7 +878,7 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         "operators LiteRT's XNNPACK delegate runs, and when not all, its partitions and "
         "the operators left to LiteRT's built-in kernels (`TFLiteModel.xnnpack_delegation`; "
         "on this x86 wheel XNNPACK takes no int8 standalone RELU, HARD_SWISH, AVERAGE_POOL_2D, "
-        "GELU, RSQRT or SQUARED_DIFFERENCE, "
+        "GELU, RSQRT or SQUARED_DIFFERENCE, nor a 1x1 MAX_POOL_2D in any type, "
         "which is where an int8 file can run slower than the float one); *wrap s*, *step ms*, *export s*: "
         "wall time of wrapping, the median training step (first step excluded), and "
         "`export_model` (conversion, then the report's reading of operators, weights and "
