@@ -84,7 +84,8 @@ from tfmot_lite.export.runtime import TFLiteModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+if HERE not in sys.path:  # benchmarks/stats.py, also when imported from a file path
+    sys.path.insert(0, HERE)
 from stats import mcnemar_exact  # noqa: E402
 TECHNIQUES = ("float", "ptq", "qat", "prune", "cluster", "pqat")
 INTEGER = {"ptq", "qat", "pqat"}
