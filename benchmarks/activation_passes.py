@@ -32,7 +32,6 @@ from paired_steps import build  # noqa: E402
 from tfmot_lite.quantization import quantizers  # noqa: E402
 
 
-
 def _first(t):
     """One element of `t`: a scalar the pass that wrote `t` cannot be
     folded away from."""

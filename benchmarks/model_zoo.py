@@ -496,28 +496,36 @@ def _correct(logits, labels):
     return (np.asarray(logits).argmax(-1) == np.asarray(labels)).astype(int).tolist()
 
 
+def _cached_flatbuffer(result, missing_field):
+    """The .tflite bytes of a cached, successful result that lacks
+    `missing_field` and whose file is still there; else None."""
+    path = os.path.join(ROOT, result.get("path", ""))
+    if result.get("status") != "ok" or missing_field in result or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _add_test_correct(result, x, labels, threads, log):
     """Records `test_correct` for a cached result that lacks it (its .tflite
     run again on the test images)."""
-    path = os.path.join(ROOT, result.get("path", ""))
-    if (result.get("status") != "ok" or "test_correct" in result
-            or not os.path.exists(path)):
+    flatbuffer = _cached_flatbuffer(result, "test_correct")
+    if flatbuffer is None:
         return False
-    with open(path, "rb") as f:
-        result["test_correct"] = _correct(
-            TFLiteModel(f.read(), num_threads=threads).predict(x), labels)
+    result["test_correct"] = _correct(
+        TFLiteModel(flatbuffer, num_threads=threads).predict(x), labels)
     log(f"[{result['model']}] {result['technique']}: per-image results recorded")
     return True
 
 
 def _add_kernel_spread(result, x, threads, log):
     """Measures `kernel_spread` for a cached integer result that lacks it."""
-    path = os.path.join(ROOT, result.get("path", ""))
-    if (result.get("status") != "ok" or result.get("technique") not in INTEGER
-            or "kernels_agreement" in result or not os.path.exists(path)):
+    if result.get("technique") not in INTEGER:
         return False
-    with open(path, "rb") as f:
-        result.update(kernel_spread(f.read(), x, threads=threads))
+    flatbuffer = _cached_flatbuffer(result, "kernels_agreement")
+    if flatbuffer is None:
+        return False
+    result.update(kernel_spread(flatbuffer, x, threads=threads))
     log(f"[{result['model']}] {result['technique']}: XNNPACK vs built-in kernels "
         f"agreement {result['kernels_agreement']:.3f}, cos {result['kernels_cosine']:.4f}")
     return True

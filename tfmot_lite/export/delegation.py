@@ -5,9 +5,10 @@ becomes one DELEGATE node (a partition), and the rest run in LiteRT's
 built-in kernels between partitions. Those are usually the slow ones. On
 this x86 wheel (ai-edge-litert 2.3.0) XNNPACK takes no int8 RELU (one not
 fused into the op before it), HARD_SWISH, AVERAGE_POOL_2D, GELU, RSQRT or
-SQUARED_DIFFERENCE: NASNetMobile's int8 file (48 standalone RELUs, 40
-average poolings outside) runs 3-4x slower than its float one, and
-MobileNetV3's int8 files (HARD_SWISH) 1.2-1.9x slower (docs/export.md). A RESHAPE whose shape
+SQUARED_DIFFERENCE, nor a 1x1 MAX_POOL_2D of either type: NASNetMobile's
+int8 file (48 standalone RELUs, 40 average poolings outside) runs 3-4x
+slower than its float one, and MobileNetV3's int8 files (HARD_SWISH)
+1.2-1.9x slower (docs/export.md). A RESHAPE whose shape
 is computed at run time also ends a partition (see `static_shapes.py`).
 
 The interpreter lists the original operators beside the DELEGATE nodes
