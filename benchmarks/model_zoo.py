@@ -53,6 +53,10 @@ tensorflow-model-optimization side by side: where `tf_keras` and
 `tensorflow_model_optimization` import, tfmot's `quantize_model` is tried
 on the same architectures in a subprocess (does it wrap, and convert to how
 many bytes); otherwise the page says it was skipped.
+
+Beside it: `model_zoo_settings.py` (the models, techniques and learning
+rates), `model_zoo_page.py` (the page and plot from the cached results),
+`model_zoo_tfmot.py` (tfmot's column).
 """
 
 import argparse
@@ -61,12 +65,9 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
-import textwrap
 import time
 import traceback
 
@@ -79,25 +80,20 @@ import numpy as np  # noqa: E402
 
 from tfmot_lite import data as datasets  # noqa: E402
 from tfmot_lite import export  # noqa: E402
-from tfmot_lite.export.delegation import Delegation  # noqa: E402
 from tfmot_lite.export.runtime import TFLiteModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if HERE not in sys.path:  # benchmarks/stats.py, also when imported from a file path
+if HERE not in sys.path:  # the modules beside it, also when imported from a file path
     sys.path.insert(0, HERE)
-from stats import mcnemar_exact  # noqa: E402
-TECHNIQUES = ("float", "ptq", "qat", "prune", "cluster", "pqat")
-INTEGER = {"ptq", "qat", "pqat"}
-QAT = {"qat", "pqat"}
+from model_zoo_page import (  # noqa: E402
+    agreement_cell, fidelity_record, plot, refresh_fidelity, table_rows, to_markdown)
+from model_zoo_settings import (  # noqa: E402
+    DEFAULT_TITLE, FLOAT_LEARNING_RATE, FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM, INTEGER,
+    LEARNING_RATES, PAGE, PLOT, QAT, ROOT, TECHNIQUES, all_models)
+from model_zoo_tfmot import run_tfmot  # noqa: E402
+
 # Constructors that take `include_preprocessing` (or always rescale 0..255).
 _PIXELS_0_255 = ("MobileNetV3", "EfficientNet", "ConvNeXt")
-
-
-def all_models():
-    """Every model constructor `keras.applications` exports, by name."""
-    return sorted(name for name, obj in vars(keras.applications).items()
-                  if callable(obj) and name[:1].isupper())
 
 
 def build(name, size):
@@ -226,14 +222,6 @@ def recalibrate_batch_norms(model, x, batch_size=32):
             layer.momentum = momentum
 
 
-# Adam learning rates of the float baseline. A model without BatchNorm
-# does not train at the first of them: VGG16 (96x96, 10 epochs on 1438 digits) predicted
-# one class for every image (0.078 test accuracy); at 1e-4 it reached 0.87
-# after one epoch.
-FLOAT_LEARNING_RATE = 1e-3
-FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM = 1e-4
-
-
 def float_learning_rate(model):
     """The baseline's Adam rate: `FLOAT_LEARNING_RATE`, or the smaller
     `FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM` for a model with no
@@ -278,25 +266,6 @@ def baseline(name, size, epochs, x, y, directory, log, batch_size=32):
     log(f"[{name}] float baseline: {epochs} epoch(s) on {len(x)} images at Adam {lr:g} "
         f"in {seconds:.0f}s")
     return model, seconds
-
-
-# Adam learning rates of the fine-tuning steps. A trained model fine-tunes
-# at a small rate: at 1e-4, 16 QAT steps cost DenseNet121 (3 epochs, 96x96)
-# 4 points of Keras accuracy (0.953 vs 0.984 with no step at all, 0.992 at
-# 1e-5). Pruning to 50% in one step needs the larger rate to recover.
-LEARNING_RATES = {"qat": 1e-5, "prune": 1e-4, "cluster": 1e-5}
-# The QAT rate (QAT, and PQAT's QAT steps) of results cached before it was
-# recorded.
-_EARLIER_QAT_RATE = 1e-4
-
-
-def _rates_text(results):
-    """The fine-tuning rates the page's results were measured with."""
-    qat = sorted({r.get("qat_learning_rate", _EARLIER_QAT_RATE) for r in results
-                  if r.get("technique") in ("qat", "pqat")})
-    qat_text = " or ".join(f"{rate:g}" for rate in qat) or f"{LEARNING_RATES['qat']:g}"
-    return (f"{qat_text} for QAT, {LEARNING_RATES['prune']:g} for pruning "
-            f"(PQAT's pruning too), {LEARNING_RATES['cluster']:g} for clustering")
 
 
 def variant(technique, model, x, y, steps, batch_size):
@@ -430,24 +399,7 @@ def run_technique(name, technique, model, train_data, test_data, path, args, log
         else:
             fidelity = None
         if fidelity is not None:
-            first, worst = fidelity.first_departure, fidelity.worst
-            result["fidelity"] = {
-                "summary": fidelity.summary(),
-                "examples": fidelity.examples,
-                "compared": len(fidelity.compared),
-                "layers": len(fidelity.rows),
-                "first_departure": None if first is None else first.to_dict(),
-                "first_local_departure": _row_dict(fidelity.first_local_departure),
-                "worst": None if worst is None else worst.to_dict(),
-                "output": None if fidelity.output is None else fidelity.output.to_dict(),
-                "min_cosine": fidelity.min_cosine,
-                "max_error": fidelity.max_error,
-                "max_lsb": fidelity.max_lsb,
-                "max_local_share": fidelity.max_local_share,
-                # The rows up to and just after the first departure.
-                "rows": _rows_around(fidelity),
-                "all_rows": [r.to_dict() for r in fidelity.rows],
-            }
+            result["fidelity"] = fidelity_record(fidelity)
     except Exception as error:
         stage = getattr(error, "stage", stage)
         result["status"] = f"fails at {stage}: {_first_line(error)}"
@@ -463,15 +415,6 @@ def _disagreements_on_ties(reference, lite):
     top2 = np.sort(reference, axis=-1)[:, -2:]
     tied = top2[:, 0] == top2[:, 1]
     return int(np.sum(tied & (lite.argmax(-1) != reference.argmax(-1))))
-
-
-def _agreement(r):
-    """The agreement cell: top-1 agreement, and how many of the images it
-    misses are ties in the Keras logits (`_disagreements_on_ties`)."""
-    text = _fmt(r["agreement"], ".3f")
-    if r.get("disagreements_on_ties"):
-        text += f" ({r['disagreements_on_ties']} on ties)"
-    return text
 
 
 def kernel_spread(flatbuffer, x, xnnpack_logits=None, threads=1):
@@ -529,19 +472,6 @@ def _add_kernel_spread(result, x, threads, log):
     log(f"[{result['model']}] {result['technique']}: XNNPACK vs built-in kernels "
         f"agreement {result['kernels_agreement']:.3f}, cos {result['kernels_cosine']:.4f}")
     return True
-
-
-def _row_dict(row):
-    return None if row is None else row.to_dict()
-
-
-def _rows_around(fidelity, before=3, after=2):
-    compared = fidelity.compared
-    first = fidelity.first_departure
-    if first is None:
-        return []
-    k = compared.index(first)
-    return [r.to_dict() for r in compared[max(0, k - before):k + after + 1]]
 
 
 def interleaved_latency(results, args, sample, log):
@@ -674,7 +604,7 @@ def _progress(r):
     if r.get("step_ms"):
         parts.append(f"step {r['step_ms']:.0f} ms")
     parts += [f"export {r['export_s']:.1f}s", f"int8 ops {r['int8_fraction']:.0%}",
-              f"agreement {_agreement(r)}", f"logit cos {r['logit_cosine']:.4f}",
+              f"agreement {agreement_cell(r)}", f"logit cos {r['logit_cosine']:.4f}",
               f"{r['bytes'] / 1024:,.0f} KiB"]
     if "kernels_agreement" in r:
         parts.append(f"XNNPACK vs built-in kernels {r['kernels_agreement']:.3f} / "
@@ -682,412 +612,6 @@ def _progress(r):
     if r.get("fidelity"):
         parts.append(r["fidelity"]["summary"])
     return ", ".join(parts)
-
-
-# -- presentation -------------------------------------------------------------
-
-def _fmt(value, spec, missing="-"):
-    return missing if value is None else format(value, spec)
-
-
-def _refresh_fidelity(r):
-    """Recomputes a cached result's verdict from its rows with the current
-    `FidelityReport` rules (the rows are what was measured)."""
-    f = r.get("fidelity")
-    if not f or "all_rows" not in f:
-        return
-    report = export.FidelityReport.from_dict({
-        "rows": f["all_rows"], "examples": f["examples"], "min_cosine": f["min_cosine"],
-        "max_error": f["max_error"], "max_lsb": f["max_lsb"],
-        "max_local_share": f.get("max_local_share", 0.02)})
-    first, worst = report.first_departure, report.worst
-    f["summary"] = report.summary()
-    f["first_departure"] = None if first is None else first.to_dict()
-    f["first_local_departure"] = _row_dict(report.first_local_departure)
-    f["local_compared"] = sum(r.local_share is not None for r in report.rows)
-    f["worst_local"] = _row_dict(max(
-        (r for r in report.rows if r.local_share is not None),
-        key=lambda r: r.local_share, default=None))
-    f["worst"] = None if worst is None else worst.to_dict()
-    f["rows"] = _rows_around(report)
-
-
-def _departure(r):
-    f = r.get("fidelity")
-    if r.get("fidelity_error"):
-        return "comparison fails: " + r["fidelity_error"]
-    if not f:
-        return "-"
-    first = f["first_departure"]
-    if first is None:
-        return f"none ({f['compared']}/{f['layers']} compared)"
-    lsb = "" if first.get("lsb") is None else f", {first['lsb']:.0f} LSB"
-    return (f"{first['path']} ({first['layer_type']}): cos {first['cosine']:.3f}, "
-            f"err {first['max_error']:.0%}{lsb}")
-
-
-def _local(r):
-    """The first layer that computes differently on its own .tflite inputs,
-    else the most-off layer's share."""
-    f = r.get("fidelity")
-    if not f or not f.get("local_compared"):
-        return "-"
-    first = f.get("first_local_departure")
-    if first is not None:
-        return (f"{first['path']} ({first['layer_type']}): {first['local_share']:.1%} "
-                f"off, max {first['local_lsb']:.0f} LSB")
-    worst = f["worst_local"]
-    return f"none (worst {worst['local_share']:.1%} at {worst['path']})"
-
-
-def _xnnpack_cell(r):
-    """The share of operators XNNPACK runs; when not all, the partitions and
-    the operators left to LiteRT's built-in kernels (the three most common)."""
-    if not r.get("xnnpack"):
-        return "-"
-    x = Delegation(**r["xnnpack"])
-    share = f"{x.share:.0%}"
-    if x.complete:
-        return share
-    parts = "partition" if x.partitions == 1 else "partitions"
-    return f"{share} ({x.partitions} {parts}; built-in: {x.outside_text(limit=3)})"
-
-
-def table_rows(results, tfmot=None):
-    header = ["model", "technique", "wrap/train/export", "int8 ops", "agreement",
-              "logit cos", "XNNPACK vs built-in",
-              "acc Keras / LiteRT", "KiB", "latency ms [min-max]", "XNNPACK ops",
-              "wrap s", "step ms", "export s", "zeros", "uniq/ch", "first departing layer",
-              "computes differently (own inputs)"]
-    if tfmot:
-        header.append("tfmot QAT (untrained)")
-    rows = [header]
-    for r in results:
-        if r["status"] != "ok":
-            rows.append([r["model"], r["technique"], r["status"]] + ["-"] * (len(header) - 3))
-            if tfmot:
-                rows[-1][-1] = _tfmot_cell(r, tfmot)
-            continue
-        spread = r.get("latency_spread_us")
-        latency = f"{r['latency_us'] / 1000:.2f}" + (
-            f" [{spread[0] / 1000:.2f}-{spread[1] / 1000:.2f}]" if spread else "")
-        int8 = f"{r['int8_fraction']:.0%}"
-        if r["technique"] in INTEGER and r["int8_fraction"] < 1.0:
-            int8 += " (float: " + ", ".join(r["float_ops"]) + ")"
-        rows.append([
-            r["model"], r["technique"], "ok", int8,
-            _agreement(r), _fmt(r["logit_cosine"], ".4f"),
-            "-" if "kernels_agreement" not in r else
-            f"{r['kernels_agreement']:.3f} / {r['kernels_cosine']:.4f}",
-            f"{_fmt(r['keras_accuracy'], '.3f')} / {_fmt(r['accuracy'], '.3f')}",
-            f"{r['bytes'] / 1024:,.0f}", latency, _xnnpack_cell(r), f"{r['wrap_s']:.1f}",
-            _fmt(r.get("step_ms"), ".0f"), f"{r['export_s']:.1f}",
-            f"{r['sparsity']:.0%}", _fmt(r["max_unique_per_channel"], "d"), _departure(r),
-            _local(r),
-        ] + ([_tfmot_cell(r, tfmot)] if tfmot else []))
-    return rows
-
-
-def paired_accuracy(results, first="qat", second="ptq"):
-    """Per model, `first`'s .tflite against `second`'s on the same test
-    images: `(model, acc first, acc second, only first right, only second
-    right, McNemar p)` for the models where both recorded `test_correct`.
-    With a few hundred images one image is 0.3 points of accuracy; p says
-    whether a difference is more than which images fell on which side."""
-    by_key = {(r["model"], r["technique"]): r for r in results}
-    rows = []
-    for model in sorted({r["model"] for r in results}):
-        a, b = by_key.get((model, first)), by_key.get((model, second))
-        if not (a and b and a.get("test_correct") and b.get("test_correct")):
-            continue
-        x, y = np.asarray(a["test_correct"]), np.asarray(b["test_correct"])
-        if x.shape != y.shape:
-            continue
-        only_a, only_b = int(np.sum(x > y)), int(np.sum(y > x))
-        rows.append((model, float(x.mean()), float(y.mean()), only_a, only_b,
-                     mcnemar_exact(only_a, only_b)))
-    return rows
-
-
-def _paired_section(results):
-    rows = paired_accuracy(results)
-    if not rows:
-        return []
-    lines = [
-        "", "## QAT against PTQ, image by image", "",
-        "Each integer .tflite on the same test images (LiteRT, XNNPACK): the images "
-        "only the QAT model classifies right, those only the PTQ model does, and the "
-        "two-sided exact McNemar p-value of \"equally accurate\" (`stats.mcnemar_exact`). "
-        "A small p says the accuracies differ by more than which images happened to "
-        "fall on which side.", "",
-        "| model | QAT acc | PTQ acc | only QAT right | only PTQ right | McNemar p |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    lines += [f"| {m} | {qa:.3f} | {pa:.3f} | {oq} | {op} | {p:.2f} |"
-              for m, qa, pa, oq, op, p in rows]
-    return lines
-
-
-def to_markdown(results, args, tfmot_note, tfmot=None):
-    for r in results:
-        _refresh_fidelity(r)
-    rows = table_rows(results, tfmot)
-    models = sorted({r["model"] for r in results})
-    missing = [m for m in all_models() if m not in models]
-    r0 = results[0] if results else {}
-    lines = [
-        f"# {args.title}",
-        "",
-        "Generated by `benchmarks/model_zoo.py` "
-        f"(`python benchmarks/model_zoo.py --models {','.join(models)} "
-        f"--techniques {','.join(t for t in TECHNIQUES if any(r['technique'] == t for r in results))} "
-        f"--size {args.size} --epochs {r0.get('epochs', args.epochs)} "
-        f"--train-examples {args.train_examples} --test-examples {args.test_examples} "
-        f"--steps {r0.get('steps', args.steps)}{_page_flags(args)}`).",
-        "",
-        f"**Covers {len(models)} of the {len(all_models())} `keras.applications` models** "
-        f"({', '.join(models)}) at **{args.size}x{args.size}x3**, `weights=None`, 10 "
-        f"classes, trained {r0.get('epochs', args.epochs)} epoch(s) on "
-        f"{args.train_examples} digits images (scikit-learn's bundled 8x8 digits, "
-        f"upsampled; Adam at {FLOAT_LEARNING_RATE:g}, {FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM:g} "
-        f"for a model without BatchNorm); each technique then fine-tunes {r0.get('steps', args.steps)} steps of "
-        f"{args.batch_size} (Adam at {_rates_text(results)}). Accuracy, agreement and logit cosine are on "
-        f"{args.test_examples} held-out images. After training, the float model's "
-        "BatchNorm statistics are recomputed from its final weights "
-        "(`recalibrate_batch_norms`): trained this briefly, the moving averages lag "
-        "the weights, and the MobileNets predicted one class in inference without it. "
-        "Where a model's top-1 margins are small, agreement moves with near ties, and "
-        "the logit cosine is the steadier measure of whether the .tflite computes what "
-        "its Keras model computes.",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU core(s) shared with other "
-        f"work; Keras {keras.__version__}, TensorFlow {_tf_version()}; LiteRT with "
-        f"XNNPACK, {args.threads} thread(s).",
-        "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "|".join(["---"] * 3 + ["---:"] * 13 + ["---"] * (len(rows[0]) - 16)) + "|",
-    ]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows[1:]]
-    lines += [
-        "",
-        "Columns: *int8 ops*, the report's `int8_fraction` (share of the operators "
-        "handling data that touch no float tensor; integer exports have an int8 "
-        "interface, so 100% means nothing runs in float); *agreement*, top-1 agreement "
-        "of LiteRT with the Keras model the .tflite was exported from (for `ptq`, the "
-        "float model), and how many of the images it misses are ties in the Keras "
-        "model's logits (a QAT model's output is fake-quantized: two classes on the "
-        "same integer, of which the Keras top-1 is the first); *logit cos*, mean cosine of the two logit vectors; *XNNPACK vs "
-        "built-in*, for the integer exports, agreement / logit cosine of the same "
-        ".tflite run by LiteRT's built-in kernels against XNNPACK (`kernel_spread`): "
-        "both are correct integer runtimes that round differently in the last bit, so "
-        "this is how far the .tflite disagrees with itself, the floor under the "
-        "agreement a non-bit-exact simulation can reach on that model; *latency*, "
-        "median over interleaved rounds of each round's median single-example LiteRT "
-        "time, with the spread of the round medians; *XNNPACK ops*, the share of the "
-        "operators LiteRT's XNNPACK delegate runs, and when not all, its partitions and "
-        "the operators left to LiteRT's built-in kernels (`TFLiteModel.xnnpack_delegation`; "
-        "on this x86 wheel XNNPACK takes no int8 standalone RELU, HARD_SWISH, AVERAGE_POOL_2D, "
-        "GELU, RSQRT or SQUARED_DIFFERENCE, nor a 1x1 MAX_POOL_2D in any type, "
-        "which is where an int8 file can run slower than the float one); *wrap s*, *step ms*, *export s*: "
-        "wall time of wrapping, the median training step (first step excluded), and "
-        "`export_model` (conversion, then the report's reading of operators, weights and "
-        "latency; the agreement and layer-fidelity passes are not counted); *zeros*, *uniq/ch*: zero kernel weights and most distinct values "
-        "in one output channel, as stored; *first departing layer*: for the QAT "
-        "exports, `export.layer_fidelity` on a few test images (a layer departs at "
-        "cosine < 0.99 or max error > 10% of its output's range, except an int8 "
-        "tensor within 2 quantization steps (LSB) of the Keras output); differences "
-        "of one step grow along a deep graph, so a faithful export of a deep model can "
-        "depart somewhere; "
-        "*computes differently (own inputs)*: each Keras layer run on the .tflite's own "
-        "values of its inputs, the first that lands on another integer in more than 2% "
-        "of its elements (else the most-off layer). Both read LiteRT's built-in "
-        "kernels (XNNPACK keeps no intermediate tensors), whose int8 MEAN rounds "
-        "a share of its outputs one step off the exact mean (docs/export.md) and whose "
-        "LOGISTIC misses the exactly rounded sigmoid that XNNPACK and Keras give on a "
-        "few percent of its outputs. MobileNetV3's first layer "
-        "(Rescaling 1/127.5, offset -1) puts every output on a half step: a tie each "
-        "runtime breaks its own way, so its row reads one step off on most elements.",
-        "",
-        "## Layer fidelity of the QAT exports",
-        "",
-    ]
-    any_fidelity = False
-    for r in results:
-        f = r.get("fidelity")
-        if not f:
-            continue
-        any_fidelity = True
-        lines.append(f"* **{r['model']} {r['technique']}**: {f['summary']}.")
-        raw = next((row for row in f.get("all_rows", ())
-                    if row["cosine"] is not None and row["cosine"] < f["min_cosine"]), None)
-        if raw is not None:
-            lsb = "" if raw.get("lsb") is None else f", {raw['lsb']:.0f} LSB"
-            lines.append(f"  First layer under cosine {f['min_cosine']} counting rounding: "
-                         f"`{raw['path']}` ({raw['layer_type']}) cos {raw['cosine']:.3f}, "
-                         f"err {raw['max_error']:.1%}{lsb}.")
-        out = f.get("output")
-        if out:
-            lines.append(f"  Model output: cosine {out['cosine']:.4f}, max error "
-                         f"{out['max_error']:.1%} of its range.")
-        if f["rows"]:
-            lines.append("  Around the first departure: " + "; ".join(
-                f"`{row['path']}` ({row['layer_type']}) cos {row['cosine']:.3f}, err "
-                f"{row['max_error']:.1%}" + ("" if row.get("lsb") is None
-                                             else f", {row['lsb']:.0f} LSB")
-                for row in f["rows"]) + ".")
-    if not any_fidelity:
-        lines.append("No QAT export in this run.")
-    lines += _paired_section(results)
-    failures = [r for r in results if r["status"] != "ok"]
-    lines += ["", "## Failures", ""]
-    lines += [f"* {r['model']} {r['technique']}: {r['status']}" for r in failures] or [
-        "None in this run."]
-    lines += [
-        "",
-        "## tensorflow-model-optimization side by side",
-        "",
-        tfmot_note,
-        "",
-        "## Not in this run",
-        "",
-        (", ".join(missing) + ": run `python benchmarks/model_zoo.py --models NAME` "
-         "to add them (results are cached, the page is rewritten from the cache)."
-         ) if missing else "Every model is covered.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-PAGE, PLOT = "model_zoo.md", "model_zoo.png"  # in --output unless named
-
-
-def _page_flags(args):
-    """The command-line flags that name this page, where not the defaults."""
-    defaults = parse_args([])
-    flags = ""
-    for flag, attr, name in (("--markdown", "markdown", PAGE), ("--plot", "plot", PLOT)):
-        value = getattr(args, attr)
-        if os.path.abspath(value) != os.path.abspath(os.path.join(args.output, name)):
-            flags += f" {flag} {os.path.relpath(value, ROOT)}"
-    if args.title != defaults.title:
-        flags += f' --title "{args.title}"'
-    return flags
-
-
-def _tf_version():
-    from tfmot_lite.quiet import import_tensorflow
-
-    return import_tensorflow().__version__
-
-
-def plot(results, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tfmot_lite.atomic_file import atomic_write
-
-    models = sorted({r["model"] for r in results})
-    techniques = [t for t in TECHNIQUES if any(r["technique"] == t for r in results)]
-    by = {(r["model"], r["technique"]): r for r in results}
-    fig, axes = plt.subplots(1, 3, figsize=(6 + 2.2 * len(models), 4.4))
-    width = 0.8 / max(1, len(techniques))
-    x = np.arange(len(models))
-    panels = (
-        ("top-1 agreement with Keras (%)", lambda r: 100 * r["agreement"]),
-        ("size (KiB)", lambda r: r["bytes"] / 1024),
-        ("LiteRT latency (ms)", lambda r: r["latency_us"] / 1000),
-    )
-    for ax, (label, value) in zip(axes, panels):
-        for k, t in enumerate(techniques):
-            values = []
-            for m in models:
-                r = by.get((m, t))
-                ok = r is not None and r["status"] == "ok" and r.get("agreement") is not None
-                values.append(value(r) if ok else np.nan)
-            ax.bar(x + (k - (len(techniques) - 1) / 2) * width, values, width, label=t)
-        ax.set_title(label, fontsize=10)
-        ax.set_xticks(x)
-        ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
-    if any(r["status"] == "ok" and r.get("bytes") for r in results):
-        axes[1].set_yscale("log")  # not on an empty panel (every row failed)
-    axes[0].set_ylim(0, 105)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(techniques), fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, dpi=100, format="png")
-    plt.close(fig)
-    return path
-
-
-# -- tensorflow-model-optimization, where installed ------------------------------
-
-TFMOT_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tensorflow as tf
-    import tf_keras as keras
-    import tensorflow_model_optimization as tfmot
-    size = int(sys.argv[1])
-    out = {}
-    for name in sys.argv[2].split(","):
-        try:
-            model = getattr(keras.applications, name)(
-                input_shape=(size, size, 3), weights=None, classes=10,
-                classifier_activation=None)
-            qat = tfmot.quantization.keras.quantize_model(model)
-            converter = tf.lite.TFLiteConverter.from_keras_model(qat)
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            out[name] = {"status": "ok", "bytes": len(converter.convert())}
-        except Exception as error:
-            line = (f"{type(error).__name__}: {error}".splitlines() or ["?"])[0][:200]
-            out[name] = {"status": "fails: " + line}
-    print(json.dumps(out))
-""")
-
-
-def run_tfmot(models, size):
-    """`(note for the page, {model: {"status", "bytes"}})`: tfmot's
-    `quantize_model` and int8 conversion of the same architectures
-    (untrained), or why it was not run (and an empty dict)."""
-    import importlib.util
-
-    missing = [m for m in ("tf_keras", "tensorflow_model_optimization")
-               if importlib.util.find_spec(m) is None]
-    if missing:
-        return ("Skipped: " + ", ".join(missing) + " not importable on the machine "
-                "this page was generated on."), {}
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", TFMOT_SCRIPT, str(size), ",".join(models)],
-                          capture_output=True, text=True, env=env, timeout=3600)
-    if done.returncode:
-        return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1], {}
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    wraps = sum(v["status"] == "ok" for v in found.values())
-    note = (f"tfmot {_tfmot_version()} (`tf_keras`): `quantize_model` and an int8 "
-            f"conversion of each architecture, untrained, in a subprocess: {wraps} of "
-            f"{len(found)} wrap and convert. Its column in the table (on the `qat` rows) "
-            "gives the size of its .tflite or its first error line.")
-    return note, found
-
-
-def _tfmot_version():
-    try:
-        from importlib.metadata import version
-
-        return version("tensorflow-model-optimization")
-    except Exception:  # noqa: BLE001 - a version string only
-        return "?"
-
-
-def _tfmot_cell(r, tfmot):
-    if r["technique"] != "qat" or r["model"] not in tfmot:
-        return "-"
-    v = tfmot[r["model"]]
-    return f"ok, {v['bytes'] / 1024:,.0f} KiB" if v["status"] == "ok" else v["status"]
 
 
 def parse_args(argv=None):
@@ -1115,7 +639,7 @@ def parse_args(argv=None):
                         help="the page (default: OUTPUT/model_zoo.md; the published pages "
                              "are docs/model_zoo.md and docs/model_zoo_trained.md)")
     parser.add_argument("--plot", default=None, help="the plot (default: OUTPUT/model_zoo.png)")
-    parser.add_argument("--title", default="Model zoo: keras.applications end to end",
+    parser.add_argument("--title", default=DEFAULT_TITLE,
                         help="the page's heading")
     parser.add_argument("--sparse", choices=("auto", "off"), default="auto",
                         help="store pruned float exports sparse where LiteRT agrees (auto) "
@@ -1162,7 +686,7 @@ def main(argv=None):
         kv[1]["model"], TECHNIQUES.index(kv[1]["technique"])))
         if r["size"] == args.size]
     for r in results:
-        _refresh_fidelity(r)
+        refresh_fidelity(r)
     note, tfmot = (("Skipped (--skip-tfmot).", {}) if args.skip_tfmot
                    else run_tfmot(sorted({r["model"] for r in results}), args.size))
     print("\n" + export.text_table(table_rows(results, tfmot)))

@@ -22,6 +22,15 @@ def _zoo():
     return module
 
 
+def _page():
+    """benchmarks/model_zoo_page.py (loading the zoo puts benchmarks/ on
+    sys.path)."""
+    _zoo()
+    import model_zoo_page
+
+    return model_zoo_page
+
+
 # Pruning once (MobileNetV3Small: its masks through the hard-swish blocks);
 # clustering's 16 values per kernel through the export are asserted on the
 # digits models (tests/clustering). EfficientNetB0 and ResNet50V2 (its
@@ -130,9 +139,8 @@ def test_runs_of_different_models_keep_each_others_results(tmp_path):
 def test_a_run_whose_every_row_failed_still_draws_its_plot(tmp_path):
     """A size panel with no bar cannot be log-scaled: the plot of a run
     that only failed is drawn (empty) instead of raising."""
-    zoo = _zoo()
     failed = {"model": "DenseNet121", "technique": "qat", "status": "fails at export: X"}
-    path = zoo.plot([failed], str(tmp_path / "zoo.png"), "only failures")
+    path = _page().plot([failed], str(tmp_path / "zoo.png"), "only failures")
     assert os.path.getsize(path) > 0
 
 
@@ -149,9 +157,10 @@ def test_disagreements_on_ties_count_images_whose_keras_top1_is_a_tie():
                             [0.0, 5.1, 4.9],
                             [1.0, 4.0, 0.0]])
     assert zoo._disagreements_on_ties(keras_logits, lite_logits) == 1
-    assert zoo._agreement({"agreement": 0.5, "disagreements_on_ties": 1}) == "0.500 (1 on ties)"
-    assert zoo._agreement({"agreement": 1.0, "disagreements_on_ties": 0}) == "1.000"
-    assert zoo._agreement({"agreement": 1.0}) == "1.000"  # results cached before it
+    cell = _page().agreement_cell
+    assert cell({"agreement": 0.5, "disagreements_on_ties": 1}) == "0.500 (1 on ties)"
+    assert cell({"agreement": 1.0, "disagreements_on_ties": 0}) == "1.000"
+    assert cell({"agreement": 1.0}) == "1.000"  # results cached before it
 
 
 def test_a_model_without_batch_norm_trains_its_baseline_at_the_smaller_rate():
@@ -176,7 +185,7 @@ def test_qat_and_ptq_are_compared_image_by_image():
     """The page's paired comparison counts the images only one of the two
     .tflite files classifies right, with the exact McNemar p-value
     (2 P(Binomial(n, 1/2) <= min), hand-computed here)."""
-    zoo = _zoo()
+    page = _page()
     results = [
         {"model": "A", "technique": "qat", "test_correct": [1, 1, 0, 1, 1, 1, 0, 1, 1, 0]},
         {"model": "A", "technique": "ptq", "test_correct": [1, 0, 0, 0, 0, 0, 0, 1, 1, 1]},
@@ -184,9 +193,40 @@ def test_qat_and_ptq_are_compared_image_by_image():
         {"model": "C", "technique": "qat"},                           # cached before
         {"model": "C", "technique": "ptq", "test_correct": [1]},
     ]
-    (row,) = zoo.paired_accuracy(results)
+    (row,) = page.paired_accuracy(results)
     model, qat_acc, ptq_acc, only_qat, only_ptq, p = row
     assert (model, qat_acc, ptq_acc, only_qat, only_ptq) == ("A", 0.7, 0.4, 4, 1)
     assert p == 2 * (1 + 5) / 2 ** 5  # n = 5 discordant images, min 1
-    assert zoo.mcnemar_exact(0, 0) == 1.0 and zoo.mcnemar_exact(3, 3) == 1.0
-    assert "| A | 0.700 | 0.400 | 4 | 1 | 0.38 |" in zoo._paired_section(results)
+    assert page.mcnemar_exact(0, 0) == 1.0 and page.mcnemar_exact(3, 3) == 1.0
+    assert "| A | 0.700 | 0.400 | 4 | 1 | 0.38 |" in page.paired_section(results)
+
+
+def test_a_cached_fidelity_record_refreshes_to_the_same_verdicts():
+    """A result keeps every row of its layer comparison; the page recomputes
+    the verdicts from those rows (`refresh_fidelity`), so a record refreshed
+    under unchanged rules is the record measured, and a rule that changes
+    (here the cosine a layer departs at) moves the verdict."""
+    from tfmot_lite.export.fidelity import FidelityReport, LayerFidelity
+
+    page = _page()
+
+    def row(path, cosine, share):
+        return LayerFidelity(path=path, layer_type="Conv2D", shape=(4,), match="name",
+                             tensor=path, cosine=cosine, max_error=0.01, lsb=None,
+                             local_share=share, local_lsb=1.0, local_bias=0.0,
+                             local_elements=1000)
+
+    rows = [row("a", 0.999, 0.0), row("b", 0.995, 0.05), row("c", 0.97, 0.01)]
+    record = page.fidelity_record(FidelityReport(rows=rows, examples=2))
+    assert record["first_departure"]["path"] == "c"
+    assert record["first_local_departure"]["path"] == "b"
+    assert record["worst_local"]["path"] == "b" and record["local_compared"] == 3
+    assert [r["path"] for r in record["rows"]] == ["a", "b", "c"]
+
+    result = {"fidelity": dict(record)}
+    page.refresh_fidelity(result)
+    assert result["fidelity"] == record
+
+    result["fidelity"]["min_cosine"] = 0.998
+    page.refresh_fidelity(result)
+    assert result["fidelity"]["first_departure"]["path"] == "b"
