@@ -24,6 +24,7 @@ Compare the two columns of one run, not figures across runs; use
 
     python benchmarks/profile_training.py --technique qat
     python benchmarks/profile_training.py --technique cluster --steps 10 --top 20
+    python benchmarks/profile_training.py --technique qat --inter-op-threads 1
     KERAS_BACKEND=jax python benchmarks/profile_training.py --technique prune
 """
 
@@ -182,10 +183,20 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2,
                         help="profiles per model, alternating; each op type keeps its fastest")
+    parser.add_argument("--inter-op-threads", type=int, default=None,
+                        help="TensorFlow: ops run at once (1: one at a time, so no op slows "
+                             "another and the op times add up to the step; default: "
+                             "TensorFlow's)")
     args = parser.parse_args(argv)
     if keras.backend.backend() not in ("tensorflow", "jax"):
         parser.error("profiles are read from TensorFlow's or JAX's trace: "
                      "run with KERAS_BACKEND=tensorflow or jax")
+    if args.inter_op_threads is not None:
+        if keras.backend.backend() != "tensorflow":
+            parser.error("--inter-op-threads is TensorFlow's executor setting")
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -208,8 +219,10 @@ def main(argv=None):
     profiles = {name: _fastest(traces[name]) for name in names}
 
     plain, tech = profiles["plain"], profiles[args.technique]
+    threads = ("" if args.inter_op_threads is None
+               else f", {args.inter_op_threads} inter-op thread(s)")
     print(f"MobileNetV2 alpha=0.5 96x96 batch {args.batch_size}, {keras.backend.backend()} "
-          f"backend; {args.repeats} x {args.steps} profiled steps per model; "
+          f"backend{threads}; {args.repeats} x {args.steps} profiled steps per model; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if graphs["plain"] is not None:
         print(f"ops in the traced training graph: plain {sum(graphs['plain'].values())}, "
