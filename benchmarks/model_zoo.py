@@ -38,7 +38,8 @@ the median of the round medians and their spread (min-max).
 
 Results are cached per model, size and technique in
 `<output>/results.json` (one run resumes where the last stopped; `--force`
-redoes), the trained float baseline in `<output>/<model>@<size>/`. The
+redoes), tfmot's column per model and size in `<output>/tfmot.json`, the
+trained float baseline in `<output>/<model>@<size>/`. The
 table is written to `--markdown` and a plot to `--plot` (by default
 `<output>/model_zoo.md` and `.png`), covering every cached result of
 `--size`; the published pages are rewritten only when named
@@ -688,7 +689,8 @@ def main(argv=None):
     for r in results:
         refresh_fidelity(r)
     note, tfmot = (("Skipped (--skip-tfmot).", {}) if args.skip_tfmot
-                   else run_tfmot(sorted({r["model"] for r in results}), args.size))
+                   else run_tfmot(sorted({r["model"] for r in results}), args.size,
+                                  os.path.join(args.output, "tfmot.json")))
     print("\n" + export.text_table(table_rows(results, tfmot)))
     print("\ntfmot: " + note)
     from tfmot_lite.atomic_file import write_text_atomic

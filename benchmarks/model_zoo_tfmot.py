@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+
 TFMOT_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -32,10 +33,13 @@ TFMOT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_tfmot(models, size):
+def run_tfmot(models, size, cache_path=None):
     """`(note for the page, {model: {"status", "bytes"}})`: tfmot's
     `quantize_model` and int8 conversion of the same architectures
-    (untrained), or why it was not run (and an empty dict)."""
+    (untrained), or why it was not run (and an empty dict). With
+    `cache_path`, architectures already tried at this size by this tfmot
+    version are read from that file and only the others run (a run of one
+    model does not try every cached model again)."""
     import importlib.util
 
     missing = [m for m in ("tf_keras", "tensorflow_model_optimization")
@@ -43,18 +47,38 @@ def run_tfmot(models, size):
     if missing:
         return ("Skipped: " + ", ".join(missing) + " not importable on the machine "
                 "this page was generated on."), {}
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", TFMOT_SCRIPT, str(size), ",".join(models)],
-                          capture_output=True, text=True, env=env, timeout=3600)
-    if done.returncode:
-        return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1], {}
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    version = tfmot_version()
+    cached = _load(cache_path, version)
+    todo = [m for m in models if f"{m}@{size}" not in cached]
+    if todo:
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run([sys.executable, "-c", TFMOT_SCRIPT, str(size), ",".join(todo)],
+                              capture_output=True, text=True, env=env, timeout=3600)
+        if done.returncode:
+            return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1], {}
+        ran = json.loads(done.stdout.strip().splitlines()[-1])
+        cached.update({f"{m}@{size}": v for m, v in ran.items()})
+        if cache_path:
+            from tfmot_lite.atomic_file import write_text_atomic
+
+            write_text_atomic(cache_path, json.dumps(
+                {"tfmot": version, "results": cached}, indent=1, sort_keys=True))
+    found = {m: cached[f"{m}@{size}"] for m in models}
     wraps = sum(v["status"] == "ok" for v in found.values())
-    note = (f"tfmot {tfmot_version()} (`tf_keras`): `quantize_model` and an int8 "
+    note = (f"tfmot {version} (`tf_keras`): `quantize_model` and an int8 "
             f"conversion of each architecture, untrained, in a subprocess: {wraps} of "
             f"{len(found)} wrap and convert. Its column in the table (on the `qat` rows) "
             "gives the size of its .tflite or its first error line.")
     return note, found
+
+
+def _load(cache_path, version):
+    """The cached `{"Model@size": result}` of this tfmot version, else {}."""
+    if not cache_path or not os.path.exists(cache_path):
+        return {}
+    with open(cache_path, encoding="utf-8") as f:
+        stored = json.load(f)
+    return stored["results"] if stored.get("tfmot") == version else {}
 
 
 def tfmot_version():

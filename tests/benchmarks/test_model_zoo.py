@@ -230,3 +230,39 @@ def test_a_cached_fidelity_record_refreshes_to_the_same_verdicts():
     result["fidelity"]["min_cosine"] = 0.998
     page.refresh_fidelity(result)
     assert result["fidelity"]["first_departure"]["path"] == "b"
+
+
+def test_tfmots_column_runs_each_architecture_once(tmp_path, monkeypatch):
+    """tfmot's `quantize_model` runs in a subprocess; its results are
+    cached per model and size, so a later page (a run of one more model)
+    runs only the architectures it has not tried, and a new tfmot version
+    tries them all again."""
+    import importlib.util
+    import json
+    import subprocess
+    import types
+
+    _zoo()
+    import model_zoo_tfmot
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    versions = iter(["0.8.1", "0.8.1", "0.9.0"])
+    monkeypatch.setattr(model_zoo_tfmot, "tfmot_version", lambda: next(versions))
+    tried = []
+
+    def run(command, **kwargs):
+        names = command[-1].split(",")
+        tried.append(names)
+        out = {n: {"status": "ok", "bytes": 1024} if n != "B" else {"status": "fails: X"}
+               for n in names}
+        return types.SimpleNamespace(returncode=0, stdout=json.dumps(out), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    path = str(tmp_path / "tfmot.json")
+    note, found = model_zoo_tfmot.run_tfmot(["A", "B"], 96, path)
+    assert found == {"A": {"status": "ok", "bytes": 1024}, "B": {"status": "fails: X"}}
+    assert "1 of 2 wrap and convert" in note
+    _, found = model_zoo_tfmot.run_tfmot(["A", "B", "C"], 96, path)
+    assert set(found) == {"A", "B", "C"}
+    model_zoo_tfmot.run_tfmot(["A"], 96, path)  # another tfmot version
+    assert tried == [["A", "B"], ["C"], ["A"]]
