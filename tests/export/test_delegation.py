@@ -87,3 +87,48 @@ def test_counts_add_up(block):
     delegation = runner.xnnpack_delegation()
     assert delegation.delegated + sum(delegation.outside.values()) == delegation.operators
     assert not delegation.complete
+
+
+def _upsampler(batch_size=None):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), batch_size=batch_size)
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    return keras.Model(inputs, L.Conv2DTranspose(4, 3, strides=2, padding="same")(x))
+
+
+def test_transpose_conv_reading_the_batch_size_is_left_to_litert_and_says_why():
+    """With the batch size free, a Conv2DTranspose's output shape is
+    computed from it at run time (SHAPE, STRIDED_SLICE, PACK), and XNNPACK
+    takes no TRANSPOSE_CONV without a constant one. A model built on a
+    fixed batch size exports the shape as a constant: all in XNNPACK."""
+    free = TFLiteModel(convert.to_tflite(_upsampler())).xnnpack_delegation()
+    assert free.outside["TRANSPOSE_CONV float32"] == 1, free.outside
+    [note] = free.notes
+    assert note.startswith("1 TRANSPOSE_CONV left to LiteRT") and "batch_size=1" in note
+    assert note in str(free)
+
+    fixed = TFLiteModel(convert.to_tflite(_upsampler(batch_size=1))).xnnpack_delegation()
+    assert fixed.complete and fixed.partitions == 1 and fixed.notes == []
+
+
+def test_qat_transpose_conv_lands_on_xnnpacks_integers_once_xnnpack_runs_it(tmp_path):
+    """The same QAT model, int8: run by XNNPACK (fixed batch size), the
+    .tflite's outputs are the Keras model's integers, every one; run by
+    LiteRT's built-in kernel (free batch size), it rounds a few outputs one
+    step up, as its CONV_2D does."""
+    import tfmot_lite as tfmot
+
+    x = np.random.default_rng(0).normal(size=(48, 8, 8, 3)).astype("float32")
+    off = {}
+    for batch_size in (None, 1):
+        qat = tfmot.quantization.keras.quantize_model(_upsampler(batch_size))
+        for k in range(0, 48, 16):
+            qat(x[k:k + 16], training=True)
+        path = tmp_path / f"{batch_size}.tflite"
+        export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+        runner = TFLiteModel(path.read_bytes())
+        tflite = np.concatenate([runner.predict(x[i:i + 1]) for i in range(len(x))])
+        steps = (np.asarray(qat(x, training=False)) - tflite) / runner.output["quantization"][0]
+        assert np.abs(steps).max() < 1.01
+        off[batch_size] = np.mean(np.abs(steps) > 0.5)
+    assert off[1] == 0.0 and 0 < off[None] < 0.01, off

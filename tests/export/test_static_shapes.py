@@ -60,6 +60,8 @@ def test_one_partition_same_outputs(make, freeze_limit, monkeypatch):
     # The old graph: shape arithmetic that splits XNNPACK's partitions.
     assert SHAPE_OPS & _ops(dynamic)
     assert dynamic.xnnpack_delegation().partitions > 1
+    assert any(" RESHAPE left to LiteRT: " in note
+               for note in dynamic.xnnpack_delegation().notes)
     delegation = static.xnnpack_delegation()
     assert not SHAPE_OPS & _ops(static), _ops(static)
     assert delegation.complete and delegation.partitions == 1, delegation
@@ -96,6 +98,8 @@ def test_qat_int8_same_integers():
         _without_context(patch)
         dynamic = TFLiteModel(convert.to_tflite(qat, **settings))
     assert dynamic.xnnpack_delegation().partitions > 1
+    assert any(" RESHAPE left to LiteRT: " in note
+               for note in dynamic.xnnpack_delegation().notes)
     assert static.xnnpack_delegation().complete
     np.testing.assert_array_equal(static.predict(x), dynamic.predict(x))
 

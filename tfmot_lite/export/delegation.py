@@ -9,7 +9,12 @@ SQUARED_DIFFERENCE, nor a 1x1 MAX_POOL_2D of either type: NASNetMobile's
 int8 file (48 standalone RELUs, 40 average poolings outside) runs 3-4x
 slower than its float one, and MobileNetV3's int8 files (HARD_SWISH)
 1.2-1.9x slower (docs/export.md). A RESHAPE whose shape
-is computed at run time also ends a partition (see `static_shapes.py`).
+is computed at run time also ends a partition (see `static_shapes.py`), and
+XNNPACK takes no TRANSPOSE_CONV whose output shape is computed: with the
+batch size left free, a Conv2DTranspose's output shape reads it at run
+time, so the layer runs in LiteRT's built-in kernel, which rounds a few
+outputs in a thousand one step away from XNNPACK's (docs/export.md).
+`Delegation.notes` says so, and how to fix it.
 
 The interpreter lists the original operators beside the DELEGATE nodes
 that replaced them; a DELEGATE node names only its boundary tensors. An
@@ -28,13 +33,16 @@ class Delegation:
 
     `operators` counts the model's operators (main subgraph), `delegated`
     those XNNPACK runs, in `partitions` DELEGATE nodes; `outside` maps
-    "OPERATOR dtype" (the dtype of its first input) to how many such
-    operators the built-in kernels run."""
+    "OPERATOR dtype" (the dtype of its first input that is not a shape or
+    an index: TRANSPOSE_CONV's output shape comes first) to how many such
+    operators the built-in kernels run; `notes`, why some of them are
+    left out and how to let XNNPACK run them."""
 
     operators: int
     delegated: int
     partitions: int
     outside: dict
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def complete(self):
@@ -60,7 +68,7 @@ class Delegation:
                 f"({self.partitions} {parts})")
         if self.outside:
             text += "; LiteRT's built-in kernels run " + self.outside_text()
-        return text
+        return "\n".join([text, *self.notes])
 
 
 def xnnpack_delegation(interpreter):
@@ -87,9 +95,32 @@ def xnnpack_delegation(interpreter):
         delegated=len(replaced),
         partitions=len(delegates),
         outside=dict(outside.most_common()),
+        notes=_computed_shape_notes(
+            [d for d in nodes if d["index"] not in replaced], producer),
     )
 
 
+# Operators XNNPACK takes only with a constant shape operand: its position.
+_SHAPE_OPERAND = {"TRANSPOSE_CONV": 0, "RESHAPE": 1}
+
+
+def _computed_shape_notes(outside_nodes, producer):
+    """One line per kind of operator left out because an operator computes
+    its shape operand at run time."""
+    counts = collections.Counter(
+        d["op_name"] for d in outside_nodes
+        if d["op_name"] in _SHAPE_OPERAND
+        and len(d["inputs"]) > _SHAPE_OPERAND[d["op_name"]]
+        and int(d["inputs"][_SHAPE_OPERAND[d["op_name"]]]) in producer)
+    return [
+        f"{count} {name} left to LiteRT: {'its' if count == 1 else 'their'} shape "
+        "is computed at run time, and XNNPACK takes only a constant one; where it "
+        "is computed from the batch size (a Conv2DTranspose's output shape), a "
+        "model built on `keras.Input(..., batch_size=1)` exports it as a constant"
+        for name, count in sorted(counts.items())]
+
+
 def _dtype_name(details):
-    types = details["operand_types"]
-    return types[0].__name__ if types else "-"
+    types = [t.__name__ for t in details["operand_types"]]
+    data = [t for t in types if t not in ("int32", "int64")]
+    return (data or types or ["-"])[0]
