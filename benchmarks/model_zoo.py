@@ -61,10 +61,8 @@ rates), `model_zoo_page.py` (the page and plot from the cached results),
 """
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
-import json
 import os
 import random
 import statistics
@@ -92,6 +90,7 @@ from model_zoo_settings import (  # noqa: E402
     DEFAULT_TITLE, FLOAT_LEARNING_RATE, FLOAT_LEARNING_RATE_WITHOUT_BATCH_NORM, INTEGER,
     LEARNING_RATES, PAGE, PLOT, QAT, ROOT, TECHNIQUES, all_models)
 from model_zoo_tfmot import run_tfmot  # noqa: E402
+from locked_json import load_json, update_json  # noqa: E402
 
 # Constructors that take `include_preprocessing` (or always rescale 0..255).
 _PIXELS_0_255 = ("MobileNetV3", "EfficientNet", "ConvNeXt")
@@ -567,35 +566,11 @@ def _store(cache, result, args):
     key = _key(result["model"], result["size"], result["technique"])
     cache[key] = result
     if getattr(args, "results", None):
-        from tfmot_lite.atomic_file import write_text_atomic
-
-        with _locked(args.results + ".lock"):
-            on_disk = load_cache(args.results)
-            on_disk[key] = result
-            write_text_atomic(args.results, json.dumps(on_disk, indent=1, sort_keys=True))
-
-
-@contextlib.contextmanager
-def _locked(path):
-    """An exclusive advisory lock on `path` (POSIX; elsewhere no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: one run at a time
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        update_json(args.results, lambda on_disk: {**on_disk, key: result})
 
 
 def load_cache(path):
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    return {}
+    return load_json(path)
 
 
 def _progress(r):

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+from locked_json import load_json, update_json
+
 TFMOT_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -48,7 +50,7 @@ def run_tfmot(models, size, cache_path=None):
         return ("Skipped: " + ", ".join(missing) + " not importable on the machine "
                 "this page was generated on."), {}
     version = tfmot_version()
-    cached = _load(cache_path, version)
+    cached = _results(load_json(cache_path), version)
     todo = [m for m in models if f"{m}@{size}" not in cached]
     if todo:
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
@@ -56,13 +58,12 @@ def run_tfmot(models, size, cache_path=None):
                               capture_output=True, text=True, env=env, timeout=3600)
         if done.returncode:
             return "Skipped: " + (done.stderr.strip().splitlines() or ["tfmot run failed"])[-1], {}
-        ran = json.loads(done.stdout.strip().splitlines()[-1])
-        cached.update({f"{m}@{size}": v for m, v in ran.items()})
-        if cache_path:
-            from tfmot_lite.atomic_file import write_text_atomic
-
-            write_text_atomic(cache_path, json.dumps(
-                {"tfmot": version, "results": cached}, indent=1, sort_keys=True))
+        ran = {f"{m}@{size}": v
+               for m, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+        cached.update(ran)
+        if cache_path:  # with what other runs stored meanwhile
+            update_json(cache_path, lambda stored: {
+                "tfmot": version, "results": {**_results(stored, version), **ran}})
     found = {m: cached[f"{m}@{size}"] for m in models}
     wraps = sum(v["status"] == "ok" for v in found.values())
     note = (f"tfmot {version} (`tf_keras`): `quantize_model` and an int8 "
@@ -72,13 +73,10 @@ def run_tfmot(models, size, cache_path=None):
     return note, found
 
 
-def _load(cache_path, version):
-    """The cached `{"Model@size": result}` of this tfmot version, else {}."""
-    if not cache_path or not os.path.exists(cache_path):
-        return {}
-    with open(cache_path, encoding="utf-8") as f:
-        stored = json.load(f)
-    return stored["results"] if stored.get("tfmot") == version else {}
+def _results(stored, version):
+    """The `{"Model@size": result}` of `stored` (a tfmot.json's content)
+    if this tfmot version wrote it, else {}."""
+    return stored.get("results", {}) if stored.get("tfmot") == version else {}
 
 
 def tfmot_version():

@@ -266,3 +266,62 @@ def test_tfmots_column_runs_each_architecture_once(tmp_path, monkeypatch):
     assert set(found) == {"A", "B", "C"}
     model_zoo_tfmot.run_tfmot(["A"], 96, path)  # another tfmot version
     assert tried == [["A", "B"], ["C"], ["A"]]
+
+
+def _append_under_lock(path, item, times):
+    from locked_json import update_json  # forked: already imported
+
+    for _ in range(times):
+        update_json(path, lambda value: {"items": value.get("items", []) + [item]})
+
+
+def test_processes_updating_one_file_keep_each_others_parts(tmp_path):
+    """Four processes each add 25 items to one JSON file through
+    `update_json`: all 100 are there (without the lock, a process that read
+    the file before another wrote it would write its own copy back over
+    the other's items)."""
+    import multiprocessing
+
+    _zoo()
+    from locked_json import load_json
+
+    path = str(tmp_path / "results.json")
+    # Forked (POSIX): the workers only read and write files, and start
+    # without importing Keras again.
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_under_lock, args=(path, i, 25)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert all(w.exitcode == 0 for w in workers)
+    items = load_json(path)["items"]
+    assert sorted(items) == sorted([0, 1, 2, 3] * 25)
+
+
+def test_tfmots_column_keeps_what_another_run_stored_meanwhile(tmp_path, monkeypatch):
+    """A zoo run of model B, while its tfmot subprocess runs, sees a run of
+    model A store A's result: the file keeps both."""
+    import importlib.util
+    import json
+    import subprocess
+    import types
+
+    _zoo()
+    import model_zoo_tfmot
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(model_zoo_tfmot, "tfmot_version", lambda: "0.8.1")
+    path = str(tmp_path / "tfmot.json")
+
+    def run(command, **kwargs):
+        names = command[-1].split(",")
+        if names == ["B"]:  # the other run finishes first
+            model_zoo_tfmot.run_tfmot(["A"], 96, path)
+        return types.SimpleNamespace(
+            returncode=0, stdout=json.dumps({n: {"status": "ok"} for n in names}), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    model_zoo_tfmot.run_tfmot(["B"], 96, path)
+    with open(path, encoding="utf-8") as f:
+        assert set(json.load(f)["results"]) == {"A@96", "B@96"}
