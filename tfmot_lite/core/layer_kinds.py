@@ -36,6 +36,11 @@ keeps it), and for each technique:
   FULLY_CONNECTED, ADD, SUB, MUL; a standalone BatchNorm's ADD), so the two
   share one output range. Not TRANSPOSE_CONV, CONCATENATION, MAXIMUM, nor a
   Conv1D or a Dense over a sequence (a RESHAPE comes between).
+* `fuses_own_relu`: TFLite's int8 op applies the layer's own ReLU/ReLU6
+  `activation` as its fused activation, so one range follows both (every
+  family with an `activation` but the transposed convolution: the
+  converter runs an int8 TRANSPOSE_CONV's ReLU as a RELU op of its own,
+  and with one range after the ReLU it leaves the TRANSPOSE_CONV float).
 * `int32_bias`: TFLite's int8 op for the family adds the layer's bias
   as an int32 in units of its input's scale times its kernel's (CONV_2D,
   DEPTHWISE_CONV_2D, FULLY_CONNECTED): the QAT wrappers add the bias
@@ -133,6 +138,7 @@ class Family:
     per_channel: PerChannel = None
     macs: Macs = None
     fuses_relu: object = False  # a bool, or a function layer -> bool
+    fuses_own_relu: bool = True
     int32_bias: object = False  # a bool, or a function layer -> bool
     # An int8 TFLite op whose output keeps its input's scale (pooling,
     # padding, reshapes): read by a Concatenate, it is handed the
@@ -270,7 +276,7 @@ FAMILIES = (
            macs=_MACS),
     Family("transposed convolution 2D", (L.Conv2DTranspose,), _BOTH, _BOTH,
            _Q_PER_CHANNEL, _k("kernel"), macs=_MACS_TRANSPOSED,
-           per_channel=PerChannel(axis=-2, converter_reshapes=True)),
+           per_channel=PerChannel(axis=-2, converter_reshapes=True), fuses_own_relu=False),
     Family("other transposed convolutions", (L.Conv1DTranspose, L.Conv3DTranspose),
            _BOTH, _BOTH, _Q_UNSUPPORTED, _k("kernel"), macs=_MACS_TRANSPOSED),
     Family("separable convolution 2D", (L.SeparableConv2D,), _POINTWISE, _POINTWISE,
@@ -425,6 +431,14 @@ def fuses_relu(layer):
     """Whether a ReLU/ReLU6 right after `layer` is its TFLite op's fused
     activation (see the `fuses_relu` column)."""
     return bool(_column(layer, "fuses_relu"))
+
+
+def fuses_own_relu(layer):
+    """Whether `layer`'s TFLite op fuses the layer's own ReLU/ReLU6
+    `activation` (see the `fuses_own_relu` column; True for layers not in
+    the table)."""
+    found = _column(layer, "fuses_own_relu")
+    return True if found is None else bool(found)
 
 
 def int32_bias(layer):

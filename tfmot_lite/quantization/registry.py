@@ -220,11 +220,13 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
         activation = keras.activations.serialize(layer.activation)
         if isinstance(activation, dict):
             activation = activation.get("config", activation)
-        fused = activation in ("linear", "relu", "relu6")
+        fused = activation == "linear" or (
+            activation in ("relu", "relu6") and layer_kinds.fuses_own_relu(layer))
         return Default8BitQuantizeConfig(
             weight_attrs=["kernel"],
             # An activation TFLite does not fuse into the kernel is its own
-            # op: quantize before and after it.
+            # op (a sigmoid; a Conv2DTranspose's ReLU): quantize before and
+            # after it.
             activation_attrs=[] if fused else ["activation"],
             quantize_output=fused,
             weight_quantizer=self.weight_quantizer(layer),

@@ -16,7 +16,7 @@ import keras
 from keras import ops
 
 from tfmot_lite.core import layer_kinds, techniques
-from tfmot_lite.core.layer_kinds import activation_name
+from tfmot_lite.core.layer_kinds import activation_name, fuses_own_relu
 from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
@@ -87,23 +87,27 @@ class _QuantizeAwareActivation:
     Activations that TFLite runs as a separate op (softmax, sigmoid, ...) are
     also quantized before, so that the op between them has an int8 input,
     unless the input is quantized already (`pre_weights` None: an
-    `Activation` layer after a quantized layer).
+    `Activation` layer after a quantized layer). So is a ReLU the layer's
+    op does not fuse (`relu_fused` False: a Conv2DTranspose's).
     """
 
-    def __init__(self, activation, quantizer, weights, pre_weights, training):
+    def __init__(self, activation, quantizer, weights, pre_weights, training,
+                 relu_fused=True):
         self.activation = activation
         self.quantizer = quantizer
         self.weights = weights
         self.pre_weights = pre_weights
         self.training = training
+        self.relu_fused = relu_fused
 
     def __call__(self, x):
         name = activation_name(self.activation)
+        fused = name == "linear" or (name in FUSED_ACTIVATIONS and self.relu_fused)
+        if not fused and self.pre_weights is not None:
+            x = self.quantizer(x, self.training, self.pre_weights)
         if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
                                    relu6=name == "relu6")
-        if name not in FUSED_ACTIVATIONS and self.pre_weights is not None:
-            x = self.quantizer(x, self.training, self.pre_weights)
         bits = getattr(self.quantizer, "num_bits", 8)
         if self.activation is _SILU:
             logistic = fixed_output_quantizer("sigmoid", bits)
@@ -281,7 +285,8 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
     def call_substitutions(self, training):
         training = bool(training)
         found = [
-            (slot, _QuantizeAwareActivation(activation, quantizer, post, pre, training))
+            (slot, _QuantizeAwareActivation(activation, quantizer, post, pre, training,
+                                            relu_fused=fuses_own_relu(self.layer)))
             for slot, (activation, quantizer), (post, pre) in zip(
                 self._activation_slots, self._activation_pairs, self._activation_vars
             )
