@@ -1,18 +1,25 @@
-"""What XNNPACK runs, and what constant reshapes buy: `keras.applications`
-models converted with `to_tflite`'s batch-free reshapes (`static_shapes`)
-and without them, side by side.
+"""What XNNPACK runs, and what constant shapes buy: `keras.applications`
+models converted with `to_tflite`'s batch-free reshapes (`static_shapes`),
+without them, and built on a fixed batch size of 1, side by side.
 
-For each model (`weights=None`, seed 0) and mode (`float32`; `int8`:
-post-training, calibrated on random images, int8 input and output) the
-model is converted both ways; printed per file: XNNPACK's partitions, the
+For each model (`weights=None`, seed 0; `decoder`: three Conv2DTranspose
+upsamplings, each followed by a Conv2D, a segmentation model's decoder) and
+mode (`float32`; `int8`: post-training, calibrated on random images, int8
+input and output) the model is converted three ways (the same weights);
+printed per file: XNNPACK's partitions, the
 share of operators it runs and the operators left to LiteRT's built-in
 kernels (`TFLiteModel.xnnpack_delegation`), the largest output difference
-between the two ways on random images, and LiteRT latency: every file
+from the first way on random images, and LiteRT latency: every file
 measured once per round in a new shuffled order, in one process; the
 median and min-max of the round medians (`runs` single-example inferences
 each, 1 thread).
 
     python benchmarks/delegation.py --rounds 5
+    python benchmarks/delegation.py --models decoder --size 16 --rounds 12
+
+A fixed batch size matters where a shape reads it that `static_shapes`
+cannot write as -1: a Conv2DTranspose's output shape (XNNPACK takes no
+TRANSPOSE_CONV without a constant one).
 """
 
 import argparse
@@ -30,7 +37,26 @@ from tfmot_lite.export import convert, static_shapes  # noqa: E402
 from tfmot_lite.export.report import text_table  # noqa: E402
 from tfmot_lite.export.runtime import TFLiteModel, measure_latency  # noqa: E402
 
-WAYS = ("constant", "run-time")  # reshapes with constant shapes / as Keras writes them
+# Reshapes with constant shapes / as Keras writes them / the model rebuilt
+# on keras.Input(batch_size=1), its every shape a constant.
+WAYS = ("constant", "run-time", "batch 1")
+
+
+def build(name, size, batch_size=None):
+    """`keras.applications.<name>` (`weights=None`, 10 logits), or the
+    `decoder`, on inputs of `size` x `size` with the given batch size."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    if name == "decoder":
+        inputs = keras.Input((size, size, 64), batch_size=batch_size)
+        x = inputs
+        for filters in (64, 32, 16):
+            x = L.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
+            x = L.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        return keras.Model(inputs, L.Conv2D(3, 1)(x), name="decoder")
+    return getattr(keras.applications, name)(
+        input_tensor=keras.Input((size, size, 3), batch_size=batch_size), weights=None,
+        classes=10, classifier_activation=None)
 
 
 def convert_model(model, mode, images, way):
@@ -60,21 +86,23 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     files, rows = {}, {}
     for name in args.models.split(","):
-        keras.utils.set_random_seed(0)
-        model = getattr(keras.applications, name)(
-            input_shape=(args.size, args.size, 3), weights=None, classes=10,
-            classifier_activation=None)
-        images = rng.uniform(0, 255, size=(16, args.size, args.size, 3)).astype("float32")
+        model = build(name, args.size)
+        fixed = build(name, args.size, batch_size=1)
+        fixed.set_weights(model.get_weights())
+        images = rng.uniform(0, 255, size=(16, *model.input_shape[1:])).astype("float32")
         for mode in args.modes.split(","):
             outputs = {}
             for way in WAYS:
-                flatbuffer = convert_model(model, mode, images, way)
+                flatbuffer = convert_model(fixed if way == "batch 1" else model,
+                                           mode, images, way)
                 runner = TFLiteModel(flatbuffer)
                 files[(name, mode, way)] = flatbuffer
                 outputs[way] = runner.predict(images[:4])
                 rows[(name, mode, way)] = runner.xnnpack_delegation()
-            rows[(name, mode, "diff")] = float(np.abs(outputs[WAYS[0]] - outputs[WAYS[1]]).max())
-            print(f"{name} {mode}: converted both ways", flush=True)
+            for way in WAYS[1:]:
+                rows[(name, mode, way, "diff")] = float(
+                    np.abs(outputs[WAYS[0]] - outputs[way]).max())
+            print(f"{name} {mode}: converted {len(WAYS)} ways", flush=True)
 
     times = {key: [] for key in files}
     sample = {key: None for key in files}
@@ -89,7 +117,7 @@ def main(argv=None):
             times[key].append(measure_latency(files[key], sample[key], runs=args.runs,
                                               warmup=5) / 1000)
 
-    table = [["model", "mode", "reshapes", "partitions", "XNNPACK ops", "LiteRT built-in kernels",
+    table = [["model", "mode", "shapes", "partitions", "XNNPACK ops", "LiteRT built-in kernels",
               "latency ms [min-max]", "max output diff"]]
     for (name, mode, way), flatbuffer in files.items():
         d = rows[(name, mode, way)]
@@ -98,7 +126,7 @@ def main(argv=None):
             name, mode, way, str(d.partitions), f"{d.delegated}/{d.operators}",
             d.outside_text() or "-",
             f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]",
-            f"{rows[(name, mode, 'diff')]:.3g}" if way == WAYS[0] else "",
+            f"{rows[(name, mode, way, 'diff')]:.3g}" if way != WAYS[0] else "",
         ])
     print(text_table(table))
 
