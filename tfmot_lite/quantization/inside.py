@@ -196,7 +196,7 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
             bias = layer.bias if bias_scale is None else ops.multiply(layer.bias, bias_scale)
             if not q.added_for_nothing(layer.bias):
                 point = f"{prefix}matmul"
-                x = points(point, x)
+                x = q.unless_folded(points(point, x), x, layer.bias, 0.0, points.training)
                 if (not points.training and points.num_bits(point) == 8
                         and not q.tracing_for_converter() and not q.activations_are_float()):
                     bias = q.fake_quant_constant(bias)

@@ -83,9 +83,19 @@ def _folded_points(layer):
 def layer_norm_call(layer, points, quantize_input=False):
     """`layer.call` as the integer ops of the module docstring."""
     names = set(_steps(layer, quantize_input)) - _folded_points(layer)
+    # The ranges the converter drops while gamma is ones or beta zeros.
+    foldable = {}
+    if layer.scale:
+        foldable["normalized"] = (layer.gamma, 1.0)
+        if layer.center and not layer.rms_scaling:
+            foldable["scaled"] = (layer.beta, 0.0)
 
     def at(name, x):
-        return points(name, x) if name in names else x
+        if name not in names:
+            return x
+        if name in foldable:
+            return q.unless_folded(points(name, x), x, *foldable[name], points.training)
+        return points(name, x)
 
     def call(inputs):
         x = at("input", ops.cast(inputs, layer.compute_dtype))

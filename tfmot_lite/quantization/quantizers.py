@@ -119,6 +119,20 @@ def multiplied_for_nothing(constant):
     return _folded_away(constant, 1.0)
 
 
+def unless_folded(rounded, x, constant, identity, training):
+    """`rounded` (`x` rounded into the range before an add of, or a
+    multiply by, `constant`), or `x` as it was where every value of
+    `constant` is `identity`: the converter folds such an op away and
+    the range with it (`added_for_nothing`), so inference rounds there
+    only where the .tflite does. Decided on the constant's value when the
+    call runs (a traced inference stays right once training moves the
+    constant); training, and the converter's trace (which skipped the
+    range already where it folds), keep `rounded`."""
+    if training or constant is None or tracing_for_converter():
+        return rounded
+    return ops.where(ops.all(ops.equal(constant, identity)), x, rounded)
+
+
 def _folded_away(constant, identity):
     """Whether the converter's trace is running and every value of
     `constant` is `identity` (read eagerly)."""
