@@ -423,8 +423,14 @@ def test_global_average_pooling_lands_where_xnnpack_does(side, tmp_path):
     (lambda: [L.Rescaling(1 / 127.5, offset=-1.0)], 0.0),
     (lambda: [L.Normalization(mean=IMAGENET_MEAN, variance=IMAGENET_VARIANCE)], 0.0),
     (lambda: [L.Rescaling([1 / 58.4, 1 / 57.1, 1 / 57.4])], 0.0),
+    # A Dense over pixels (a matmul over more than two axes, quantized
+    # inside its call): its activation's op rounds as a layer's does.
+    (lambda: [L.Dense(16, activation="sigmoid")], 0.0),
+    (lambda: [L.Dense(16, activation="tanh")], 0.0),
+    (lambda: [L.Dense(16, activation="silu")], 0.0),
 ], ids=["conv_silu", "silu_layer", "hard_swish_layer", "rescaling_offset",
-        "per_channel_normalization", "per_channel_rescaling"])
+        "per_channel_normalization", "per_channel_rescaling", "dense_pixels_sigmoid",
+        "dense_pixels_tanh", "dense_pixels_silu"])
 def test_quantized_layers_land_on_xnnpacks_integers(make, off, tmp_path):
     """Swish (x * LOGISTIC(x)), hard-swish, a Rescaling with an offset and
     per-channel constants (ConvNeXt's and EfficientNet's ImageNet

@@ -120,6 +120,24 @@ def fixed_output_quantizer(activation, num_bits=8):
     return make(num_bits) if make is not None else None
 
 
+def device_activation(activation, x, training, num_bits=8):
+    """`(activation(x) as TFLite's integer kernels compute it, final)`.
+
+    An activation with a fixed output range (`FIXED_OUTPUT_RANGES`) comes
+    back rounded into it (`final`: nothing rounds it again where that range
+    is the layer's output); silu as TFLite runs it, `x * LOGISTIC(x)`, the
+    logistic rounded into its fixed range and the product not yet rounded;
+    any other as it is. The caller rounds a value that is not final into
+    its output range."""
+    fixed = fixed_output_quantizer(activation, num_bits)
+    if fixed is not None:
+        return fixed(activation(x), training, {}), True
+    if activation is keras.activations.silu:
+        logistic = fixed_output_quantizer("sigmoid", num_bits)
+        return x * logistic(keras.ops.sigmoid(x), training, {}), False
+    return activation(x), False
+
+
 @_register
 class Default8BitQuantizeConfig(QuantizeConfig):
     """Quantizes the weights named in `weight_attrs`, the activations named

@@ -27,6 +27,7 @@ from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
     default_weight_quantizer,
+    device_activation,
 )
 
 
@@ -177,8 +178,10 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
     FULLY_CONNECTED and reshapes; the bias add then follows a reshape and is
     not fused into the matmul, so the matmul's output needs its own range
     (`<prefix>matmul`). An activation TFLite does not fuse gets a range
-    before it (`<prefix>pre_activation`). The last value is quantized by the
-    caller (`<prefix>output`, or the wrapper's output quantizer).
+    before it (`<prefix>pre_activation`) and runs as its integer op does
+    (`config.device_activation`: a sigmoid's output on its fixed grid). The
+    last value is quantized by the caller (`<prefix>output`, or the
+    wrapper's output quantizer: a QUANTIZE after such a fixed grid).
     `bias_scale` multiplies the bias (a constant the converter folds) where
     the kernel was scaled too (`ScaledQuantizer`).
 
@@ -201,8 +204,12 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
                         and not q.tracing_for_converter() and not q.activations_are_float()):
                     bias = q.fake_quant_constant(bias)
             x = ops.add(x, bias)
-        if f"{prefix}pre_activation" in points:
-            x = activation(points(f"{prefix}pre_activation", x))
+        point = f"{prefix}pre_activation"
+        if point in points:
+            # The activation's own op (LOGISTIC, TANH, GELU, ...), rounded
+            # where TFLite rounds it; the caller's range follows.
+            x, _ = device_activation(activation, points(point, x), points.training,
+                                     points.num_bits(point))
         elif activation is not None:
             x = activation(x)
         return x

@@ -28,6 +28,7 @@ from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
+    device_activation,
     fixed_output_quantizer,
 )
 from tfmot_lite.quantization.input_range import BorrowsInputRange
@@ -66,12 +67,6 @@ FUSED_ACTIVATIONS = ("linear", *q.RELU_ACTIVATIONS)
 # The activation functions `quantize_relu` may fold into the fake-quant.
 _PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
 
-# silu (swish) is `x * LOGISTIC(x)` in TFLite: one MUL into the layer's own
-# output range, after the LOGISTIC's fixed one (`FIXED_OUTPUT_RANGES`).
-# Training rounds the logistic where TFLite does, so the MUL sees the values
-# the device sees.
-_SILU = keras.activations.silu
-
 
 def _nonnegative_output(layer):
     """Whether `layer`'s outputs are never negative: a ReLU/ReLU6 activation,
@@ -108,15 +103,9 @@ class _QuantizeAwareActivation:
         if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
                                    relu6=name == "relu6")
-        bits = getattr(self.quantizer, "num_bits", 8)
-        if self.activation is _SILU:
-            logistic = fixed_output_quantizer("sigmoid", bits)
-            p = logistic(ops.sigmoid(x), self.training, {})
-            return self.quantizer(x * p, self.training, self.weights)
-        fixed = fixed_output_quantizer(self.activation, bits)
-        if fixed is not None:
-            return fixed(self.activation(x), self.training, {})
-        return self.quantizer(self.activation(x), self.training, self.weights)
+        y, final = device_activation(self.activation, x, self.training,
+                                     getattr(self.quantizer, "num_bits", 8))
+        return y if final else self.quantizer(y, self.training, self.weights)
 
 
 class _StandIn:
