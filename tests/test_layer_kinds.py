@@ -110,7 +110,8 @@ def test_unknown_layers_are_unsupported_by_every_technique():
         (L.SeparableConv1D(2, 3), None),
         (L.PReLU(), "output"),
         (L.UpSampling2D(), "pass"),
-        (L.UpSampling2D(interpolation="bilinear"), "output"),
+        (L.UpSampling2D(interpolation="bilinear"), "pass"),  # RESIZE_BILINEAR keeps the scale
+        (L.UpSampling2D(interpolation="bicubic"), "output"),
         (L.MaxPooling2D(), "pass"),
         (L.LSTM(2), "inside"),
         (L.Bidirectional(L.LSTM(2)), None),

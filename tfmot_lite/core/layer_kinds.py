@@ -173,12 +173,14 @@ _MACS_TRANSPOSED = Macs(per="input")
 _MACS_SEPARABLE = Macs(("depthwise_kernel", "pointwise_kernel"))
 
 
-def _nearest(layer):
-    return layer.interpolation == "nearest"
+def _keeps_scale(layer):
+    """An UpSampling2D TFLite's int8 RESIZE_NEAREST_NEIGHBOR or
+    RESIZE_BILINEAR runs: both keep their input's scale."""
+    return layer.interpolation in ("nearest", "bilinear")
 
 
 def _upsampling_kind(layer):
-    return _Q_PASS if _nearest(layer) else _Q_OUTPUT
+    return _Q_PASS if _keeps_scale(layer) else _Q_OUTPUT
 
 
 def _activation_channels(layer):
@@ -355,7 +357,7 @@ FAMILIES = (
            _Q_OUTPUT),
     # -- no weights: same scale (int8 kernel keeps the input's) -------------
     Family("upsampling 2D", (L.UpSampling2D,), _NO_WEIGHTS, _NO_WEIGHTS, _upsampling_kind,
-           channels=KEEPS, same_scale_op=_nearest),
+           channels=KEEPS, same_scale_op=_keeps_scale),
     Family("no op in inference", (
         L.Identity, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
         L.GaussianNoise, L.GaussianDropout, L.ActivityRegularization,

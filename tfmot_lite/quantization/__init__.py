@@ -18,7 +18,7 @@ What lives where:
 * `same_scale.py`: `QuantizeSameScale` (a pooling or padding a Concatenate
   and another layer read, with a range of its own), `QuantizeAveragePooling`
   (any other average pooling, rounded into the range of the layer writing
-  its input).
+  its input), `QuantizeBilinearResize` (a bilinear UpSampling2D, the same).
 * `quantizers.py`: the fake-quantization math.
 """
 

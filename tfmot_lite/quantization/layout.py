@@ -27,6 +27,8 @@ every graph model, nested ones included:
   every reader (`same_scale.py`);
 * any other average pooling: `QuantizeAveragePooling`, its mean rounded
   into its input's range as the int8 kernel rounds it (`same_scale.py`);
+  a bilinear UpSampling2D: `QuantizeBilinearResize`, the same for
+  RESIZE_BILINEAR;
 * Rescaling with an offset, adapted Normalization: two Rescalings
   (MUL then ADD), each annotated; per-channel constants (there and in a
   Rescaling without offset) as the converter stores them, on an int8 grid.
@@ -52,8 +54,10 @@ from tfmot_lite.quantization.conv_bn_folding import (
 from tfmot_lite.quantization.registry import BitWidths
 from tfmot_lite.quantization.same_scale import (
     QuantizeAveragePooling,
+    QuantizeBilinearResize,
     QuantizeSameScale,
     is_average_pooling,
+    is_bilinear_upsampling,
 )
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
@@ -425,6 +429,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return QuantizeSameScale(inner, self.num_bits_activation)
             if is_average_pooling(inner):
                 return QuantizeAveragePooling(inner)
+            if is_bilinear_upsampling(inner):
+                return QuantizeBilinearResize(inner)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
                 return _split_rescaling(inner)
             if isinstance(inner, L.Rescaling) and np.size(inner.scale) > 1:

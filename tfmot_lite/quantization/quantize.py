@@ -19,7 +19,11 @@ from tfmot_lite.quantization.conv_bn_folding import (
     QuantizeConvBatchNorm,
 )
 from tfmot_lite.quantization.registry import PASS_OPS
-from tfmot_lite.quantization.same_scale import QuantizeAveragePooling, QuantizeSameScale
+from tfmot_lite.quantization.same_scale import (
+    QuantizeAveragePooling,
+    QuantizeBilinearResize,
+    QuantizeSameScale,
+)
 from tfmot_lite.quantization.scheme import Default8BitQuantizeScheme, QuantizeScheme
 from tfmot_lite.quantization.wrapper import (
     QuantizeAnnotate,
@@ -130,6 +134,7 @@ def quantize_scope(*args):
         "QuantizeOperation": QuantizeOperation,
         "QuantizeSameScale": QuantizeSameScale,
         "QuantizeAveragePooling": QuantizeAveragePooling,
+        "QuantizeBilinearResize": QuantizeBilinearResize,
         "Default8BitQuantizeConfig": config_lib.Default8BitQuantizeConfig,
         "OutputQuantizeConfig": config_lib.OutputQuantizeConfig,
         "ActivationQuantizeConfig": config_lib.ActivationQuantizeConfig,

@@ -241,6 +241,18 @@ def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     return (nearest + half - q_min) * scale + low
 
 
+def interpolation_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
+    """`x`, a weighted average of values on the grid of `[min_val,
+    max_val]` (a bilinear resize), rounded as XNNPACK's int8
+    RESIZE_BILINEAR rounds it (measured): to the nearest step, a tie up.
+    A value within 1e-3 of a step below a tie counts as one (float
+    rounding of the weighted sum may have moved it; the device sums
+    integers). No gradient."""
+    low, high, scale, _ = _grid(min_val, max_val, num_bits, narrow_range)
+    steps = (ops.clip(x, low, high) - low) / scale
+    return ops.floor(steps + 0.5 + 1e-3) * scale + low
+
+
 def int32_bias(bias, step):
     """`bias` as an int8 convolution or fully connected kernel adds it: an
     integer number of `step = input_scale * kernel_scale` (per output

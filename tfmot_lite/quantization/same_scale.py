@@ -30,13 +30,16 @@ half a step off it (InceptionV3's branch poolings: 3-4% of their outputs a
 step off the device's). The wrapper has no range of its own (the
 converter would refuse a second range there); it rounds into the range of
 the layer that writes its input, found through the Keras graph
-(`input_range.py`).
+(`input_range.py`). `QuantizeBilinearResize` does the same for a bilinear
+`UpSampling2D` (RESIZE_BILINEAR keeps its input's scale too: with a range
+of its own after it, as an op computing new values, the converter had
+handed that narrower range to the layer before, clipping its outputs).
 """
 
 import keras
 from keras import ops
 
-from tfmot_lite.core import layer_kinds, techniques
+from tfmot_lite.core import techniques
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
 from tfmot_lite.quantization.input_range import BorrowsInputRange
@@ -49,6 +52,12 @@ _AVERAGES = (keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
 def is_average_pooling(layer):
     """Whether `layer` is a Keras average pooling (1-D, 2-D or 3-D)."""
     return isinstance(layer, _AVERAGES)
+
+
+def is_bilinear_upsampling(layer):
+    """Whether `layer` is a Keras `UpSampling2D` that interpolates
+    bilinearly (int8 RESIZE_BILINEAR)."""
+    return isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "bilinear"
 
 
 class _SameScaleWrapper(keras.layers.Layer):
@@ -141,24 +150,22 @@ class QuantizeSameScale(_SameScaleWrapper):
         return self.quantizer, self._range
 
 
-@_register
-class QuantizeAveragePooling(BorrowsInputRange, _SameScaleWrapper):
-    """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
-    AVERAGE_POOL_2D rounds the mean of the stored integers
-    (`quantizers.average_rounding`: half away from zero).
+class _RoundedIntoInputRange(BorrowsInputRange, _SameScaleWrapper):
+    """`r(layer(x))`, `r` the rounding into the range `x` is on, as the
+    layer's int8 kernel rounds (`device_rounding`).
 
     The range belongs to the layer that writes `x` (through ops that keep
     its scale: padding, an Identity left by a folded BatchNorm, ...), found
     through the Keras graph (`input_range.BorrowsInputRange`). Where none
-    is found the average passes on as computed. Training reads the range
+    is found the output passes on as computed. Training reads the range
     its owner stored in the same step; the gradient is straight-through. No
-    weights of its own.
-
-    Args:
-      layer: a Keras average pooling.
-    """
+    weights of its own."""
 
     keeps_input_scale = True  # int8 out where int8 comes in (quantize.py)
+
+    @staticmethod
+    def device_rounding(x, min_val, max_val, num_bits, narrow_range):
+        raise NotImplementedError
 
     @property
     def rounds(self):
@@ -171,7 +178,36 @@ class QuantizeAveragePooling(BorrowsInputRange, _SameScaleWrapper):
         if source is None or q.activations_are_float() or q.tracing_for_converter():
             return outputs  # the device's kernel rounds it in the .tflite
         quantizer, weights = source.quantizer, source.weights
-        device = q.average_rounding(outputs, ops.reshape(weights["min_var"], ()),
-                                    ops.reshape(weights["max_var"], ()), quantizer.num_bits,
-                                    quantizer.narrow_range)
+        device = self.device_rounding(outputs, ops.reshape(weights["min_var"], ()),
+                                      ops.reshape(weights["max_var"], ()), quantizer.num_bits,
+                                      quantizer.narrow_range)
         return outputs + ops.stop_gradient(device - outputs)
+
+
+@_register
+class QuantizeAveragePooling(_RoundedIntoInputRange):
+    """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
+    AVERAGE_POOL_2D rounds the mean of the stored integers
+    (`quantizers.average_rounding`: half away from zero).
+
+    Args:
+      layer: a Keras average pooling.
+    """
+
+    device_rounding = staticmethod(q.average_rounding)
+
+
+@_register
+class QuantizeBilinearResize(_RoundedIntoInputRange):
+    """`r(resize(x))`, `r` the rounding into the range `x` is on: TFLite's
+    int8 RESIZE_BILINEAR keeps its input's scale (the converter hands that
+    scale to the layer writing its input), and XNNPACK rounds the weighted
+    sum of the stored integers to the nearest step, a tie up
+    (`quantizers.interpolation_rounding`; LiteRT's built-in kernel sends
+    ties away from zero, and weighs with 10-bit fractions).
+
+    Args:
+      layer: a Keras `UpSampling2D(interpolation="bilinear")`.
+    """
+
+    device_rounding = staticmethod(q.interpolation_rounding)
