@@ -117,7 +117,9 @@ def test_equal_relus_of_one_tensor_round_once(batch_norm, tmp_path):
     ops = _op_names(path.read_bytes())
     assert "RELU" not in ops, ops  # merged, then fused into the convolution
     steps = output_steps(qat, path, x)
-    assert np.mean(steps > 0.5) <= 0.01 and steps.max() < 1.01, (
+    # As for a concatenation: the requantization of the shared branch
+    # into the join's scale ties on a few percent of its values.
+    assert np.mean(steps > 0.5) <= 0.02 and steps.max() < 1.01, (
         np.mean(steps > 0.5), steps.max())
     fidelity = export.layer_fidelity(qat, path, x, examples=4)
     for relu in ("quant_relu_a", "quant_relu_b"):
@@ -259,3 +261,30 @@ def test_concatenation_sets_the_range_of_what_it_alone_reads(tmp_path):
     # output as its tensor can hold it.
     wide = export.layer_fidelity(qat, path, 4 * x, examples=2)
     assert wide.row("quant_conv").local_lsb <= 1.01, wide.row("quant_conv")
+
+
+@pytest.mark.parametrize("join", [L.Maximum, L.Minimum])
+def test_maximum_and_minimum_set_the_range_of_what_they_alone_read(join, tmp_path):
+    """int8 MAXIMUM and MINIMUM keep one scale as CONCATENATION does: a
+    convolution only the join reads keeps no range of its own (the
+    converter writes it in the join's scale); one read elsewhere too keeps
+    its range and is requantized. With a range each, 29% of the outputs
+    had been a step or more off XNNPACK's."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    alone = L.Conv2D(8, 3, padding="same", name="alone")(inputs)
+    shared = L.Conv2D(8, 3, padding="same", name="shared")(inputs)
+    joined = join(name="join")([alone, shared])
+    model = keras.Model(inputs, L.Add()([joined, L.Conv2D(8, 1, name="other")(shared)]))
+    x = np.random.default_rng(3).normal(size=(64, 8, 8, 3)).astype("float32")
+    qat = _trained(model, x)
+    assert _output_ranges(qat.get_layer("quant_alone")) == []
+    assert len(_output_ranges(qat.get_layer("quant_shared"))) == 1
+
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    steps = output_steps(qat, path, x)
+    # As for a concatenation: the requantization of the shared branch
+    # into the join's scale ties on a few percent of its values.
+    assert np.mean(steps > 0.5) <= 0.02 and steps.max() < 1.01, (
+        np.mean(steps > 0.5), steps.max())

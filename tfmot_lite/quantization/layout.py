@@ -16,9 +16,10 @@ every graph model, nested ones included:
   `LayerReLUQuantize`, `AddReLUQuantize`); so too where several equal
   ReLUs alone read it (the converter merges them into one), a folded
   Conv-BatchNorm included;
-* a layer (or fused chain) read only by a Concatenate: no output range of
-  its own; the converter gives the op the concatenation's scale (int8
-  CONCATENATION keeps one), so the concatenation's range rounds it once.
+* a layer (or fused chain) read only by a Concatenate (or a Maximum or
+  Minimum): no output range of its own; the converter gives the op the
+  join's scale (int8 CONCATENATION, MAXIMUM and MINIMUM keep one), so the
+  join's range rounds it once.
   An output read elsewhere too keeps its range: the converter requantizes
   it into the concatenation's, and so does the Keras model;
 * a pooling, padding or reshape (an op that keeps its input's scale) read
@@ -62,6 +63,10 @@ from tfmot_lite.quantization.same_scale import (
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
+
+# Joins whose int8 op has one scale for its inputs and its output: the
+# converter writes an input that only the join reads in the join's scale.
+ONE_SCALE_JOINS = (keras.layers.Concatenate, keras.layers.Maximum, keras.layers.Minimum)
 L = keras.layers
 
 
@@ -310,7 +315,7 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             """Whether `op` (called once, fed alone) keeps its input's scale
             and is read by an eligible Concatenate and by another layer."""
             readers = flow.next_ops(op)
-            joins = [nxt for nxt in readers if isinstance(_unwrap(nxt.layer), L.Concatenate)]
+            joins = [nxt for nxt in readers if isinstance(_unwrap(nxt.layer), ONE_SCALE_JOINS)]
             return (calls[id(op.layer)] == 1 and len(readers) > len(joins) > 0
                     and same_scale(op) and all(eligible(nxt.layer) for nxt in joins)
                     and fed_alone(op))
@@ -320,8 +325,9 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
 
         def concatenated(op):
             """Whether `op`'s one reader rounds it into a range of its own,
-            which the converter gives the op: a Concatenate (CONCATENATION
-            keeps one scale) or, through same-scale ops only it reads, a
+            which the converter gives the op: a Concatenate, Maximum or
+            Minimum (`ONE_SCALE_JOINS`: CONCATENATION, MAXIMUM and MINIMUM
+            keep one scale) or, through same-scale ops only it reads, a
             same-scale op with its own range."""
             nxt = single_next(op) if op is not None else None
             target = nxt
@@ -330,8 +336,8 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             if target is not None and id(target.layer) in own_scale:
                 return True
             return nxt is not None and eligible(nxt.layer) and isinstance(
-                _unwrap(nxt.layer), L.Concatenate) and not isinstance(
-                _unwrap(op.layer), L.Concatenate)
+                _unwrap(nxt.layer), ONE_SCALE_JOINS) and not isinstance(
+                _unwrap(op.layer), ONE_SCALE_JOINS)
 
         for op in flow.ops:
             layer = op.layer
