@@ -214,3 +214,30 @@ def test_annotated_model_starting_with_a_split_rescaling_quantizes_its_input():
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
 
     _applied_like_quantize_model(model, x)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_average_runs_integer_and_lands_on_xnnpacks_integers(count, tmp_path):
+    """`Average` runs as ADD (two at a time) then MUL by 1/n: each sum has
+    a range (`AverageQuantizeConfig`). With the average's range alone the
+    converter had left the ADD and the MUL float (DEQUANTIZE ... QUANTIZE)."""
+    from tflite_helpers import output_steps
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    branches = [L.Conv2D(8, 3, padding="same")(inputs) for _ in range(count)]
+    qat = quantize.quantize_model(keras.Model(inputs, L.Average()(branches)))
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
+    for k in range(0, 64, 16):
+        qat(x[k:k + 16], training=True)
+    path = tmp_path / "m.tflite"
+    report = export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    assert report.int8_fraction == 1.0, report.operators
+    assert report.operators.count("ADD") == count - 1 and "MUL" in report.operators
+    steps = output_steps(qat, path, x)
+    assert np.mean(steps > 0.5) <= 0.005 and steps.max() < 1.01, (
+        np.mean(steps > 0.5), steps.max())
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(x, training=False), qat(x, training=False), atol=1e-6)

@@ -194,6 +194,8 @@ def _merge_quantize(layer):
     if isinstance(layer, L.Add) and shapes is not None and len(shapes) > 2:
         return Use("inside", "a sum of more than two tensors: TFLite adds two at a time, "
                              "and each partial sum needs a range")
+    if isinstance(layer, L.Average):
+        return Use("inside", "TFLite adds, then multiplies by 1/n: the sum needs a range")
     return _Q_OUTPUT
 
 

@@ -269,6 +269,21 @@ class DenseQuantizeConfig(InsideQuantizeConfig):
         return [((layer, "call"), projection_call(layer, product, points))]
 
 
+def _summed(inputs, points, ranged):
+    """`inputs` added two at a time, as TFLite's ADD adds them; the first
+    `ranged` partial sums rounded into their ranges (`partial_1`, ...)."""
+    total = inputs[0]
+    for i, x in enumerate(inputs[1:], start=1):
+        total = ops.add(total, x)
+        if i <= ranged:
+            total = points(f"partial_{i}", total)
+    return total
+
+
+def _input_count(layer):
+    return len(layer.get_build_config()["input_shape"])
+
+
 @_register
 class SumQuantizeConfig(InsideQuantizeConfig):
     """`Add` of more than two tensors (BERT's token + position + segment
@@ -276,17 +291,27 @@ class SumQuantizeConfig(InsideQuantizeConfig):
     (`partial_1`, ...); the wrapper quantizes the whole sum."""
 
     def point_names(self, layer):
-        count = len(layer.get_build_config()["input_shape"])
-        return [f"partial_{i}" for i in range(1, count - 1)]
+        return [f"partial_{i}" for i in range(1, _input_count(layer) - 1)]
+
+    def substitutions(self, layer, points):
+        count = _input_count(layer)
+        return [((layer, "_merge_function"), lambda inputs: _summed(inputs, points, count - 2))]
+
+
+@_register
+class AverageQuantizeConfig(InsideQuantizeConfig):
+    """`Average` of `n` tensors: TFLite adds them two at a time (ADD) and
+    multiplies the sum by the constant `1/n` (MUL), so every partial sum,
+    the whole one included, gets a range (`partial_1`, ...,
+    `partial_<n-1>`); the wrapper quantizes the average. With the
+    average's range alone, the converter had left the ADD and MUL float."""
+
+    def point_names(self, layer):
+        return [f"partial_{i}" for i in range(1, _input_count(layer))]
 
     def substitutions(self, layer, points):
         def merge(inputs):
-            total = inputs[0]
-            for i, x in enumerate(inputs[1:], start=1):
-                total = ops.add(total, x)
-                if i < len(inputs) - 1:
-                    total = points(f"partial_{i}", total)
-            return total
+            return _summed(inputs, points, len(inputs) - 1) / len(inputs)
 
         return [((layer, "_merge_function"), merge)]
 

@@ -26,6 +26,7 @@ import keras
 from tfmot_lite.core import graph, layer_kinds
 from tfmot_lite.quantization.attention import AttentionQuantizeConfig
 from tfmot_lite.quantization.inside import (
+    AverageQuantizeConfig,
     DenseQuantizeConfig,
     EinsumDenseQuantizeConfig,
     ScaledSumQuantizeConfig,
@@ -63,6 +64,7 @@ INSIDE_CONFIGS = (
     (keras.layers.EinsumDense, EinsumDenseQuantizeConfig),
     (keras.layers.Dense, DenseQuantizeConfig),
     (keras.layers.Add, SumQuantizeConfig),
+    (keras.layers.Average, AverageQuantizeConfig),
     (keras.layers.LSTM, LSTMQuantizeConfig),
     (keras.layers.GRU, GRUQuantizeConfig),
     (keras.layers.SimpleRNN, SimpleRNNQuantizeConfig),
