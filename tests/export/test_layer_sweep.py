@@ -5,7 +5,7 @@ biases and BatchNorm statistics, exported on a fixed batch size (so XNNPACK
 runs every operator it takes, TRANSPOSE_CONV included). The .tflite runs
 every operator integer, and its outputs are the Keras QAT model's integers
 but for ties (a few in a thousand, a step or two where a tie feeds a
-convolution). The sweep found six layers that computed differently
+convolution). The sweep found seven layers that computed differently
 (docs/export.md, "Where a layer really computed differently"); the two left
 are LiteRT's: its LEAKY_RELU kernels do not round the exact product (the
 Keras model does: 2-3% of outputs a step off XNNPACK's), and attention's
@@ -80,7 +80,8 @@ CASES.update({
     "conv_batch_norm_relu": (IMAGE, lambda x: L.ReLU()(L.BatchNormalization()(
         L.Conv2D(8, 3, padding="same", use_bias=False)(x)))),
     "rescaling": (IMAGE, lambda x: _conv()(L.Rescaling(1 / 127.5, offset=-1)(x))),
-    "layer_norm": (SEQUENCE, lambda x: L.LayerNormalization()(L.Dense(8)(x))),
+    "layer_norm": (SEQUENCE, lambda x: L.LayerNormalization()(L.Dense(16)(x))),
+    "layer_norm_channels": (IMAGE, lambda x: L.LayerNormalization()(_conv(16)(x))),
     "dilated": (IMAGE, lambda x: L.Conv2D(8, 3, padding="same", dilation_rate=2)(x)),
     "depth_multiplier": (IMAGE, lambda x: L.DepthwiseConv2D(
         3, padding="same", depth_multiplier=2)(x)),
@@ -126,7 +127,9 @@ def test_the_layer_lands_on_xnnpacks_integers(case, tmp_path):
     shape, make = CASES[case]
     report, steps = _steps_off(shape, make, tmp_path)
     assert report.int8_fraction == 1.0, report.operators
-    ties = 3.01 if case.startswith("transposed") else 1.01
+    # A tie feeding a TRANSPOSE_CONV's overlapping outputs, or a row's
+    # variance (the inverse std a step off), moves more than one step.
+    ties = 3.01 if case.startswith("transposed") else 2.01 if case.startswith("layer_norm") else 1.01
     assert np.mean(steps > 0.5) <= 0.005 and steps.max() <= ties, (
         np.mean(steps > 0.5), steps.max(), report.operators)
 
