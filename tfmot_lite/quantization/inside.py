@@ -75,6 +75,17 @@ class Points:
         """The bit width of point `name`'s range."""
         return self._quantizers[name][0].num_bits
 
+    def as_stored(self, constant, name):
+        """`constant`, an operand of an int8 op among point `name`'s (a
+        bias or a LayerNorm's beta in an ADD), as the converter stores it
+        (`quantizers.fake_quant_constant`), in inference; as it is in
+        training, in the converter's trace (the converter rounds it there),
+        with float activations and at 16 bits."""
+        if (self._training or self.num_bits(name) != 8 or q.tracing_for_converter()
+                or q.activations_are_float()):
+            return constant
+        return q.fake_quant_constant(constant)
+
     def low(self, name):
         quantizer, variables = self._quantizers[name]
         if "min_var" in variables:
@@ -200,9 +211,7 @@ def projection_call(layer, product, points, prefix="", bias_scale=None):
             if not q.added_for_nothing(layer.bias):
                 point = f"{prefix}matmul"
                 x = q.unless_folded(points(point, x), x, layer.bias, 0.0, points.training)
-                if (not points.training and points.num_bits(point) == 8
-                        and not q.tracing_for_converter() and not q.activations_are_float()):
-                    bias = q.fake_quant_constant(bias)
+                bias = points.as_stored(bias, point)
             x = ops.add(x, bias)
         point = f"{prefix}pre_activation"
         if point in points:

@@ -115,11 +115,7 @@ def layer_norm_call(layer, points, quantize_input=False):
         if layer.scale:
             y = at("scaled", ops.multiply(y, _broadcast(layer.gamma, axes, len(x.shape))))
         if layer.center and not layer.rms_scaling:
-            beta = layer.beta
-            if (not points.training and points.num_bits("centered") == 8
-                    and not q.tracing_for_converter() and not q.activations_are_float()):
-                # The ADD's constant operand, as the converter stores it.
-                beta = q.fake_quant_constant(beta)
+            beta = points.as_stored(layer.beta, "centered")
             y = ops.add(y, _broadcast(beta, axes, len(x.shape)))
         return y
 
