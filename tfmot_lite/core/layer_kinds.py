@@ -50,6 +50,10 @@ keeps it), and for each technique:
   reshapes), where an Identity or Dropout runs as no op at all. Read by a
   Concatenate and by another layer, such an op gets a range of its own in
   QAT (`quantization/same_scale.py`).
+* `one_scale_join`: a join whose int8 op has one scale for its inputs and
+  its output (CONCATENATION, MAXIMUM, MINIMUM): the converter writes an
+  input only the join reads in the join's scale, and requantizes one read
+  elsewhere too (`quantization/layout.py`).
 
 A column may hold a function `layer -> value` where a layer's own
 configuration decides (UpSampling2D's interpolation, Activation's function).
@@ -144,6 +148,7 @@ class Family:
     # padding, reshapes): read by a Concatenate, it is handed the
     # concatenation's scale unless it has a range of its own.
     same_scale_op: object = False  # a bool, or a function layer -> bool
+    one_scale_join: object = False  # a bool, or a function layer -> bool
     # Classes of libraries tfmot-lite does not import (KerasHub), or not
     # exported by Keras (`keras.applications`' LayerScale), as
     # `"package:ClassName"`: matched against the layer's class and its bases.
@@ -197,6 +202,10 @@ def _merge_quantize(layer):
     if isinstance(layer, L.Average):
         return Use("inside", "TFLite adds, then multiplies by 1/n: the sum needs a range")
     return _Q_OUTPUT
+
+
+def _keeps_one_scale(layer):
+    return isinstance(layer, (L.Maximum, L.Minimum))
 
 
 def _merge_fuses_relu(layer):
@@ -341,14 +350,14 @@ FAMILIES = (
     Family("elementwise merges",
            (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum),
            _NO_WEIGHTS, _NO_WEIGHTS, _merge_quantize, channels=MERGES,
-           fuses_relu=_merge_fuses_relu),
+           fuses_relu=_merge_fuses_relu, one_scale_join=_keeps_one_scale),
     Family("scaled residual sum", (), _NO_WEIGHTS, _NO_WEIGHTS,
            Use("inside", "x + r * scale runs as MUL by the constant, then ADD: "
                          "the product needs a range"),
            channels=MERGES, fuses_relu=True,
            names=("keras:CustomScaleLayer",)),  # keras.applications' Inception-ResNet
     Family("concatenate", (L.Concatenate,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
-           channels=CONCATENATES),
+           channels=CONCATENATES, one_scale_join=True),
     Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,
            _Q_OUTPUT, channels=ACTIVATES),
     Family("activation", (L.Activation,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
@@ -455,6 +464,12 @@ def same_scale_op(layer):
     """Whether `layer` runs as an int8 TFLite op whose output keeps its
     input's scale (see the `same_scale_op` column)."""
     return bool(_column(layer, "same_scale_op"))
+
+
+def one_scale_join(layer):
+    """Whether `layer` joins tensors in an int8 op with one scale for its
+    inputs and its output (see the `one_scale_join` column)."""
+    return bool(_column(layer, "one_scale_join"))
 
 
 def channel_role(layer):

@@ -63,10 +63,6 @@ from tfmot_lite.quantization.same_scale import (
 from tfmot_lite.quantization.wrapper import QuantizeAnnotate
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
-
-# Joins whose int8 op has one scale for its inputs and its output: the
-# converter writes an input that only the join reads in the join's scale.
-ONE_SCALE_JOINS = (keras.layers.Concatenate, keras.layers.Maximum, keras.layers.Minimum)
 L = keras.layers
 
 
@@ -313,9 +309,10 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
 
         def shares_a_concatenation(op):
             """Whether `op` (called once, fed alone) keeps its input's scale
-            and is read by an eligible Concatenate and by another layer."""
+            and is read by an eligible Concatenate (or Maximum, Minimum) and
+            by another layer."""
             readers = flow.next_ops(op)
-            joins = [nxt for nxt in readers if isinstance(_unwrap(nxt.layer), ONE_SCALE_JOINS)]
+            joins = [nxt for nxt in readers if layer_kinds.one_scale_join(_unwrap(nxt.layer))]
             return (calls[id(op.layer)] == 1 and len(readers) > len(joins) > 0
                     and same_scale(op) and all(eligible(nxt.layer) for nxt in joins)
                     and fed_alone(op))
@@ -326,18 +323,18 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         def concatenated(op):
             """Whether `op`'s one reader rounds it into a range of its own,
             which the converter gives the op: a Concatenate, Maximum or
-            Minimum (`ONE_SCALE_JOINS`: CONCATENATION, MAXIMUM and MINIMUM
-            keep one scale) or, through same-scale ops only it reads, a
-            same-scale op with its own range."""
+            Minimum (`layer_kinds.one_scale_join`: CONCATENATION, MAXIMUM
+            and MINIMUM keep one scale) or, through same-scale ops only it
+            reads, a same-scale op with its own range."""
             nxt = single_next(op) if op is not None else None
             target = nxt
             while same_scale(target) and id(target.layer) not in own_scale:
                 target = single_next(target)
             if target is not None and id(target.layer) in own_scale:
                 return True
-            return nxt is not None and eligible(nxt.layer) and isinstance(
-                _unwrap(nxt.layer), ONE_SCALE_JOINS) and not isinstance(
-                _unwrap(op.layer), ONE_SCALE_JOINS)
+            return (nxt is not None and eligible(nxt.layer)
+                    and layer_kinds.one_scale_join(_unwrap(nxt.layer))
+                    and not layer_kinds.one_scale_join(_unwrap(op.layer)))
 
         for op in flow.ops:
             layer = op.layer
