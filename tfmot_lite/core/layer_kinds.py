@@ -446,10 +446,15 @@ def fuses_relu(layer):
     return bool(_column(layer, "fuses_relu"))
 
 
-def fuses_own_relu(layer):
-    """Whether `layer`'s TFLite op fuses the layer's own ReLU/ReLU6
-    `activation` (see the `fuses_own_relu` column; True for layers not in
-    the table)."""
+def fuses_activation(layer, name):
+    """Whether `layer`'s TFLite op applies its own activation `name` (a
+    Keras activation name) as a fused activation, so that one range follows
+    both: "linear" always; "relu" and "relu6" unless the `fuses_own_relu`
+    column says otherwise (True for layers not in the table)."""
+    if name == "linear":
+        return True
+    if name not in ("relu", "relu6"):
+        return False
     found = _column(layer, "fuses_own_relu")
     return True if found is None else bool(found)
 

@@ -222,8 +222,7 @@ class Default8BitQuantizeRegistry(BitWidths, QuantizeRegistry):
         activation = keras.activations.serialize(layer.activation)
         if isinstance(activation, dict):
             activation = activation.get("config", activation)
-        fused = activation == "linear" or (
-            activation in ("relu", "relu6") and layer_kinds.fuses_own_relu(layer))
+        fused = layer_kinds.fuses_activation(layer, activation)
         return Default8BitQuantizeConfig(
             weight_attrs=["kernel"],
             # An activation TFLite does not fuse into the kernel is its own

@@ -16,7 +16,7 @@ import keras
 from keras import ops
 
 from tfmot_lite.core import layer_kinds, techniques
-from tfmot_lite.core.layer_kinds import activation_name, fuses_own_relu
+from tfmot_lite.core.layer_kinds import activation_name, fuses_activation
 from tfmot_lite.core.weight_wrapper import (
     WeightTransformWrapper,
     assigned_slot,
@@ -61,9 +61,6 @@ def _safe_name(name):
     return name.replace("/", "_").replace(":", "_")
 
 
-FUSED_ACTIVATIONS = ("linear", *q.RELU_ACTIVATIONS)
-
-
 # The activation functions `quantize_relu` may fold into the fake-quant.
 _PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
 
@@ -83,22 +80,21 @@ class _QuantizeAwareActivation:
     also quantized before, so that the op between them has an int8 input,
     unless the input is quantized already (`pre_weights` None: an
     `Activation` layer after a quantized layer). So is a ReLU the layer's
-    op does not fuse (`relu_fused` False: a Conv2DTranspose's).
+    op does not fuse (`fused` False: a Conv2DTranspose's;
+    `layer_kinds.fuses_activation`).
     """
 
-    def __init__(self, activation, quantizer, weights, pre_weights, training,
-                 relu_fused=True):
+    def __init__(self, activation, quantizer, weights, pre_weights, training, fused):
         self.activation = activation
         self.quantizer = quantizer
         self.weights = weights
         self.pre_weights = pre_weights
         self.training = training
-        self.relu_fused = relu_fused
+        self.fused = fused
 
     def __call__(self, x):
         name = activation_name(self.activation)
-        fused = name == "linear" or (name in FUSED_ACTIVATIONS and self.relu_fused)
-        if not fused and self.pre_weights is not None:
+        if not self.fused and self.pre_weights is not None:
             x = self.quantizer(x, self.training, self.pre_weights)
         if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
@@ -274,8 +270,9 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
     def call_substitutions(self, training):
         training = bool(training)
         found = [
-            (slot, _QuantizeAwareActivation(activation, quantizer, post, pre, training,
-                                            relu_fused=fuses_own_relu(self.layer)))
+            (slot, _QuantizeAwareActivation(
+                activation, quantizer, post, pre, training,
+                fused=fuses_activation(self.layer, activation_name(activation))))
             for slot, (activation, quantizer), (post, pre) in zip(
                 self._activation_slots, self._activation_pairs, self._activation_vars
             )
