@@ -67,30 +67,28 @@ def _rsqrt_saturating(x):
     return ops.where(positive, finite, largest)
 
 
-def _folded_points(layer):
-    """The points the converter's trace skips: a range before a multiply by
-    ones or an add of zeros (a fresh LayerNorm's gamma and beta), which the
-    converter folds away, so that range would meet the next with nothing
-    between (`quantizers.added_for_nothing`). Read before the wrapper puts
-    the quantized gamma in place of the variable."""
-    centers = layer.center and not layer.rms_scaling
-    folded = set()
-    if layer.scale and q.multiplied_for_nothing(layer.gamma):
-        folded.add("normalized")
-    if layer.scale and centers and q.added_for_nothing(layer.beta):
-        folded.add("scaled")
-    return folded
-
-
-def layer_norm_call(layer, points, quantize_input=False):
-    """`layer.call` as the integer ops of the module docstring."""
-    names = set(_steps(layer, quantize_input)) - _folded_points(layer)
-    # The ranges the converter drops while gamma is ones or beta zeros.
+def _foldable_points(layer):
+    """`{point: (constant, identity)}`: the ranges before a multiply by
+    gamma and an add of beta, which the converter folds away, with the
+    range, while gamma is ones or beta zeros (a fresh LayerNorm): that range
+    would meet the next with nothing between. The converter's trace skips
+    them then (`quantizers.folded_away`, read before the wrapper puts the
+    quantized gamma in place of the variable); inference decides on the
+    values at each call (`quantizers.unless_folded`)."""
     foldable = {}
     if layer.scale:
         foldable["normalized"] = (layer.gamma, 1.0)
         if layer.center and not layer.rms_scaling:
             foldable["scaled"] = (layer.beta, 0.0)
+    return foldable
+
+
+def layer_norm_call(layer, points, quantize_input=False):
+    """`layer.call` as the integer ops of the module docstring."""
+    foldable = _foldable_points(layer)
+    folded = {name for name, (constant, identity) in foldable.items()
+              if q.folded_away(constant, identity)}
+    names = set(_steps(layer, quantize_input)) - folded
 
     def at(name, x):
         if name not in names:

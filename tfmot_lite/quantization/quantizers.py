@@ -108,7 +108,7 @@ def added_for_nothing(constant):
     ConvNeXt block, whose LayerNorm beta is zero). The caller skips the
     range before the add; the converter's requantize into the range after
     it is the single rounding left. Read eagerly; False outside the trace."""
-    return _folded_away(constant, 0.0)
+    return folded_away(constant, 0.0)
 
 
 def multiplied_for_nothing(constant):
@@ -116,14 +116,14 @@ def multiplied_for_nothing(constant):
     LayerNorm's gamma, ones when freshly initialised) is a MUL by ones,
     which the converter folds away as it folds an add of zeros
     (`added_for_nothing`): the caller skips the range before it."""
-    return _folded_away(constant, 1.0)
+    return folded_away(constant, 1.0)
 
 
 def unless_folded(rounded, x, constant, identity, training):
     """`rounded` (`x` rounded into the range before an add of, or a
     multiply by, `constant`), or `x` as it was where every value of
     `constant` is `identity`: the converter folds such an op away and
-    the range with it (`added_for_nothing`), so inference rounds there
+    the range with it (`folded_away` in its trace), so inference rounds there
     only where the .tflite does. Decided on the constant's value when the
     call runs (a traced inference stays right once training moves the
     constant); training, and the converter's trace (which skipped the
@@ -133,7 +133,7 @@ def unless_folded(rounded, x, constant, identity, training):
     return ops.where(ops.all(ops.equal(constant, identity)), x, rounded)
 
 
-def _folded_away(constant, identity):
+def folded_away(constant, identity):
     """Whether the converter's trace is running and every value of
     `constant` is `identity` (read eagerly)."""
     if not tracing_for_converter() or constant is None:
