@@ -47,7 +47,7 @@ from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
-from tfmot_lite.quantization.input_range import BorrowsInputRange
+from tfmot_lite.quantization.input_range import BorrowsInputRange, _per_tensor_range
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -224,6 +224,10 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
             else:
                 s, b = self._folding()
             folded = kernel * self._kernel_scale(s)
+            source = self.integer_input(training)
+            output = _per_tensor_range(self.output_range())
+            if source is not None and output is not None and output.quantizer.num_bits == 8:
+                return self._integer_call(inputs, folded, b, source, output)
             b = self.device_bias(b, lambda: self._kernel_step(folded), training)
             y = self._convolve(inputs, self._quantize_kernel(folded, training), b)
         if not self.quantize_output:
@@ -234,6 +238,24 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
             return self.output_quantizer(y, training, self._output_vars)
         return q.quantize_relu(self.output_quantizer, y, training, self._output_vars,
                                relu6=self.activation == "relu6")
+
+    def _integer_call(self, inputs, folded, bias, source, output):
+        """Inference on the integers the int8 kernel multiplies: the input
+        and kernel divided by their steps (exact integers in float32), the
+        bias rounded to the accumulator's step, and the accumulator
+        requantized as XNNPACK requantizes it (`quantizers.requantize`)."""
+        input_step = source.scale()
+        kernel_step = self._kernel_step(folded)
+        product_step = input_step * kernel_step
+        safe = ops.where(input_step > 0, input_step, 1.0)
+        x = ops.round(inputs / safe)
+        w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
+        accumulator = self._convolve(x, w, ops.round(bias / ops.where(
+            product_step > 0, product_step, 1.0)))
+        weights = output.weights
+        return q.requantize(accumulator, product_step, ops.reshape(weights["min_var"], ()),
+                            ops.reshape(weights["max_var"], ()), 8,
+                            output.quantizer.narrow_range, self.activation)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

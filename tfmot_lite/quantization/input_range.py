@@ -76,6 +76,11 @@ def input_range(tensor):
     history = getattr(tensor, "_keras_history", None)
     while history is not None:
         op = history.operation
+        if isinstance(op, keras.Model) and len(getattr(op, "outputs", None) or ()) == 1:
+            # A nested model (the Sequential a Normalization becomes): the
+            # range its output was rounded into, inside it.
+            history = getattr(op.outputs[0], "_keras_history", None)
+            continue
         owner = getattr(op, "output_range", None)
         if callable(owner):
             return _per_tensor_range(owner())
@@ -103,6 +108,17 @@ class BorrowsInputRange:
         if self.input_source is None and isinstance(inputs, keras.KerasTensor):
             self.input_source = input_range(inputs)
         return super().__call__(*args, **kwargs)
+
+    def integer_input(self, training):
+        """The input's range (a `Borrowed`) where this call may compute on
+        the int8 integers as the device does (`quantizers.requantize`):
+        inference with 8-bit activations, outside the converter's trace;
+        else None."""
+        source = self.input_source
+        if (training or source is None or q.activations_are_float()
+                or q.tracing_for_converter() or source.quantizer.num_bits != 8):
+            return None
+        return source
 
     def device_bias(self, bias, kernel_scale, training):
         """`bias` as the layer's int8 kernel adds it: on the int32 grid of
