@@ -1,8 +1,11 @@
-"""A folded Conv-BatchNorm computes on integers in inference, as the int8
-kernel does (`QuantizeConvBatchNorm._integer_call`, `quantizers.requantize`):
-its outputs are XNNPACK's, ties included. The float path (`fq(conv(x, w) +
-b)`) lands within a few 10^-4 of a step of a tie, and an input with flat
-regions repeats such a tie on every pixel of the region."""
+"""Convolutions and fully connected layers compute on integers in
+inference, as their int8 kernels do (`QuantizeConvBatchNorm._integer_call`,
+`QuantizeWrapper._integer_call`, `quantizers.requantize`), with the scales
+and int32 biases the converter stores (`quantizers.range_scale`,
+`quantizers.bias_integers`): their outputs are XNNPACK's, ties included.
+The float path (`fq(conv(x, w) + b)`) lands within a few 10^-4 of a step of
+a tie, and an input with flat regions repeats such a tie on every pixel of
+the region."""
 
 import keras
 import numpy as np
@@ -41,12 +44,20 @@ def _flat_regions(rng, count, size, channels):
 
 def _qat(make, shape, x, seed=0):
     """A QAT model of `make`, its BatchNorm statistics those of `x` under
-    drawn gamma and beta (as a trained model's)."""
+    drawn gamma and beta, its biases near minus the mean they are added to
+    (as a trained model's)."""
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape)
     model = keras.Model(inputs, make(inputs))
     for layer in model.layers:
+        if getattr(layer, "bias", None) is not None and not isinstance(
+                layer, L.BatchNormalization):
+            # A trained bias: near minus the mean of what it is added to.
+            layer.bias.assign(np.zeros(layer.bias.shape))
+            before = keras.ops.convert_to_numpy(keras.Model(model.input, layer.output)(x))
+            axes = tuple(range(before.ndim - 1))
+            layer.bias.assign(-np.mean(before, axis=axes) + rng.normal(0, 0.1, layer.bias.shape))
         if isinstance(layer, L.BatchNormalization):
             c = layer.gamma.shape[0]
             layer.gamma.assign(rng.uniform(0.5, 1.5, c))
@@ -74,11 +85,22 @@ CASES = {
     # not adapted) becomes a Sequential, whose last range the conv reads.
     "normalization_then_conv_bn": lambda x: _conv_bn(
         L.Normalization(mean=0.0, variance=1.0)(x), padding="same"),
+    # The plain wrapper: a fused ReLU, a linear output, an activation
+    # TFLite runs as its own op after a requantized input.
+    "conv_relu": lambda x: L.Conv2D(16, 3, padding="same", activation="relu")(x),
+    "conv_linear_conv_swish": lambda x: L.Conv2D(8, 1, activation="swish")(
+        L.Conv2D(16, 3, padding="same")(x)),
+    "conv_sigmoid": lambda x: L.Conv2D(16, 3, padding="same", activation="sigmoid")(x),
+    "depthwise_relu6": lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x),
+    "conv1d_over_rows": lambda x: L.Conv1D(16, 3, padding="same")(
+        L.Reshape((16, 48))(x)),
+    "dense_after_pooling": lambda x: L.Dense(10)(L.Dense(32, activation="relu")(
+        L.Flatten()(L.AveragePooling2D(4)(x)))),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_conv_batchnorm_outputs_are_xnnpacks_integers(name, tmp_path):
+def test_outputs_are_xnnpacks_integers(name, tmp_path):
     from tfmot_lite.export.runtime import TFLiteModel
 
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
@@ -105,3 +127,46 @@ def test_integer_path_differs_from_the_float_path_only_at_ties(monkeypatch):
     assert off.max() < 1.01 and np.mean(off > 0.5) < 1e-3, (off.max(), np.mean(off > 0.5))
     # Training computes in float (the gradient's path), as before.
     np.testing.assert_allclose(np.asarray(qat(x[:8], training=True)).shape, integer[:8].shape)
+
+
+def test_range_scale_is_the_converters():
+    """(max - min) / 255 rounded once, as the converter computes it in
+    double: float32 arithmetic rounds twice and misses on about a quarter
+    of ranges (an ulp: the requantization of a tie reads it)."""
+    rng = np.random.default_rng(0)
+    lows = -np.abs(rng.normal(size=4000) * 10.0 ** rng.uniform(-4, 2, 4000)).astype("float32")
+    highs = np.abs(rng.normal(size=4000) * 10.0 ** rng.uniform(-4, 2, 4000)).astype("float32")
+    for bits, narrow in ((8, False), (8, True), (16, False)):
+        levels = 2 ** bits - 1 - narrow
+        converter = ((highs.astype("float64") - lows.astype("float64")) / levels).astype("float32")
+        ours = keras.ops.convert_to_numpy(q.range_scale(lows, highs, bits, narrow))
+        np.testing.assert_array_equal(ours, converter)
+        assert np.mean((highs - lows) / np.float32(levels) != converter) > 0.1
+
+
+def test_range_scale_survives_graph_optimization():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    lows = -rng.uniform(0.001, 5, 1000).astype("float32")
+    highs = rng.uniform(0.001, 50, 1000).astype("float32")
+    converter = ((highs.astype("float64") - lows.astype("float64")) / 255).astype("float32")
+    traced = tf.function(lambda a, b: q.range_scale(a, b), jit_compile=False)
+    np.testing.assert_array_equal(traced(lows, highs).numpy(), converter)
+
+
+def test_bias_integers_round_the_exact_quotient():
+    """The converter's int32 bias is `round(b / (s_x * s_w))` in double; a
+    float32 quotient of a few thousand steps misses a near half."""
+    rng = np.random.default_rng(0)
+    input_step = np.float32(0.02875734)
+    kernel_step = rng.uniform(1e-4, 1e-2, 20000).astype("float32")
+    bias = (rng.normal(0, 3000, 20000) * input_step * kernel_step).astype("float32")
+    exact = np.round(bias.astype("float64") / (
+        np.float64(input_step) * kernel_step.astype("float64")))
+    ours = keras.ops.convert_to_numpy(q.bias_integers(bias, input_step, kernel_step))
+    np.testing.assert_array_equal(ours, exact)
+    naive = np.round(bias / (input_step * kernel_step))
+    assert np.sum(naive != exact) > 0
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(q.bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)

@@ -300,24 +300,30 @@ class WeightTransformWrapper(keras.layers.Wrapper):
         self.built = True
 
     def call(self, inputs=NO_INPUTS, *args, training=None, **kwargs):
-        args = positional(inputs, args)
-        values = self.transformed_weights(training)
+        outputs = self.call_substituted(
+            positional(inputs, args), kwargs, self.transformed_weights(training),
+            self.call_substitutions(training), training)
+        return self.transform_outputs(outputs, training)
+
+    def call_substituted(self, args, kwargs, weights, substitutions, training):
+        """The wrapped layer called on `args` with `weights` (one per
+        target weight, cast to its compute dtype) and each `(slot, value)`
+        of `substitutions` in place."""
         dtype = self.layer.compute_dtype
         values = [
             ops.cast(v, dtype)
             if keras.backend.standardize_dtype(v.dtype) != dtype
             else v
-            for v in values
+            for v in weights
         ]
         slots = list(self._slots)
-        for slot, value in self.call_substitutions(training):
+        for slot, value in substitutions:
             slots.append(slot)
             values.append(value)
         if self.layer._call_has_training_arg:
-            kwargs["training"] = training
+            kwargs = {**kwargs, "training": training}
         with substituted(slots, values):
-            outputs = self.layer(*args, **kwargs)
-        return self.transform_outputs(outputs, training)
+            return self.layer(*args, **kwargs)
 
     def compute_mask(self, *args, **kwargs):
         return self.layer.compute_mask(*args, **kwargs)

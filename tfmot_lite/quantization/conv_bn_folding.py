@@ -244,14 +244,11 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
         and kernel divided by their steps (exact integers in float32), the
         bias rounded to the accumulator's step, and the accumulator
         requantized as XNNPACK requantizes it (`quantizers.requantize`)."""
-        input_step = source.scale()
         kernel_step = self._kernel_step(folded)
-        product_step = input_step * kernel_step
-        safe = ops.where(input_step > 0, input_step, 1.0)
-        x = ops.round(inputs / safe)
+        product_step = source.scale() * kernel_step
         w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
-        accumulator = self._convolve(x, w, ops.round(bias / ops.where(
-            product_step > 0, product_step, 1.0)))
+        accumulator = self._convolve(self.input_integers(inputs, source), w,
+                                     q.bias_integers(bias, source.scale(), kernel_step))
         weights = output.weights
         return q.requantize(accumulator, product_step, ops.reshape(weights["min_var"], ()),
                             ops.reshape(weights["max_var"], ()), 8,

@@ -120,6 +120,12 @@ class BorrowsInputRange:
             return None
         return source
 
+    @staticmethod
+    def input_integers(inputs, source):
+        """`inputs`, on the grid of `source` (from `integer_input`), as the
+        integers the int8 kernel reads less the zero point: exact in float32."""
+        return q.on_integer_grid(inputs, source.scale())
+
     def device_bias(self, bias, kernel_scale, training):
         """`bias` as the layer's int8 kernel adds it: on the int32 grid of
         the input's step times `kernel_scale()` (a function giving the

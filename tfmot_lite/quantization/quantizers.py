@@ -199,9 +199,29 @@ def fake_quant_constant(x, num_bits=8):
 
 def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
     """The step of FakeQuant's grid over `[min_val, max_val]` (0 for the
-    empty range; nudging moves the ends, not the step)."""
-    levels = 2 ** num_bits - 1 - (1 if narrow_range else 0)
-    return (ops.cast(max_val, "float32") - ops.cast(min_val, "float32")) / levels
+    empty range; nudging moves the ends, not the step), as the TFLite
+    converter stores it: `(max - min) / levels` computed exactly and
+    rounded once to float32 (the converter computes it in double).
+
+    In float32 `max - min` rounds where the two ends' exponents differ, and
+    the step then lands an ulp off the stored one on about a quarter of
+    ranges; an int8 kernel's requantization (`requantize`) reads it. So the
+    difference is kept as `d + e` (Knuth's two-sum: exact), and the
+    quotient corrected by its remainder, `d + e - q * levels`, computed
+    exactly as `levels = 2**b - c` (c = 1, or 2 with `narrow_range`):
+    `d - q * 2**b` and adding `c * q` are exact by Sterbenz' lemma. (Under
+    JAX's `jit`, XLA's rewriting of the arithmetic loses the correction on
+    some ranges, which then keep the plain float32 step.)"""
+    power = 2.0 ** num_bits
+    levels = power - 1 - (1 if narrow_range else 0)
+    high = ops.cast(max_val, "float32")
+    low = ops.negative(ops.cast(min_val, "float32"))
+    width = high + low
+    carried = width - high
+    error = (high - (width - carried)) + (low - carried)
+    quotient = width / levels
+    remainder = (width - quotient * power) + (power - levels) * quotient + error
+    return quotient + remainder / levels
 
 
 def _integer_grid(min_val, max_val, num_bits, narrow_range):
@@ -310,6 +330,50 @@ def int32_bias(bias, step):
     bias = ops.cast(bias, "float32")
     safe = ops.where(step > 0, step, 1.0)
     return ops.where(step > 0, ops.round(bias / safe) * safe, bias)
+
+
+def on_integer_grid(x, step):
+    """`x / step` rounded to integers (`x` as is where `step` is 0): an
+    input on its range's grid as the integers the kernel reads (less the
+    zero point)."""
+    step = ops.cast(step, "float32")
+    return ops.round(ops.cast(x, "float32") / ops.where(step > 0, step, 1.0))
+
+
+def _split(a):
+    """`a = high + low`, each half of `a`'s 24 bits (Veltkamp): products
+    of halves are exact in float32."""
+    c = a * 4097.0
+    high = c - (c - a)
+    return high, a - high
+
+
+def _exact_product(a, b):
+    """`(p, e)` with `p + e == a * b` exactly (Dekker's two-product)."""
+    p = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(b)
+    return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+def bias_integers(bias, input_step, kernel_step):
+    """The int32 the converter stores for `bias`: `bias / (input_step *
+    kernel_step)` rounded, the quotient computed exactly (the converter
+    computes it in double). In float32 a bias of a few thousand steps
+    lands within 10^-3 of a half often enough to round the other way (one
+    of 480 channels of an EfficientNetB0 depthwise layer), and the channel's
+    every output with it. So the rounded float quotient `n` is corrected by
+    its exact remainder `bias - n * step`. Zero where a step is 0."""
+    bias = ops.cast(bias, "float32")
+    step, step_error = _exact_product(ops.cast(input_step, "float32"),
+                                      ops.cast(kernel_step, "float32"))
+    safe = ops.where(step > 0, step, 1.0)
+    n = ops.round(bias / safe)
+    product, product_error = _exact_product(n, safe)
+    remainder = ((bias - product) - product_error) - n * step_error
+    half = 0.5 * safe
+    n = n + ops.cast(remainder > half, "float32") - ops.cast(remainder < -half, "float32")
+    return ops.where(step > 0, n, 0.0)
 
 
 def symmetric_scale(max_abs, num_bits=8):
