@@ -144,9 +144,11 @@ def test_inference_adds_the_rounded_bias_and_saving_keeps_it(tmp_path, monkeypat
     wrapper.layer.bias.assign(device)
     np.testing.assert_array_equal(_numpy(qat(x, training=False)), out)
     wrapper.layer.bias.assign(float_bias)
-    # ... and not what it computes adding the float bias.
+    # ... and not what it computes adding the float bias (inference adds
+    # the integers `bias_integers` rounds it to, test_integer_inference.py).
     with monkeypatch.context() as patch:
-        patch.setattr(q, "int32_bias", lambda bias, step: bias)
+        patch.setattr(q, "bias_integers", lambda bias, input_step, kernel_step: (
+            bias / (input_step * kernel_step)))
         assert not np.array_equal(_numpy(qat(x, training=False)), out)
 
     qat.save(tmp_path / "m.keras")

@@ -120,7 +120,7 @@ def test_integer_path_differs_from_the_float_path_only_at_ties(monkeypatch):
     assert conv.input_source is not None
     integer = np.asarray(qat(x, training=False))
     with monkeypatch.context() as patch:
-        patch.setattr(BorrowsInputRange, "integer_input", lambda self, training: None)
+        patch.setattr(BorrowsInputRange, "integer_input", lambda self, training, layer: None)
         floating = np.asarray(qat(x, training=False))
     step = float(np.min(np.diff(np.unique(integer))))
     off = np.abs(integer - floating) / step

@@ -224,7 +224,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
             else:
                 s, b = self._folding()
             folded = kernel * self._kernel_scale(s)
-            source = self.integer_input(training)
+            source = self.integer_input(training, self.conv)
             output = _per_tensor_range(self.output_range())
             if source is not None and output is not None and output.quantizer.num_bits == 8:
                 return self._integer_call(inputs, folded, b, source, output)

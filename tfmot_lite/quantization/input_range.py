@@ -109,14 +109,16 @@ class BorrowsInputRange:
             self.input_source = input_range(inputs)
         return super().__call__(*args, **kwargs)
 
-    def integer_input(self, training):
-        """The input's range (a `Borrowed`) where this call may compute on
-        the int8 integers as the device does (`quantizers.requantize`):
-        inference with 8-bit activations, outside the converter's trace;
-        else None."""
+    def integer_input(self, training, layer):
+        """The input's range (a `Borrowed`) where this call of `layer` may
+        compute on the int8 integers as the device does
+        (`quantizers.requantize`): inference with 8-bit activations, outside
+        the converter's trace, in float32 (whose sums of such integers are
+        exact; float16's are not); else None."""
         source = self.input_source
         if (training or source is None or q.activations_are_float()
-                or q.tracing_for_converter() or source.quantizer.num_bits != 8):
+                or q.tracing_for_converter() or source.quantizer.num_bits != 8
+                or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"):
             return None
         return source
 

@@ -357,7 +357,7 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
             return None
         if getattr(layer, "bias", None) is not None and self._bias is None:
             return None
-        source = self.integer_input(False)
+        source = self.integer_input(False, layer)
         slot = self._requantizing_slot()
         kernel_step = quantizer.kernel_scale(kernel, self._weight_vars[0])
         if source is None or slot is None or kernel_step is None:
