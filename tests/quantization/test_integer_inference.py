@@ -170,3 +170,41 @@ def test_bias_integers_round_the_exact_quotient():
     assert np.sum(naive != exact) > 0
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(q.bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: L.Rescaling(1 / 127.5, offset=-1)(x),
+    lambda x: L.Conv2D(8, 3)(L.Normalization(
+        mean=[0.485 * 255, 0.456 * 255, 0.406 * 255], variance=[3400.0, 3300.0, 3350.0])(x)),
+], ids=["mobilenet_v3_rescaling", "imagenet_normalization_conv"])
+def test_input_scaling_lands_on_xnnpacks_integers(make, tmp_path):
+    """A Rescaling's MUL and ADD as their int8 ops compute them
+    (`quantizers.requantize`, `requantize_sum`). MobileNetV3's
+    `Rescaling(1/127.5, offset=-1)` puts every pixel on a half step: the
+    float sum broke 9.6% of those ties another way than XNNPACK's ADD (a tie
+    up), and its range `[-1, 1]` has the zero point 127.5, which the
+    converter rounds up and FakeQuant down: pixel 255 came out a step
+    above the device's largest value."""
+    from tfmot_lite.export.runtime import TFLiteModel
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (128, 16, 16, 3)).astype("float32")
+    inputs = keras.Input((16, 16, 3))
+    keras.utils.set_random_seed(0)
+    qat = tfmot.quantization.keras.quantize_model(keras.Model(inputs, make(inputs)))
+    for k in range(0, len(x), 32):
+        qat(x[k:k + 32], training=True)
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    xnnpack = TFLiteModel(path.read_bytes())
+    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
+        xnnpack.output["quantization"][0])
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def test_zero_point_is_the_converters():
+    # [-1, 1] over 255 steps: 127.5, rounded up as the converter does.
+    _, zero_point, _, _ = q._integer_grid(-1.0, 1.0, 8, False)
+    assert float(keras.ops.convert_to_numpy(zero_point)) == 128.0
+    _, zero_point, _, _ = q._integer_grid(0.0, 6.0, 8, False)
+    assert float(keras.ops.convert_to_numpy(zero_point)) == 0.0

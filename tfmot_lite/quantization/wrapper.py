@@ -13,6 +13,7 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfmot_lite.core import layer_kinds, techniques
@@ -333,7 +334,9 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
 
     def call(self, inputs=NO_INPUTS, *args, training=None, **kwargs):
         if not (args or kwargs or inputs is NO_INPUTS or training):
-            integer = self._integer_call(inputs)
+            integer = (self._integer_rescaling(inputs)
+                       if isinstance(self.layer, keras.layers.Rescaling)
+                       else self._integer_call(inputs))
             if integer is not None:
                 return integer
         return super().call(inputs, *args, training=training, **kwargs)
@@ -374,6 +377,31 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
         return self.call_substituted(
             (self.input_integers(inputs, source),), {}, [ops.round(weights / shaped)],
             substitutions, False)
+
+    def _integer_rescaling(self, inputs):
+        """A Rescaling's inference as its int8 op computes it: the MUL by
+        its scale (`quantizers.requantize`) or the ADD of its offset
+        (`quantizers.requantize_sum`), the constant as the converter stores
+        it (`quantizers.stored_constant`). The layout splits a Rescaling
+        with both into two; a scale of one or an offset of zero, which the
+        converter folds away, computes in float as before."""
+        layer = self.layer
+        if self._weight_pairs or self._activation_pairs or len(self._output_quantizers) != 1:
+            return None
+        source = self.integer_input(False, layer)
+        found = _int8_range(self._output_quantizers[0])
+        scale = np.asarray(keras.ops.convert_to_numpy(layer.scale), "float32")
+        offset = np.asarray(keras.ops.convert_to_numpy(layer.offset), "float32")
+        if source is None or found is None or (np.all(scale == 1)) == (np.all(offset == 0)):
+            return None
+        x = self.input_integers(inputs, source)
+        bounds = (ops.reshape(found.weights["min_var"], ()),
+                  ops.reshape(found.weights["max_var"], ()), 8, found.quantizer.narrow_range)
+        if np.all(offset == 0):
+            constant, step = q.stored_constant(scale)
+            return q.requantize(x * constant, source.scale() * step, *bounds)
+        constant, step = q.stored_constant(offset)
+        return q.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step, *bounds)
 
     def _requantizing_slot(self):
         """`(slot, product_step -> _Requantizing)` for the layer's
