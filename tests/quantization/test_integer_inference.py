@@ -15,6 +15,7 @@ import tfmot_lite as tfmot
 from tfmot_lite import export
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.input_range import BorrowsInputRange
+from tflite_helpers import output_steps
 
 L = keras.layers
 
@@ -101,16 +102,15 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_outputs_are_xnnpacks_integers(name, tmp_path):
-    from tfmot_lite.export.runtime import TFLiteModel
-
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
-    qat = _qat(CASES[name], (16, 16, 3), x)
+    steps = _steps_off_xnnpack(_qat(CASES[name], (16, 16, 3), x), x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def _steps_off_xnnpack(qat, x, tmp_path):
     path = tmp_path / "m.tflite"
     export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
-    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+    return output_steps(qat, path, x)
 
 
 def test_integer_path_differs_from_the_float_path_only_at_ties(monkeypatch):
@@ -185,8 +185,6 @@ def test_input_scaling_lands_on_xnnpacks_integers(make, tmp_path):
     up), and its range `[-1, 1]` has the zero point 127.5, which the
     converter rounds up and FakeQuant down: pixel 255 came out a step
     above the device's largest value."""
-    from tfmot_lite.export.runtime import TFLiteModel
-
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (128, 16, 16, 3)).astype("float32")
     inputs = keras.Input((16, 16, 3))
@@ -194,11 +192,7 @@ def test_input_scaling_lands_on_xnnpacks_integers(make, tmp_path):
     qat = tfmot.quantization.keras.quantize_model(keras.Model(inputs, make(inputs)))
     for k in range(0, len(x), 32):
         qat(x[k:k + 32], training=True)
-    path = tmp_path / "m.tflite"
-    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
-    xnnpack = TFLiteModel(path.read_bytes())
-    steps = np.abs(np.asarray(qat(x, training=False)) - xnnpack.predict(x)) / (
-        xnnpack.output["quantization"][0])
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
 
 
