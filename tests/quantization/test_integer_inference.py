@@ -202,3 +202,29 @@ def test_zero_point_is_the_converters():
     assert float(keras.ops.convert_to_numpy(zero_point)) == 128.0
     _, zero_point, _, _ = q._integer_grid(0.0, 6.0, 8, False)
     assert float(keras.ops.convert_to_numpy(zero_point)) == 0.0
+
+
+def test_prune_preserving_qat_computes_on_integers_too(tmp_path):
+    """PQAT's kernel quantizer (`PreservingQuantizer`) gives its inner
+    quantizer's step for the masked kernel, so a plain convolution's bias
+    and accumulator are the device's there too."""
+    sk, qk = tfmot.sparsity.keras, tfmot.quantization.keras
+    x = _flat_regions(np.random.default_rng(3), 128, 16, 3)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    outputs = L.Conv2D(8, 1)(L.Conv2D(16, 3, padding="same", activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    for layer in model.layers[1:]:
+        layer.bias.assign(rng.normal(0, 0.3, layer.bias.shape))
+    pruned = sk.prune_low_magnitude(model, pruning_schedule=sk.ConstantSparsity(0.5, 0))
+    pruned.compile("adam", "mse")
+    pruned.fit(x, np.zeros((128, 16, 16, 8), "float32"), epochs=1, verbose=0,
+               callbacks=[sk.UpdatePruningStep()])
+    annotated = qk.quantize_annotate_model(sk.strip_pruning(pruned))
+    qat = qk.quantize_apply(
+        annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    for k in range(0, len(x), 64):
+        qat(x[k:k + 64], training=True)
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)

@@ -42,6 +42,15 @@ class PreservingQuantizer(Quantizer):
         transformed = self.transform(inputs, training, weights["transform"])
         return self.quantizer(transformed, training, weights["quantizer"], **kwargs)
 
+    def kernel_scale(self, kernel, weights):
+        """The inner quantizer's step for the transformed kernel (None where
+        it has none): what the int32 bias and integer inference read
+        (`LastValueQuantizer.kernel_scale`)."""
+        inner = getattr(self.quantizer, "kernel_scale", None)
+        if inner is None:
+            return None
+        return inner(self.transform(kernel, False, weights["transform"]), weights["quantizer"])
+
     def unscaled(self, value):
         """The layer's own weight from a quantized one, where the inner
         quantizer folds a factor in (`attention.ScaledQuantizer`)."""
