@@ -47,7 +47,7 @@ from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.config import default_activation_quantizer
-from tfmot_lite.quantization.input_range import BorrowsInputRange, _per_tensor_range
+from tfmot_lite.quantization.input_range import BorrowsInputRange, int8_range
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -225,8 +225,8 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
                 s, b = self._folding()
             folded = kernel * self._kernel_scale(s)
             source = self.integer_input(training, self.conv)
-            output = _per_tensor_range(self.output_range())
-            if source is not None and output is not None and output.quantizer.num_bits == 8:
+            output = int8_range(self.output_range())
+            if source is not None and output is not None:
                 return self._integer_call(inputs, folded, b, source, output)
             b = self.device_bias(b, lambda: self._kernel_step(folded), training)
             y = self._convolve(inputs, self._quantize_kernel(folded, training), b)
@@ -240,19 +240,16 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
                                relu6=self.activation == "relu6")
 
     def _integer_call(self, inputs, folded, bias, source, output):
-        """Inference on the integers the int8 kernel multiplies: the input
-        and kernel divided by their steps (exact integers in float32), the
-        bias rounded to the accumulator's step, and the accumulator
-        requantized as XNNPACK requantizes it (`quantizers.requantize`)."""
+        """Inference on the integers the int8 kernel multiplies
+        (`integer_inference.py`): the input and folded kernel divided by
+        their steps, the folded bias as the int32 the converter stores, the
+        accumulator requantized as XNNPACK does."""
         kernel_step = self._kernel_step(folded)
         product_step = source.scale() * kernel_step
         w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
         accumulator = self._convolve(self.input_integers(inputs, source), w,
                                      q.bias_integers(bias, source.scale(), kernel_step))
-        weights = output.weights
-        return q.requantize(accumulator, product_step, ops.reshape(weights["min_var"], ()),
-                            ops.reshape(weights["max_var"], ()), 8,
-                            output.quantizer.narrow_range, self.activation)
+        return output.requantize(accumulator, product_step, self.activation)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

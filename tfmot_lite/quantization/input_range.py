@@ -36,18 +36,31 @@ class Borrowed:
         self.quantizer = quantizer
         self.weights = weights
 
+    def _bounds(self):
+        weights = self.weights
+        return (keras.ops.reshape(weights["min_var"], ()),
+                keras.ops.reshape(weights["max_var"], ()),
+                self.quantizer.num_bits, self.quantizer.narrow_range)
+
     def scale(self):
         """The grid step of the range (a scalar tensor; 0 for the empty
         range `[0, 0]`)."""
-        quantizer, weights = self.quantizer, self.weights
-        return q.range_scale(keras.ops.reshape(weights["min_var"], ()),
-                             keras.ops.reshape(weights["max_var"], ()),
-                             quantizer.num_bits, quantizer.narrow_range)
+        return q.range_scale(*self._bounds())
+
+    def requantize(self, accumulator, product_step, activation=None):
+        """An int8 kernel's accumulator rounded into this range
+        (`quantizers.requantize`)."""
+        return q.requantize(accumulator, product_step, *self._bounds(), activation)
+
+    def requantize_sum(self, a, a_step, b, b_step):
+        """An int8 ADD of two operands' integers rounded into this range
+        (`quantizers.requantize_sum`)."""
+        return q.requantize_sum(a, a_step, b, b_step, *self._bounds())
 
 
-def _per_tensor_range(found):
-    """`found` (an `output_range()` answer) if it is one tracked range for
-    the whole tensor, else None."""
+def per_tensor_range(found):
+    """`found` (an `output_range()` answer) as a `Borrowed` if it is one
+    tracked range for the whole tensor, else None."""
     if found is None:
         return None
     quantizer, weights = found
@@ -57,6 +70,13 @@ def _per_tensor_range(found):
     if any(math.prod(weights[k].shape) != 1 for k in ("min_var", "max_var")):
         return None
     return Borrowed(quantizer, weights)
+
+
+def int8_range(found):
+    """`per_tensor_range(found)` where it is an 8-bit range, else None:
+    what the integer inference paths requantize into."""
+    found = per_tensor_range(found)
+    return found if found is not None and found.quantizer.num_bits == 8 else None
 
 
 def _passes_scale(op):
@@ -83,7 +103,7 @@ def input_range(tensor):
             continue
         owner = getattr(op, "output_range", None)
         if callable(owner):
-            return _per_tensor_range(owner())
+            return per_tensor_range(owner())
         if not _passes_scale(op):
             return None
         inputs = op._inbound_nodes[history.node_index].input_tensors

@@ -13,7 +13,6 @@ The fused Conv-BatchNorm layers live in `conv_bn_folding.py`.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from tfmot_lite.core import layer_kinds, techniques
@@ -33,7 +32,8 @@ from tfmot_lite.quantization.config import (
     device_activation,
     fixed_output_quantizer,
 )
-from tfmot_lite.quantization.input_range import BorrowsInputRange, _per_tensor_range
+from tfmot_lite.quantization.input_range import BorrowsInputRange
+from tfmot_lite.quantization.integer_inference import integer_call
 from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -104,69 +104,6 @@ class _QuantizeAwareActivation:
         y, final = device_activation(self.activation, x, self.training,
                                      getattr(self.quantizer, "num_bits", 8))
         return y if final else self.quantizer(y, self.training, self.weights)
-
-
-class _Requantizing:
-    """The activation slot of an integer call (`QuantizeWrapper`): the
-    accumulator requantized (`quantizers.requantize`) into the range
-    `found` (a `Borrowed`) the float path rounds it into first, a fused
-    "relu" or "relu6" clamped in; `then`, an activation TFLite runs as its
-    own op (sigmoid, swish, ...), applied after as before."""
-
-    def __init__(self, found, product_step, relu=None, then=None):
-        self.found = found
-        self.product_step = product_step
-        self.relu = relu
-        self.then = then
-
-    def __call__(self, accumulator):
-        y = _requantized(accumulator, self.product_step, self.found.quantizer,
-                         self.found.weights, self.relu)
-        return y if self.then is None else self.then(y)
-
-
-def _int8_range(found):
-    """`found` (a `(quantizer, weights)` pair) as a `Borrowed` if it is one
-    tracked 8-bit range for the whole tensor, else None."""
-    found = _per_tensor_range(found)
-    return found if found is not None and found.quantizer.num_bits == 8 else None
-
-
-def _fused_name(function):
-    """"linear", "relu" or "relu6" for Keras' own such activation (one an
-    int8 convolution applies itself), else None."""
-    if function in _PLAIN_RELUS or function is keras.activations.linear:
-        return activation_name(function)
-    return None
-
-
-def _requantized(accumulator, product_step, quantizer, weights, activation):
-    return q.requantize(accumulator, product_step, ops.reshape(weights["min_var"], ()),
-                        ops.reshape(weights["max_var"], ()), quantizer.num_bits,
-                        quantizer.narrow_range, activation)
-
-
-def _kernel_shaped(step, kernel):
-    """A kernel's step per output channel (flat, as TFLite stores it),
-    shaped to divide `kernel`: as is for a kernel whose last axis holds
-    the output channels, `(in, multiplier)` for a depthwise kernel, a
-    scalar for one step. None for another layout."""
-    size = 1
-    for d in step.shape:
-        size *= int(d)
-    if size == 1:
-        return ops.reshape(step, ())
-    if size == int(kernel.shape[-1]):
-        return step
-    if len(kernel.shape) > 1 and size == int(kernel.shape[-2]) * int(kernel.shape[-1]):
-        return ops.reshape(step, tuple(kernel.shape[-2:]))
-    return None
-
-
-# The layers whose int8 op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)
-# an integer call computes (`QuantizeWrapper._integer_call`).
-_INTEGER_KERNELS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-                    keras.layers.Dense)
 
 
 class _StandIn:
@@ -334,101 +271,10 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
 
     def call(self, inputs=NO_INPUTS, *args, training=None, **kwargs):
         if not (args or kwargs or inputs is NO_INPUTS or training):
-            integer = (self._integer_rescaling(inputs)
-                       if isinstance(self.layer, keras.layers.Rescaling)
-                       else self._integer_call(inputs))
+            integer = integer_call(self, inputs)
             if integer is not None:
                 return integer
         return super().call(inputs, *args, training=training, **kwargs)
-
-    def _integer_call(self, inputs):
-        """Inference on the integers the int8 op multiplies, for a
-        convolution or fully connected layer whose kernel quantizer knows
-        its step (the default configs): input and kernel divided by their
-        steps (exact integers in float32), the bias on the accumulator's
-        step (`quantizers.bias_integers`), and the accumulator requantized
-        as XNNPACK requantizes it (`_Requantizing`). None where that does
-        not apply; the call then computes in float."""
-        layer = self.layer
-        if (not isinstance(layer, _INTEGER_KERNELS)
-                or isinstance(self.quantize_config, InsideQuantizeConfig)
-                or len(self._weight_pairs) != 1
-                or (isinstance(layer, keras.layers.Dense) and len(inputs.shape) != 2)):
-            return None
-        kernel, quantizer = self._weight_pairs[0]
-        if kernel is not getattr(layer, "kernel", None) or not hasattr(quantizer, "kernel_scale"):
-            return None
-        if getattr(layer, "bias", None) is not None and self._bias is None:
-            return None
-        source = self.integer_input(False, layer)
-        slot = self._requantizing_slot()
-        kernel_step = quantizer.kernel_scale(kernel, self._weight_vars[0])
-        if source is None or slot is None or kernel_step is None:
-            return None
-        (weights,) = self.transformed_weights(False)
-        shaped = _kernel_shaped(kernel_step, weights)
-        if shaped is None:
-            return None
-        slot, make = slot
-        substitutions = [(slot, make(source.scale() * kernel_step))]
-        if self._bias is not None:
-            substitutions.append((self._bias[0], q.bias_integers(
-                layer.bias, source.scale(), kernel_step)))
-        return self.call_substituted(
-            (self.input_integers(inputs, source),), {}, [ops.round(weights / shaped)],
-            substitutions, False)
-
-    def _integer_rescaling(self, inputs):
-        """A Rescaling's inference as its int8 op computes it: the MUL by
-        its scale (`quantizers.requantize`) or the ADD of its offset
-        (`quantizers.requantize_sum`), the constant as the converter stores
-        it (`quantizers.stored_constant`). The layout splits a Rescaling
-        with both into two; a scale of one or an offset of zero, which the
-        converter folds away, computes in float as before."""
-        layer = self.layer
-        if self._weight_pairs or self._activation_pairs or len(self._output_quantizers) != 1:
-            return None
-        source = self.integer_input(False, layer)
-        found = _int8_range(self._output_quantizers[0])
-        scale = np.asarray(keras.ops.convert_to_numpy(layer.scale), "float32")
-        offset = np.asarray(keras.ops.convert_to_numpy(layer.offset), "float32")
-        if source is None or found is None or (np.all(scale == 1)) == (np.all(offset == 0)):
-            return None
-        x = self.input_integers(inputs, source)
-        bounds = (ops.reshape(found.weights["min_var"], ()),
-                  ops.reshape(found.weights["max_var"], ()), 8, found.quantizer.narrow_range)
-        if np.all(offset == 0):
-            constant, step = q.stored_constant(scale)
-            return q.requantize(x * constant, source.scale() * step, *bounds)
-        constant, step = q.stored_constant(offset)
-        return q.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step, *bounds)
-
-    def _requantizing_slot(self):
-        """`(slot, product_step -> _Requantizing)` for the layer's
-        activation: the slot the config put it in (its range after it, or
-        the range before an activation that runs as its own op), or the
-        layer's own linear or ReLU activation with the output quantizer's
-        range. None for other layouts."""
-        if len(self._activation_pairs) == 1 and not self._output_quantizers:
-            ((slot, aware),) = self._activations(False)
-            relu = _fused_name(aware.activation)
-            if aware.fused and relu is not None:
-                found = _int8_range((aware.quantizer, aware.weights))
-                relu = None if relu == "linear" else relu
-                return None if found is None else (
-                    slot, lambda step: _Requantizing(found, step, relu))
-            found = _int8_range((aware.quantizer, aware.pre_weights))
-            if aware.fused or found is None:
-                return None
-            return slot, lambda step: _Requantizing(found, step, then=aware)
-        if self._activation_pairs or len(self._output_quantizers) != 1:
-            return None
-        relu = _fused_name(getattr(self.layer, "activation", None))
-        found = _int8_range(self._output_quantizers[0])
-        if relu is None or found is None:
-            return None
-        relu = None if relu == "linear" else relu
-        return (self.layer, "activation"), lambda step: _Requantizing(found, step, relu)
 
     def _activations(self, training):
         return [

@@ -1,0 +1,170 @@
+"""Inference on the integers an int8 op computes with, as XNNPACK does.
+
+A QAT layer's float path, `fq(conv(x, w) + b)`, computes the device's
+integers but within a few 10^-4 of an output step of a tie, where its float
+sums and FakeQuant's own arithmetic round and the device's integers do not;
+an input with flat regions repeats such a tie on every pixel of the region.
+In inference (float32, 8-bit activations, outside the converter's trace)
+the layers below compute on the integers instead:
+
+* a convolution, depthwise convolution, Conv1D or Dense (`integer_call`;
+  the folded Conv-BatchNorm in `conv_bn_folding.py`): input and kernel
+  divided by their steps (exact integers in float32), the bias as the
+  int32 the converter stores (`quantizers.bias_integers`), the accumulator
+  requantized as XNNPACK does (`quantizers.requantize`) into the range the
+  float path rounds it into first: the output's, a fused ReLU or ReLU6
+  clamped in, or the input range of an activation TFLite runs as its own
+  op (sigmoid, swish), which then runs as before;
+* a Rescaling's MUL or ADD (the layout splits one with both), its constant
+  as the converter stores it (`quantizers.stored_constant`); the ADD as
+  XNNPACK's fixed-point ADD (`quantizers.requantize_sum`).
+
+Every other layer, and these in another layout (16-bit activations, a
+config of several activations, an input whose range is not found),
+computes in float as before. Training always does (the gradient's path).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfmot_lite.core.layer_kinds import activation_name
+from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.input_range import int8_range
+from tfmot_lite.quantization.inside import InsideQuantizeConfig
+
+# The layers whose int8 op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)
+# `integer_call` computes.
+_KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                  keras.layers.Dense)
+
+# Keras' own activations an int8 convolution applies itself.
+_FUSED = (keras.activations.linear, keras.activations.relu, keras.activations.relu6)
+
+
+def integer_call(wrapper, inputs):
+    """A `QuantizeWrapper`'s inference call on integers (see the module
+    docstring), or None where it does not apply."""
+    if isinstance(wrapper.layer, keras.layers.Rescaling):
+        return _rescaling(wrapper, inputs)
+    if isinstance(wrapper.layer, _KERNEL_LAYERS):
+        return _kernel_call(wrapper, inputs)
+    return None
+
+
+class _Requantizing:
+    """The activation slot of an integer call: the accumulator requantized
+    into `found` (a `Borrowed` range), a fused "relu" or "relu6" clamped in;
+    `then`, an activation TFLite runs as its own op, applied after."""
+
+    def __init__(self, found, product_step, relu=None, then=None):
+        self.found = found
+        self.product_step = product_step
+        self.relu = relu
+        self.then = then
+
+    def __call__(self, accumulator):
+        y = self.found.requantize(accumulator, self.product_step, self.relu)
+        return y if self.then is None else self.then(y)
+
+
+def _fused_relu(function):
+    """`(fused, relu)`: whether `function` is Keras' linear, relu or relu6,
+    and the ReLU's name where it is one (else None)."""
+    if not any(function is f for f in _FUSED):
+        return False, None
+    name = activation_name(function)
+    return True, None if name == "linear" else name
+
+
+def _kernel_shaped(step, kernel):
+    """A kernel's step per output channel (flat, as TFLite stores it),
+    shaped to divide `kernel`: as is for a kernel whose last axis holds
+    the output channels, `(in, multiplier)` for a depthwise kernel, a
+    scalar for one step. None for another layout."""
+    size = int(np.prod([int(d) for d in step.shape]))
+    if size == 1:
+        return ops.reshape(step, ())
+    if size == int(kernel.shape[-1]):
+        return step
+    if len(kernel.shape) > 1 and size == int(kernel.shape[-2]) * int(kernel.shape[-1]):
+        return ops.reshape(step, tuple(kernel.shape[-2:]))
+    return None
+
+
+def _kernel_call(wrapper, inputs):
+    layer = wrapper.layer
+    if (isinstance(wrapper.quantize_config, InsideQuantizeConfig)
+            or len(wrapper._weight_pairs) != 1
+            or (isinstance(layer, keras.layers.Dense) and len(inputs.shape) != 2)):
+        return None
+    kernel, quantizer = wrapper._weight_pairs[0]
+    if kernel is not getattr(layer, "kernel", None) or not hasattr(quantizer, "kernel_scale"):
+        return None
+    if getattr(layer, "bias", None) is not None and wrapper._bias is None:
+        return None
+    source = wrapper.integer_input(False, layer)
+    slot = _requantizing_slot(wrapper)
+    kernel_step = quantizer.kernel_scale(kernel, wrapper._weight_vars[0])
+    if source is None or slot is None or kernel_step is None:
+        return None
+    (weights,) = wrapper.transformed_weights(False)
+    shaped = _kernel_shaped(kernel_step, weights)
+    if shaped is None:
+        return None
+    slot, make = slot
+    substitutions = [(slot, make(source.scale() * kernel_step))]
+    if wrapper._bias is not None:
+        substitutions.append((wrapper._bias[0], q.bias_integers(
+            layer.bias, source.scale(), kernel_step)))
+    return wrapper.call_substituted(
+        (wrapper.input_integers(inputs, source),), {}, [ops.round(weights / shaped)],
+        substitutions, False)
+
+
+def _requantizing_slot(wrapper):
+    """`(slot, product_step -> _Requantizing)` for the layer's activation:
+    the slot the config put it in (its range after it, or the range before
+    an activation that runs as its own op), or the layer's own linear or
+    ReLU activation with the output quantizer's range. None for other
+    layouts."""
+    if len(wrapper._activation_pairs) == 1 and not wrapper._output_quantizers:
+        ((slot, aware),) = wrapper._activations(False)
+        fused, relu = _fused_relu(aware.activation)
+        if aware.fused and fused:
+            found = int8_range((aware.quantizer, aware.weights))
+            return None if found is None else (
+                slot, lambda step: _Requantizing(found, step, relu))
+        found = int8_range((aware.quantizer, aware.pre_weights))
+        if aware.fused or found is None:
+            return None
+        return slot, lambda step: _Requantizing(found, step, then=aware)
+    if wrapper._activation_pairs or len(wrapper._output_quantizers) != 1:
+        return None
+    fused, relu = _fused_relu(getattr(wrapper.layer, "activation", None))
+    found = int8_range(wrapper._output_quantizers[0])
+    if not fused or found is None:
+        return None
+    return (wrapper.layer, "activation"), lambda step: _Requantizing(found, step, relu)
+
+
+def _rescaling(wrapper, inputs):
+    """A Rescaling's MUL by its scale or ADD of its offset; a scale of one
+    or an offset of zero, which the converter folds away, computes in
+    float as before."""
+    layer = wrapper.layer
+    if (wrapper._weight_pairs or wrapper._activation_pairs
+            or len(wrapper._output_quantizers) != 1):
+        return None
+    source = wrapper.integer_input(False, layer)
+    found = int8_range(wrapper._output_quantizers[0])
+    scale = np.asarray(ops.convert_to_numpy(layer.scale), "float32")
+    offset = np.asarray(ops.convert_to_numpy(layer.offset), "float32")
+    if source is None or found is None or np.all(scale == 1) == np.all(offset == 0):
+        return None
+    x = wrapper.input_integers(inputs, source)
+    if np.all(offset == 0):
+        constant, step = q.stored_constant(scale)
+        return found.requantize(x * constant, source.scale() * step)
+    constant, step = q.stored_constant(offset)
+    return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
