@@ -156,18 +156,24 @@ def test_range_scale_survives_graph_optimization():
 
 
 def test_bias_integers_round_the_exact_quotient():
-    """The converter's int32 bias is `round(b / (s_x * s_w))` in double; a
-    float32 quotient of a few thousand steps misses a near half."""
+    """The converter's int32 bias is `round(b / step)` in double, `step`
+    the float32 product of the two scales, a half away from zero; a float32
+    quotient of a few thousand steps misses a near half."""
     rng = np.random.default_rng(0)
     input_step = np.float32(0.02875734)
     kernel_step = rng.uniform(1e-4, 1e-2, 20000).astype("float32")
     bias = (rng.normal(0, 3000, 20000) * input_step * kernel_step).astype("float32")
-    exact = np.round(bias.astype("float64") / (
-        np.float64(input_step) * kernel_step.astype("float64")))
+    step = (input_step * kernel_step).astype("float32")
+    quotient = bias.astype("float64") / step.astype("float64")
+    exact = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)
     ours = keras.ops.convert_to_numpy(q.bias_integers(bias, input_step, kernel_step))
     np.testing.assert_array_equal(ours, exact)
-    naive = np.round(bias / (input_step * kernel_step))
+    naive = np.round(bias / step)
     assert np.sum(naive != exact) > 0
+    # A tie goes away from zero.
+    tie = np.array([2.5, -2.5], "float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(q.bias_integers(tie, 1.0, 1.0)), [3.0, -3.0])
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(q.bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
 
