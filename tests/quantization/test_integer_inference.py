@@ -97,6 +97,10 @@ CASES = {
         L.Reshape((16, 48))(x)),
     "dense_after_pooling": lambda x: L.Dense(10)(L.Dense(32, activation="relu")(
         L.Flatten()(L.AveragePooling2D(4)(x)))),
+    # A residual Add, as XNNPACK's fixed-point ADD sums (a tie up).
+    "residual_add": lambda x: L.Add()([
+        L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(_conv_bn(x, padding="same"))),
+        _conv_bn(x, padding="same")]),
 }
 
 

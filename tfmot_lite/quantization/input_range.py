@@ -115,18 +115,24 @@ def input_range(tensor):
 
 class BorrowsInputRange:
     """Mixin for a Keras layer: `self.input_source` is the range its input
-    lies on (a `Borrowed`), found on the first symbolic call, or None.
+    lies on (a `Borrowed`), found on the first symbolic call, or None; a
+    layer called on a list of tensors (a merge) gets `input_sources`, one
+    per input (None where not found).
 
     The first range found sticks: a later graph that reuses this layer
     object (a rewrite keeping it) cannot repoint the model it belongs to.
     A loaded or cloned model has new objects."""
 
     input_source = None
+    input_sources = None
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
         if self.input_source is None and isinstance(inputs, keras.KerasTensor):
             self.input_source = input_range(inputs)
+        if (self.input_sources is None and isinstance(inputs, (list, tuple)) and inputs
+                and all(isinstance(t, keras.KerasTensor) for t in inputs)):
+            self.input_sources = [input_range(t) for t in inputs]
         return super().__call__(*args, **kwargs)
 
     def integer_input(self, training, layer):
@@ -136,11 +142,24 @@ class BorrowsInputRange:
         the converter's trace, in float32 (whose sums of such integers are
         exact; float16's are not); else None."""
         source = self.input_source
-        if (training or source is None or q.activations_are_float()
-                or q.tracing_for_converter() or source.quantizer.num_bits != 8
-                or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"):
+        if (source is None or source.quantizer.num_bits != 8
+                or self._integer_call_excluded(training, layer)):
             return None
         return source
+
+    @staticmethod
+    def _integer_call_excluded(training, layer):
+        return bool(training or q.activations_are_float() or q.tracing_for_converter()
+                    or keras.backend.standardize_dtype(layer.compute_dtype) != "float32")
+
+    def integer_inputs(self, training, layer):
+        """`input_sources` where this call of `layer` may compute on the
+        integers (as `integer_input`, every input's range found); else None."""
+        sources = self.input_sources
+        if (not sources or any(s is None or s.quantizer.num_bits != 8 for s in sources)
+                or self._integer_call_excluded(training, layer)):
+            return None
+        return sources
 
     @staticmethod
     def input_integers(inputs, source):

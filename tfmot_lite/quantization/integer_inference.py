@@ -17,7 +17,8 @@ the layers below compute on the integers instead:
   op (sigmoid, swish), which then runs as before;
 * a Rescaling's MUL or ADD (the layout splits one with both), its constant
   as the converter stores it (`quantizers.stored_constant`); the ADD as
-  XNNPACK's fixed-point ADD (`quantizers.requantize_sum`).
+  XNNPACK's fixed-point ADD (`quantizers.requantize_sum`), as is an `Add`
+  of two tensors with a range of its own.
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -47,6 +48,8 @@ def integer_call(wrapper, inputs):
     docstring), or None where it does not apply."""
     if isinstance(wrapper.layer, keras.layers.Rescaling):
         return _rescaling(wrapper, inputs)
+    if type(wrapper.layer) is keras.layers.Add:
+        return _add(wrapper, inputs)
     if isinstance(wrapper.layer, _KERNEL_LAYERS):
         return _kernel_call(wrapper, inputs)
     return None
@@ -168,3 +171,19 @@ def _rescaling(wrapper, inputs):
         return found.requantize(x * constant, source.scale() * step)
     constant, step = q.stored_constant(offset)
     return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
+
+
+def _add(wrapper, inputs):
+    """An `Add` of two tensors into its own range, as XNNPACK's int8 ADD
+    computes it. Not one whose ReLU the ADD fuses (the ReLU's range is the
+    op's), nor one of three or more tensors."""
+    if (not isinstance(inputs, (list, tuple)) or len(inputs) != 2 or wrapper._weight_pairs
+            or wrapper._activation_pairs or len(wrapper._output_quantizers) != 1):
+        return None
+    sources = wrapper.integer_inputs(False, wrapper.layer)
+    found = int8_range(wrapper._output_quantizers[0])
+    if sources is None or found is None:
+        return None
+    (a, b), (a_source, b_source) = inputs, sources
+    return found.requantize_sum(wrapper.input_integers(a, a_source), a_source.scale(),
+                                wrapper.input_integers(b, b_source), b_source.scale())
