@@ -97,6 +97,9 @@ CASES = {
         L.Reshape((16, 48))(x)),
     "dense_after_pooling": lambda x: L.Dense(10)(L.Dense(32, activation="relu")(
         L.Flatten()(L.AveragePooling2D(4)(x)))),
+    # MobileNetV3's hard-swish, as LiteRT's int8 HARD_SWISH computes it.
+    "conv_hard_swish": lambda x: L.Activation("hard_swish")(
+        L.Conv2D(16, 3, padding="same")(x)),
     # A residual Add, as XNNPACK's fixed-point ADD sums (a tie up).
     "residual_add": lambda x: L.Add()([
         L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(_conv_bn(x, padding="same"))),
@@ -238,3 +241,40 @@ def test_prune_preserving_qat_computes_on_integers_too(tmp_path):
         qat(x[k:k + 64], training=True)
     steps = _steps_off_xnnpack(qat, x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def test_hard_swish_integers_are_tflites_fixed_point():
+    """`hard_swish_integers` against a numpy transcription of TFLite's
+    int8 HARD_SWISH (16-bit fixed point; its doubling high multiply of the
+    two halves truncates toward zero) over every input integer, at scales
+    drawn as a model's."""
+    def rdhm(a, b):  # SaturatingRoundingDoublingHighMul, int16
+        ab = a * b
+        ab = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+        return np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+
+    def divide_pot(x, e):  # RoundingDivideByPOT
+        mask = (1 << e) - 1
+        return (x >> e) + ((x & mask) > (mask >> 1) + (x < 0))
+
+    def multiplier(m):  # QuantizeMultiplier, then to 16 bits
+        fraction, exponent = np.frexp(np.float64(m))
+        return min(int(np.floor(fraction * 32768 + 0.5)), 32767), int(exponent)
+
+    rng = np.random.default_rng(0)
+    x = np.arange(-255, 256, dtype=np.int64)
+    for _ in range(50):
+        input_step, output_step = rng.uniform(0.005, 0.2, 2).astype("float32")
+        hires = np.float32(input_step) / np.float32(128)
+        m_out, e_out = multiplier(hires / np.float32(output_step))
+        m_r, e_r = multiplier(hires / np.float32(3 / 32768))
+        pre = rdhm(x * 128, m_out)
+        reluish = np.clip((x * 128) << max(e_r - 1, 0), -32768, 32767)
+        reluish = rdhm(reluish, m_r)
+        reluish = np.clip(reluish << 1, -32768, 32767) if e_r > 0 else divide_pot(reluish, -e_r)
+        reluish = (reluish + (1 << 15)) >> 1
+        product = reluish * pre
+        expected = divide_pot(np.where(product >= 0, product >> 15, -((-product) >> 15)), -e_out)
+        ours = keras.ops.convert_to_numpy(
+            q.hard_swish_integers(x.astype("float32"), input_step, output_step))
+        np.testing.assert_array_equal(ours, expected)

@@ -52,6 +52,14 @@ class Borrowed:
         (`quantizers.requantize`)."""
         return q.requantize(accumulator, product_step, *self._bounds(), activation)
 
+    def hard_swish(self, x, input_step):
+        """LiteRT's int8 HARD_SWISH of the integers `x` (on `input_step`)
+        into this range (`quantizers.hard_swish_integers`)."""
+        low, high, num_bits, narrow = self._bounds()
+        scale, zero_point, q_min, q_max = q._integer_grid(low, high, num_bits, narrow)
+        integers = q.hard_swish_integers(x, input_step, scale)
+        return (keras.ops.clip(integers + zero_point, q_min, q_max) - zero_point) * scale
+
     def requantize_sum(self, a, a_step, b, b_step):
         """An int8 ADD of two operands' integers rounded into this range
         (`quantizers.requantize_sum`)."""

@@ -18,7 +18,9 @@ the layers below compute on the integers instead:
 * a Rescaling's MUL or ADD (the layout splits one with both), its constant
   as the converter stores it (`quantizers.stored_constant`); the ADD as
   XNNPACK's fixed-point ADD (`quantizers.requantize_sum`), as is an `Add`
-  of two tensors with a range of its own.
+  of two tensors with a range of its own;
+* a hard-swish `Activation` layer, as LiteRT's int8 HARD_SWISH kernel
+  computes it (`quantizers.hard_swish_integers`).
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -50,6 +52,8 @@ def integer_call(wrapper, inputs):
         return _rescaling(wrapper, inputs)
     if type(wrapper.layer) is keras.layers.Add:
         return _add(wrapper, inputs)
+    if type(wrapper.layer) is keras.layers.Activation:
+        return _hard_swish(wrapper, inputs)
     if isinstance(wrapper.layer, _KERNEL_LAYERS):
         return _kernel_call(wrapper, inputs)
     return None
@@ -187,3 +191,22 @@ def _add(wrapper, inputs):
     (a, b), (a_source, b_source) = inputs, sources
     return found.requantize_sum(wrapper.input_integers(a, a_source), a_source.scale(),
                                 wrapper.input_integers(b, b_source), b_source.scale())
+
+
+# Keras' own hard-swish (`hard_silu`, also named "hard_swish").
+_HARD_SWISH = (keras.activations.hard_silu,)
+
+
+def _hard_swish(wrapper, inputs):
+    """A hard-swish `Activation` layer (MobileNetV3's) from its input's
+    integers into its range, as the int8 HARD_SWISH kernel computes it."""
+    layer = wrapper.layer
+    if (not any(layer.activation is f for f in _HARD_SWISH) or wrapper._weight_pairs
+            or len(wrapper._activation_pairs) != 1 or wrapper._output_quantizers):
+        return None
+    ((_, aware),) = wrapper._activations(False)
+    source = wrapper.integer_input(False, layer)
+    found = int8_range((aware.quantizer, aware.weights))
+    if source is None or found is None:
+        return None
+    return found.hard_swish(wrapper.input_integers(inputs, source), source.scale())
