@@ -52,13 +52,25 @@ class Borrowed:
         (`quantizers.requantize`)."""
         return q.requantize(accumulator, product_step, *self._bounds(), activation)
 
-    def hard_swish(self, x, input_step):
-        """LiteRT's int8 HARD_SWISH of the integers `x` (on `input_step`)
-        into this range (`quantizers.hard_swish_integers`)."""
-        low, high, num_bits, narrow = self._bounds()
-        scale, zero_point, q_min, q_max = q._integer_grid(low, high, num_bits, narrow)
-        integers = q.hard_swish_integers(x, input_step, scale)
-        return (keras.ops.clip(integers + zero_point, q_min, q_max) - zero_point) * scale
+    def integers(self):
+        """`(scale, zero_point, q_min, q_max)` as the converter stores the
+        range (`quantizers._integer_grid`; the zero point unsigned)."""
+        return q._integer_grid(*self._bounds())
+
+    def hard_swish(self, x, source):
+        """LiteRT's int8 HARD_SWISH of the integers `x` (less the zero
+        point of their range, `source`) into this range
+        (`quantizers.hard_swish_integers`), looked up in the table of its
+        256 inputs' outputs: one gather instead of some twenty elementwise
+        integer ops."""
+        ops = keras.ops
+        scale, zero_point, q_min, q_max = self.integers()
+        _, input_zero_point, _, _ = source.integers()
+        stored = ops.arange(256, dtype="float32")  # every input, unsigned
+        table = q.hard_swish_integers(stored - input_zero_point, source.scale(), scale)
+        table = (ops.clip(table + zero_point, q_min, q_max) - zero_point) * scale
+        index = ops.cast(ops.clip(x + input_zero_point, 0, 255), "int32")
+        return ops.take(table, index)
 
     def requantize_sum(self, a, a_step, b, b_step):
         """An int8 ADD of two operands' integers rounded into this range

@@ -209,4 +209,4 @@ def _hard_swish(wrapper, inputs):
     found = int8_range((aware.quantizer, aware.weights))
     if source is None or found is None:
         return None
-    return found.hard_swish(wrapper.input_integers(inputs, source), source.scale())
+    return found.hard_swish(wrapper.input_integers(inputs, source), source)

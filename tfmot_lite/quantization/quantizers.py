@@ -274,13 +274,14 @@ def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
     within 2e-4 of a step of a tie). No gradient: inference only."""
     scale, zero_point, q_min, q_max = _integer_grid(min_val, max_val, num_bits, narrow_range)
     multiplier = ops.cast(product_step, "float32") / scale
-    q_lo, q_hi = q_min, q_max
+    # The clamp in integers less the zero point: four passes over the
+    # outputs (multiply, round, clip, scale).
+    q_lo, q_hi = q_min - zero_point, q_max - zero_point
     if activation in RELU_ACTIVATIONS:
-        q_lo = ops.maximum(zero_point, q_min)
+        q_lo = ops.maximum(q_lo, 0.0)
     if activation == "relu6":
-        q_hi = ops.minimum(zero_point + ops.round(6.0 / scale), q_max)
-    q = ops.clip(ops.round(accumulator * multiplier) + zero_point, q_lo, q_hi)
-    return (q - zero_point) * scale
+        q_hi = ops.minimum(ops.round(6.0 / scale), q_hi)
+    return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
 
 
 def _rounded(x, min_val, max_val, num_bits, narrow_range):
