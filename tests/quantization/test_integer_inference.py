@@ -278,3 +278,24 @@ def test_hard_swish_integers_are_tflites_fixed_point():
         ours = keras.ops.convert_to_numpy(
             q.hard_swish_integers(x.astype("float32"), input_step, output_step))
         np.testing.assert_array_equal(ours, expected)
+
+
+def test_an_all_zero_kernel_channel_keeps_its_bias(tmp_path):
+    """A channel whose kernel is all zeros (pruned away) has no step; the
+    integer path had divided by it (NaN, then zeros after every merge of a
+    PQAT EfficientNetB0). It adds its bias as the device does."""
+    x = _flat_regions(np.random.default_rng(4), 128, 16, 3)
+
+    def make(t):
+        conv = L.Conv2D(8, 1, activation="sigmoid")
+        y = conv(t)
+        kernel = keras.ops.convert_to_numpy(conv.kernel).copy()
+        kernel[..., 3] = 0.0
+        conv.kernel.assign(kernel)
+        return y
+
+    qat = _qat(make, (16, 16, 3), x)
+    out = np.asarray(qat(x, training=False))
+    assert np.all(np.isfinite(out))
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 1.01 and np.mean(steps > 0.5) < 1e-3, (steps.max(), np.mean(steps > 0.5))

@@ -244,7 +244,8 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
         (`integer_inference.py`): the input and folded kernel divided by
         their steps, the folded bias as the int32 the converter stores, the
         accumulator requantized as XNNPACK does."""
-        kernel_step = self._kernel_step(folded)
+        kernel_step = ops.maximum(self._kernel_step(folded),
+                                  q.symmetric_scale(q.KERNEL_MAX_ABS_FLOOR))
         product_step = source.scale() * kernel_step
         w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
         accumulator = self._convolve(self.input_integers(inputs, source), w,

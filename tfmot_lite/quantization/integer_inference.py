@@ -115,6 +115,8 @@ def _kernel_call(wrapper, inputs):
     kernel_step = quantizer.kernel_scale(kernel, wrapper._weight_vars[0])
     if source is None or slot is None or kernel_step is None:
         return None
+    # An all-zero channel (a pruned one) has no step: the converter's.
+    kernel_step = ops.maximum(kernel_step, q.symmetric_scale(q.KERNEL_MAX_ABS_FLOOR))
     (weights,) = wrapper.transformed_weights(False)
     shaped = _kernel_shaped(kernel_step, weights)
     if shaped is None:

@@ -358,7 +358,9 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
     scale, zero_point, q_min, q_max = _integer_grid(min_val, max_val, num_bits, narrow_range)
     a_ratio = ops.cast(a_step, "float32") / scale
     b_ratio = ops.cast(b_step, "float32") / scale
-    top = ops.maximum(ops.max(a_ratio), ops.max(b_ratio))
+    # XNNPACK takes ratios in [2**-10, 2**8): the shift stays in [12, 30]
+    # (an operand on an empty range, ratio 0, would have none).
+    top = ops.clip(ops.maximum(ops.max(a_ratio), ops.max(b_ratio)), 2.0 ** -10, 2.0 ** 8 - 1)
     exponent = ops.floor(ops.log2(top))
     exponent = ops.where(ops.power(2.0, exponent) > top, exponent - 1.0, exponent)
     exponent = ops.where(ops.power(2.0, exponent + 1.0) <= top, exponent + 1.0, exponent)
@@ -499,7 +501,15 @@ def bias_integers(bias, input_step, kernel_step):
     up = (remainder > half) | ((remainder == half) & (bias > 0))
     down = (remainder < -half) | ((remainder == -half) & (bias < 0))
     n = n + ops.cast(up, "float32") - ops.cast(down, "float32")
+    # Saturated to int32, as stored (a pruned channel's step is tiny).
+    n = ops.clip(n, -2147483648.0, 2147483647.0)
     return ops.where(step > 0, n, 0.0)
+
+
+# The converter's floor on a kernel channel's `max|w|` (an all-zero, pruned
+# channel gets the step `5e-7 / 127`, measured), which integer inference
+# uses so such a channel adds its bias as the device does.
+KERNEL_MAX_ABS_FLOOR = 5e-7
 
 
 def symmetric_scale(max_abs, num_bits=8):
