@@ -170,7 +170,8 @@ class BorrowsInputRange:
     @staticmethod
     def _integer_call_excluded(training, layer):
         return bool(training or q.activations_are_float() or q.tracing_for_converter()
-                    or keras.backend.standardize_dtype(layer.compute_dtype) != "float32")
+                    or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"
+                    or not q.in_keras_step())
 
     def integer_inputs(self, training, layer):
         """`input_sources` where this call of `layer` may compute on the

@@ -95,6 +95,30 @@ def tracing_for_converter():
     return _CONVERTER_TRACE.get()
 
 
+# The graphs Keras' TensorFlow trainer traces its fit, evaluate and predict
+# steps in (`keras/src/backend/tensorflow/trainer.py`).
+_KERAS_STEP_GRAPHS = ("one_step_on", "multi_step_on")
+
+
+def in_keras_step():
+    """Whether the caller runs eagerly, in one of Keras' own fit, evaluate
+    or predict steps, or on a backend other than TensorFlow: not in a graph
+    another tracer builds. TensorFlow's `TFLiteConverter.from_keras_model`
+    (tfmot's guides convert so) and a SavedModel export trace the model
+    themselves, and must see the FakeQuant ops the converter turns into
+    int8 kernels, not the integer arithmetic that computes what those
+    kernels compute (`integer_inference.py`): a QAT model converted so had
+    come out float."""
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return True
+    name = getattr(tf.compat.v1.get_default_graph(), "name", "") or ""
+    return name.startswith(_KERAS_STEP_GRAPHS)
+
+
 def added_for_nothing(constant):
     """Whether, in the converter's trace, adding `constant` (a bias, a
     LayerNorm's beta) is an ADD of zeros, which the converter folds away.
