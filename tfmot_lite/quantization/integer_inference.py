@@ -4,8 +4,10 @@ A QAT layer's float path, `fq(conv(x, w) + b)`, computes the device's
 integers but within a few 10^-4 of an output step of a tie, where its float
 sums and FakeQuant's own arithmetic round and the device's integers do not;
 an input with flat regions repeats such a tie on every pixel of the region.
-In inference (float32, 8-bit activations, outside the converter's trace)
-the layers below compute on the integers instead:
+In inference (float32, 8-bit activations, eagerly or in Keras' own fit,
+evaluate and predict steps: never in a graph the TFLite converter traces,
+`quantizers.in_keras_step`) the layers below compute on the integers
+instead:
 
 * a convolution, depthwise convolution, Conv1D or Dense (`integer_call`;
   the folded Conv-BatchNorm in `conv_bn_folding.py`): input and kernel
