@@ -376,9 +376,9 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
 
     so a tie goes up, and the multipliers' own rounding moves values within
     a few 10^-6 of a half step. The float sum rounds such a value the way
-    its float error points: a `Rescaling(1/127.5, offset=-1)` on pixels
-    (MobileNetV3's input) puts every output on a half step, and the Keras
-    model had put 9.6% of them a step off XNNPACK's. No gradient."""
+    its float error points, where XNNPACK's goes up: a `Rescaling(1/127.5,
+    offset=-1)` on pixels (MobileNetV3's input) puts every output on a half
+    step. No gradient."""
     scale, zero_point, q_min, q_max = _integer_grid(min_val, max_val, num_bits, narrow_range)
     a_ratio = ops.cast(a_step, "float32") / scale
     b_ratio = ops.cast(b_step, "float32") / scale
