@@ -355,13 +355,13 @@ def int32_bias(bias, step):
     The step is a small fraction of the output's, yet the float bias, up to
     half a step away, tips the outputs that lie that close to a rounding
     boundary: 0.05-0.13% of a 1x1 Conv-BatchNorm's outputs landed a step
-    off XNNPACK's until the Keras model added the bias so. A zero `step`
-    (an empty input range) keeps the bias. No gradient: the wrappers round
-    so in inference only."""
+    off XNNPACK's until the Keras model added the bias so. Rounded as the
+    converter rounds it (`bias_integers`). A zero `step` (an empty input
+    range) keeps the bias. No gradient: the wrappers round so in inference
+    only (where `integer_inference.py` does not compute on the integers)."""
     step = ops.cast(step, "float32")
     bias = ops.cast(bias, "float32")
-    safe = ops.where(step > 0, step, 1.0)
-    return ops.where(step > 0, ops.round(bias / safe) * safe, bias)
+    return ops.where(step > 0, bias_integers(bias, step, 1.0, bits=64) * step, bias)
 
 
 def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
@@ -503,7 +503,7 @@ def _exact_product(a, b):
     return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def bias_integers(bias, input_step, kernel_step):
+def bias_integers(bias, input_step, kernel_step, bits=32):
     """The int32 the converter stores for `bias`: `bias / step` rounded (a
     half away from zero), `step` the float32 product `input_step *
     kernel_step` it stores as the bias's scale, the quotient exact (the
@@ -525,8 +525,10 @@ def bias_integers(bias, input_step, kernel_step):
     up = (remainder > half) | ((remainder == half) & (bias > 0))
     down = (remainder < -half) | ((remainder == -half) & (bias < 0))
     n = n + ops.cast(up, "float32") - ops.cast(down, "float32")
-    # Saturated to int32, as stored (a pruned channel's step is tiny).
-    n = ops.clip(n, -2147483648.0, 2147483647.0)
+    # Saturated to the stored width (int32; int64 beside 16-bit
+    # activations), as the converter stores it (a pruned channel's step is
+    # tiny).
+    n = ops.clip(n, -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
     return ops.where(step > 0, n, 0.0)
 
 
