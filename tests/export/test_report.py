@@ -155,10 +155,24 @@ def test_reports_save_as_json_markdown_and_png(untrained, tmp_path):
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_no_latency_runs_measure_no_latency(untrained, tmp_path):
+    model, (xt, yt) = untrained
+    report = export.export_model(model, "float32", data=xt, labels=yt, latency_runs=0)
+    assert report.latency_us is None and report.agreement == 1.0
+    assert "| - |" in export.to_markdown([report]) and "not measured" in export.to_markdown(
+        [report])
+    assert open(export.plot_reports([report], tmp_path / "r.png"), "rb").read(4) == b"\x89PNG"
+    flatbuffer = export.to_tflite(model)
+    with pytest.raises(ValueError, match="`runs`"):
+        export.measure_latency(flatbuffer, xt[0], runs=0)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"mode": "int8"}, "needs `representative_data`"),
     ({"mode": "bf16"}, "Unknown `mode`"),
     ({"threads": 0}, "`threads`"),
+    ({"latency_runs": -1}, "`latency_runs`"),
+    ({"latency_runs": 2.5}, "`latency_runs`"),
     ({"labels": [1, 2]}, "without `data`"),
     ({"data": np.zeros((3, 32, 32, 3)), "labels": [1]}, "one label per example"),
     ({"sparse": True, "mode": "float16"}, "sparse"),

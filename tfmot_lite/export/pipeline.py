@@ -96,7 +96,8 @@ def export_model(
         float32 only, as XNNPACK's sparse kernels are float). None: when the
         model is pruned or its kernels are at least half zeros.
       name: the report's label (default: the techniques and mode).
-      latency_runs: repeated runs the median latency is taken over.
+      latency_runs: repeated runs the median latency is taken over; 0
+        measures none (`report.latency_us` is None).
       fidelity: compare every layer of the Keras model with the .tflite's
         tensors on the first `fidelity_examples` examples of `data`
         (`export.layer_fidelity`) and store the result (a dict) in
@@ -119,6 +120,7 @@ def export_model(
     check_mode(mode)
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"`threads` must be a positive integer; got {threads!r}.")
+    check_latency_runs(latency_runs)
     found = sorted(techniques(model) | ({"distillation"} if distilled else set()))
     qat = "qat" in found
     if qat and mode != qat_mode(model):
@@ -238,6 +240,14 @@ def export_model(
     return report
 
 
+def check_latency_runs(latency_runs):
+    """`latency_runs` is a count of runs, 0 for none."""
+    if isinstance(latency_runs, bool) or not isinstance(latency_runs, int) or latency_runs < 0:
+        raise ValueError(
+            f"`latency_runs` must be a non-negative integer (0 measures no latency); "
+            f"got {latency_runs!r}.")
+
+
 def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
             latency_runs=100, name="model"):
     """An `ExportReport` for an existing .tflite (bytes or path).
@@ -247,6 +257,7 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
     or without `keras_model` the .tflite's). `keras_model`, when given with
     `data`, is the reference for top-1 agreement and Keras accuracy.
     """
+    check_latency_runs(latency_runs)
     flatbuffer = read_tflite(flatbuffer, "flatbuffer")
     several = keras_model is not None and len(keras_model.inputs) > 1
     runner = TFLiteModel(flatbuffer, num_threads=threads,
@@ -282,7 +293,8 @@ def measure(flatbuffer, data=None, labels=None, keras_model=None, threads=1,
         sparse_ready=inspection.sparse_ready,
         sparse_reasons=inspection.reasons,
         latency_us=measure_latency(flatbuffer, sample, runs=latency_runs,
-                                   warmup=min(20, latency_runs), num_threads=threads),
+                                   warmup=min(20, latency_runs), num_threads=threads)
+        if latency_runs else None,
         threads=threads,
         latency_runs=latency_runs,
         xnnpack=dataclasses.asdict(runner.xnnpack_delegation()),

@@ -36,7 +36,7 @@ class ExportReport:
     sparse_storage: bool
     sparse_ready: bool
     sparse_reasons: list
-    latency_us: float
+    latency_us: object  # None where `latency_runs` was 0
     threads: int
     latency_runs: int
     accuracy: object = None
@@ -89,7 +89,7 @@ _COLUMNS = (
     ("sparse-ready", lambda r: "yes" if r.sparse_ready else "no"),
     ("XNNPACK ops", lambda r: "-" if not r.xnnpack else
      f"{Delegation(**r.xnnpack).share:.0%}"),
-    ("latency us", lambda r: f"{r.latency_us:.1f}"),
+    ("latency us", lambda r: "-" if r.latency_us is None else f"{r.latency_us:.1f}"),
     ("accuracy", lambda r: "-" if r.accuracy is None else f"{r.accuracy:.4f}"),
     ("agreement", lambda r: "-" if r.agreement is None else f"{r.agreement:.4f}"),
 )
@@ -131,10 +131,12 @@ def to_markdown(reports, title=None):
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(rows[0]) - 2)) + "|")
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
     threads = sorted({r.threads for r in reports})
-    runs = sorted({r.latency_runs for r in reports})
+    runs = sorted({r.latency_runs for r in reports if r.latency_runs})
+    latency = (f"median of {', '.join(map(str, runs))} single-example runs"
+               if runs else "not measured")
     lines += [
         "",
-        f"LiteRT latency: median of {', '.join(map(str, runs))} single-example runs, "
+        f"LiteRT latency: {latency}, "
         f"{', '.join(map(str, threads))} thread(s), XNNPACK. int8 ops: share of "
         "the operators handling data that touch no float tensor. zeros: share of zero "
         "kernel weights as stored. max uniq/ch: most distinct values in one output "
@@ -193,7 +195,7 @@ def plot_reports(reports, path, title=None):
     ax.bar(x + 0.2, [r.gzip_bytes / 1024 for r in reports], 0.4, label="gzipped")
     ax.set_title("size (KiB)")
     ax.legend(fontsize=8)
-    axes[1].bar(x, [r.latency_us for r in reports], color="tab:orange")
+    axes[1].bar(x, [r.latency_us or 0.0 for r in reports], color="tab:orange")
     threads = sorted({r.threads for r in reports})
     axes[1].set_title(f"LiteRT latency (us, {'/'.join(map(str, threads))} thread)")
     use_accuracy = all(r.accuracy is not None for r in reports)

@@ -197,6 +197,8 @@ def measure_latency(flatbuffer, sample, runs=200, warmup=20, num_threads=1):
     """Median wall time of one inference, in microseconds. `sample` is one
     example (no batch axis); for several inputs, a dict keyed by input name
     (or a list in the .tflite's input order)."""
+    if runs < 1:
+        raise ValueError(f"`runs` must be at least 1 to take a median; got {runs!r}.")
     model = TFLiteModel(flatbuffer, num_threads=num_threads)
     model._set_inputs(sample)
     interp = model.interpreter
