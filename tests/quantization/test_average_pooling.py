@@ -60,9 +60,9 @@ def test_a_branch_pooling_lands_on_the_tflites_integers(tmp_path):
 
 def _on_grid(values, weights):
     """Whether `values` lie on the grid of the stored range `weights`."""
-    from tfmot_lite.quantization.quantizers import _grid
+    from tfmot_lite.quantization.integer_grid import nudged_grid
 
-    low, _, scale, _ = (float(keras.ops.convert_to_numpy(v)) for v in _grid(
+    low, _, scale, _ = (float(keras.ops.convert_to_numpy(v)) for v in nudged_grid(
         keras.ops.reshape(weights["min_var"], ()), keras.ops.reshape(weights["max_var"], ()),
         8, False))
     steps = (np.asarray(values) - low) / scale

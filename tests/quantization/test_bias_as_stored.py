@@ -1,6 +1,6 @@
 """Biases as the int8 .tflite adds them, which the QAT model adds so in
 inference: a convolution's or fully connected layer's as an int32 in units
-of input step times kernel step (`quantizers.int32_bias`,
+of input step times kernel step (`kernel_arithmetic.int32_bias`,
 `input_range.BorrowsInputRange`); a matmul's over a sequence, which the
 converter adds in an ADD after a RESHAPE, and a LayerNormalization's beta,
 as an int8 constant on its own range (`quantizers.fake_quant_constant`,
@@ -12,7 +12,8 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
-from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization import integer_inference
+from tfmot_lite.quantization.kernel_arithmetic import int32_bias
 
 L = keras.layers
 
@@ -20,10 +21,10 @@ L = keras.layers
 def test_int32_bias_lands_on_the_grid():
     step = np.array([0.5, 0.01, 0.0], "float32")
     bias = np.array([0.74, -0.0351, 0.123], "float32")
-    out = np.asarray(q.int32_bias(bias, step))
+    out = np.asarray(int32_bias(bias, step))
     np.testing.assert_allclose(out, [0.5, -0.04, 0.123], rtol=1e-6)
     # A scalar step (one scale for a per-tensor kernel) broadcasts.
-    np.testing.assert_allclose(np.asarray(q.int32_bias(bias, 0.25)), [0.75, 0.0, 0.0])
+    np.testing.assert_allclose(np.asarray(int32_bias(bias, 0.25)), [0.75, 0.0, 0.0])
 
 
 def _numpy(x):
@@ -139,7 +140,7 @@ def test_inference_adds_the_rounded_bias_and_saving_keeps_it(tmp_path, monkeypat
     # The model computes what it computes holding the rounded bias ...
     _, kernel, quantizer, variables = wrapper._bias
     step = wrapper.input_source.scale() * quantizer.kernel_scale(kernel, variables)
-    device = _numpy(q.int32_bias(float_bias, step))
+    device = _numpy(int32_bias(float_bias, step))
     assert not np.array_equal(device, float_bias)
     wrapper.layer.bias.assign(device)
     np.testing.assert_array_equal(_numpy(qat(x, training=False)), out)
@@ -147,7 +148,7 @@ def test_inference_adds_the_rounded_bias_and_saving_keeps_it(tmp_path, monkeypat
     # ... and not what it computes adding the float bias (inference adds
     # the integers `bias_integers` rounds it to, test_integer_inference.py).
     with monkeypatch.context() as patch:
-        patch.setattr(q, "bias_integers", lambda bias, input_step, kernel_step: (
+        patch.setattr(integer_inference, "bias_integers", lambda bias, input_step, kernel_step: (
             bias / (input_step * kernel_step)))
         assert not np.array_equal(_numpy(qat(x, training=False)), out)
 

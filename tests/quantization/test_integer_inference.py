@@ -1,8 +1,8 @@
 """Convolutions and fully connected layers compute on integers in
 inference, as their int8 kernels do (`QuantizeConvBatchNorm._integer_call`,
-`QuantizeWrapper._integer_call`, `quantizers.requantize`), with the scales
-and int32 biases the converter stores (`quantizers.range_scale`,
-`quantizers.bias_integers`): their outputs are XNNPACK's, ties included.
+`QuantizeWrapper._integer_call`, `kernel_arithmetic.requantize`), with the scales
+and int32 biases the converter stores (`integer_grid.range_scale`,
+`integer_grid.bias_integers`): their outputs are XNNPACK's, ties included.
 The float path (`fq(conv(x, w) + b)`) lands within a few 10^-4 of a step of
 a tie, and an input with flat regions repeats such a tie on every pixel of
 the region."""
@@ -13,7 +13,8 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
-from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.integer_grid import bias_integers, integer_grid, range_scale
+from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, requantize
 from tfmot_lite.quantization.input_range import BorrowsInputRange
 from tflite_helpers import output_steps
 
@@ -24,12 +25,12 @@ def test_requantize_rounds_a_tie_to_even_and_clamps_fused_relus():
     # Range [-1, 1.55] over 255 steps: scale 0.01, zero point 100.
     low, high = -1.0, 1.55
     accumulator = np.array([0.5, 1.5, 2.5, -250.0, 1000.0], "float32")
-    out = np.asarray(q.requantize(accumulator, 0.01, low, high)) / 0.01
+    out = np.asarray(requantize(accumulator, 0.01, low, high)) / 0.01
     np.testing.assert_allclose(out, [0, 2, 2, -100, 155], atol=1e-4)
-    relu = np.asarray(q.requantize(accumulator, 0.01, low, high, activation="relu")) / 0.01
+    relu = np.asarray(requantize(accumulator, 0.01, low, high, activation="relu")) / 0.01
     np.testing.assert_allclose(relu, [0, 2, 2, 0, 155], atol=1e-4)
     # ReLU6 caps at 6.0 where the range reaches past it.
-    capped = np.asarray(q.requantize(np.array([900.0], "float32"), 0.01, 0.0, 10.0,
+    capped = np.asarray(requantize(np.array([900.0], "float32"), 0.01, 0.0, 10.0,
                                      activation="relu6"))
     assert abs(float(capped[0]) - 6.0) < 0.02, capped
 
@@ -146,7 +147,7 @@ def test_range_scale_is_the_converters():
     for bits, narrow in ((8, False), (8, True), (16, False)):
         levels = 2 ** bits - 1 - narrow
         converter = ((highs.astype("float64") - lows.astype("float64")) / levels).astype("float32")
-        ours = keras.ops.convert_to_numpy(q.range_scale(lows, highs, bits, narrow))
+        ours = keras.ops.convert_to_numpy(range_scale(lows, highs, bits, narrow))
         np.testing.assert_array_equal(ours, converter)
         assert np.mean((highs - lows) / np.float32(levels) != converter) > 0.1
 
@@ -158,7 +159,7 @@ def test_range_scale_survives_graph_optimization():
     lows = -rng.uniform(0.001, 5, 1000).astype("float32")
     highs = rng.uniform(0.001, 50, 1000).astype("float32")
     converter = ((highs.astype("float64") - lows.astype("float64")) / 255).astype("float32")
-    traced = tf.function(lambda a, b: q.range_scale(a, b), jit_compile=False)
+    traced = tf.function(lambda a, b: range_scale(a, b), jit_compile=False)
     np.testing.assert_array_equal(traced(lows, highs).numpy(), converter)
 
 
@@ -173,16 +174,16 @@ def test_bias_integers_round_the_exact_quotient():
     step = (input_step * kernel_step).astype("float32")
     quotient = bias.astype("float64") / step.astype("float64")
     exact = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)
-    ours = keras.ops.convert_to_numpy(q.bias_integers(bias, input_step, kernel_step))
+    ours = keras.ops.convert_to_numpy(bias_integers(bias, input_step, kernel_step))
     np.testing.assert_array_equal(ours, exact)
     naive = np.round(bias / step)
     assert np.sum(naive != exact) > 0
     # A tie goes away from zero.
     tie = np.array([2.5, -2.5], "float32")
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(q.bias_integers(tie, 1.0, 1.0)), [3.0, -3.0])
+        keras.ops.convert_to_numpy(bias_integers(tie, 1.0, 1.0)), [3.0, -3.0])
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(q.bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
+        keras.ops.convert_to_numpy(bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
 
 
 @pytest.mark.parametrize("make", [
@@ -192,7 +193,7 @@ def test_bias_integers_round_the_exact_quotient():
 ], ids=["mobilenet_v3_rescaling", "imagenet_normalization_conv"])
 def test_input_scaling_lands_on_xnnpacks_integers(make, tmp_path):
     """A Rescaling's MUL and ADD as their int8 ops compute them
-    (`quantizers.requantize`, `requantize_sum`). MobileNetV3's
+    (`kernel_arithmetic.requantize`, `requantize_sum`). MobileNetV3's
     `Rescaling(1/127.5, offset=-1)` puts every pixel on a half step, which
     XNNPACK's ADD sends up and the float sum the way its float error points,
     and its range `[-1, 1]` has the zero point 127.5, which the converter
@@ -212,9 +213,9 @@ def test_input_scaling_lands_on_xnnpacks_integers(make, tmp_path):
 
 def test_zero_point_is_the_converters():
     # [-1, 1] over 255 steps: 127.5, rounded up as the converter does.
-    _, zero_point, _, _ = q._integer_grid(-1.0, 1.0, 8, False)
+    _, zero_point, _, _ = integer_grid(-1.0, 1.0, 8, False)
     assert float(keras.ops.convert_to_numpy(zero_point)) == 128.0
-    _, zero_point, _, _ = q._integer_grid(0.0, 6.0, 8, False)
+    _, zero_point, _, _ = integer_grid(0.0, 6.0, 8, False)
     assert float(keras.ops.convert_to_numpy(zero_point)) == 0.0
 
 
@@ -277,7 +278,7 @@ def test_hard_swish_integers_are_tflites_fixed_point():
         product = reluish * pre
         expected = divide_pot(np.where(product >= 0, product >> 15, -((-product) >> 15)), -e_out)
         ours = keras.ops.convert_to_numpy(
-            q.hard_swish_integers(x.astype("float32"), input_step, output_step))
+            hard_swish_integers(x.astype("float32"), input_step, output_step))
         np.testing.assert_array_equal(ours, expected)
 
 

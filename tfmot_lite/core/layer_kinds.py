@@ -44,7 +44,7 @@ keeps it), and for each technique:
 * `int32_bias`: TFLite's int8 op for the family adds the layer's bias
   as an int32 in units of its input's scale times its kernel's (CONV_2D,
   DEPTHWISE_CONV_2D, FULLY_CONNECTED): the QAT wrappers add the bias
-  rounded so in inference (`quantizers.int32_bias`).
+  rounded so in inference (`kernel_arithmetic.int32_bias`).
 * `same_scale_op`: the family runs as an int8 TFLite op whose output keeps
   its input's scale (pooling, padding, cropping, nearest upsampling,
   reshapes), where an Identity or Dropout runs as no op at all. Read by a
@@ -71,6 +71,7 @@ no trainable weights is `DENSE` (nothing to optimize); anything else is
 
 import dataclasses
 
+import keras
 from keras import layers as L
 
 OPTIMIZE = "optimize"
@@ -535,6 +536,19 @@ def activation_name(activation):
     if activation is None or isinstance(activation, str):
         return activation
     return getattr(activation, "__name__", None)
+
+
+# The ReLUs an int8 kernel (convolution, fully connected, ADD) fuses by
+# clamping into its output range, by name.
+FUSED_RELUS = ("relu", "relu6")
+
+
+def keras_relu_name(activation):
+    """"relu" or "relu6" where `activation` is Keras' own function of that
+    name (no slope, threshold or cap of a user's own), else None."""
+    if activation is keras.activations.relu or activation is keras.activations.relu6:
+        return activation_name(activation)
+    return None
 
 
 def batch_norm_axis(layer):

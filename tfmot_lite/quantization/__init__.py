@@ -19,7 +19,12 @@ What lives where:
   and another layer read, with a range of its own), `QuantizeAveragePooling`
   (any other average pooling, rounded into the range of the layer writing
   its input), `QuantizeBilinearResize` (a bilinear UpSampling2D, the same).
-* `quantizers.py`: the fake-quantization math.
+* `quantizers.py`: the fake-quantization math and the quantizers.
+* `integer_grid.py`: a range's step and zero point, a constant's integers
+  and a bias's int32, as the converter stores them.
+* `kernel_arithmetic.py`: what the device's int8 kernels compute on those
+  integers (requantization, ADD, HARD_SWISH, average and resize rounding).
+* `integer_inference.py`: the QAT layers' inference on those integers.
 """
 
 from tfmot_lite.quantization import keras  # noqa: F401

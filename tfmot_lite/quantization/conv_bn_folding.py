@@ -46,6 +46,9 @@ from tfmot_lite.core import layer_kinds, techniques
 from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.integer_grid import (
+    KERNEL_MAX_ABS_FLOOR, bias_integers, symmetric_scale,
+)
 from tfmot_lite.quantization.config import default_activation_quantizer
 from tfmot_lite.quantization.input_range import BorrowsInputRange, int8_range
 
@@ -86,7 +89,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
     def __init__(self, layer, batch_norm, activation=None, num_bits_weight=8,
                  num_bits_activation=8, per_axis=True, kernel_transform=None,
                  quantize_output=True, **kwargs):
-        if activation not in (None, *q.RELU_ACTIVATIONS):
+        if activation not in (None, *layer_kinds.FUSED_RELUS):
             raise ValueError(f"activation must be None, 'relu' or 'relu6'; got {activation!r}.")
         if not layer_kinds.folds_batch_norm(layer):
             raise ValueError(
@@ -178,7 +181,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
     def _kernel_step(self, kernel):
         """The step of each output channel of the int8 kernel that the
         folded float `kernel` becomes."""
-        return q.symmetric_scale(ops.maximum(self._max_abs(self._flat(kernel)), 1e-8),
+        return symmetric_scale(ops.maximum(self._max_abs(self._flat(kernel)), 1e-8),
                                  self.num_bits_weight)
 
     def _folding(self, mean=None, variance=None):
@@ -245,11 +248,11 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
         their steps, the folded bias as the int32 the converter stores, the
         accumulator requantized as XNNPACK does."""
         kernel_step = ops.maximum(self._kernel_step(folded),
-                                  q.symmetric_scale(q.KERNEL_MAX_ABS_FLOOR))
+                                  symmetric_scale(KERNEL_MAX_ABS_FLOOR))
         product_step = source.scale() * kernel_step
         w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
         accumulator = self._convolve(self.input_integers(inputs, source), w,
-                                     q.bias_integers(bias, source.scale(), kernel_step))
+                                     bias_integers(bias, source.scale(), kernel_step))
         return output.requantize(accumulator, product_step, self.activation)
 
     def compute_output_shape(self, input_shape):

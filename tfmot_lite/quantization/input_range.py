@@ -6,7 +6,7 @@ Some int8 kernels compute in their input's scale without owning it:
   (`same_scale.QuantizeAveragePooling` rounds as it does);
 * a convolution or fully connected layer adds its bias as an int32 in
   units of `input_scale * kernel_scale`, so the device adds the bias
-  rounded to that grid (`quantizers.int32_bias`; the QAT wrappers add it
+  rounded to that grid (`kernel_arithmetic.int32_bias`; the QAT wrappers add it
   so in inference).
 
 Their QAT wrappers need the range of the layer that writes their input.
@@ -26,6 +26,8 @@ import keras
 
 from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
+from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, int32_bias, requantize, requantize_sum
 
 
 class Borrowed:
@@ -45,37 +47,37 @@ class Borrowed:
     def scale(self):
         """The grid step of the range (a scalar tensor; 0 for the empty
         range `[0, 0]`)."""
-        return q.range_scale(*self._bounds())
+        return range_scale(*self._bounds())
 
     def requantize(self, accumulator, product_step, activation=None):
         """An int8 kernel's accumulator rounded into this range
-        (`quantizers.requantize`)."""
-        return q.requantize(accumulator, product_step, *self._bounds(), activation)
+        (`kernel_arithmetic.requantize`)."""
+        return requantize(accumulator, product_step, *self._bounds(), activation)
 
     def integers(self):
         """`(scale, zero_point, q_min, q_max)` as the converter stores the
-        range (`quantizers._integer_grid`; the zero point unsigned)."""
-        return q._integer_grid(*self._bounds())
+        range (`integer_grid.integer_grid`; the zero point unsigned)."""
+        return integer_grid(*self._bounds())
 
     def hard_swish(self, x, source):
         """LiteRT's int8 HARD_SWISH of the integers `x` (less the zero
         point of their range, `source`) into this range
-        (`quantizers.hard_swish_integers`), looked up in the table of its
+        (`kernel_arithmetic.hard_swish_integers`), looked up in the table of its
         256 inputs' outputs: one gather instead of some twenty elementwise
         integer ops."""
         ops = keras.ops
         scale, zero_point, q_min, q_max = self.integers()
         _, input_zero_point, _, _ = source.integers()
         stored = ops.arange(256, dtype="float32")  # every input, unsigned
-        table = q.hard_swish_integers(stored - input_zero_point, source.scale(), scale)
+        table = hard_swish_integers(stored - input_zero_point, source.scale(), scale)
         table = (ops.clip(table + zero_point, q_min, q_max) - zero_point) * scale
         index = ops.cast(ops.clip(x + input_zero_point, 0, 255), "int32")
         return ops.take(table, index)
 
     def requantize_sum(self, a, a_step, b, b_step):
         """An int8 ADD of two operands' integers rounded into this range
-        (`quantizers.requantize_sum`)."""
-        return q.requantize_sum(a, a_step, b, b_step, *self._bounds())
+        (`kernel_arithmetic.requantize_sum`)."""
+        return requantize_sum(a, a_step, b, b_step, *self._bounds())
 
 
 def per_tensor_range(found):
@@ -158,7 +160,7 @@ class BorrowsInputRange:
     def integer_input(self, training, layer):
         """The input's range (a `Borrowed`) where this call of `layer` may
         compute on the int8 integers as the device does
-        (`quantizers.requantize`): inference with 8-bit activations, outside
+        (`kernel_arithmetic.requantize`): inference with 8-bit activations, outside
         the converter's trace, in float32 (whose sums of such integers are
         exact; float16's are not); else None."""
         source = self.input_source
@@ -186,13 +188,13 @@ class BorrowsInputRange:
     def input_integers(inputs, source):
         """`inputs`, on the grid of `source` (from `integer_input`), as the
         integers the int8 kernel reads less the zero point: exact in float32."""
-        return q.on_integer_grid(inputs, source.scale())
+        return on_integer_grid(inputs, source.scale())
 
     def device_bias(self, bias, kernel_scale, training):
         """`bias` as the layer's int8 kernel adds it: on the int32 grid of
         the input's step times `kernel_scale()` (a function giving the
         kernel's step per output channel, or None where it has none), in
-        inference (`quantizers.int32_bias`). `bias` itself in training,
+        inference (`kernel_arithmetic.int32_bias`). `bias` itself in training,
         with activations float, in the converter's trace (the converter
         rounds it there) and where no input range was found."""
         source = self.input_source
@@ -202,4 +204,4 @@ class BorrowsInputRange:
         step = kernel_scale()
         if step is None:
             return bias
-        return keras.ops.cast(q.int32_bias(bias, source.scale() * step), bias.dtype)
+        return keras.ops.cast(int32_bias(bias, source.scale() * step), bias.dtype)

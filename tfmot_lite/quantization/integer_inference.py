@@ -12,17 +12,17 @@ instead:
 * a convolution, depthwise convolution, Conv1D or Dense (`integer_call`;
   the folded Conv-BatchNorm in `conv_bn_folding.py`): input and kernel
   divided by their steps (exact integers in float32), the bias as the
-  int32 the converter stores (`quantizers.bias_integers`), the accumulator
-  requantized as XNNPACK does (`quantizers.requantize`) into the range the
+  int32 the converter stores (`integer_grid.bias_integers`), the accumulator
+  requantized as XNNPACK does (`kernel_arithmetic.requantize`) into the range the
   float path rounds it into first: the output's, a fused ReLU or ReLU6
   clamped in, or the input range of an activation TFLite runs as its own
   op (sigmoid, swish), which then runs as before;
 * a Rescaling's MUL or ADD (the layout splits one with both), its constant
-  as the converter stores it (`quantizers.stored_constant`); the ADD as
-  XNNPACK's fixed-point ADD (`quantizers.requantize_sum`), as is an `Add`
+  as the converter stores it (`integer_grid.stored_constant`); the ADD as
+  XNNPACK's fixed-point ADD (`kernel_arithmetic.requantize_sum`), as is an `Add`
   of two tensors with a range of its own;
 * a hard-swish `Activation` layer, as LiteRT's int8 HARD_SWISH kernel
-  computes it (`quantizers.hard_swish_integers`).
+  computes it (`kernel_arithmetic.hard_swish_integers`).
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -33,8 +33,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core.layer_kinds import activation_name
-from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.core.layer_kinds import keras_relu_name
+from tfmot_lite.quantization.integer_grid import bias_integers, KERNEL_MAX_ABS_FLOOR, stored_constant, symmetric_scale
 from tfmot_lite.quantization.input_range import int8_range
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 
@@ -42,10 +42,6 @@ from tfmot_lite.quantization.inside import InsideQuantizeConfig
 # `integer_call` computes.
 _KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                   keras.layers.Dense)
-
-# Keras' own activations an int8 convolution applies itself.
-_FUSED = (keras.activations.linear, keras.activations.relu, keras.activations.relu6)
-
 
 def integer_call(wrapper, inputs):
     """A `QuantizeWrapper`'s inference call on integers (see the module
@@ -80,10 +76,8 @@ class _Requantizing:
 def _fused_relu(function):
     """`(fused, relu)`: whether `function` is Keras' linear, relu or relu6,
     and the ReLU's name where it is one (else None)."""
-    if not any(function is f for f in _FUSED):
-        return False, None
-    name = activation_name(function)
-    return True, None if name == "linear" else name
+    relu = keras_relu_name(function)
+    return function is keras.activations.linear or relu is not None, relu
 
 
 def _kernel_shaped(step, kernel):
@@ -118,7 +112,7 @@ def _kernel_call(wrapper, inputs):
     if source is None or slot is None or kernel_step is None:
         return None
     # An all-zero channel (a pruned one) has no step: the converter's.
-    kernel_step = ops.maximum(kernel_step, q.symmetric_scale(q.KERNEL_MAX_ABS_FLOOR))
+    kernel_step = ops.maximum(kernel_step, symmetric_scale(KERNEL_MAX_ABS_FLOOR))
     (weights,) = wrapper.transformed_weights(False)
     shaped = _kernel_shaped(kernel_step, weights)
     if shaped is None:
@@ -126,7 +120,7 @@ def _kernel_call(wrapper, inputs):
     slot, make = slot
     substitutions = [(slot, make(source.scale() * kernel_step))]
     if wrapper._bias is not None:
-        substitutions.append((wrapper._bias[0], q.bias_integers(
+        substitutions.append((wrapper._bias[0], bias_integers(
             layer.bias, source.scale(), kernel_step)))
     return wrapper.call_substituted(
         (wrapper.input_integers(inputs, source),), {}, [ops.round(weights / shaped)],
@@ -175,9 +169,9 @@ def _rescaling(wrapper, inputs):
         return None
     x = wrapper.input_integers(inputs, source)
     if np.all(offset == 0):
-        constant, step = q.stored_constant(scale)
+        constant, step = stored_constant(scale)
         return found.requantize(x * constant, source.scale() * step)
-    constant, step = q.stored_constant(offset)
+    constant, step = stored_constant(offset)
     return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
 
 

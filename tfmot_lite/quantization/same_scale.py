@@ -19,7 +19,7 @@ the same: the range is tracked over the op's input, the input is rounded
 into it, the op runs, and its output (an average lands between steps) is
 rounded into the same range. For a maximum or a padding the output rounding
 changes nothing (a maximum of values on a grid is on it); an average's ties
-go the way TFLite's AVERAGE_POOL_2D sends them (`quantizers.average_rounding`).
+go the way TFLite's AVERAGE_POOL_2D sends them (`kernel_arithmetic.average_rounding`).
 The layout puts it where a Concatenate and another layer read such an op
 (`layout.py`).
 
@@ -41,6 +41,7 @@ from keras import ops
 
 from tfmot_lite.core import techniques
 from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.kernel_arithmetic import average_rounding, interpolation_rounding
 from tfmot_lite.quantization.config import default_activation_quantizer
 from tfmot_lite.quantization.input_range import BorrowsInputRange
 
@@ -137,7 +138,7 @@ class QuantizeSameScale(_SameScaleWrapper):
         if is_average_pooling(self.layer) and not q.tracing_for_converter():
             # A tie lands as the device rounds it (the device's own kernel
             # does it in the .tflite).
-            device = q.average_rounding(outputs, lo, hi, quantizer.num_bits,
+            device = average_rounding(outputs, lo, hi, quantizer.num_bits,
                                         quantizer.narrow_range)
             result = result + ops.stop_gradient(device - result)
         return result
@@ -188,13 +189,13 @@ class _RoundedIntoInputRange(BorrowsInputRange, _SameScaleWrapper):
 class QuantizeAveragePooling(_RoundedIntoInputRange):
     """`r(pool(x))`, `r` the rounding into the range `x` is on, as TFLite's
     AVERAGE_POOL_2D rounds the mean of the stored integers
-    (`quantizers.average_rounding`: half away from zero).
+    (`kernel_arithmetic.average_rounding`: half away from zero).
 
     Args:
       layer: a Keras average pooling.
     """
 
-    device_rounding = staticmethod(q.average_rounding)
+    device_rounding = staticmethod(average_rounding)
 
 
 @_register
@@ -203,11 +204,11 @@ class QuantizeBilinearResize(_RoundedIntoInputRange):
     int8 RESIZE_BILINEAR keeps its input's scale (the converter hands that
     scale to the layer writing its input), and XNNPACK rounds the weighted
     sum of the stored integers to the nearest step, a tie up
-    (`quantizers.interpolation_rounding`; LiteRT's built-in kernel sends
+    (`kernel_arithmetic.interpolation_rounding`; LiteRT's built-in kernel sends
     ties away from zero, and weighs with 10-bit fractions).
 
     Args:
       layer: a Keras `UpSampling2D(interpolation="bilinear")`.
     """
 
-    device_rounding = staticmethod(q.interpolation_rounding)
+    device_rounding = staticmethod(interpolation_rounding)

@@ -16,7 +16,9 @@ import keras
 from keras import ops
 
 from tfmot_lite.core import layer_kinds, techniques
-from tfmot_lite.core.layer_kinds import activation_name, fuses_activation
+from tfmot_lite.core.layer_kinds import (
+    FUSED_RELUS, activation_name, fuses_activation, keras_relu_name,
+)
 from tfmot_lite.core.weight_wrapper import (
     NO_INPUTS,
     WeightTransformWrapper,
@@ -63,16 +65,12 @@ def _safe_name(name):
     return name.replace("/", "_").replace(":", "_")
 
 
-# The activation functions `quantize_relu` may fold into the fake-quant.
-_PLAIN_RELUS = (keras.activations.relu, keras.activations.relu6)
-
-
 def _nonnegative_output(layer):
     """Whether `layer`'s outputs are never negative: a ReLU/ReLU6 activation,
     or a ReLU layer with no negative slope."""
     if isinstance(layer, keras.layers.ReLU):
         return not layer.negative_slope and layer.threshold >= 0
-    return activation_name(getattr(layer, "activation", None)) in q.RELU_ACTIVATIONS
+    return activation_name(getattr(layer, "activation", None)) in FUSED_RELUS
 
 
 class _QuantizeAwareActivation:
@@ -95,12 +93,12 @@ class _QuantizeAwareActivation:
         self.fused = fused
 
     def __call__(self, x):
-        name = activation_name(self.activation)
         if not self.fused and self.pre_weights is not None:
             x = self.quantizer(x, self.training, self.pre_weights)
-        if name in q.RELU_ACTIVATIONS and self.activation in _PLAIN_RELUS:
+        relu = keras_relu_name(self.activation)
+        if relu:  # `quantize_relu` may fold it into the fake-quant
             return q.quantize_relu(self.quantizer, x, self.training, self.weights,
-                                   relu6=name == "relu6")
+                                   relu6=relu == "relu6")
         y, final = device_activation(self.activation, x, self.training,
                                      getattr(self.quantizer, "num_bits", 8))
         return y if final else self.quantizer(y, self.training, self.weights)

@@ -1,0 +1,142 @@
+"""A range's integers as the TFLite converter stores them.
+
+The converter turns each FakeQuant range into a step (scale) and a zero
+point, a constant operand into int8 integers, a bias into int32 integers of
+the product of its input's and kernel's steps. What it computes in double
+(the step, the bias quotient) is computed here exactly in float32, so the
+integer paths (`kernel_arithmetic.py`, `integer_inference.py`) read the
+stored values to the bit:
+
+    scale      = (max - min) / (q_max - q_min)          (rounded once)
+    zero_point = round_half_up(q_min - min / scale)     (clamped to the grid)
+    bias_q     = round_half_away(bias / (s_in * s_w))   (int32, saturated)
+"""
+
+from keras import ops
+
+
+def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
+    """The step of FakeQuant's grid over `[min_val, max_val]` (0 for the
+    empty range; nudging moves the ends, not the step), as the TFLite
+    converter stores it: `(max - min) / levels` computed exactly and
+    rounded once to float32 (the converter computes it in double).
+
+    In float32 `max - min` rounds where the two ends' exponents differ, and
+    the step then lands an ulp off the stored one on about a quarter of
+    ranges; an int8 kernel's requantization (`requantize`) reads it. So the
+    difference is kept as `d + e` (Knuth's two-sum: exact), and the
+    quotient corrected by its remainder, `d + e - q * levels`, computed
+    exactly as `levels = 2**b - c` (c = 1, or 2 with `narrow_range`):
+    `d - q * 2**b` and adding `c * q` are exact by Sterbenz' lemma. (Under
+    JAX's `jit`, XLA's rewriting of the arithmetic loses the correction on
+    some ranges, which then keep the plain float32 step.)"""
+    power = 2.0 ** num_bits
+    levels = power - 1 - (1 if narrow_range else 0)
+    high = ops.cast(max_val, "float32")
+    low = ops.negative(ops.cast(min_val, "float32"))
+    width = high + low
+    carried = width - high
+    error = (high - (width - carried)) + (low - carried)
+    quotient = width / levels
+    remainder = (width - quotient * power) + (power - levels) * quotient + error
+    return quotient + remainder / levels
+
+
+def integer_grid(min_val, max_val, num_bits, narrow_range):
+    """The integers of a range as the converter stores them: `(scale,
+    zero_point, q_min, q_max)`, the zero point `q_min - min / scale`
+    computed from the exact step and nudged onto an integer of `[q_min,
+    q_max]`, a half up (a range `[-1, 1]`: 127.5 -> 128, where float32's
+    step gives 127.49999 and TensorFlow's FakeQuant 127, so the two clip a
+    step apart at the ends)."""
+    q_min, q_max = (1 if narrow_range else 0), 2 ** num_bits - 1
+    min_val = ops.cast(min_val, "float32")
+    max_val = ops.cast(max_val, "float32")
+    scale = ops.maximum(range_scale(min_val, max_val, num_bits, narrow_range), 1e-12)
+    width = max_val - min_val
+    from_min = q_min - min_val * (q_max - q_min) / ops.where(width > 0, width, 1.0)
+    zero_point = ops.clip(ops.floor(from_min + 0.5), q_min, q_max)
+    return scale, zero_point, q_min, q_max
+
+
+def nudged_grid(min_val, max_val, num_bits, narrow_range):
+    """FakeQuant's nudged grid for a range: `(low, high, scale, q_min)`,
+    `low` the value of the integer `q_min` (0, or 1 with `narrow_range`)."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    low, high = (q_min - zero_point) * scale, (q_max - zero_point) * scale
+    return low, high, scale, q_min
+
+
+def stored_constant(value, num_bits=8):
+    """`(integers, step)` of a constant MUL or ADD operand as the converter
+    stores it (`fake_quant_constant`): int8 on `[min(v, 0), max(v, 0)]`,
+    the integers less the zero point."""
+    value = ops.cast(value, "float32")
+    step = range_scale(ops.minimum(ops.min(value), 0.0), ops.maximum(ops.max(value), 0.0),
+                       num_bits)
+    return on_integer_grid(value, step), step
+
+
+def on_integer_grid(x, step):
+    """`x / step` rounded to integers (`x` as is where `step` is 0): an
+    input on its range's grid as the integers the kernel reads (less the
+    zero point)."""
+    step = ops.cast(step, "float32")
+    return ops.round(ops.cast(x, "float32") / ops.where(step > 0, step, 1.0))
+
+
+def _split(a):
+    """`a = high + low`, each half of `a`'s 24 bits (Veltkamp): products
+    of halves are exact in float32."""
+    c = a * 4097.0
+    high = c - (c - a)
+    return high, a - high
+
+
+def _exact_product(a, b):
+    """`(p, e)` with `p + e == a * b` exactly (Dekker's two-product)."""
+    p = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(b)
+    return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+def bias_integers(bias, input_step, kernel_step, bits=32):
+    """The int32 the converter stores for `bias`: `bias / step` rounded (a
+    half away from zero), `step` the float32 product `input_step *
+    kernel_step` it stores as the bias's scale, the quotient exact (the
+    converter divides in double). In float32 a bias of a few thousand steps
+    lands within 10^-3 of a half often enough to round the other way (one
+    of 480 channels of an EfficientNetB0 depthwise layer), and every output
+    of the channel with it. So the rounded float quotient `n` is corrected
+    by its exact remainder `bias - n * step`. Zero where a step is 0.
+    (Measured on the 51,312 conv channels of a QAT EfficientNetB0 and
+    EfficientNetV2B0: every stored bias but one, whose folded float bias the
+    converter computed an ulp apart.)"""
+    bias = ops.cast(bias, "float32")
+    step = ops.cast(input_step, "float32") * ops.cast(kernel_step, "float32")
+    safe = ops.where(step > 0, step, 1.0)
+    n = ops.round(bias / safe)
+    product, product_error = _exact_product(n, safe)
+    remainder = (bias - product) - product_error
+    half = 0.5 * safe
+    up = (remainder > half) | ((remainder == half) & (bias > 0))
+    down = (remainder < -half) | ((remainder == -half) & (bias < 0))
+    n = n + ops.cast(up, "float32") - ops.cast(down, "float32")
+    # Saturated to the stored width (int32; int64 beside 16-bit
+    # activations), as the converter stores it (a pruned channel's step is
+    # tiny).
+    n = ops.clip(n, -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    return ops.where(step > 0, n, 0.0)
+
+
+# The converter's floor on a kernel channel's `max|w|` (an all-zero, pruned
+# channel gets the step `5e-7 / 127`, measured), which integer inference
+# uses so such a channel adds its bias as the device does.
+KERNEL_MAX_ABS_FLOOR = 5e-7
+
+
+def symmetric_scale(max_abs, num_bits=8):
+    """The step of symmetric narrow-range quantization over `[-m, m]`:
+    `m / (2**(b-1) - 1)` (FakeQuant's nudging keeps that range exact)."""
+    return max_abs / float(2 ** (num_bits - 1) - 1)

@@ -1,0 +1,208 @@
+"""What the device's int8 kernels compute, on integers (XNNPACK and
+LiteRT's built-in kernels, each checked against the kernel it names):
+
+* `requantize`: a convolution's or fully connected layer's accumulator
+  into its output range, `round(acc * M)` in float32, a tie to even;
+* `requantize_sum`: an ADD, in XNNPACK's 21-bit fixed point, a tie up;
+* `hard_swish_integers`: LiteRT's int8 HARD_SWISH, in 16-bit fixed point;
+* `average_rounding`, `interpolation_rounding`: how an average pool and a
+  bilinear resize round their means;
+* `int32_bias`: a float bias as the kernel adds it.
+
+Integers are held in float32 (exact below 2**24) unless a kernel's
+fixed point needs int32. No gradient: inference only.
+"""
+
+from keras import ops
+
+from tfmot_lite.core.layer_kinds import FUSED_RELUS
+from tfmot_lite.quantization.integer_grid import bias_integers, integer_grid, nudged_grid
+
+
+def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
+               narrow_range=False, activation=None):
+    """The outputs of an int8 convolution or fully connected kernel, from
+    its accumulator, as XNNPACK computes them:
+
+        acc = sum(x_q * w_q) + bias_q          (integers)
+        q   = clip(round(acc * M) + zero_point, q_lo, q_hi),
+        M   = (input_scale * kernel_scale) / output_scale   (float32)
+        y   = (q - zero_point) * output_scale
+
+    `accumulator` holds `acc` (integers in float32: exact while below
+    2**24), `product_step` is `input_scale * kernel_scale` (per output
+    channel on the last axis). `round` is to the nearest, a tie to even, as
+    XNNPACK's float requantization rounds. A fused "relu" or "relu6"
+    (`activation`) raises `q_lo` to the zero point and caps `q_hi` at 6.0.
+
+    The float path, `fq(conv(x, w) + b)`, computes the same integers but
+    within a few 10^-4 of an output step of a tie: its float sums and
+    FakeQuant's own arithmetic round where the device's integers do not, and
+    an input with flat regions (an upsampled image, a background) repeats
+    such a tie on every pixel of the region (the stem of a QAT EfficientNetB0
+    on digits: 0.007% of its outputs a step off XNNPACK's, all of them
+    within 2e-4 of a step of a tie). No gradient: inference only."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    multiplier = ops.cast(product_step, "float32") / scale
+    # The clamp in integers less the zero point: four passes over the
+    # outputs (multiply, round, clip, scale).
+    q_lo, q_hi = q_min - zero_point, q_max - zero_point
+    if activation in FUSED_RELUS:
+        q_lo = ops.maximum(q_lo, 0.0)
+    if activation == "relu6":
+        q_hi = ops.minimum(ops.round(6.0 / scale), q_hi)
+    return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
+
+
+def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
+    """`x`, a mean of values on the grid of `[min_val, max_val]`, rounded
+    as TFLite's integer AVERAGE_POOL_2D rounds it (XNNPACK and the built-in
+    kernel alike, measured): the mean of the stored integers, `q - 2**(b-1)`,
+    half away from zero. FakeQuant rounds a tie half up, so on values below
+    the range's midpoint (every value of a range starting at 0) a tie lands
+    a step lower on the device. No gradient. (Measured on int8; a 16-bit
+    range is assumed to round the same way.)
+
+    A mean of `n` integers is a multiple of `1/n`: one within 1e-3 of a
+    half is a tie (float rounding of the mean may have moved it) for any
+    pool of fewer than 500 values."""
+    low, high, scale, q_min = nudged_grid(min_val, max_val, num_bits, narrow_range)
+    half = 2.0 ** (num_bits - 1)
+    stored = (ops.clip(x, low, high) - low) / scale + (q_min - half)
+    nearest = ops.sign(stored) * ops.floor(ops.abs(stored) + 0.5 + 1e-3)
+    return (nearest + half - q_min) * scale + low
+
+
+def interpolation_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
+    """`x`, a weighted average of values on the grid of `[min_val,
+    max_val]` (a bilinear resize), rounded as XNNPACK's int8
+    RESIZE_BILINEAR rounds it (measured): to the nearest step, a tie up.
+    A value within 1e-3 of a step below a tie counts as one (float
+    rounding of the weighted sum may have moved it; the device sums
+    integers). No gradient."""
+    low, high, scale, _ = nudged_grid(min_val, max_val, num_bits, narrow_range)
+    steps = (ops.clip(x, low, high) - low) / scale
+    return ops.floor(steps + 0.5 + 1e-3) * scale + low
+
+
+def int32_bias(bias, step):
+    """`bias` as an int8 convolution or fully connected kernel adds it: an
+    integer number of `step = input_scale * kernel_scale` (per output
+    channel where the kernel's scale is), stored as int32 (int64 beside
+    16-bit activations) by the converter, which rounds it there itself.
+
+    The step is a small fraction of the output's, yet the float bias, up to
+    half a step away, tips the outputs that lie that close to a rounding
+    boundary: 0.05-0.13% of a 1x1 Conv-BatchNorm's outputs landed a step
+    off XNNPACK's until the Keras model added the bias so. Rounded as the
+    converter rounds it (`bias_integers`). A zero `step` (an empty input
+    range) keeps the bias. No gradient: the wrappers round so in inference
+    only (where `integer_inference.py` does not compute on the integers)."""
+    step = ops.cast(step, "float32")
+    bias = ops.cast(bias, "float32")
+    return ops.where(step > 0, bias_integers(bias, step, 1.0, bits=64) * step, bias)
+
+
+def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+    """The outputs of an int8 ADD of `a` and `b` (integers less their zero
+    points, in float32, on the steps `a_step` and `b_step`) as XNNPACK
+    computes them, in fixed point:
+
+        r_a, r_b = a_step / output_scale, b_step / output_scale   (float32)
+        shift    = 20 - floor(log2(max(r_a, r_b)))
+        m_a, m_b = round(r_a * 2**shift), round(r_b * 2**shift)   (21 bits)
+        q        = floor((2**(shift-1) + a * m_a + b * m_b) / 2**shift) + zero_point
+
+    so a tie goes up, and the multipliers' own rounding moves values within
+    a few 10^-6 of a half step. The float sum rounds such a value the way
+    its float error points, where XNNPACK's goes up: a `Rescaling(1/127.5,
+    offset=-1)` on pixels (MobileNetV3's input) puts every output on a half
+    step. No gradient."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    a_ratio = ops.cast(a_step, "float32") / scale
+    b_ratio = ops.cast(b_step, "float32") / scale
+    # XNNPACK takes ratios in [2**-10, 2**8): the shift stays in [12, 30]
+    # (an operand on an empty range, ratio 0, would have none).
+    top = ops.clip(ops.maximum(ops.max(a_ratio), ops.max(b_ratio)), 2.0 ** -10, 2.0 ** 8 - 1)
+    exponent = ops.floor(ops.log2(top))
+    exponent = ops.where(ops.power(2.0, exponent) > top, exponent - 1.0, exponent)
+    exponent = ops.where(ops.power(2.0, exponent + 1.0) <= top, exponent + 1.0, exponent)
+    shift = 20.0 - exponent
+    unit = ops.power(2.0, shift)
+
+    def fixed(x):
+        return ops.cast(ops.round(x), "int32")
+
+    total = (fixed(unit / 2.0) + fixed(a) * fixed(a_ratio * unit)
+             + fixed(b) * fixed(b_ratio * unit))
+    q = ops.cast(ops.right_shift(total, ops.cast(shift, "int32")), "float32")
+    q = ops.clip(q + zero_point, q_min, q_max)
+    return (q - zero_point) * scale
+
+
+def _fixed_point(multiplier):
+    """TFLite's `QuantizeMultiplier` then `DownScaleInt32ToInt16Multiplier`
+    of a positive float32 `multiplier`: `(m16, exponent)` with
+    `multiplier = m16 / 2**15 * 2**exponent`, `m16` in [2**14, 2**15)."""
+    exponent = ops.floor(ops.log2(multiplier)) + 1.0
+    exponent = ops.where(ops.power(2.0, exponent - 1.0) > multiplier, exponent - 1.0, exponent)
+    exponent = ops.where(ops.power(2.0, exponent) <= multiplier, exponent + 1.0, exponent)
+    fraction = multiplier / ops.power(2.0, exponent)  # in [0.5, 1), 24 bits: exact
+    m16 = ops.minimum(ops.floor(fraction * 32768.0 + 0.5), 32767.0)
+    return ops.cast(m16, "int32"), ops.cast(exponent, "int32")
+
+
+def _rounding_doubling_high_mul(a, b):
+    """gemmlowp's `SaturatingRoundingDoublingHighMul` on int16 values held
+    in int32: `(a * b + nudge) / 2**15`, truncated toward zero."""
+    product = a * b
+    nudged = product + ops.where(product >= 0, 1 << 14, 1 - (1 << 14))
+    magnitude = ops.right_shift(ops.abs(nudged), 15)
+    return ops.where(nudged >= 0, magnitude, -magnitude)
+
+
+def _rounding_divide_by_power_of_two(x, exponent):
+    """gemmlowp's `RoundingDivideByPOT`: `x / 2**exponent`, a tie away from
+    zero."""
+    mask = ops.left_shift(ops.ones_like(x), exponent) - 1
+    remainder = ops.bitwise_and(x, mask)
+    threshold = ops.right_shift(mask, 1) + ops.cast(x < 0, "int32")
+    return ops.right_shift(x, exponent) + ops.cast(remainder > threshold, "int32")
+
+
+def hard_swish_integers(x, input_step, output_step):
+    """TFLite's int8 HARD_SWISH kernel (LiteRT's built-in kernel, which runs
+    it: XNNPACK takes no int8 HARD_SWISH here) on `x`, integers less the
+    input's zero point: the integers of `x * relu6(x + 3) / 6` less the
+    output's zero point, in its 16-bit fixed point:
+
+        hires     = x * 2**7                                (input_step / 2**7)
+        pre       = RDHM(hires, m_out)                      (output_step, before the shift)
+        reluish   = RDHM(hires << (e_r - 1), m_r) << 1      (3 / 2**15 units, e_r > 0;
+                    RDHM(hires, m_r) / 2**-e_r otherwise)
+        reluish   = (reluish + 2**15) / 2                   (relu6(x + 3) / 6 in [0, 2**15))
+        q         = RoundingDivideByPOT(reluish * pre / 2**15, -e_out)   (/ toward zero)
+
+    with `m_out, e_out` and `m_r, e_r` the 16-bit multipliers of
+    `input_step / 2**7 / output_step` and `input_step / 2**7 / (3 / 2**15)`.
+    Exact rounding of the float function puts 0.25% of outputs a step off
+    this kernel's (a layer of 16,384 values, measured); MobileNetV3's
+    hard-swishes run on it."""
+    hires_step = ops.cast(input_step, "float32") / 128.0
+    m_out, e_out = _fixed_point(hires_step / ops.cast(output_step, "float32"))
+    m_r, e_r = _fixed_point(hires_step / (3.0 / 32768.0))
+    hires = ops.cast(x, "int32") * 128
+    pre = _rounding_doubling_high_mul(hires, m_out)
+
+    def saturate(v):
+        return ops.clip(v, -32768, 32767)
+
+    shifted = saturate(ops.left_shift(hires, ops.maximum(e_r - 1, 0)))
+    reluish = _rounding_doubling_high_mul(shifted, m_r)
+    reluish = ops.where(e_r > 0, saturate(ops.left_shift(reluish, 1)),
+                        _rounding_divide_by_power_of_two(reluish, ops.maximum(-e_r, 0)))
+    reluish = ops.right_shift(reluish + (1 << 15), 1)
+    product = reluish * pre  # SaturatingDoublingHighMul: / 2**15 toward zero
+    magnitude = ops.right_shift(ops.abs(product), 15)
+    preshift = ops.where(product >= 0, magnitude, -magnitude)
+    return ops.cast(_rounding_divide_by_power_of_two(preshift, -e_out), "float32")
