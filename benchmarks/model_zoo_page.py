@@ -53,6 +53,7 @@ def fidelity_record(report):
         "max_error": report.max_error,
         "max_lsb": report.max_lsb,
         "max_local_share": report.max_local_share,
+        "kernels": report.kernels,
         "rows": _rows_around(report),
         "all_rows": [r.to_dict() for r in report.rows],
     }
@@ -67,7 +68,8 @@ def refresh_fidelity(r):
     r["fidelity"] = fidelity_record(export.FidelityReport.from_dict({
         "rows": f["all_rows"], "examples": f["examples"], "min_cosine": f["min_cosine"],
         "max_error": f["max_error"], "max_lsb": f["max_lsb"],
-        "max_local_share": f.get("max_local_share", 0.02)}))
+        "max_local_share": f.get("max_local_share", 0.02),
+        "kernels": f.get("kernels", "built-in")}))
 
 
 def _fmt(value, spec, missing="-"):
@@ -278,13 +280,16 @@ def to_markdown(results, args, tfmot_note, tfmot=None):
         "depart somewhere; "
         "*computes differently (own inputs)*: each Keras layer run on the .tflite's own "
         "values of its inputs, the first that lands on another integer in more than 2% "
-        "of its elements (else the most-off layer). Both read LiteRT's built-in "
-        "kernels (XNNPACK keeps no intermediate tensors), whose int8 MEAN rounds "
-        "a share of its outputs one step off the exact mean (docs/export.md) and whose "
-        "LOGISTIC misses the exactly rounded sigmoid that XNNPACK and Keras give on a "
-        "few percent of its outputs. MobileNetV3's first layer "
-        "(Rescaling 1/127.5, offset -1) puts every output on a half step: a tie each "
-        "runtime breaks its own way, so its row reads one step off on most elements.",
+        "of its elements (else the most-off layer). Both read the tensors XNNPACK "
+        "computes (the .tflite with every operator output listed among the graph's "
+        "outputs, `export/taps.py`) where a row's summary below says \"XNNPACK kernels\"; "
+        "rows measured before that read LiteRT's built-in kernels (XNNPACK had kept no "
+        "intermediate tensors), whose int8 MEAN rounds a share of its outputs one step "
+        "off the exact mean (docs/export.md) and whose LOGISTIC misses the exactly "
+        "rounded sigmoid that XNNPACK and Keras give on a few percent of its outputs, "
+        "and MobileNetV3's first layer (Rescaling 1/127.5, offset -1), which puts every "
+        "output on a half step, read one step off on most elements (a tie the built-in "
+        "kernels break the other way).",
         "",
         "## Layer fidelity of the QAT exports",
         "",

@@ -71,14 +71,12 @@ def test_qat_int8_export_departs_nowhere(qat_export):
         assert rows[path].max_error < 0.05
         assert rows[path].lsb <= 3
         assert rows[path].tensor_dtype == "int8"
-    # Run on the .tflite's own inputs, each layer lands on the .tflite's
-    # integers but for rounding ties (one step, on a few elements). The
-    # mean is within one step: LiteRT's built-in MEAN kernel (the one whose
-    # tensors are read) rounds a share of its outputs the other way.
-    for path in ("quant_conv", "quant_conv2", "quant_dense"):
+    # Run on the .tflite's own inputs (XNNPACK's), each layer lands on the
+    # .tflite's integers but for rounding ties (one step, on a few elements).
+    assert fidelity.kernels == "XNNPACK"
+    for path in ("quant_conv", "quant_conv2", "quant_gap", "quant_dense"):
         assert rows[path].local_lsb <= 1.01 and rows[path].local_share <= 0.01, rows[path]
         assert not fidelity.departs_locally(rows[path])
-    assert rows["quant_gap"].local_lsb <= 1.01
     # The folded BatchNormalization/ReLU (identities in the QAT model) have
     # no tensor of their own and are not compared.
     for path in ("bn", "relu", "bn2", "relu2"):
@@ -87,7 +85,51 @@ def test_qat_int8_export_departs_nowhere(qat_export):
         "quantize_layer", "quant_conv", "bn", "relu", "quant_conv2", "bn2", "relu2",
         "quant_gap", "quant_dense"]
     text = str(report)
-    assert "layer fidelity: no layer departs (5 of 9 layers compared on 4 example(s))" in text
+    assert ("layer fidelity: no layer departs (5 of 9 layers compared on 4 example(s), "
+            "XNNPACK kernels)") in text
+
+
+def test_reads_the_tensors_xnnpack_computes(tmp_path):
+    """The tensors compared are XNNPACK's (the .tflite with every operator
+    output listed among the graph's outputs, `taps.every_tensor_an_output`):
+    a QAT mean over a 3x3 pool lands on XNNPACK's MEAN on its own inputs,
+    every element, where LiteRT's built-in MEAN (`xnnpack=False`) rounds a
+    share of them one step up."""
+    from tfmot_lite.export.runtime import TFLiteModel
+    from tfmot_lite.export.taps import every_tensor_an_output
+
+    rng = np.random.default_rng(3)
+    keras.utils.set_random_seed(3)
+    x = rng.uniform(0, 1, (64, 9, 9, 3)).astype("float32")
+    inputs = keras.Input((9, 9, 3))
+    features = L.Conv2D(32, 3, strides=3, activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, L.Dense(4, name="dense")(
+        L.GlobalAveragePooling2D(name="gap")(features)))
+    qat = tfmot.quantization.keras.quantize_model(model)
+    for k in range(0, 64, 16):
+        qat(x[k:k + 16], training=True)
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, latency_runs=0, fidelity=False)
+    flatbuffer = path.read_bytes()
+
+    tapped = every_tensor_an_output(flatbuffer)
+    plain, every = TFLiteModel(flatbuffer), TFLiteModel(tapped)
+    np.testing.assert_array_equal(every.predict(x[:4]), plain.predict(x[:4]))
+    written = {int(i) for op in every.interpreter._get_ops_details()
+               if op["op_name"] != "DELEGATE" for i in op["outputs"]}
+    assert written <= {d["index"] for d in every.interpreter.get_output_details()}
+
+    on_xnnpack = export.layer_fidelity(qat, flatbuffer, x, examples=16)
+    on_builtin = export.layer_fidelity(qat, flatbuffer, x, examples=16, xnnpack=False)
+    assert (on_xnnpack.kernels, on_builtin.kernels) == ("XNNPACK", "built-in")
+    assert on_xnnpack.row("quant_gap").local_share == 0.0, on_xnnpack.row("quant_gap")
+    assert on_builtin.row("quant_gap").local_share > 0.05, on_builtin.row("quant_gap")
+    assert "XNNPACK kernels" in on_xnnpack.summary()
+    assert export.FidelityReport.from_dict(on_builtin.to_dict()).kernels == "built-in"
+    # Converted without int8 optimizations, the weights are QUANTIZE ops'
+    # per-channel outputs, read (and dequantized per channel) as any other.
+    float_weights = export.to_tflite(qat, representative_data=x)
+    assert export.layer_fidelity(qat, float_weights, x, examples=2).first_departure is None
 
 
 def test_names_the_layer_changed_after_conversion(qat_export, digits16):

@@ -14,7 +14,8 @@ converter) and LiteRT (to run the result).
   `inspect_xnnpack.py`, over the .tflite adapter `inspect_graph.py`.
 * `pipeline.py`: `export_model` -> a verified `ExportReport`; `measure`.
 * `fidelity.py`: `layer_fidelity`, Keras vs .tflite layer by layer: the
-  first layer where the .tflite departs.
+  first layer where the .tflite departs; `taps.py` makes XNNPACK's
+  intermediate tensors readable for it.
 * `report.py`: `ExportReport` and its tables, JSON, Markdown, PNG.
 * `runtime.py`: `TFLiteModel` (LiteRT), `measure_latency`, `gzipped_size`.
 """

@@ -4,9 +4,11 @@ computes, layer by layer.
 Top-1 agreement says *whether* an exported model predicts what the Keras
 model predicts; when it does not, this says *where* the two part. It runs
 the Keras model (a QAT model from `quantize_model`, or any model) and the
-.tflite (LiteRT's reference kernels, every intermediate tensor kept) on the
-same few examples, pairs each Keras layer output with a .tflite tensor and
-compares them:
+.tflite on the same few examples, pairs each Keras layer output with a
+.tflite tensor and compares them. The .tflite runs as deployed, on XNNPACK,
+every tensor read as XNNPACK computes it (`taps.every_tensor_an_output`);
+`xnnpack=False` reads LiteRT's built-in kernels instead (every intermediate
+tensor kept):
 
 ```python
 from tfmot_lite.export import layer_fidelity
@@ -52,9 +54,11 @@ somewhere with every layer simulated right. Each compared row therefore
 also runs its Keras layer on the values the .tflite holds for the layer's
 inputs and compares with the .tflite's output (`local_*`): a layer that
 lands on other integers in more than `max_local_share` of its elements
-computes differently by itself (`first_local_departure`). The tensors are
-those of LiteRT's built-in kernels (XNNPACK keeps none), whose int8 MEAN
-rounds a share of its outputs one step up where XNNPACK and Keras agree.
+computes differently by itself (`first_local_departure`). Read from
+LiteRT's built-in kernels (`xnnpack=False`), a layer can compute
+differently from them where it computes what XNNPACK does: their int8 MEAN
+rounds a share of a small pool's outputs one step up, their LOGISTIC misses
+the exactly rounded sigmoid on a few percent.
 
 Layers are those of the model's own graph: a nested model is compared at
 its output (one row), Functional and Sequential models only.
@@ -117,6 +121,7 @@ class FidelityReport:
     max_error: float = 0.1
     max_lsb: float = 2.0
     max_local_share: float = 0.02
+    kernels: str = "XNNPACK"  # whose tensors were read: "XNNPACK" or "built-in"
 
     def departs(self, row):
         """Cosine under `min_cosine` or an error over `max_error` of the
@@ -180,7 +185,8 @@ class FidelityReport:
     def summary(self):
         """One line: the first departing layer and by how much, or that
         none departs."""
-        counts = f"{len(self.compared)} of {len(self.rows)} layers compared on {self.examples} example(s)"
+        counts = (f"{len(self.compared)} of {len(self.rows)} layers compared on "
+                  f"{self.examples} example(s), {self.kernels} kernels")
         first = self.first_departure
         if first is None:
             worst = self.worst
@@ -220,6 +226,7 @@ class FidelityReport:
             "max_error": self.max_error,
             "max_lsb": self.max_lsb,
             "max_local_share": self.max_local_share,
+            "kernels": self.kernels,
             "first_departure": None if first is None else first.to_dict(),
             "summary": self.summary(),
             "rows": [r.to_dict() for r in self.rows],
@@ -230,7 +237,8 @@ class FidelityReport:
         rows = [LayerFidelity(**dict(r, shape=tuple(r["shape"]))) for r in d["rows"]]
         return cls(rows=rows, examples=d["examples"], min_cosine=d["min_cosine"],
                    max_error=d["max_error"], max_lsb=d.get("max_lsb", 2.0),
-                   max_local_share=d.get("max_local_share", 0.02))
+                   max_local_share=d.get("max_local_share", 0.02),
+                   kernels=d.get("kernels", "built-in"))
 
     def table(self, only_compared=False):
         from tfmot_lite.export.report import text_table
@@ -255,7 +263,8 @@ class FidelityReport:
 
     def __str__(self):
         return "\n".join([
-            f"Layer fidelity, Keras vs .tflite ({self.examples} example(s); a layer "
+            f"Layer fidelity, Keras vs .tflite on {self.kernels} kernels "
+            f"({self.examples} example(s); a layer "
             f"departs at cosine < {self.min_cosine} or max error > {self.max_error:.0%} "
             f"of its range, an integer tensor only beyond {self.max_lsb:g} LSB):",
             self.table(),
@@ -264,7 +273,7 @@ class FidelityReport:
 
 
 def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_error=0.1,
-                   max_lsb=2.0):
+                   max_lsb=2.0, xnnpack=True):
     """Compares every layer output of `model` with the .tflite's tensors.
 
     Args:
@@ -278,6 +287,9 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
         its output and the tensor is under `min_cosine`, or their largest
         difference over the range of the Keras output is over `max_error`;
         an integer tensor within `max_lsb` quantization steps never does.
+      xnnpack: read the tensors XNNPACK computes (the deployed runtime;
+        needs TensorFlow to list them among the graph's outputs), or with
+        False those of LiteRT's built-in kernels.
 
     Returns:
       A `FidelityReport`: `rows` (graph order), `first_departure` (drift
@@ -292,6 +304,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     from tfmot_lite.export.convert import count_examples, input_names
     from tfmot_lite.export.runtime import TFLiteModel
     from tfmot_lite.export.source import read_tflite
+    from tfmot_lite.export.taps import every_tensor_an_output
 
     model = student_of(model)
     if not isinstance(model, keras.Model) or not graph.is_graph_model(model):
@@ -305,8 +318,11 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     functional = getattr(model, "_functional", None) or model
     entries = _keras_entries(functional)
     several = len(model.inputs) > 1
-    runner = TFLiteModel(flatbuffer, input_names=input_names(model) if several else None,
-                         preserve_all_tensors=True)
+    names = input_names(model) if several else None
+    if xnnpack:
+        runner = TFLiteModel(every_tensor_an_output(flatbuffer), input_names=names)
+    else:
+        runner = TFLiteModel(flatbuffer, input_names=names, preserve_all_tensors=True)
     batch = runner.by_name(data)
     n = min(examples, count_examples(batch if several else next(iter(batch.values()))))
     if n < 1:
@@ -326,7 +342,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
     details = {t["index"]: t for t in interpreter.get_tensor_details()}
     produced = []  # (position along the graph, tensor index, operator)
     for position, op in enumerate(interpreter._get_ops_details()):
-        if _requantizes(op, details):
+        if op["op_name"] == "DELEGATE" or _requantizes(op, details):
             continue  # a copy in a reader's scale (a concatenation's), named as its input
         produced += [(position, int(i), op["op_name"]) for i in op["outputs"]
                      if int(i) in details]
@@ -359,7 +375,7 @@ def layer_fidelity(model, flatbuffer, data, examples=4, min_cosine=0.99, max_err
         rows.append(row)
     _compare_on_own_inputs(rows, entries, matches, functional, runner, batch)
     return FidelityReport(rows=rows, examples=n, min_cosine=min_cosine, max_error=max_error,
-                          max_lsb=max_lsb)
+                          max_lsb=max_lsb, kernels="XNNPACK" if xnnpack else "built-in")
 
 
 def _requantizes(op, details):
@@ -446,8 +462,10 @@ def _dequantize(values, d):
         return values.astype(np.float64)  # int32 shapes, ids: as they are.
     if scales.size == 1:
         return (values.astype(np.float64) - zero_points[0]) * scales[0]
+    # `values` may be stacked examples: the channel axis counts from the
+    # tensor's own first axis.
     shape = [1] * values.ndim
-    shape[q["quantized_dimension"]] = -1
+    shape[values.ndim - len(d["shape"]) + q["quantized_dimension"]] = -1
     return (values.astype(np.float64) - zero_points.reshape(shape)) * scales.reshape(shape)
 
 
