@@ -101,6 +101,14 @@ CASES = {
     # MobileNetV3's hard-swish, as LiteRT's int8 HARD_SWISH computes it.
     "conv_hard_swish": lambda x: L.Activation("hard_swish")(
         L.Conv2D(16, 3, padding="same")(x)),
+    # An Inception-style Concatenate: the pooled input moved into the
+    # output's range by the QUANTIZE the converter puts before it, as
+    # XNNPACK's 8-bit fixed-point convert computes it (1049 of 2,560
+    # logits a step or more off before); the convolutions' outputs have no
+    # range of their own and are rounded straight into the output's.
+    "inception_concat": lambda x: L.Dense(10)(L.GlobalAveragePooling2D()(L.Concatenate()([
+        L.ReLU()(_conv_bn(x, padding="same")),
+        L.AveragePooling2D(3, strides=1, padding="same")(x)]))),
     # A residual Add, as XNNPACK's fixed-point ADD sums (a tie up).
     "residual_add": lambda x: L.Add()([
         L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(_conv_bn(x, padding="same"))),

@@ -27,7 +27,9 @@ import keras
 from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
-from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, int32_bias, requantize, requantize_sum
+from tfmot_lite.quantization.kernel_arithmetic import (
+    hard_swish_integers, int32_bias, requantize, requantize_copy, requantize_sum,
+)
 
 
 class Borrowed:
@@ -73,6 +75,12 @@ class Borrowed:
         table = (ops.clip(table + zero_point, q_min, q_max) - zero_point) * scale
         index = ops.cast(ops.clip(x + input_zero_point, 0, 255), "int32")
         return ops.take(table, index)
+
+    def requantize_copy(self, x, source):
+        """The integers `x` (less the zero point of their range, `source`)
+        moved into this range by an int8 QUANTIZE
+        (`kernel_arithmetic.requantize_copy`)."""
+        return requantize_copy(x, source.scale(), *self._bounds())
 
     def requantize_sum(self, a, a_step, b, b_step):
         """An int8 ADD of two operands' integers rounded into this range
@@ -175,11 +183,14 @@ class BorrowsInputRange:
                     or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"
                     or not q.in_keras_step())
 
-    def integer_inputs(self, training, layer):
+    def integer_inputs(self, training, layer, partial=False):
         """`input_sources` where this call of `layer` may compute on the
-        integers (as `integer_input`, every input's range found); else None."""
+        integers (as `integer_input`, every input's range found, or with
+        `partial` at least one, None in place of the others); else None."""
         sources = self.input_sources
-        if (not sources or any(s is None or s.quantizer.num_bits != 8 for s in sources)
+        found = [s for s in sources or () if s is not None]
+        if (not found or (len(found) < len(sources) and not partial)
+                or any(s.quantizer.num_bits != 8 for s in found)
                 or self._integer_call_excluded(training, layer)):
             return None
         return sources

@@ -22,7 +22,10 @@ instead:
   XNNPACK's fixed-point ADD (`kernel_arithmetic.requantize_sum`), as is an `Add`
   of two tensors with a range of its own;
 * a hard-swish `Activation` layer, as LiteRT's int8 HARD_SWISH kernel
-  computes it (`kernel_arithmetic.hard_swish_integers`).
+  computes it (`kernel_arithmetic.hard_swish_integers`);
+* a `Concatenate` into its own range: each operand moved into it as the
+  int8 QUANTIZE the converter puts before the CONCATENATION computes it
+  (`kernel_arithmetic.requantize_copy`).
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -34,9 +37,12 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import keras_relu_name
-from tfmot_lite.quantization.integer_grid import bias_integers, KERNEL_MAX_ABS_FLOOR, stored_constant, symmetric_scale
 from tfmot_lite.quantization.input_range import int8_range
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
+from tfmot_lite.quantization.integer_grid import (
+    KERNEL_MAX_ABS_FLOOR, bias_integers, stored_constant, symmetric_scale,
+)
+from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS
 
 # The layers whose int8 op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)
 # `integer_call` computes.
@@ -52,6 +58,8 @@ def integer_call(wrapper, inputs):
         return _add(wrapper, inputs)
     if type(wrapper.layer) is keras.layers.Activation:
         return _hard_swish(wrapper, inputs)
+    if type(wrapper.layer) is keras.layers.Concatenate:
+        return _concatenate(wrapper, inputs)
     if isinstance(wrapper.layer, _KERNEL_LAYERS):
         return _kernel_call(wrapper, inputs)
     return None
@@ -189,6 +197,38 @@ def _add(wrapper, inputs):
     (a, b), (a_source, b_source) = inputs, sources
     return found.requantize_sum(wrapper.input_integers(a, a_source), a_source.scale(),
                                 wrapper.input_integers(b, b_source), b_source.scale())
+
+
+def _concatenate(wrapper, inputs):
+    """A `Concatenate` into its own range, as the .tflite computes it:
+    each operand whose range was found moved into the output's by the int8
+    QUANTIZE the converter puts before the CONCATENATION (XNNPACK's
+    convert; an operand already on that range comes out unchanged). An
+    operand with no range of its own (a convolution's, which the converter
+    requantizes straight into the output's range) is rounded there as
+    before, with the joined tensor. An operand on a scale XNNPACK's
+    convert does not take (`COPY_RATIO_LIMITS`: a range 256 times narrower
+    than the output's, or 128 times wider) is rounded to the nearest step,
+    as LiteRT's built-in QUANTIZE, which then runs it, nearly does."""
+    if (not isinstance(inputs, (list, tuple)) or wrapper._weight_pairs
+            or wrapper._activation_pairs or len(wrapper._output_quantizers) != 1):
+        return None
+    sources = wrapper.integer_inputs(False, wrapper.layer, partial=True)
+    found = int8_range(wrapper._output_quantizers[0])
+    if sources is None or found is None:
+        return None
+    low, high = COPY_RATIO_LIMITS
+    parts = []
+    for x, source in zip(inputs, sources):
+        if source is None:
+            parts.append(x)
+            continue
+        integers = wrapper.input_integers(x, source)
+        ratio = source.scale() / found.scale()
+        parts.append(ops.where((ratio >= low) & (ratio <= high),
+                               found.requantize_copy(integers, source),
+                               found.requantize(integers, source.scale())))
+    return wrapper.transform_outputs(wrapper.layer(parts), False)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").

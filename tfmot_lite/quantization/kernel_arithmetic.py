@@ -4,6 +4,8 @@ LiteRT's built-in kernels, each checked against the kernel it names):
 * `requantize`: a convolution's or fully connected layer's accumulator
   into its output range, `round(acc * M)` in float32, a tie to even;
 * `requantize_sum`: an ADD, in XNNPACK's 21-bit fixed point, a tie up;
+* `requantize_copy`: a QUANTIZE from one int8 range into another (what the
+  converter puts before a CONCATENATION), in XNNPACK's 8-bit fixed point;
 * `hard_swish_integers`: LiteRT's int8 HARD_SWISH, in 16-bit fixed point;
 * `average_rounding`, `interpolation_rounding`: how an average pool and a
   bilinear resize round their means;
@@ -138,6 +140,30 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
     q = ops.cast(ops.right_shift(total, ops.cast(shift, "int32")), "float32")
     q = ops.clip(q + zero_point, q_min, q_max)
     return (q - zero_point) * scale
+
+
+# XNNPACK's int8-to-int8 convert takes scale ratios in [2**-8, 2**7].
+COPY_RATIO_LIMITS = (2.0 ** -8, 2.0 ** 7)
+
+
+def requantize_copy(x, input_step, min_val, max_val, num_bits=8, narrow_range=False):
+    """The outputs of an int8 QUANTIZE of `x` (integers less their zero
+    point, on `input_step`) into the range `[min_val, max_val]`, as
+    XNNPACK's int8 convert computes them, with 8 fractional bits:
+
+        m = round(256 * (input_step / output_scale))        (float32 ratio, a tie to even)
+        q = floor((x * m + 128) / 256) + zero_point         (clamped to the grid)
+
+    The converter moves each operand of a CONCATENATION that lies on
+    another range into the output's so. The multiplier's own rounding (up
+    to 1/512 of the ratio) puts 2-3% of a copy's outputs a step off the
+    exactly rounded value that FakeQuant gives (an Inception-style block);
+    the device computes these. A ratio outside `COPY_RATIO_LIMITS`, which
+    XNNPACK does not take, is the caller's to avoid. No gradient."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    multiplier = ops.round(256.0 * (ops.cast(input_step, "float32") / scale))
+    q = ops.floor((x * multiplier + 128.0) / 256.0)
+    return ops.clip(q, q_min - zero_point, q_max - zero_point) * scale
 
 
 def _fixed_point(multiplier):
