@@ -109,6 +109,12 @@ CASES = {
     "inception_concat": lambda x: L.Dense(10)(L.GlobalAveragePooling2D()(L.Concatenate()([
         L.ReLU()(_conv_bn(x, padding="same")),
         L.AveragePooling2D(3, strides=1, padding="same")(x)]))),
+    # MobileNetV3's hard sigmoid, `ReLU(6.0)(x + 3.0)`: TFLite's ADD fuses
+    # the ReLU6 and rounds once, into its range; the raw `+ 3.0` had
+    # rounded first into a wide range of its own.
+    "hard_sigmoid": lambda x: L.ReLU(6.0)(L.Conv2D(
+        16, 3, padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=2.0))(x) + 3.0),
     # A residual Add, as XNNPACK's fixed-point ADD sums (a tie up).
     "residual_add": lambda x: L.Add()([
         L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(_conv_bn(x, padding="same"))),
@@ -121,6 +127,24 @@ def test_outputs_are_xnnpacks_integers(name, tmp_path):
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
     steps = _steps_off_xnnpack(_qat(CASES[name], (16, 16, 3), x), x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def test_a_raw_add_before_a_fused_relu6_rounds_once(tmp_path):
+    """MobileNetV3's `ReLU(6.0)(x + 3.0)`: the raw add keeps no range of
+    its own (TFLite's ADD fuses the ReLU6), saves and loads so, and the
+    model computes the same after loading."""
+    from tfmot_lite.quantization.wrapper import QuantizeOperation
+
+    x = _flat_regions(np.random.default_rng(3), 64, 16, 3)
+    qat = _qat(CASES["hard_sigmoid"], (16, 16, 3), x)
+    (add,) = [layer for layer in qat.layers if isinstance(layer, QuantizeOperation)]
+    assert not add.quantize_output and not add.weights
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    (add,) = [layer for layer in loaded.layers if isinstance(layer, QuantizeOperation)]
+    assert not add.quantize_output and add.constants == [[1, 3.0]]
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
+                                  np.asarray(qat(x, training=False)))
 
 
 def _steps_off_xnnpack(qat, x, tmp_path):

@@ -60,6 +60,7 @@ def _layers():
         quantize.QuantizeConvBatchNorm(conv, L.BatchNormalization(), "relu6", 4, 6, False),
         quantize.QuantizeBatchNorm(L.BatchNormalization(), 5),
         quantize.QuantizeOperation(_add_operation(), qz.MovingAverageQuantizer(7), [[1, 3.0]]),
+        quantize.QuantizeOperation(_add_operation(), constants=[[1, 3.0]], quantize_output=False),
     ]
 
 

@@ -60,7 +60,7 @@ from tfmot_lite.quantization.same_scale import (
     is_average_pooling,
     is_bilinear_upsampling,
 )
-from tfmot_lite.quantization.wrapper import QuantizeAnnotate
+from tfmot_lite.quantization.wrapper import QuantizeAnnotate, QuantizeOperation, call_operation
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 L = keras.layers
@@ -104,6 +104,10 @@ def _activation_name(layer):
         name = layer.get_config().get("activation")
         return name if name in ("relu", "relu6") else None
     return None
+
+
+# Raw Keras operations whose TFLite op (ADD, SUB, MUL) fuses a ReLU after it.
+_RELU_FUSING_OPERATIONS = frozenset({"Add", "Subtract", "Multiply"})
 
 
 def _fusable_activation(op, eligible):
@@ -369,8 +373,13 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
         # concatenation sets that of a layer it alone reads.
         for op in flow.ops:
             layer = op.layer
-            if id(layer) in plan or not isinstance(layer, keras.layers.Layer) or not (
-                    eligible(layer)):
+            if not isinstance(layer, keras.layers.Layer):
+                # A raw `x + 3.0` before a ReLU(6.0): its ADD fuses the ReLU.
+                if (type(layer).__name__ in _RELU_FUSING_OPERATIONS
+                        and _fusable_activation(single_next(op), eligible)[0] is not None):
+                    plan[id(layer)] = ("fused_output", None)
+                continue
+            if id(layer) in plan or not eligible(layer):
                 continue
             inner = _unwrap(layer)
             if layer_kinds.fuses_relu(inner) and layer_kinds.activation_name(
@@ -411,6 +420,9 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
 
         def replace(layer, original):
             role, fusion = plan.get(id(original), (None, None))
+            if not isinstance(original, keras.layers.Layer):
+                return (QuantizeOperation(layer, quantize_output=False)
+                        if role == "fused_output" else layer)
             inner = _unwrap(layer)
             if role == "folded":
                 return L.Identity(name=inner.name)
@@ -443,4 +455,10 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
                 return _split_normalization(inner)
             return layer
 
-        return graph.rewrite(model, replace, with_original=True), layer_quantize_map
+        def call(layer, args, kwargs, model_inputs):
+            if isinstance(layer, QuantizeOperation):
+                return call_operation(layer, args, kwargs)
+            return layer(*args, **kwargs)
+
+        return (graph.rewrite(model, replace, call=call, with_original=True, operations=True),
+                layer_quantize_map)

@@ -31,6 +31,7 @@ from tfmot_lite.quantization.wrapper import (
     QuantizeOperation,
     QuantizeWrapper,
     QuantizeWrapperV2,
+    call_operation,
 )
 
 # Layers that compute on quantized values: a float input reaching them
@@ -296,12 +297,10 @@ def _quantize(model, scheme, annotated_only):
             quantizer = registry.get_operation_quantizer(layer)
             layer = QuantizeOperation(layer, quantizer) if quantizer else layer
         if isinstance(layer, QuantizeOperation):
-            tensors = [a for a in args if isinstance(a, keras.KerasTensor)]
-            layer.constants = [
-                [i, a] for i, a in enumerate(args) if not isinstance(a, keras.KerasTensor)
-            ]
-            args = tensors
-        outputs = layer(*args, **kwargs)
+            outputs = call_operation(layer, args, kwargs)
+            args = tuple(a for a in args if isinstance(a, keras.KerasTensor))
+        else:
+            outputs = layer(*args, **kwargs)
         if annotated_only and _carries_int8(layer, (args, kwargs), quantized):
             quantized.update(id(t) for t in keras.tree.flatten(outputs)
                              if isinstance(t, keras.KerasTensor))

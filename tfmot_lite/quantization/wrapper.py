@@ -466,15 +466,30 @@ class QuantizeAnnotate(keras.layers.Wrapper):
         return cls(layer, **config)
 
 
+def call_operation(layer, args, kwargs):
+    """`layer` (a `QuantizeOperation`) called on its operation's arguments
+    in a graph being built: the Python constants among them (`x + 3.0`)
+    become its `constants` (Keras passes only tensors positionally), the
+    tensors are passed. A call with tensors alone keeps the constants the
+    layer holds (a copy rebuilt from its config)."""
+    constants = [[i, a] for i, a in enumerate(args) if not isinstance(a, keras.KerasTensor)]
+    if constants:
+        layer.constants = constants
+    return layer(*[a for a in args if isinstance(a, keras.KerasTensor)], **kwargs)
+
+
 @_register
 class QuantizeOperation(keras.layers.Layer):
     """A raw Keras operation of a Functional graph (`x + 3.0`, `x * y`)
     followed by an output quantizer, so that TFLite's int8 ADD/MUL get their
-    output scale."""
+    output scale. `quantize_output=False` where the ReLU after it sets that
+    scale: TFLite fuses the ReLU into the ADD, SUB or MUL, which rounds once,
+    into the ReLU's range (MobileNetV3's `ReLU(6.0)(x + 3.0)`)."""
 
     technique = techniques.QAT
 
-    def __init__(self, operation, quantizer=None, constants=None, **kwargs):
+    def __init__(self, operation, quantizer=None, constants=None, quantize_output=True,
+                 **kwargs):
         kwargs.setdefault("name", f"quant_{operation.name}")
         super().__init__(**kwargs)
         self.operation = operation
@@ -482,10 +497,12 @@ class QuantizeOperation(keras.layers.Layer):
         # Python constants among the operation's positional arguments
         # (`x + 3.0`), as [position, value] pairs; tensors fill the others.
         self.constants = [list(c) for c in (constants or [])]
+        self.quantize_output = bool(quantize_output)
         self._vars = None
 
     def build(self, input_shape=None):
-        self._vars = self.quantizer.build((1,), "output", self)
+        if self.quantize_output:
+            self._vars = self.quantizer.build((1,), "output", self)
         self.built = True
 
     def call(self, inputs, *args, training=None, **kwargs):
@@ -495,6 +512,8 @@ class QuantizeOperation(keras.layers.Layer):
         for i in range(len(tensors) + len(constants)):
             operands.append(constants[i] if i in constants else tensors.pop(0))
         y = self.operation(*operands, **kwargs)
+        if not self.quantize_output:
+            return y
         return self.quantizer(y, bool(training), self._vars)
 
     def get_config(self):
@@ -502,6 +521,7 @@ class QuantizeOperation(keras.layers.Layer):
             **super().get_config(),
             "operation": keras.saving.serialize_keras_object(self.operation),
             "constants": self.constants,
+            "quantize_output": self.quantize_output,
             "quantizer": keras.saving.serialize_keras_object(self.quantizer),
         }
 
