@@ -49,6 +49,7 @@ from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS
 _KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
                   keras.layers.Dense)
 
+
 def integer_call(wrapper, inputs):
     """A `QuantizeWrapper`'s inference call on integers (see the module
     docstring), or None where it does not apply."""
