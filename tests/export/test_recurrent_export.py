@@ -47,6 +47,7 @@ def test_quantized_exports_of_lstm_and_gru_run(mode):
         assert report.agreement >= 0.9, (mode, report.agreement)
 
 
+@pytest.mark.slow
 def test_pruned_and_clustered_recurrent_kernels_reach_the_tflite():
     x, y = _data(32), np.random.default_rng(1).normal(size=(32, 3)).astype("float32")
     sparsity, clustering = tfmot.sparsity.keras, tfmot.clustering.keras

@@ -86,6 +86,7 @@ def _quantized_paths(model):
             if techniques.technique_of(layer) is techniques.QAT and hasattr(layer, "layer")}
 
 
+@pytest.mark.slow
 def test_quantized_layers_compute_the_float_layers_with_fake_quant_off():
     # (A masked position gets the scores' range minimum instead of -1e9, so
     # with masks the two differ by design: see quantization/attention.py;
@@ -132,7 +133,7 @@ def test_layer_norm_variants_compute_what_keras_computes(config):
                  id="padding-mask"),
     pytest.param(lambda: token_model(causal=True), _tokens, marks=pytest.mark.slow,
                  id="causal"),
-    pytest.param(patch_model, _patches, id="patches"),
+    pytest.param(patch_model, _patches, marks=pytest.mark.slow, id="patches"),
 ])
 def test_int8_export_is_fully_integer_and_agrees(builder, data, tmp_path):
     x = data(n=96)

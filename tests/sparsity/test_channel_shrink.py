@@ -83,6 +83,7 @@ def test_separable_conv_with_depth_multiplier_slices_pointwise_rows():
     )
 
 
+@pytest.mark.slow
 def test_summary_lists_layers_and_totals():
     _, summary = sparsity.shrink(pruned_once(resnet_tiny()), return_summary=True)
     by_layer = {c.layer: c for c in summary.layers}
