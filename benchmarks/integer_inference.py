@@ -36,7 +36,7 @@ def _integer_paths(on):
         BorrowsInputRange.integer_input, BorrowsInputRange.integer_inputs = _INTEGER
     else:
         BorrowsInputRange.integer_input = lambda self, training, layer: None
-        BorrowsInputRange.integer_inputs = lambda self, training, layer: None
+        BorrowsInputRange.integer_inputs = lambda self, training, layer, partial=False: None
 
 
 def measure(name, size, images, rounds, batch_size=32):
