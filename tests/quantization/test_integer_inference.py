@@ -129,6 +129,23 @@ def test_outputs_are_xnnpacks_integers(name, tmp_path):
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
 
 
+def test_a_separable_convolution_computes_both_halves_on_integers(tmp_path):
+    """Xception's SeparableConv2D-BatchNorm-ReLU: the layout splits it into
+    the DEPTHWISE_CONV_2D and 1x1 CONV_2D the converter emits, as layers of
+    the graph itself, so the depthwise half finds the range of the tensor
+    it reads. Inside a nested Sequential it saw that model's own Input,
+    found none and kept the float simulation: 29 of these outputs a step
+    or two off XNNPACK's."""
+    x = _flat_regions(np.random.default_rng(2), 256, 16, 3)
+    qat = _qat(lambda x: L.ReLU()(L.BatchNormalization()(L.SeparableConv2D(
+        24, 3, padding="same", use_bias=False, name="sep")(L.ReLU()(
+            _conv_bn(x, padding="same"))))), (16, 16, 3), x)
+    depthwise = qat.get_layer("quant_sep_depthwise")
+    assert depthwise.input_source is not None
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
 def test_a_raw_add_before_a_fused_relu6_rounds_once(tmp_path):
     """MobileNetV3's `ReLU(6.0)(x + 3.0)`: the raw add keeps no range of
     its own (TFLite's ADD fuses the ReLU6), saves and loads so, and the

@@ -34,6 +34,13 @@ every graph model, nested ones included:
   (MUL then ADD), each annotated; per-channel constants (there and in a
   Rescaling without offset) as the converter stores them, on an int8 grid.
 
+A layer split in two (SeparableConv2D, Rescaling, Normalization) becomes
+two layers of the graph it is in, named `<layer>_depthwise` and
+`<layer>_pointwise`, `<layer>_scale` and `<layer>_offset`, so that the
+first finds the range of the tensor it reads (`input_range.py`); inside
+a nested Sequential, whose layers are called as they are, a Sequential
+of the two named after the layer.
+
 Extension point (pruning-/cluster-preserving QAT): a transform subclass
 overrides `kernel_transform(conv)` to give each fused Conv-BatchNorm a
 weight transform (mask, cluster structure) applied before folding.
@@ -148,7 +155,8 @@ def _has_offset(layer):
 
 
 def _split_separable(sep, pointwise_layer=QuantizeAnnotate):
-    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs).
+    """SeparableConv2D -> DepthwiseConv2D + 1x1 Conv2D (what TFLite runs),
+    as a Sequential of the two (`apply` calls them one by one where it can).
     `pointwise_layer(conv)` quantizes the 1x1 convolution (annotates it, or
     folds the BatchNorm after it)."""
     cfg = sep.get_config()
@@ -406,6 +414,11 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             return entry is not None and entry.get("quantize_config") is None
 
         plan = self.find_fusions(model, eligible)
+        splits = set()  # ids of the Sequentials a layer was split into
+
+        def split(sequential):
+            splits.add(id(sequential))
+            return sequential
 
         def fold(conv, fusion):
             return QuantizeConvBatchNorm(
@@ -427,14 +440,14 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             if role == "folded":
                 return L.Identity(name=inner.name)
             if role == "head" and isinstance(inner, L.SeparableConv2D):
-                return _split_separable(inner, lambda pointwise: fold(pointwise, fusion))
+                return split(_split_separable(inner, lambda pointwise: fold(pointwise, fusion)))
             if role == "head":
                 return fold(inner, fusion)
             if not isinstance(original, keras.layers.Layer) or not eligible(original):
                 return layer
             if isinstance(inner, L.SeparableConv2D):
-                return _split_separable(
-                    inner, fused_output if role == "fused_output" else QuantizeAnnotate)
+                return split(_split_separable(
+                    inner, fused_output if role == "fused_output" else QuantizeAnnotate))
             if isinstance(inner, L.BatchNormalization) and _bn_axis_last(inner):
                 return QuantizeBatchNorm(inner, self.num_bits_activation,
                                          quantize_output=role != "fused_output")
@@ -447,17 +460,26 @@ class Default8BitQuantizeLayoutTransform(BitWidths, QuantizeLayoutTransform):
             if is_bilinear_upsampling(inner):
                 return QuantizeBilinearResize(inner)
             if isinstance(inner, L.Rescaling) and _has_offset(inner):
-                return _split_rescaling(inner)
+                return split(_split_rescaling(inner))
             if isinstance(inner, L.Rescaling) and np.size(inner.scale) > 1:
                 return L.Rescaling(_as_stored(inner.scale), offset=inner.offset,
                                    name=inner.name, dtype=inner.dtype_policy)
             if isinstance(inner, L.Normalization) and inner.built:
-                return _split_normalization(inner)
+                return split(_split_normalization(inner))
             return layer
 
         def call(layer, args, kwargs, model_inputs):
             if isinstance(layer, QuantizeOperation):
                 return call_operation(layer, args, kwargs)
+            if id(layer) in splits:
+                # In the graph itself, part by part, not as a nested model:
+                # the first part then finds the range of the tensor it reads
+                # (`input_range`), which a layer inside a nested model, called
+                # on that model's own Input, cannot.
+                x = args[0]
+                for part in layer.layers:
+                    x = part(x)
+                return x
             return layer(*args, **kwargs)
 
         return (graph.rewrite(model, replace, call=call, with_original=True, operations=True),
