@@ -109,3 +109,11 @@ def test_a_fresh_convnext_tiny_exports_fully_integer_and_agrees(tmp_path):
     cosine = np.sum(lite * keras_out, 1) / (
         np.linalg.norm(lite, axis=1) * np.linalg.norm(keras_out, axis=1))
     assert cosine.min() >= 0.99, cosine
+    # Layer by layer, each on the .tflite's own inputs (XNNPACK): its
+    # convolutions and Dense layers (no BatchNorm to fold here) land on the
+    # .tflite's integers but for rounding ties.
+    fidelity = export.layer_fidelity(qat, path.read_bytes(), x, examples=1)
+    kernels = [r for r in fidelity.rows if r.local_share is not None and r.path.endswith(
+        ("_conv", "_conv_1", "_conv_2", "_pointwise_conv_1", "_pointwise_conv_2"))]
+    assert len(kernels) > 10 and max(r.local_share for r in kernels) <= 0.02, max(
+        kernels, key=lambda r: r.local_share)
