@@ -84,7 +84,7 @@ CASES = {
     "depthwise_bn": lambda x: L.BatchNormalization()(
         L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)),
     # keras.applications' EfficientNets: a Normalization (its statistics
-    # not adapted) becomes a Sequential, whose last range the conv reads.
+    # not adapted) becomes a MUL and an ADD layer; the conv reads the ADD's range.
     "normalization_then_conv_bn": lambda x: _conv_bn(
         L.Normalization(mean=0.0, variance=1.0)(x), padding="same"),
     # The plain wrapper: a fused ReLU, a linear output, an activation

@@ -127,8 +127,8 @@ def input_range(tensor):
     while history is not None:
         op = history.operation
         if isinstance(op, keras.Model) and len(getattr(op, "outputs", None) or ()) == 1:
-            # A nested model (the Sequential a Normalization becomes): the
-            # range its output was rounded into, inside it.
+            # A nested model (one the user nested, or a layout split inside
+            # one): the range its output was rounded into, inside it.
             history = getattr(op.outputs[0], "_keras_history", None)
             continue
         owner = getattr(op, "output_range", None)

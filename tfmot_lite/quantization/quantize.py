@@ -335,9 +335,9 @@ def _carries_int8(layer, inputs, quantized):
 
 
 def _all_quantized(model):
-    """Whether every layer of a nested model is quantized (the MUL and ADD
-    the layout splits a Rescaling with an offset into, or a nested model
-    annotated whole): its inputs are then quantized where they enter it."""
+    """Whether every layer of a nested model is quantized (a layout split
+    left nested inside a user's Sequential, or a nested model annotated
+    whole): its inputs are then quantized where they enter it."""
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     return bool(layers) and all(
         isinstance(layer, _QUANTIZED_CONSUMERS) or graph.is_graph_model(layer)
