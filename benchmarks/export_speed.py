@@ -17,6 +17,14 @@ to_tflite / from_keras_model as min / median / max with a bootstrap 90%
 interval of the median.
 
     python benchmarks/export_speed.py --rounds 3
+
+`--live-objects N` first makes N million small objects that stay alive (as
+a notebook or a test run holds the graphs of every model it has traced)
+and adds a third path, "to_tflite, full gc": `to_tflite` without
+`convert.objects_before_frozen`, so that the converter's own
+`gc.collect()` walks all of them.
+
+    python benchmarks/export_speed.py --rounds 5 --live-objects 3
 """
 
 import argparse
@@ -61,12 +69,20 @@ def models():
 def convert(path, model, quantized):
     import tensorflow as tf
 
+    from tfmot_lite.export import convert as convert_module
     from tfmot_lite.export import to_tflite
     from tfmot_lite.quiet import silenced_stderr
 
     optimizations = [tf.lite.Optimize.DEFAULT] if quantized else []
     if path == "to_tflite":
         return to_tflite(model, optimizations=optimizations)
+    if path == "to_tflite, full gc":
+        original = convert_module.objects_before_frozen
+        convert_module.objects_before_frozen = contextlib.nullcontext
+        try:
+            return to_tflite(model, optimizations=optimizations)
+        finally:
+            convert_module.objects_before_frozen = original
     with silenced_stderr(), contextlib.redirect_stdout(io.StringIO()):  # its signature print
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = optimizations
@@ -86,10 +102,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seeds the round order")
+    parser.add_argument("--live-objects", type=float, default=0,
+                        help="millions of objects kept alive during the rounds")
     args = parser.parse_args(argv)
 
     built = models()
-    paths = ("to_tflite", "from_keras_model")
+    live = [{"self": None} for _ in range(int(args.live_objects * 1e6))]
+    for item in live:
+        item["self"] = item  # a cycle: only the collector could free it
+    paths = ("to_tflite", "from_keras_model") + (
+        ("to_tflite, full gc",) if live else ())
     pairs = [(name, path) for name in built for path in paths]
     seconds = {pair: [] for pair in pairs}
     order = random.Random(args.seed)
@@ -104,11 +126,11 @@ def main(argv=None):
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(
             f"{n} [{p}] {seconds[n, p][-1]:.1f} s" for n, p in pairs), flush=True)
 
-    print(f"\n{'model':<24} {'path':<17} {'median s':>9} {'min-max s':>14}")
+    print(f"\n{'model':<24} {'path':<19} {'median s':>9} {'min-max s':>14}")
     for name in built:
         for path in paths:
             values = seconds[name, path]
-            print(f"{name:<24} {path:<17} {statistics.median(values):9.2f} "
+            print(f"{name:<24} {path:<19} {statistics.median(values):9.2f} "
                   f"{min(values):6.2f}-{max(values):6.2f}")
     boot = np.random.default_rng(args.seed)
     print(f"\n{'to_tflite / from_keras_model':<24} {'min':>6} {'median':>7} {'max':>6} "
@@ -122,6 +144,15 @@ def main(argv=None):
         same, diff = same_model(last[name, "to_tflite"], last[name, "from_keras_model"], sample)
         print(f"{name:<24} {min(ratios):6.3f} {statistics.median(ratios):7.3f} "
               f"{max(ratios):6.3f}   [{lo:5.3f}, {hi:5.3f}]  {same}, {diff:.2e}")
+    if live:
+        print(f"\n{'to_tflite / full gc':<24} {'min':>6} {'median':>7} {'max':>6} "
+              f"{'90% CI of median':>17}  ({len(live):,} live objects)")
+        for name in built:
+            ratios = [a / b for a, b in zip(seconds[name, "to_tflite"],
+                                            seconds[name, "to_tflite, full gc"])]
+            lo, hi = bootstrap_median(ratios, boot)
+            print(f"{name:<24} {min(ratios):6.3f} {statistics.median(ratios):7.3f} "
+                  f"{max(ratios):6.3f}   [{lo:5.3f}, {hi:5.3f}]")
 
 
 if __name__ == "__main__":

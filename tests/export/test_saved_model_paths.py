@@ -1,7 +1,12 @@
 """`to_tflite` writes a small model's SavedModel with its weights frozen
 into the graph (fast for many small variables) and a large one through
 `model.export` (freezing copies every weight byte several times: a QAT
-ResNet50 peaked 2 GB above the model that way). Both give the same .tflite."""
+ResNet50 peaked 2 GB above the model that way). Both give the same .tflite.
+The converter's own full garbage collection walks only what the conversion
+made."""
+
+import gc
+import weakref
 
 import keras
 import numpy as np
@@ -61,3 +66,44 @@ def test_weight_bytes_counts_every_variable():
     qat, _ = _qat_cnn()
     expected = sum(np.asarray(keras.ops.convert_to_numpy(v)).nbytes for v in qat.variables)
     assert convert.weight_bytes(qat) == expected > 0
+
+
+def test_the_converters_collection_leaves_the_older_objects_alone(monkeypatch):
+    qat, _ = _qat_cnn()
+    gc.unfreeze()  # the suite's conftest freezes after each test, as a user's process does not
+    frozen_at_collect = []
+    collect = gc.collect
+    monkeypatch.setattr(gc, "collect",
+                        lambda *a: frozen_at_collect.append(gc.get_freeze_count()) or collect(*a))
+    convert.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
+    # TFLiteConverter.convert collects once; the process's objects (the
+    # model, Keras, TensorFlow) sit frozen meanwhile, and are back after.
+    assert frozen_at_collect and all(count > 10_000 for count in frozen_at_collect)
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_older_than_the_block_is_collected_after_it():
+    class Cycle:
+        def __init__(self):
+            self.itself = self
+
+    gc.unfreeze()
+    gc.disable()  # no automatic collection between the steps
+    try:
+        old = weakref.ref(Cycle())
+        with convert.objects_before_frozen():
+            new = weakref.ref(Cycle())
+            gc.collect()
+            assert new() is None and old() is not None
+        gc.collect()
+        assert old() is None
+    finally:
+        gc.enable()
+
+
+def test_a_freeze_of_the_callers_own_is_left_as_it_was():
+    gc.freeze()  # as a server does before it forks
+    frozen = gc.get_freeze_count()
+    with convert.objects_before_frozen():
+        assert gc.get_freeze_count() >= frozen
+    assert gc.get_freeze_count() >= frozen > 0

@@ -7,6 +7,7 @@ diverged (NaN or infinite variables) gets one naming them.
 """
 
 import contextlib
+import gc
 import io
 import os
 import tempfile
@@ -267,12 +268,37 @@ def to_tflite(
             converter.target_spec.supported_ops = list(supported_ops)
         if per_tensor_dense:
             converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-        flatbuffer = converter.convert()
+        with objects_before_frozen():
+            flatbuffer = converter.convert()
     if optimizations:  # integer ranges (calibrated, or QAT's): XNNPACK can run them
         check_ranges(flatbuffer)
     if path is not None:
         write_bytes_atomic(path, flatbuffer)
     return flatbuffer
+
+
+@contextlib.contextmanager
+def objects_before_frozen():
+    """Within the block, the garbage collector leaves alone the objects that
+    existed when it began (`gc.freeze`), and looks at them again afterwards.
+
+    `TFLiteConverter.convert` calls `gc.collect()` once the SavedModel is
+    loaded, to free the loaded copy before converting. A full collection
+    walks every object of the process: in a process that has built many
+    models (a notebook, a test run, a sweep over models) that took 0.3 s of
+    a 0.7 s conversion. With the older objects frozen the collection still
+    frees what the conversion made, and the rest is collected as usual
+    after the block. A process that froze objects itself (a server before
+    it forks, a test harness) keeps its freeze as it was: the block then
+    changes nothing (Python cannot unfreeze only the objects it froze)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 # Weights above this many bytes are not frozen into the SavedModel's graph
