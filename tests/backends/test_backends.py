@@ -1,6 +1,8 @@
-"""Pruning, QAT and clustering train on every Keras backend that is installed.
-
-Each backend runs in its own process (the backend is fixed at import).
+"""Pruning, QAT and clustering train on the other Keras backends that are
+installed: JAX and PyTorch, each in its own process (the backend is fixed at
+import). TensorFlow is the backend of the rest of the suite, which runs
+these paths in process (tests/sparsity, tests/clustering, tests/sublayers,
+tests/quantization/test_transformer_qat.py and test_recurrent_qat.py).
 """
 
 import importlib.util
@@ -15,26 +17,38 @@ import pytest
 pytestmark = pytest.mark.slow
 
 HERE = pathlib.Path(__file__).parent
-BACKENDS = ["tensorflow", "jax", "torch"]
+BACKENDS = ["jax", "torch"]
 
 
-def run_script(name, backend):
+SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
+           "transformer_qat_script.py"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def results(request):
+    """Every script's results on one backend, from one process."""
+    backend = request.param
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, str(HERE / name)], env=env, capture_output=True, text=True,
-        timeout=600,
+        [sys.executable, str(HERE / "run_scripts.py"), *SCRIPTS], env=env,
+        capture_output=True, text=True, timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return backend, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def script_result(results, name):
+    backend, by_script = results
+    result = by_script[name]
+    assert "error" not in result, result.get("error")
     assert result["backend"] == backend
     return result
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_prune_train_strip_on_backend(backend):
-    result = run_script("prune_script.py", backend)
+def test_prune_train_strip_on_backend(results):
+    result = script_result(results, "prune_script.py")
     assert result["max_diff"] <= 1e-6
     # Schedule: 0.2 -> 0.8 by step 12, updates every 4 steps; 16 steps run.
     for value in result["sparsity"]:
@@ -42,9 +56,8 @@ def test_prune_train_strip_on_backend(backend):
     assert result["original_zeros"] == 0  # the input model was not touched
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_qat_and_clustering_train_on_backend(backend):
-    result = run_script("qat_cluster_script.py", backend)
+def test_qat_and_clustering_train_on_backend(results):
+    result = script_result(results, "qat_cluster_script.py")
     assert result["qat_finite"]
     assert result["qat_loss"][-1] < result["qat_loss"][0]
     assert result["cluster_loss"][-1] < result["cluster_loss"][0]
@@ -55,9 +68,8 @@ def test_qat_and_clustering_train_on_backend(backend):
     assert result["input_untouched"]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_layers_inside_subclassed_blocks_train_on_backend(backend):
-    result = run_script("sublayers_script.py", backend)
+def test_layers_inside_subclassed_blocks_train_on_backend(results):
+    result = script_result(results, "sublayers_script.py")
     for model in ("user_block", "vit"):
         for technique, figures in result.get(model, {}).items():
             assert figures["inner_wrapped"] > 0, (model, technique)
@@ -69,9 +81,8 @@ def test_layers_inside_subclassed_blocks_train_on_backend(backend):
             assert figures["strip_diff"] <= bound, (model, technique)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_transformer_qat_trains_on_backend(backend):
-    result = run_script("transformer_qat_script.py", backend)
+def test_transformer_qat_trains_on_backend(results):
+    result = script_result(results, "transformer_qat_script.py")
     for case in ("patches_int8", "tokens_int16x8", "lstm_int8"):
         figures = result[case]
         assert figures["finite"] and figures["loss_fell"], case
