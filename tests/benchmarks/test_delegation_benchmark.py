@@ -7,9 +7,12 @@ batch size)."""
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow  # six conversions of MobileNetV3Small and a decoder: 13.6 s
 def test_table(capsys, monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     sys.modules.pop("delegation", None)

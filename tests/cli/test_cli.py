@@ -155,9 +155,10 @@ def test_every_error_is_one_clean_line(files, args, fragments, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [0, 2, 7, 10])
+@pytest.mark.parametrize("case", [0, 7])
 def test_errors_from_the_executable_are_one_line(files, case):
-    """A few of them through a real process: no traceback, no TF log noise."""
+    """Two of them through a real process (`inspect` of a missing file;
+    `export` of a file Keras cannot load): no traceback, no TF log noise."""
     args, fragments = ERRORS[case]
     assert_one_line_error(run_cli(*(a.format(root=files) for a in args)), *fragments)
 
