@@ -24,7 +24,7 @@ and adds a third path, "to_tflite, full gc": `to_tflite` without
 `convert.objects_before_frozen`, so that the converter's own
 `gc.collect()` walks all of them.
 
-    python benchmarks/export_speed.py --rounds 5 --live-objects 3
+    python benchmarks/export_speed.py --rounds 3 --live-objects 3
 """
 
 import argparse
@@ -34,6 +34,7 @@ import os
 import random
 import statistics
 import time
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -77,12 +78,8 @@ def convert(path, model, quantized):
     if path == "to_tflite":
         return to_tflite(model, optimizations=optimizations)
     if path == "to_tflite, full gc":
-        original = convert_module.objects_before_frozen
-        convert_module.objects_before_frozen = contextlib.nullcontext
-        try:
+        with mock.patch.object(convert_module, "objects_before_frozen", contextlib.nullcontext):
             return to_tflite(model, optimizations=optimizations)
-        finally:
-            convert_module.objects_before_frozen = original
     with silenced_stderr(), contextlib.redirect_stdout(io.StringIO()):  # its signature print
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = optimizations

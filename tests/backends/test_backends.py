@@ -18,8 +18,6 @@ pytestmark = pytest.mark.slow
 
 HERE = pathlib.Path(__file__).parent
 BACKENDS = ["jax", "torch"]
-
-
 SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
            "transformer_qat_script.py"]
 
