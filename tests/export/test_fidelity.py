@@ -33,9 +33,12 @@ def _conv_bn_relu_dense(seed=0):
     return keras.Model(inputs, L.Dense(10, name="dense")(x), name="small")
 
 
-def _compile(model):
+def _compile(model, from_logits=True):
+    # Eagerly: these tests read what a few steps of training leave (ranges,
+    # folded constants), and eight steps run faster than tracing the step.
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+                  run_eagerly=True)
     return model
 
 
@@ -302,7 +305,7 @@ def test_standalone_batch_norm_constants_are_the_converters():
 
     x = np.random.default_rng(0).normal(size=(64, 8, 8, 3)).astype("float32")
     qat = tfmot.quantization.keras.quantize_model(_standalone_batch_norm())
-    qat.compile("adam", "mse")
+    qat.compile("adam", "mse", run_eagerly=True)
     qat.fit(x, np.zeros((64, 4)), epochs=1, batch_size=16, verbose=0)
     flatbuffer = export.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT])
 
@@ -364,7 +367,8 @@ def test_logistic_activations_round_where_tflite_does(digits16):
     assert "quant_swish/post_activation_min" in swish_ranges
     assert not any("pre_activation" in path for path in swish_ranges), swish_ranges
 
-    gate = keras.Model(qat.inputs, qat.get_layer("quant_gate").output).predict(xt, verbose=0)
+    gate = keras.ops.convert_to_numpy(
+        keras.Model(qat.inputs, qat.get_layer("quant_gate").output)(xt, training=False))
     assert gate.min() >= 0.0 and gate.max() <= 255 / 256
     np.testing.assert_allclose(gate * 256, np.round(gate * 256), atol=1e-3)
 
@@ -402,14 +406,14 @@ def test_fixed_range_activations_take_tflite_ranges(digits16, tmp_path):
     from tfmot_lite.export.flatbuffer import Subgraph
 
     x, y, xt = digits16
-    model = tfmot.quantization.keras.quantize_model(_fixed_range_activations())
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy())
+    model = _compile(tfmot.quantization.keras.quantize_model(_fixed_range_activations()),
+                     from_logits=False)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
     for layer, step in (("quant_tanh_dense", 128), ("quant_sigmoid", 256),
                         ("quant_softmax", 256)):
-        values = keras.Model(model.inputs, model.get_layer(layer).output).predict(xt, verbose=0)
+        values = keras.ops.convert_to_numpy(
+            keras.Model(model.inputs, model.get_layer(layer).output)(xt, training=False))
         np.testing.assert_allclose(values * step, np.round(values * step), atol=1e-3)
         tracked = [v.path for v in model.get_layer(layer).non_trainable_variables
                    if v.path.endswith(("output_min", "post_activation_min"))]
@@ -425,8 +429,8 @@ def test_fixed_range_activations_take_tflite_ranges(digits16, tmp_path):
 
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict(xt, verbose=0), model.predict(xt, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(xt, training=False)),
+                               keras.ops.convert_to_numpy(model(xt, training=False)), atol=1e-6)
 
 
 @pytest.mark.parametrize("side", [3, 12])

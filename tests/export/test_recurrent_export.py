@@ -38,7 +38,9 @@ def test_float_export_predicts_what_keras_predicts(name):
     assert needs_unrolling(model)  # the user's model keeps its loop
 
 
-@pytest.mark.parametrize("mode", ["dynamic_range", "int8", "int16x8"])
+# int8 in the fast tier; each mode converts and runs two models (about 3 s).
+@pytest.mark.parametrize("mode", [pytest.param("dynamic_range", marks=pytest.mark.slow),
+                                  "int8", pytest.param("int16x8", marks=pytest.mark.slow)])
 def test_quantized_exports_of_lstm_and_gru_run(mode):
     x = _data(48)
     for rnn in (RNNS["lstm"], RNNS["gru"]):

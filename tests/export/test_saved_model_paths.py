@@ -104,6 +104,9 @@ def test_garbage_older_than_the_block_is_collected_after_it():
 def test_a_freeze_of_the_callers_own_is_left_as_it_was():
     gc.freeze()  # as a server does before it forks
     frozen = gc.get_freeze_count()
+    assert frozen > 10_000
+    # A frozen object that loses its last reference still leaves the count
+    # (freed by reference counting, from any thread); an unfreeze empties it.
     with convert.objects_before_frozen():
-        assert gc.get_freeze_count() >= frozen
-    assert gc.get_freeze_count() >= frozen > 0
+        assert gc.get_freeze_count() > frozen // 2
+    assert gc.get_freeze_count() > frozen // 2

@@ -77,7 +77,9 @@ def test_a_pooling_that_a_concatenation_shares_lands_on_the_tflites_integers(tmp
 def test_the_pooling_range_trains_saves_and_strips(tmp_path):
     x, y = _x(32), np.arange(32) % 10
     qat = _qat(x)
-    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Two steps, eagerly: they run faster than tracing the step.
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=True)
     pool = qat.get_layer("quant_avg_pool")
     before = [keras.ops.convert_to_numpy(v) for v in pool.weights]
     qat.fit(x, y, batch_size=16, epochs=1, verbose=0)

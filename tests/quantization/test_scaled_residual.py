@@ -59,7 +59,9 @@ def test_inception_resnet_residual_lands_on_the_tflites_integers(tmp_path):
 def test_inception_resnet_residual_trains_and_round_trips(tmp_path):
     x = np.random.default_rng(1).uniform(size=(32, 12, 12, 3)).astype("float32")
     qat = tfmot.quantization.keras.quantize_model(_block_model())
-    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Two steps, eagerly: they run faster than tracing the step.
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=True)
     qat.fit(x, np.arange(32) % 10, batch_size=16, epochs=1, verbose=0)
     product = [v for v in qat.get_layer("quant_residual").weights if "product" in v.path]
     assert product and all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in product)
