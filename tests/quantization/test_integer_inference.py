@@ -146,6 +146,49 @@ def test_a_separable_convolution_computes_both_halves_on_integers(tmp_path):
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
 
 
+def _nested_stem(x):
+    """A Conv-BN-ReLU nested as a Sequential (as ConvNeXt's stem is), read
+    by a 1x1 convolution."""
+    x = L.ReLU()(_conv_bn(x, padding="same"))
+    rng = np.random.default_rng(5)
+    bn = L.BatchNormalization(name="inner_bn")
+    stem = keras.Sequential([keras.Input(x.shape[1:]), L.Conv2D(
+        24, 3, padding="same", use_bias=False, name="inner_conv"), bn, L.ReLU()], name="stem")
+    bn.gamma.assign(rng.uniform(0.5, 1.5, 24))
+    bn.beta.assign(rng.normal(0, 0.3, 24))
+    bn.moving_mean.assign(rng.normal(0, 1.0, 24))
+    bn.moving_variance.assign(rng.uniform(0.5, 3.0, 24))
+    return L.Conv2D(8, 1)(stem(x))
+
+
+def test_a_model_the_user_nested_reads_the_range_it_is_called_on(tmp_path):
+    """The first layer of a nested model sees that model's own Input when
+    the model is built; it borrows the range of the tensor the outer graph
+    passes in (`input_range.link_nested_inputs`), also after loading. It had
+    kept the float simulation: 194 of these outputs a step off XNNPACK's."""
+    x = _flat_regions(np.random.default_rng(2), 256, 16, 3)
+    qat = _qat(_nested_stem, (16, 16, 3), x)
+    assert qat.get_layer("stem").get_layer("quant_inner_conv").input_source is not None
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("stem").get_layer("quant_inner_conv").input_source is not None
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
+                                  np.asarray(qat(x, training=False)))
+
+
+def test_a_nested_model_called_on_two_ranges_borrows_neither():
+    inputs = keras.Input((8, 8, 3))
+    shared = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(4, 1, name="inner")],
+                              name="shared")
+    a = shared(L.Conv2D(4, 1, name="a")(inputs))
+    b = shared(L.ReLU(name="relu")(L.Conv2D(4, 1, name="b")(inputs)))
+    model = keras.Model(inputs, L.Conv2D(2, 1, name="out")(L.Add()([a, b])))
+    qat = tfmot.quantization.keras.quantize_model(model)
+    assert qat.get_layer("shared").get_layer("quant_inner").input_source is None
+
+
 def test_a_raw_add_before_a_fused_relu6_rounds_once(tmp_path):
     """MobileNetV3's `ReLU(6.0)(x + 3.0)`: the raw add keeps no range of
     its own (TFLite's ADD fuses the ReLU6), saves and loads so, and the

@@ -15,9 +15,13 @@ symbolic tensor whose writer has one: when `quantize_model` builds the
 model, and again in the new layers of a loaded or cloned model. Walking
 back passes over ops that keep their input's scale (padding, reshapes, the
 Identity a folded BatchNorm leaves, ...) to the layer whose
-`output_range()` rounds it. Where none is found (a layer with no range of
-its own writes the input, or the wrapper only ever sees eager tensors),
-the wrapper computes as it would without it.
+`output_range()` rounds it. A layer that reads the input of a model the
+user nested (ConvNeXt's stem) sees that model's own `Input` when the
+nested model is built: it gets the range of the tensor the outer graph
+passes in once a layer after the nested model walks back into it
+(`link_nested_inputs`). Where none is found (a layer with no range of its
+own writes the input, or the wrapper only ever sees eager tensors), the
+wrapper computes as it would without it.
 """
 
 import math
@@ -118,29 +122,66 @@ def _passes_scale(op):
         op, keras.layers.InputLayer) and layer_kinds.quantize_kind(op) == "pass"
 
 
-def input_range(tensor):
+def _scale_kept_input(history):
+    """The one input tensor of the op at `history` if that op keeps its
+    input's scale, else None."""
+    if not _passes_scale(history.operation):
+        return None
+    inputs = history.operation._inbound_nodes[history.node_index].input_tensors
+    return inputs[0] if len(inputs) == 1 else None
+
+
+def input_range(tensor, link_nested=False):
     """The range whose grid `tensor`'s values lie on (a `Borrowed`), or
     None: walking back through the Keras graph from a symbolic tensor, over
     ops that keep their input's scale, to the layer whose `output_range()`
-    rounds it."""
+    rounds it. With `link_nested`, each nested model the walk enters has
+    its input linked first (`link_nested_inputs`)."""
     history = getattr(tensor, "_keras_history", None)
     while history is not None:
         op = history.operation
         if isinstance(op, keras.Model) and len(getattr(op, "outputs", None) or ()) == 1:
             # A nested model (one the user nested, or a layout split inside
             # one): the range its output was rounded into, inside it.
+            if link_nested:
+                link_nested_inputs(op)
             history = getattr(op.outputs[0], "_keras_history", None)
             continue
         owner = getattr(op, "output_range", None)
         if callable(owner):
             return per_tensor_range(owner())
-        if not _passes_scale(op):
-            return None
-        inputs = op._inbound_nodes[history.node_index].input_tensors
-        if len(inputs) != 1:
-            return None
-        history = getattr(inputs[0], "_keras_history", None)
+        tensor = _scale_kept_input(history)
+        history = getattr(tensor, "_keras_history", None)
     return None
+
+
+def _reads(tensor, model_input):
+    """Whether `tensor` is `model_input`, or on its grid through ops that
+    keep the scale."""
+    while tensor is not None and tensor is not model_input:
+        history = getattr(tensor, "_keras_history", None)
+        tensor = None if history is None else _scale_kept_input(history)
+    return tensor is not None
+
+
+def link_nested_inputs(model):
+    """Gives the layers of the nested `model` that read its one input
+    (directly or through ops that keep the scale) and found no range there
+    the range of the tensor the outer graph passes in: where every call of
+    `model` in a graph passes a tensor on one and the same range. A model
+    nested in a nested model is linked when its own model is called."""
+    if len(getattr(model, "inputs", None) or ()) != 1:
+        return
+    calls = [node.input_tensors for node in model._inbound_nodes]
+    found = [input_range(tensors[0]) if len(tensors) == 1 else None for tensors in calls]
+    if not found or any(source is None for source in found) or any(
+            source.weights["min_var"] is not found[0].weights["min_var"] for source in found):
+        return
+    for layer in model.layers:
+        unranged = getattr(layer, "_input_without_range", None)
+        if unranged is not None and layer.input_source is None and _reads(
+                unranged, model.inputs[0]):
+            layer.input_source = found[0]
 
 
 class BorrowsInputRange:
@@ -155,11 +196,14 @@ class BorrowsInputRange:
 
     input_source = None
     input_sources = None
+    _input_without_range = None  # the symbolic input no range was found for
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
         if self.input_source is None and isinstance(inputs, keras.KerasTensor):
-            self.input_source = input_range(inputs)
+            self.input_source = input_range(inputs, link_nested=True)
+            # Inside a nested model, its Input: linked once it is called.
+            self._input_without_range = inputs if self.input_source is None else None
         if (self.input_sources is None and isinstance(inputs, (list, tuple)) and inputs
                 and all(isinstance(t, keras.KerasTensor) for t in inputs)):
             self.input_sources = [input_range(t) for t in inputs]
