@@ -169,7 +169,8 @@ def link_nested_inputs(model):
     (directly or through ops that keep the scale) and found no range there
     the range of the tensor the outer graph passes in: where every call of
     `model` in a graph passes a tensor on one and the same range. A model
-    nested in a nested model is linked when its own model is called."""
+    nested two deep is linked where a layer of the model around it passes
+    it a range, not where it reads that model's own input."""
     if len(getattr(model, "inputs", None) or ()) != 1:
         return
     calls = [node.input_tensors for node in model._inbound_nodes]
