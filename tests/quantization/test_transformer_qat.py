@@ -174,6 +174,7 @@ def test_16x8_scheme_exports_int16_activations(tmp_path):
     assert "int16" in dtypes and "int8" in dtypes  # int16 values, int8 weights
 
 
+@pytest.mark.slow  # about 5 s: the QAT transformer trains eagerly, before and after loading
 def test_save_load_with_no_custom_objects(tmp_path):
     """Saved and loaded, the QAT transformer predicts and trains as the
     model it was saved from (eagerly: a few steps, no tracing to wait for;
