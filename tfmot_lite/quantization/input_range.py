@@ -32,7 +32,8 @@ from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
 from tfmot_lite.quantization.kernel_arithmetic import (
-    hard_swish_integers, int32_bias, requantize, requantize_copy, requantize_sum,
+    hard_swish_integers, int32_bias, requantize, requantize_copy, requantize_mean,
+    requantize_sum,
 )
 
 
@@ -85,6 +86,13 @@ class Borrowed:
         moved into this range by an int8 QUANTIZE
         (`kernel_arithmetic.requantize_copy`)."""
         return requantize_copy(x, source.scale(), *self._bounds())
+
+    def requantize_mean(self, total, count, source):
+        """An int8 MEAN of `count` integers (less the zero point of their
+        range, `source`) summing to `total`, rounded into this range
+        (`kernel_arithmetic.requantize_mean`)."""
+        _, input_zero_point, _, _ = source.integers()
+        return requantize_mean(total, count, source.scale(), input_zero_point, *self._bounds())
 
     def requantize_sum(self, a, a_step, b, b_step):
         """An int8 ADD of two operands' integers rounded into this range

@@ -25,7 +25,14 @@ instead:
   computes it (`kernel_arithmetic.hard_swish_integers`);
 * a `Concatenate` into its own range: each operand moved into it as the
   int8 QUANTIZE the converter puts before the CONCATENATION computes it
-  (`kernel_arithmetic.requantize_copy`).
+  (`kernel_arithmetic.requantize_copy`);
+* a `Multiply`'s MUL (a squeeze-and-excite's gate) into its own range:
+  the product of the two operands' integers requantized as a convolution's
+  accumulator is (`kernel_arithmetic.requantize`: in float32, a tie to
+  even, where FakeQuant sends a tie up);
+* a global average pooling's MEAN into its own range: the sum of the
+  input's integers converted as XNNPACK converts it
+  (`kernel_arithmetic.requantize_mean`).
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -61,6 +68,10 @@ def integer_call(wrapper, inputs):
         return _hard_swish(wrapper, inputs)
     if type(wrapper.layer) is keras.layers.Concatenate:
         return _concatenate(wrapper, inputs)
+    if type(wrapper.layer) is keras.layers.Multiply:
+        return _multiply(wrapper, inputs)
+    if isinstance(wrapper.layer, _GLOBAL_AVERAGES):
+        return _global_average(wrapper, inputs)
     if isinstance(wrapper.layer, _KERNEL_LAYERS):
         return _kernel_call(wrapper, inputs)
     return None
@@ -230,6 +241,56 @@ def _concatenate(wrapper, inputs):
                                found.requantize_copy(integers, source),
                                found.requantize(integers, source.scale())))
     return wrapper.transform_outputs(wrapper.layer(parts), False)
+
+
+def _own_range(wrapper):
+    """The range a layer without weights or activations of its own rounds
+    its output into (its one output quantizer's), or None."""
+    if (wrapper._weight_pairs or wrapper._activation_pairs
+            or len(wrapper._output_quantizers) != 1):
+        return None
+    return int8_range(wrapper._output_quantizers[0])
+
+
+def _multiply(wrapper, inputs):
+    """A `Multiply` of two tensors into its own range, as XNNPACK's int8
+    MUL computes it: the product of the operands' integers, requantized
+    with the multiplier `a_step * b_step / output_step`."""
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+        return None
+    found = _own_range(wrapper)
+    sources = wrapper.integer_inputs(False, wrapper.layer)
+    if found is None or sources is None:
+        return None
+    (a, b), (a_source, b_source) = inputs, sources
+    product = wrapper.input_integers(a, a_source) * wrapper.input_integers(b, b_source)
+    return found.requantize(product, a_source.scale() * b_source.scale())
+
+
+# The layers whose int8 op is a MEAN over their spatial axes.
+_GLOBAL_AVERAGES = (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
+                    keras.layers.GlobalAveragePooling3D)
+
+
+def _global_average(wrapper, inputs):
+    """A global average pooling into its own range, as XNNPACK's int8 MEAN
+    computes it from the sum of the input's integers over the pooled axes
+    (`kernel_arithmetic.requantize_mean`). Not one given a mask (a masked
+    mean is no MEAN)."""
+    layer = wrapper.layer
+    found = _own_range(wrapper)
+    source = wrapper.integer_input(False, layer)
+    if found is None or source is None or getattr(inputs, "_keras_mask", None) is not None:
+        return None
+    rank = len(inputs.shape)
+    axes = (tuple(range(1, rank - 1)) if layer.data_format == "channels_last"
+            else tuple(range(2, rank)))
+    pooled = [inputs.shape[a] for a in axes]
+    if None in pooled:
+        return None  # a size known only when the graph runs
+    count = int(np.prod(pooled))
+    total = ops.sum(wrapper.input_integers(inputs, source), axis=axes, keepdims=layer.keepdims)
+    return found.requantize_mean(total, count, source)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").

@@ -4,6 +4,8 @@ LiteRT's built-in kernels, each checked against the kernel it names):
 * `requantize`: a convolution's or fully connected layer's accumulator
   into its output range, `round(acc * M)` in float32, a tie to even;
 * `requantize_sum`: an ADD, in XNNPACK's 21-bit fixed point, a tie up;
+* `requantize_mean`: a MEAN's sum of stored integers, in XNNPACK's float32
+  convert (its zero points folded into one float offset);
 * `requantize_copy`: a QUANTIZE from one int8 range into another (what the
   converter puts before a CONCATENATION), in XNNPACK's 8-bit fixed point;
 * `hard_swish_integers`: LiteRT's int8 HARD_SWISH, in 16-bit fixed point;
@@ -15,6 +17,7 @@ Integers are held in float32 (exact below 2**24) unless a kernel's
 fixed point needs int32. No gradient: inference only.
 """
 
+import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
@@ -54,6 +57,35 @@ def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
     if activation == "relu6":
         q_hi = ops.minimum(ops.round(6.0 / scale), q_hi)
     return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
+
+
+def requantize_mean(total, count, input_step, input_zero_point, min_val, max_val, num_bits=8,
+                    narrow_range=False):
+    """The outputs of an int8 MEAN over `count` values whose integers less
+    their zero point sum to `total` (in float32: exact below 2**24), as
+    XNNPACK computes them: the sum of the stored integers, converted to
+    int8 by one multiply and one add in float32, the zero points folded
+    into the add's constant,
+
+        M      = (input_scale / output_scale) * (1 / count)                (float32)
+        offset = output_zero_point - (count * input_zero_point) * M        (float32)
+        q      = clip(round(stored_sum * M + offset), q_lo, q_hi),   a tie to even
+
+    zero points and stored integers signed (int8). Where the offset is not
+    a whole number its float add rounds the product a second time: a sum
+    whose exact mean lies within a few 10^-6 of a step above a tie can
+    land on the tie, and go to even (22.5000023 steps -> 22); exact
+    requantization of the sum, and the Keras float mean, send it up. No
+    gradient: inference only."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    half = 2.0 ** (num_bits - 1)
+    multiplier = (ops.cast(input_step, "float32") / scale) * np.float32(1.0 / count)
+    stored_zero_point = ops.cast(input_zero_point, "float32") - half
+    output_zero_point = zero_point - half
+    offset = output_zero_point - (count * stored_zero_point) * multiplier
+    stored_sum = ops.convert_to_tensor(total, "float32") + count * stored_zero_point
+    q = ops.round(stored_sum * multiplier + offset)
+    return (ops.clip(q, q_min - half, q_max - half) - output_zero_point) * scale
 
 
 def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
