@@ -200,6 +200,33 @@ def test_a_model_the_user_nested_reads_the_range_it_is_called_on(tmp_path):
                                   np.asarray(qat(x, training=False)))
 
 
+def _nested_residual(x):
+    """A residual block nested as a Functional model (its Add reads the
+    block's own Input), read by a 1x1 convolution."""
+    x = L.ReLU()(_conv_bn(x, padding="same"))
+    inner = keras.Input(x.shape[1:])
+    y = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(inner))
+    block = keras.Model(inner, L.Add(name="inner_add")([inner, y]), name="block")
+    return L.Conv2D(8, 1)(block(x))
+
+
+def test_a_merge_inside_a_nested_model_reads_the_range_it_is_called_on(tmp_path):
+    """The Add of a nested residual block finds the range of the tensor
+    the outer graph passes in for the operand that is the block's Input,
+    also after loading. It had kept the float sum: 15 of these outputs a
+    step off XNNPACK's."""
+    x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
+    qat = _qat(_nested_residual, (16, 16, 3), x, seed=1)
+    assert None not in qat.get_layer("block").get_layer("quant_inner_add").input_sources
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert None not in loaded.get_layer("block").get_layer("quant_inner_add").input_sources
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
+                                  np.asarray(qat(x, training=False)))
+
+
 def test_a_nested_model_called_on_two_ranges_borrows_neither():
     inputs = keras.Input((8, 8, 3))
     shared = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(4, 1, name="inner")],

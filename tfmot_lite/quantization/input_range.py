@@ -175,6 +175,7 @@ def _reads(tensor, model_input):
 def link_nested_inputs(model):
     """Gives the layers of the nested `model` that read its one input
     (directly or through ops that keep the scale) and found no range there
+    (a merge, for each of its inputs that does: a residual Add)
     the range of the tensor the outer graph passes in: where every call of
     `model` in a graph passes a tensor on one and the same range. A model
     nested two deep is linked where a layer of the model around it passes
@@ -191,6 +192,10 @@ def link_nested_inputs(model):
         if unranged is not None and layer.input_source is None and _reads(
                 unranged, model.inputs[0]):
             layer.input_source = found[0]
+        sources = getattr(layer, "input_sources", None)
+        for k, tensor in enumerate(getattr(layer, "_inputs_without_range", None) or ()):
+            if tensor is not None and sources[k] is None and _reads(tensor, model.inputs[0]):
+                sources[k] = found[0]
 
 
 class BorrowsInputRange:
@@ -206,6 +211,7 @@ class BorrowsInputRange:
     input_source = None
     input_sources = None
     _input_without_range = None  # the symbolic input no range was found for
+    _inputs_without_range = None  # the same for each input of a merge
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
@@ -215,7 +221,9 @@ class BorrowsInputRange:
             self._input_without_range = inputs if self.input_source is None else None
         if (self.input_sources is None and isinstance(inputs, (list, tuple)) and inputs
                 and all(isinstance(t, keras.KerasTensor) for t in inputs)):
-            self.input_sources = [input_range(t) for t in inputs]
+            self.input_sources = [input_range(t, link_nested=True) for t in inputs]
+            self._inputs_without_range = [
+                t if source is None else None for t, source in zip(inputs, self.input_sources)]
         return super().__call__(*args, **kwargs)
 
     def integer_input(self, training, layer):
