@@ -151,6 +151,23 @@ def test_a_squeeze_and_excite_block_computes_on_integers(tmp_path):
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
 
 
+def test_a_layer_scale_multiplies_by_gamma_as_stored(tmp_path):
+    """ConvNeXt's LayerScale, `x * gamma`: the .tflite's MUL reads gamma
+    as the int8 constant the converter stores. The float `gamma` had put
+    26,028 of these 1,048,576 outputs a step off XNNPACK's."""
+    from keras.src.applications.convnext import LayerScale
+
+    def make(x):
+        scale = LayerScale(1e-6, 16)
+        y = scale(_conv_bn(x, padding="same"))
+        scale.gamma.assign(np.random.default_rng(7).uniform(-0.5, 1.0, 16))
+        return y
+
+    x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
+    steps = _steps_off_xnnpack(_qat(make, (16, 16, 3), x, seed=1), x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
 def test_a_separable_convolution_computes_both_halves_on_integers(tmp_path):
     """Xception's SeparableConv2D-BatchNorm-ReLU: the layout splits it into
     the DEPTHWISE_CONV_2D and 1x1 CONV_2D the converter emits, as layers of

@@ -32,7 +32,10 @@ instead:
   even, where FakeQuant sends a tie up);
 * a global average pooling's MEAN into its own range: the sum of the
   input's integers converted as XNNPACK converts it
-  (`kernel_arithmetic.requantize_mean`).
+  (`kernel_arithmetic.requantize_mean`);
+* a layer scale (`keras.applications`' LayerScale, ConvNeXt's `x * gamma`)
+  into its own range: the MUL by `gamma` as the converter stores it (int8,
+  `integer_grid.stored_constant`), requantized as a MUL is.
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
@@ -43,7 +46,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfmot_lite.core.layer_kinds import keras_relu_name
+from tfmot_lite.core.layer_kinds import family, keras_relu_name
 from tfmot_lite.quantization.input_range import int8_range
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 from tfmot_lite.quantization.integer_grid import (
@@ -72,6 +75,8 @@ def integer_call(wrapper, inputs):
         return _multiply(wrapper, inputs)
     if isinstance(wrapper.layer, _GLOBAL_AVERAGES):
         return _global_average(wrapper, inputs)
+    if getattr(family(wrapper.layer), "name", None) == "layer scale":
+        return _layer_scale(wrapper, inputs)
     if isinstance(wrapper.layer, _KERNEL_LAYERS):
         return _kernel_call(wrapper, inputs)
     return None
@@ -291,6 +296,22 @@ def _global_average(wrapper, inputs):
     count = int(np.prod(pooled))
     total = ops.sum(wrapper.input_integers(inputs, source), axis=axes, keepdims=layer.keepdims)
     return found.requantize_mean(total, count, source)
+
+
+def _layer_scale(wrapper, inputs):
+    """`x * gamma` (a LayerScale) into its own range, as the MUL by the
+    constant the converter stores for `gamma` computes it. The float path
+    multiplies by the float `gamma`, which the .tflite never sees: 2.5-4.3%
+    of a ConvNeXt-style layer scale's outputs a step off XNNPACK's."""
+    layer = wrapper.layer
+    found = _own_range(wrapper)
+    source = wrapper.integer_input(False, layer)
+    gamma = getattr(layer, "gamma", None)
+    if found is None or source is None or gamma is None:
+        return None
+    constant, step = stored_constant(gamma)
+    return found.requantize(wrapper.input_integers(inputs, source) * constant,
+                            source.scale() * step)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").
