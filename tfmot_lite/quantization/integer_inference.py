@@ -178,24 +178,36 @@ def _requantizing_slot(wrapper):
     return (wrapper.layer, "activation"), lambda step: _Requantizing(found, step, relu)
 
 
+def _own_range(wrapper):
+    """The range a layer without weights or activations of its own rounds
+    its output into (its one output quantizer's), or None."""
+    if (wrapper._weight_pairs or wrapper._activation_pairs
+            or len(wrapper._output_quantizers) != 1):
+        return None
+    return int8_range(wrapper._output_quantizers[0])
+
+
+def _times_constant(found, x, source, value):
+    """The integers `x` (on the range `source`) times `value` as the
+    converter stores that constant (a MUL), requantized into `found`."""
+    constant, step = stored_constant(value)
+    return found.requantize(x * constant, source.scale() * step)
+
+
 def _rescaling(wrapper, inputs):
     """A Rescaling's MUL by its scale or ADD of its offset; a scale of one
     or an offset of zero, which the converter folds away, computes in
     float as before."""
     layer = wrapper.layer
-    if (wrapper._weight_pairs or wrapper._activation_pairs
-            or len(wrapper._output_quantizers) != 1):
-        return None
+    found = _own_range(wrapper)
     source = wrapper.integer_input(False, layer)
-    found = int8_range(wrapper._output_quantizers[0])
     scale = np.asarray(ops.convert_to_numpy(layer.scale), "float32")
     offset = np.asarray(ops.convert_to_numpy(layer.offset), "float32")
     if source is None or found is None or np.all(scale == 1) == np.all(offset == 0):
         return None
     x = wrapper.input_integers(inputs, source)
     if np.all(offset == 0):
-        constant, step = stored_constant(scale)
-        return found.requantize(x * constant, source.scale() * step)
+        return _times_constant(found, x, source, scale)
     constant, step = stored_constant(offset)
     return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
 
@@ -204,11 +216,10 @@ def _add(wrapper, inputs):
     """An `Add` of two tensors into its own range, as XNNPACK's int8 ADD
     computes it. Not one whose ReLU the ADD fuses (the ReLU's range is the
     op's), nor one of three or more tensors."""
-    if (not isinstance(inputs, (list, tuple)) or len(inputs) != 2 or wrapper._weight_pairs
-            or wrapper._activation_pairs or len(wrapper._output_quantizers) != 1):
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
         return None
+    found = _own_range(wrapper)
     sources = wrapper.integer_inputs(False, wrapper.layer)
-    found = int8_range(wrapper._output_quantizers[0])
     if sources is None or found is None:
         return None
     (a, b), (a_source, b_source) = inputs, sources
@@ -227,11 +238,10 @@ def _concatenate(wrapper, inputs):
     convert does not take (`COPY_RATIO_LIMITS`: a range 256 times narrower
     than the output's, or 128 times wider) is rounded to the nearest step,
     as LiteRT's built-in QUANTIZE, which then runs it, nearly does."""
-    if (not isinstance(inputs, (list, tuple)) or wrapper._weight_pairs
-            or wrapper._activation_pairs or len(wrapper._output_quantizers) != 1):
+    if not isinstance(inputs, (list, tuple)):
         return None
+    found = _own_range(wrapper)
     sources = wrapper.integer_inputs(False, wrapper.layer, partial=True)
-    found = int8_range(wrapper._output_quantizers[0])
     if sources is None or found is None:
         return None
     low, high = COPY_RATIO_LIMITS
@@ -246,15 +256,6 @@ def _concatenate(wrapper, inputs):
                                found.requantize_copy(integers, source),
                                found.requantize(integers, source.scale())))
     return wrapper.transform_outputs(wrapper.layer(parts), False)
-
-
-def _own_range(wrapper):
-    """The range a layer without weights or activations of its own rounds
-    its output into (its one output quantizer's), or None."""
-    if (wrapper._weight_pairs or wrapper._activation_pairs
-            or len(wrapper._output_quantizers) != 1):
-        return None
-    return int8_range(wrapper._output_quantizers[0])
 
 
 def _multiply(wrapper, inputs):
@@ -309,9 +310,7 @@ def _layer_scale(wrapper, inputs):
     gamma = getattr(layer, "gamma", None)
     if found is None or source is None or gamma is None:
         return None
-    constant, step = stored_constant(gamma)
-    return found.requantize(wrapper.input_integers(inputs, source) * constant,
-                            source.scale() * step)
+    return _times_constant(found, wrapper.input_integers(inputs, source), source, gamma)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").
