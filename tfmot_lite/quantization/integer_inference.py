@@ -212,19 +212,29 @@ def _rescaling(wrapper, inputs):
     return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
 
 
-def _add(wrapper, inputs):
-    """An `Add` of two tensors into its own range, as XNNPACK's int8 ADD
-    computes it. Not one whose ReLU the ADD fuses (the ReLU's range is the
-    op's), nor one of three or more tensors."""
+def _two_operands(wrapper, inputs):
+    """`(found, [(a, a_source), (b, b_source)])` for a merge of two tensors
+    into its own range `found`: each operand as its integers, with the
+    range it lies on. None where that does not apply."""
     if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
         return None
     found = _own_range(wrapper)
     sources = wrapper.integer_inputs(False, wrapper.layer)
-    if sources is None or found is None:
+    if found is None or sources is None:
         return None
-    (a, b), (a_source, b_source) = inputs, sources
-    return found.requantize_sum(wrapper.input_integers(a, a_source), a_source.scale(),
-                                wrapper.input_integers(b, b_source), b_source.scale())
+    return found, [(wrapper.input_integers(x, source), source)
+                   for x, source in zip(inputs, sources)]
+
+
+def _add(wrapper, inputs):
+    """An `Add` of two tensors into its own range, as XNNPACK's int8 ADD
+    computes it. Not one whose ReLU the ADD fuses (the ReLU's range is the
+    op's), nor one of three or more tensors."""
+    operands = _two_operands(wrapper, inputs)
+    if operands is None:
+        return None
+    found, ((a, a_source), (b, b_source)) = operands
+    return found.requantize_sum(a, a_source.scale(), b, b_source.scale())
 
 
 def _concatenate(wrapper, inputs):
@@ -262,15 +272,11 @@ def _multiply(wrapper, inputs):
     """A `Multiply` of two tensors into its own range, as XNNPACK's int8
     MUL computes it: the product of the operands' integers, requantized
     with the multiplier `a_step * b_step / output_step`."""
-    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+    operands = _two_operands(wrapper, inputs)
+    if operands is None:
         return None
-    found = _own_range(wrapper)
-    sources = wrapper.integer_inputs(False, wrapper.layer)
-    if found is None or sources is None:
-        return None
-    (a, b), (a_source, b_source) = inputs, sources
-    product = wrapper.input_integers(a, a_source) * wrapper.input_integers(b, b_source)
-    return found.requantize(product, a_source.scale() * b_source.scale())
+    found, ((a, a_source), (b, b_source)) = operands
+    return found.requantize(a * b, a_source.scale() * b_source.scale())
 
 
 # The layers whose int8 op is a MEAN over their spatial axes.
