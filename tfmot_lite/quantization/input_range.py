@@ -32,8 +32,7 @@ from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
 from tfmot_lite.quantization.kernel_arithmetic import (
-    hard_swish_integers, int32_bias, requantize, requantize_copy, requantize_mean,
-    requantize_sum,
+    int32_bias, requantize, requantize_copy, requantize_mean, requantize_sum,
 )
 
 
@@ -66,17 +65,17 @@ class Borrowed:
         range (`integer_grid.integer_grid`; the zero point unsigned)."""
         return integer_grid(*self._bounds())
 
-    def hard_swish(self, x, source):
-        """LiteRT's int8 HARD_SWISH of the integers `x` (less the zero
-        point of their range, `source`) into this range
-        (`kernel_arithmetic.hard_swish_integers`), looked up in the table of its
+    def lookup(self, kernel, x, source):
+        """A one-input int8 kernel of `kernel_arithmetic` (`hard_swish_integers`,
+        `rsqrt_integers`) on the integers `x` (less the zero point of their
+        range, `source`) into this range, looked up in the table of its
         256 inputs' outputs: one gather instead of some twenty elementwise
         integer ops."""
         ops = keras.ops
         scale, zero_point, q_min, q_max = self.integers()
         _, input_zero_point, _, _ = source.integers()
         stored = ops.arange(256, dtype="float32")  # every input, unsigned
-        table = hard_swish_integers(stored - input_zero_point, source.scale(), scale)
+        table = kernel(stored - input_zero_point, source.scale(), scale)
         table = (ops.clip(table + zero_point, q_min, q_max) - zero_point) * scale
         index = ops.cast(ops.clip(x + input_zero_point, 0, 255), "int32")
         return ops.take(table, index)
@@ -198,6 +197,16 @@ def link_nested_inputs(model):
                 sources[k] = found[0]
 
 
+def integer_call_excluded(training, layer):
+    """Whether this call of `layer` computes in float, not on the int8
+    integers: in training, with activations float, in the converter's
+    trace, outside Keras' own steps, or in a dtype other than float32
+    (whose sums of such integers are exact; float16's are not)."""
+    return bool(training or q.activations_are_float() or q.tracing_for_converter()
+                or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"
+                or not q.in_keras_step())
+
+
 class BorrowsInputRange:
     """Mixin for a Keras layer: `self.input_source` is the range its input
     lies on (a `Borrowed`), found on the first symbolic call, or None; a
@@ -234,15 +243,10 @@ class BorrowsInputRange:
         exact; float16's are not); else None."""
         source = self.input_source
         if (source is None or source.quantizer.num_bits != 8
-                or self._integer_call_excluded(training, layer)):
+                or integer_call_excluded(training, layer)):
             return None
         return source
 
-    @staticmethod
-    def _integer_call_excluded(training, layer):
-        return bool(training or q.activations_are_float() or q.tracing_for_converter()
-                    or keras.backend.standardize_dtype(layer.compute_dtype) != "float32"
-                    or not q.in_keras_step())
 
     def integer_inputs(self, training, layer, partial=False):
         """`input_sources` where this call of `layer` may compute on the
@@ -252,7 +256,7 @@ class BorrowsInputRange:
         found = [s for s in sources or () if s is not None]
         if (not found or (len(found) < len(sources) and not partial)
                 or any(s.quantizer.num_bits != 8 for s in found)
-                or self._integer_call_excluded(training, layer)):
+                or integer_call_excluded(training, layer)):
             return None
         return sources
 

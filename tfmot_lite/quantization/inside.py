@@ -23,6 +23,7 @@ import keras
 from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
+from tfmot_lite.quantization.input_range import int8_range, integer_call_excluded
 from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
@@ -43,15 +44,22 @@ def _owner_and_attr(layer, path):
     return owner, attr
 
 
+# `Points.integer_ranges` keys beside the point names.
+LAYER_INPUT, LAYER_OUTPUT = "<layer input>", "<layer output>"
+
+
 class Points:
     """The quantization points of one wrapper call: `points(name, x)`
     fake-quantizes `x` with the quantizer and range of point `name`;
     `points.low(name)` is that range's current minimum, `points.training`
     whether the call is a training step."""
 
-    def __init__(self, quantizers, training):
+    def __init__(self, quantizers, training, input_source=None, output=None, weights=None):
         self._quantizers = quantizers  # {name: (quantizer, variables)}
         self._training = bool(training)
+        self._input_source = input_source  # the range found for the input (a `Borrowed`)
+        self._output = output  # the wrapper's output range: (quantizer, variables)
+        self._weights = weights or {}  # {path: (variable, quantizer, variables)}
 
     def __contains__(self, name):
         return name in self._quantizers
@@ -85,6 +93,31 @@ class Points:
                 or q.activations_are_float()):
             return constant
         return q.fake_quant_constant(constant)
+
+    def integer_ranges(self, layer):
+        """`{name: Borrowed}`, the 8-bit ranges of this call's points, of
+        the layer's input (`LAYER_INPUT`, as found in the graph) and of the
+        wrapper's output (`LAYER_OUTPUT`), in a call that computes on the
+        int8 integers as the device does (inference, outside the
+        converter's trace: `input_range.integer_call_excluded`); None in
+        one that computes in float."""
+        if integer_call_excluded(self._training, layer):
+            return None
+        found = {name: int8_range(pair) for name, pair in self._quantizers.items()}
+        source = self._input_source
+        found[LAYER_INPUT] = source if source is not None and source.quantizer.num_bits == 8 \
+            else None
+        found[LAYER_OUTPUT] = int8_range(self._output)
+        return {name: value for name, value in found.items() if value is not None}
+
+    def weight_step(self, path):
+        """The step the converter stores the int8 weight at `path` with (its
+        quantizer's `kernel_scale`), or None."""
+        if path not in self._weights:
+            return None
+        variable, quantizer, variables = self._weights[path]
+        step = getattr(quantizer, "kernel_scale", None)
+        return None if step is None else step(variable, variables)
 
     def low(self, name):
         quantizer, variables = self._quantizers[name]

@@ -37,6 +37,9 @@ instead:
   into its own range: the MUL by `gamma` as the converter stores it (int8,
   `integer_grid.stored_constant`), requantized as a MUL is.
 
+A LayerNormalization computes its ops on integers inside its own call
+(`layer_norm._integer_chain`), with the ranges of its points.
+
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
 computes in float as before. Training always does (the gradient's path).
@@ -52,7 +55,7 @@ from tfmot_lite.quantization.inside import InsideQuantizeConfig
 from tfmot_lite.quantization.integer_grid import (
     KERNEL_MAX_ABS_FLOOR, bias_integers, stored_constant, symmetric_scale,
 )
-from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS
+from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS, hard_swish_integers
 
 # The layers whose int8 op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED)
 # `integer_call` computes.
@@ -335,4 +338,4 @@ def _hard_swish(wrapper, inputs):
     found = int8_range((aware.quantizer, aware.weights))
     if source is None or found is None:
         return None
-    return found.hard_swish(wrapper.input_integers(inputs, source), source)
+    return found.lookup(hard_swish_integers, wrapper.input_integers(inputs, source), source)

@@ -9,6 +9,8 @@ LiteRT's built-in kernels, each checked against the kernel it names):
 * `requantize_copy`: a QUANTIZE from one int8 range into another (what the
   converter puts before a CONCATENATION), in XNNPACK's 8-bit fixed point;
 * `hard_swish_integers`: LiteRT's int8 HARD_SWISH, in 16-bit fixed point;
+* `rsqrt_integers`: LiteRT's int8 RSQRT (a LayerNormalization's), in
+  32-bit fixed point;
 * `average_rounding`, `interpolation_rounding`: how an average pool and a
   bilinear resize round their means;
 * `int32_bias`: a float bias as the kernel adds it.
@@ -17,6 +19,7 @@ Integers are held in float32 (exact below 2**24) unless a kernel's
 fixed point needs int32. No gradient: inference only.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -264,3 +267,137 @@ def hard_swish_integers(x, input_step, output_step):
     magnitude = ops.right_shift(ops.abs(product), 15)
     preshift = ops.where(product >= 0, magnitude, -magnitude)
     return ops.cast(_rounding_divide_by_power_of_two(preshift, -e_out), "float32")
+
+
+# -- LiteRT's int8 RSQRT ------------------------------------------------------
+#
+# The kernel computes `2**20 / sqrt(v)` for the integer `v` (its input less
+# the zero point) with gemmlowp's fixed-point Newton iteration, then
+# multiplies by the op's 31-bit multiplier of `1 / (sqrt(s_in) * s_out)`.
+# The first part depends on `v` alone: a table of the 256 values an int8
+# input can take, computed once here on Python's integers.
+
+_INT32_MAX = 2 ** 31 - 1
+
+
+def _high_mul_reference(a, b):
+    """gemmlowp's 32-bit `SaturatingRoundingDoublingHighMul` on Python ints."""
+    if a == b == -2 ** 31:
+        return _INT32_MAX
+    product = a * b
+    nudged = product + ((1 << 30) if product >= 0 else 1 - (1 << 30))
+    return (abs(nudged) >> 31) * (1 if nudged >= 0 else -1)
+
+
+def _divide_by_power_of_two_reference(x, exponent):
+    """gemmlowp's `RoundingDivideByPOT` on Python ints (a tie away from zero)."""
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def _times_power_of_two_reference(x, exponent):
+    """gemmlowp's `SaturatingRoundingMultiplyByPOT` on Python ints."""
+    if exponent < 0:
+        return _divide_by_power_of_two_reference(x, -exponent)
+    limit = (1 << (31 - exponent)) - 1
+    return _INT32_MAX if x > limit else -2 ** 31 if x < -limit else x << exponent
+
+
+def _inverse_sqrt_q20(value):
+    """`2**20 / sqrt(value)` for an int `value >= 2` as LiteRT's int8 RSQRT
+    computes it: `GetInvSqrtQuantizedMultiplierExp` (five Newton steps in
+    fixed point with 3 integer bits, then a multiply by sqrt(2)/2), then
+    `MultiplyByQuantizedMultiplier(1, multiplier, shift + 20)`."""
+    shift = 11
+    pairs = (31 - value.bit_length()) // 2 - 1  # (leading zeros - 1) // 2 - 1
+    shift -= pairs
+    value <<= 2 * pairs
+    half_input = _times_power_of_two_reference(value >> 1, -1)
+    three_halves = (1 << 28) + (1 << 27)
+    x = 1 << 28  # one
+    for _ in range(5):
+        cube = _times_power_of_two_reference(
+            _high_mul_reference(_high_mul_reference(x, x), x), 6)
+        x = _times_power_of_two_reference(
+            _high_mul_reference(three_halves, x) - _high_mul_reference(half_input, cube), 3)
+    multiplier = _high_mul_reference(x, 1518500250)  # sqrt(2) / 2 in Q31
+    if shift < 0:
+        multiplier, shift = multiplier << -shift, 0
+    left = max(20 - shift, 0)
+    return _divide_by_power_of_two_reference(
+        _high_mul_reference(1 << left, multiplier), max(shift - 20, 0))
+
+
+# v = 0 has no inverse (the kernel outputs its largest value); v = 1 is
+# taken as the multiplier INT32_MAX with no shift.
+_INVERSE_SQRT_Q20 = np.array(
+    [0, _high_mul_reference(1 << 20, _INT32_MAX)]
+    + [_inverse_sqrt_q20(v) for v in range(2, 256)], "int32")
+
+
+def _high_mul_nonnegative(a, b):
+    """`SaturatingRoundingDoublingHighMul` of int32 tensors `a, b >= 0`:
+    `floor((a * b + 2**30) / 2**31)`, exact, on int32 alone (a product of
+    62 bits as 11-bit limbs: JAX has no int64 unless x64 is on)."""
+    mask = 2047
+    a0, a1, a2 = ops.bitwise_and(a, mask), ops.bitwise_and(ops.right_shift(a, 11), mask), \
+        ops.right_shift(a, 22)
+    b0, b1, b2 = ops.bitwise_and(b, mask), ops.bitwise_and(ops.right_shift(b, 11), mask), \
+        ops.right_shift(b, 22)
+    c0 = a0 * b0
+    c1 = a0 * b1 + a1 * b0 + ops.right_shift(c0, 11)
+    c2 = a0 * b2 + a1 * b1 + a2 * b0 + 256 + ops.right_shift(c1, 11)  # + 2**30
+    c3 = a1 * b2 + a2 * b1 + ops.right_shift(c2, 11)
+    c4 = a2 * b2 + ops.right_shift(c3, 11)
+    return (c4 * 8192 + ops.bitwise_and(c3, mask) * 4
+            + ops.right_shift(ops.bitwise_and(c2, mask), 9))
+
+
+def _widest_float():
+    """float64, where the backend computes in it (JAX only with x64 on)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
+
+
+def _quantized_multiplier(real):
+    """TFLite's `QuantizeMultiplier` of a positive double: `(m, exponent)`,
+    `real = m / 2**31 * 2**exponent`, `m` in [2**30, 2**31) rounded half
+    away from zero (in float32 where the backend has no float64)."""
+    exponent = ops.floor(ops.log2(real)) + 1.0
+    exponent = ops.where(ops.power(2.0, exponent - 1.0) > real, exponent - 1.0, exponent)
+    exponent = ops.where(ops.power(2.0, exponent) <= real, exponent + 1.0, exponent)
+    m = ops.floor(real / ops.power(2.0, exponent) * 2.0 ** 31 + 0.5)
+    exponent = ops.where(m >= 2.0 ** 31, exponent + 1.0, exponent)
+    m = ops.where(m >= 2.0 ** 31, 2.0 ** 30, m)
+    return ops.cast(m, "int32"), ops.cast(exponent, "int32")
+
+
+def rsqrt_integers(x, input_step, output_step):
+    """LiteRT's int8 RSQRT kernel (XNNPACK takes none; a LayerNormalization's
+    `1 / sqrt(variance + epsilon)`) on `x`, integers less the input's zero
+    point: the integers of `1 / sqrt(x * input_step)` less the output's
+    zero point, in its 32-bit fixed point,
+
+        d = 2**20 / sqrt(x)                                 (`_INVERSE_SQRT_Q20`)
+        m, e = QuantizeMultiplier(1 / (sqrt(input_step) * output_step))   (double)
+        q = RoundingDivideByPOT(SRDHM(d << max(e - 20, 0), m), max(20 - e, 0))
+
+    and `x = 0` the int8 maximum (returned as 2**24 here, for the caller's
+    clamp). It rounds `1 / sqrt(x)` as exact rounding does but on ties,
+    which it sends up: a LayerNormalization's inverse on flat patches (its
+    range ends at the inverse of one variance step, so `255 / sqrt(v)` is
+    a tie at v = 4, 36, 100) came out a step off the kernel on 10% of the
+    values of one after a residual Add on flat images."""
+    wide = _widest_float()
+    real = 1.0 / (ops.sqrt(ops.cast(input_step, wide)) * ops.cast(output_step, wide))
+    m, exponent = _quantized_multiplier(real)
+    value = ops.cast(ops.clip(x, 0, 255), "int32")
+    d = ops.take(ops.convert_to_tensor(_INVERSE_SQRT_Q20), value)
+    d = ops.left_shift(d, ops.maximum(exponent - 20, 0))
+    q = _rounding_divide_by_power_of_two(_high_mul_nonnegative(d, m), ops.maximum(20 - exponent, 0))
+    return ops.where(value == 0, 2.0 ** 24, ops.cast(q, "float32"))

@@ -17,14 +17,19 @@ weight (per tensor); `beta` and epsilon are constant operands the converter
 quantizes itself, and inference adds `beta` as it stores it (int8 on its own
 range, `quantizers.fake_quant_constant`; the float beta had put 2-5% of the
 outputs a step off XNNPACK's). The last value computed is quantized by the wrapper's output
-quantizer, so no point repeats it.
+quantizer, so no point repeats it. In inference the ops compute on the
+integers as the .tflite's kernels do (`_integer_chain`).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.inside import InsideQuantizeConfig
+from tfmot_lite.quantization.input_range import Borrowed
+from tfmot_lite.quantization.inside import LAYER_INPUT, LAYER_OUTPUT, InsideQuantizeConfig
+from tfmot_lite.quantization.integer_grid import on_integer_grid, stored_constant
+from tfmot_lite.quantization.kernel_arithmetic import rsqrt_integers
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -83,6 +88,90 @@ def _foldable_points(layer):
     return foldable
 
 
+def _either(condition, when_true, when_false):
+    """The range `when_true` where the scalar `condition` holds, else
+    `when_false` (`condition` None: `when_false`)."""
+    if condition is None:
+        return when_false
+    bounds = {key: ops.where(condition, ops.convert_to_tensor(when_true.weights[key]),
+                             ops.convert_to_tensor(when_false.weights[key]))
+              for key in ("min_var", "max_var")}
+    return Borrowed(when_false.quantizer, bounds)
+
+
+def _integer_chain(layer, points, x, axes):
+    """The ops of the module docstring on the int8 integers each computes
+    with, as the .tflite computes them: MEAN as XNNPACK's
+    (`requantize_mean`), SUB as its fixed-point ADD of the negated mean
+    (`requantize_sum`), each MUL as its requantized product (`requantize`;
+    gamma as stored, int8 per tensor), RSQRT as LiteRT's own kernel
+    (`rsqrt_integers`), beta's ADD as XNNPACK's, into the wrapper's output
+    range. The ADD of epsilon (LiteRT's ADD: XNNPACK takes no operand
+    that many steps finer than the output) stays float. Where the
+    converter folds gamma's MUL or beta's ADD away (ones, zeros), the op
+    before rounds into the range after.
+
+    Rounding the float chain instead puts a step off the device's on the
+    ties: 10% of the inverse deviations after a residual Add on flat
+    images (the RSQRT), 181 of 1,048,576 centred values (the SUB), which
+    the division by a small deviation makes 10 output steps. None where a
+    range is missing, outside inference (`Points.integer_ranges`), with
+    `rms_scaling`, or where the normalized size is known only when the
+    graph runs: the float chain runs."""
+    ranges = points.integer_ranges(layer)
+    if ranges is None or layer.rms_scaling:
+        return None
+    source = ranges.get("input", ranges.get(LAYER_INPUT))
+    head = ("mean", "centered", "square", "variance", "variance_eps", "inverse_std")
+    sizes = [x.shape[a] for a in axes]
+    gamma_step = points.weight_step("gamma") if layer.scale else 1.0
+    if (source is None or LAYER_OUTPUT not in ranges or any(n not in ranges for n in head)
+            or None in sizes or gamma_step is None):
+        return None
+    r, out, count = ranges, ranges[LAYER_OUTPUT], int(np.prod(sizes))
+
+    def integers(value, grid):
+        return on_integer_grid(value, grid.scale())
+
+    def mean_of(values, grid, into):
+        total = ops.sum(integers(values, grid), axis=axes, keepdims=True)
+        return into.requantize_mean(total, count, grid)
+
+    mean = mean_of(x, source, r["mean"])
+    centered = integers(r["centered"].requantize_sum(
+        integers(x, source), source.scale(), -integers(mean, r["mean"]), r["mean"].scale()),
+        r["centered"])
+    step = r["centered"].scale()
+    square = r["square"].requantize(centered * centered, step * step)
+    variance = mean_of(square, r["square"], r["variance"])
+    shifted = points("variance_eps", ops.add(variance, layer.epsilon))
+    inverse = integers(r["inverse_std"].lookup(
+        rsqrt_integers, integers(shifted, r["variance_eps"]), r["variance_eps"]), r["inverse_std"])
+
+    # The range each op of the tail rounds into: its point's, else (the
+    # last op) the output's; the one after where the next op folds away.
+    folds = {name: ops.all(ops.equal(constant, identity))
+             for name, (constant, identity) in _foldable_points(layer).items()}
+    if any(name in points and name not in r for name in ("normalized", "scaled")):
+        return None
+    into_scaled = _either(folds.get("scaled"), out, r["scaled"]) if "scaled" in r else out
+    into_normalized = (_either(folds.get("normalized"), into_scaled, r["normalized"])
+                       if "normalized" in r else out)
+    rank = len(x.shape)
+    y, grid = into_normalized.requantize(centered * inverse, step * r["inverse_std"].scale()), \
+        into_normalized
+    if layer.scale:
+        gamma = on_integer_grid(_broadcast(layer.gamma, axes, rank), gamma_step)
+        scaled = into_scaled.requantize(integers(y, grid) * gamma, grid.scale() * gamma_step)
+        y = scaled if "normalized" not in folds else ops.where(folds["normalized"], y, scaled)
+        grid = into_scaled
+    if layer.center:
+        beta, beta_step = stored_constant(_broadcast(layer.beta, axes, rank))
+        added = out.requantize_sum(integers(y, grid), grid.scale(), beta, beta_step)
+        y = added if "scaled" not in folds else ops.where(folds["scaled"], y, added)
+    return y
+
+
 def layer_norm_call(layer, points, quantize_input=False):
     """`layer.call` as the integer ops of the module docstring."""
     foldable = _foldable_points(layer)
@@ -100,6 +189,9 @@ def layer_norm_call(layer, points, quantize_input=False):
     def call(inputs):
         x = at("input", ops.cast(inputs, layer.compute_dtype))
         axes = [a % len(x.shape) for a in layer.axis]
+        device = None if points.training else _integer_chain(layer, points, x, axes)
+        if device is not None:
+            return device
         mean = at("mean", ops.mean(x, axis=axes, keepdims=True))
         centered = at("centered", ops.subtract(x, mean))
         square = at("square", ops.multiply(centered, centered))

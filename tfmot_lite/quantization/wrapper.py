@@ -288,7 +288,10 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
         training = bool(training)
         found = self._activations(training)
         if isinstance(self.quantize_config, InsideQuantizeConfig):
-            points = Points(self._points, training)
+            paths = self.quantize_config.weight_paths(self.layer)
+            points = Points(self._points, training, self.input_source, self.output_range(), {
+                path: (weight, quantizer, variables) for path, (weight, quantizer), variables
+                in zip(paths, self._weight_pairs, self._weight_vars)})
             found += self.quantize_config.substitutions(self.layer, points)
         if self._bias is not None and not training:
             slot, kernel, quantizer, variables = self._bias
