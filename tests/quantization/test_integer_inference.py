@@ -119,6 +119,12 @@ CASES = {
     "residual_add": lambda x: L.Add()([
         L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(_conv_bn(x, padding="same"))),
         _conv_bn(x, padding="same")]),
+    # A Dense over pixels (ConvNeXt's pointwise layers): FULLY_CONNECTED
+    # without its bias, then an int8 ADD of the bias as stored
+    # (`inside._integer_projection`); the second Dense reads a GELU.
+    "dense_over_pixels": lambda x: L.Dense(16)(L.ReLU()(_conv_bn(x, padding="same"))),
+    "dense_gelu_dense_over_pixels": lambda x: L.Dense(8)(L.Dense(32, activation="gelu")(
+        L.ReLU()(_conv_bn(x, padding="same")))),
 }
 
 

@@ -99,6 +99,18 @@ class Borrowed:
         return requantize_sum(a, a_step, b, b_step, *self._bounds())
 
 
+def either_range(condition, when_true, when_false):
+    """The range `when_true` where the scalar `condition` holds, else
+    `when_false` (`condition` None: `when_false`): the range an op rounds
+    into where the converter may fold the op after it away."""
+    if condition is None:
+        return when_false
+    bounds = {key: keras.ops.where(condition, keras.ops.convert_to_tensor(when_true.weights[key]),
+                                   keras.ops.convert_to_tensor(when_false.weights[key]))
+              for key in ("min_var", "max_var")}
+    return Borrowed(when_false.quantizer, bounds)
+
+
 def per_tensor_range(found):
     """`found` (an `output_range()` answer) as a `Borrowed` if it is one
     tracked range for the whole tensor, else None."""

@@ -37,8 +37,10 @@ instead:
   into its own range: the MUL by `gamma` as the converter stores it (int8,
   `integer_grid.stored_constant`), requantized as a MUL is.
 
-A LayerNormalization computes its ops on integers inside its own call
-(`layer_norm._integer_chain`), with the ranges of its points.
+A LayerNormalization, and a Dense over more than two axes or an
+EinsumDense, compute their ops on integers inside their own calls
+(`layer_norm._integer_chain`, `inside._integer_projection`), with the
+ranges of their points.
 
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),

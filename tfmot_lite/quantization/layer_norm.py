@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.input_range import Borrowed
+from tfmot_lite.quantization.input_range import either_range
 from tfmot_lite.quantization.inside import LAYER_INPUT, LAYER_OUTPUT, InsideQuantizeConfig
 from tfmot_lite.quantization.integer_grid import on_integer_grid, stored_constant
 from tfmot_lite.quantization.kernel_arithmetic import rsqrt_integers
@@ -88,17 +88,6 @@ def _foldable_points(layer):
     return foldable
 
 
-def _either(condition, when_true, when_false):
-    """The range `when_true` where the scalar `condition` holds, else
-    `when_false` (`condition` None: `when_false`)."""
-    if condition is None:
-        return when_false
-    bounds = {key: ops.where(condition, ops.convert_to_tensor(when_true.weights[key]),
-                             ops.convert_to_tensor(when_false.weights[key]))
-              for key in ("min_var", "max_var")}
-    return Borrowed(when_false.quantizer, bounds)
-
-
 def _integer_chain(layer, points, x, axes):
     """The ops of the module docstring on the int8 integers each computes
     with, as the .tflite computes them: MEAN as XNNPACK's
@@ -154,8 +143,8 @@ def _integer_chain(layer, points, x, axes):
              for name, (constant, identity) in _foldable_points(layer).items()}
     if any(name in points and name not in r for name in ("normalized", "scaled")):
         return None
-    into_scaled = _either(folds.get("scaled"), out, r["scaled"]) if "scaled" in r else out
-    into_normalized = (_either(folds.get("normalized"), into_scaled, r["normalized"])
+    into_scaled = either_range(folds.get("scaled"), out, r["scaled"]) if "scaled" in r else out
+    into_normalized = (either_range(folds.get("normalized"), into_scaled, r["normalized"])
                        if "normalized" in r else out)
     rank = len(x.shape)
     y, grid = into_normalized.requantize(centered * inverse, step * r["inverse_std"].scale()), \
