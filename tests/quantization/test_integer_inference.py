@@ -414,6 +414,10 @@ _TIES = {
     "product": (lambda x: L.Multiply(name="m")(
         [L.Conv2D(4, 1, name="a")(x), L.Conv2D(4, 1, name="b")(x)]),
         {"quant_a": _STEP_64, "quant_b": _STEP_64, "quant_m": _HALF_PRODUCT}, (-1, 1)),
+    # The same product as a raw `a * b` of the graph (a `QuantizeOperation`).
+    "raw_product": (lambda x: L.Conv2D(4, 1, name="a")(x) * L.Conv2D(4, 1, name="b")(x),
+                    {"quant_a": _STEP_64, "quant_b": _STEP_64, "quant_multiply": _HALF_PRODUCT},
+                    (-1, 1)),
 }
 
 

@@ -77,6 +77,18 @@ def _after_residual(**options):
     return make
 
 
+def _convnext_downsampling(x):
+    """ConvNeXt's stage end: the block's raw `inputs + x` (a
+    `QuantizeOperation`), then the downsampling block, a Sequential of a
+    LayerNormalization and a strided Conv2D, then the next stage's
+    depthwise convolution."""
+    x = _conv_bn(x, padding="same")
+    x = x + L.Activation("linear")(L.Conv2D(16, 1)(x))
+    down = keras.Sequential([L.LayerNormalization(epsilon=1e-6, name="norm"),
+                             L.Conv2D(8, 2, strides=2)], name="downsampling")
+    return L.DepthwiseConv2D(3, padding="same")(down(x))
+
+
 # name: (layers, seed, whether gamma and beta are drawn as a trained layer's)
 _CASES = {
     # Fresh gamma and beta (ones, zeros): the converter folds their MUL and
@@ -86,6 +98,9 @@ _CASES = {
     "trained_no_beta": (_after_residual(center=False), 3, True),
     "trained_no_gamma": (_after_residual(scale=False), 1, True),
     "before_a_strided_conv": (lambda x: L.Conv2D(8, 2, strides=2)(_after_residual()(x)), 3, True),
+    # The LayerNorm finds its input's range through the raw add's
+    # (`QuantizeOperation.output_range`) and the nested model's link.
+    "convnext_downsampling": (_convnext_downsampling, 1, False),
 }
 
 
@@ -96,7 +111,9 @@ def test_a_layer_norm_computes_on_the_devices_integers(case, tmp_path):
     (fresh: the RSQRT's ties), 181 up to 10 steps off (trained, and with no
     beta: the SUB's ties, which the division by a small deviation
     multiplies), 22,763 (no gamma), 77 of 131,072 (before a strided
-    conv)."""
+    conv), and, once it did, 12,442 of 131,072 where the LayerNorm's input
+    is a raw add's, whose range it did not find (ConvNeXt's downsampling
+    blocks)."""
     make, seed, trained = _CASES[case]
     x = _flat_regions(np.random.default_rng(seed), 256, 16, 3)
     qat = _qat(make, (16, 16, 3), x, seed=seed)

@@ -235,7 +235,12 @@ class BorrowsInputRange:
     _inputs_without_range = None  # the same for each input of a merge
 
     def __call__(self, *args, **kwargs):
-        inputs = args[0] if args else kwargs.get("inputs")
+        self._find_input_ranges(args[0] if args else kwargs.get("inputs"))
+        return super().__call__(*args, **kwargs)
+
+    def _find_input_ranges(self, inputs):
+        """`input_source` for one symbolic tensor, `input_sources` for a
+        list of them (a merge's), where not found yet."""
         if self.input_source is None and isinstance(inputs, keras.KerasTensor):
             self.input_source = input_range(inputs, link_nested=True)
             # Inside a nested model, its Input: linked once it is called.
@@ -245,7 +250,6 @@ class BorrowsInputRange:
             self.input_sources = [input_range(t, link_nested=True) for t in inputs]
             self._inputs_without_range = [
                 t if source is None else None for t, source in zip(inputs, self.input_sources)]
-        return super().__call__(*args, **kwargs)
 
     def integer_input(self, training, layer):
         """The input's range (a `Borrowed`) where this call of `layer` may

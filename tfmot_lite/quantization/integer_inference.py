@@ -37,7 +37,9 @@ instead:
   into its own range: the MUL by `gamma` as the converter stores it (int8,
   `integer_grid.stored_constant`), requantized as a MUL is.
 
-A LayerNormalization, and a Dense over more than two axes or an
+A raw ADD, SUB or MUL of two tensors of the graph (a `QuantizeOperation`)
+computes as an `Add` or `Multiply` does (`operation_call`). A
+LayerNormalization, and a Dense over more than two axes or an
 EinsumDense, compute their ops on integers inside their own calls
 (`layer_norm._integer_chain`, `inside._integer_projection`), with the
 ranges of their points.
@@ -271,6 +273,32 @@ def _concatenate(wrapper, inputs):
                                found.requantize_copy(integers, source),
                                found.requantize(integers, source.scale())))
     return wrapper.transform_outputs(wrapper.layer(parts), False)
+
+
+# A raw op's name (`keras.ops`' class) -> the sign of its second operand
+# in an ADD, or None for a MUL.
+_RAW_BINARY = {"Add": 1.0, "Subtract": -1.0, "Multiply": None}
+
+
+def operation_call(layer, tensors):
+    """A `QuantizeOperation`'s raw ADD, SUB (XNNPACK's ADD of the negated
+    operand) or MUL of two tensors into its own range, on the integers, as
+    an `Add` or `Multiply` layer computes (`_add`, `_multiply`); None for
+    another op, a constant operand, or where a range is not found."""
+    operation = layer.operation
+    if (len(tensors) != 2 or type(operation).__module__ != "keras.src.ops.numpy"
+            or type(operation).__name__ not in _RAW_BINARY):
+        return None
+    found = int8_range(layer.output_range()) if layer.output_range() else None
+    sources = layer.integer_inputs(False, layer)
+    if found is None or sources is None:
+        return None
+    (a, a_source), (b, b_source) = [(layer.input_integers(x, source), source)
+                                    for x, source in zip(tensors, sources)]
+    sign = _RAW_BINARY[type(operation).__name__]
+    if sign is None:
+        return found.requantize(a * b, a_source.scale() * b_source.scale())
+    return found.requantize_sum(a, a_source.scale(), sign * b, b_source.scale())
 
 
 def _multiply(wrapper, inputs):

@@ -35,7 +35,7 @@ from tfmot_lite.quantization.config import (
     fixed_output_quantizer,
 )
 from tfmot_lite.quantization.input_range import BorrowsInputRange
-from tfmot_lite.quantization.integer_inference import integer_call
+from tfmot_lite.quantization.integer_inference import integer_call, operation_call
 from tfmot_lite.quantization.inside import InsideQuantizeConfig, Points
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -482,12 +482,15 @@ def call_operation(layer, args, kwargs):
 
 
 @_register
-class QuantizeOperation(keras.layers.Layer):
+class QuantizeOperation(BorrowsInputRange, keras.layers.Layer):
     """A raw Keras operation of a Functional graph (`x + 3.0`, `x * y`)
     followed by an output quantizer, so that TFLite's int8 ADD/MUL get their
     output scale. `quantize_output=False` where the ReLU after it sets that
     scale: TFLite fuses the ReLU into the ADD, SUB or MUL, which rounds once,
-    into the ReLU's range (MobileNetV3's `ReLU(6.0)(x + 3.0)`)."""
+    into the ReLU's range (MobileNetV3's `ReLU(6.0)(x + 3.0)`). In
+    inference an ADD, SUB or MUL of two tensors computes on the integers
+    as XNNPACK does (`integer_inference.operation_call`), as an `Add` or
+    `Multiply` layer does."""
 
     technique = techniques.QAT
 
@@ -508,7 +511,16 @@ class QuantizeOperation(keras.layers.Layer):
             self._vars = self.quantizer.build((1,), "output", self)
         self.built = True
 
+    def __call__(self, *args, **kwargs):
+        if len(args) > 1:  # a binary op's operands: the ranges of both
+            self._find_input_ranges(list(args))
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, *args, training=None, **kwargs):
+        if not (training or kwargs or self.constants):
+            integer = operation_call(self, [inputs, *args])
+            if integer is not None:
+                return integer
         tensors = [inputs, *args]
         operands = []
         constants = {int(p): v for p, v in self.constants}
@@ -518,6 +530,13 @@ class QuantizeOperation(keras.layers.Layer):
         if not self.quantize_output:
             return y
         return self.quantizer(y, bool(training), self._vars)
+
+    def output_range(self):
+        """`(quantizer, weights)` of the range the output is rounded into,
+        or None (no range of its own, or not built): the layer after finds
+        its input's grid here (ConvNeXt's `inputs + x` before a
+        LayerNormalization)."""
+        return (self.quantizer, self._vars) if self.quantize_output and self._vars else None
 
     def get_config(self):
         return {
