@@ -414,6 +414,16 @@ _TIES = {
     "product": (lambda x: L.Multiply(name="m")(
         [L.Conv2D(4, 1, name="a")(x), L.Conv2D(4, 1, name="b")(x)]),
         {"quant_a": _STEP_64, "quant_b": _STEP_64, "quant_m": _HALF_PRODUCT}, (-1, 1)),
+    # A sum into a range of twice its first operand's step, the second
+    # operand a zero on a range 2**12 times finer than the output's
+    # (ConvNeXt's residual of a layer scale near its 1e-6 start): XNNPACK
+    # does not take that ADD and LiteRT's built-in one runs it, which
+    # sends a tie away from zero where XNNPACK's sends it up
+    # (`kernel_arithmetic.builtin_sum`).
+    "sum_with_a_tiny_operand": (lambda x: L.Add(name="s")([
+        L.Conv2D(4, 1, name="a")(x), L.Conv2D(4, 1, name="b", kernel_initializer="zeros")(x)]),
+        {"quant_a": _STEP_64, "quant_b": (-0.0005, 0.0005),
+         "quant_s": (-128 * 2 / 64, 127 * 2 / 64)}, (-1, 1)),
     # The same product as a raw `a * b` of the graph (a `QuantizeOperation`).
     "raw_product": (lambda x: L.Conv2D(4, 1, name="a")(x) * L.Conv2D(4, 1, name="b")(x),
                     {"quant_a": _STEP_64, "quant_b": _STEP_64, "quant_multiply": _HALF_PRODUCT},
@@ -428,7 +438,11 @@ def test_a_mean_and_a_product_round_as_xnnpack_does(case, tmp_path):
     integers with a float32 multiply and add (`requantize_mean`). Before
     they computed on integers, these put 125 of 1,024 outputs (mean_of_4),
     7 of 1,024 (mean_of_144; 9 with the sum requantized exactly) and 854
-    of 16,384 (product) a step off XNNPACK's."""
+    of 16,384 (product, and raw_product as a raw `a * b`) a step off
+    XNNPACK's. An ADD XNNPACK does not take runs on LiteRT's built-in
+    kernel, which rounds a tie away from zero: 3,974 of 16,384
+    (sum_with_a_tiny_operand) off while the Keras model computed
+    XNNPACK's ADD."""
     make, ranges, (low, high) = _TIES[case]
     x = np.random.default_rng(0).uniform(low, high, (256, 4, 4, 4)).astype("float32")
     qat = _on_ranges(make, (4, 4, 4), ranges, x)
@@ -468,6 +482,57 @@ def test_prune_preserving_qat_computes_on_integers_too(tmp_path):
         qat(x[k:k + 64], training=True)
     steps = _steps_off_xnnpack(qat, x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def _add_model(range_a, range_b, range_out):
+    """A .tflite of one int8 ADD of two 256x256 inputs, as the converter
+    writes it."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([256, 256], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def add(a, b):
+        a = tf.quantization.fake_quant_with_min_max_args(a, *range_a)
+        b = tf.quantization.fake_quant_with_min_max_args(b, *range_b)
+        return tf.quantization.fake_quant_with_min_max_args(a + b, *range_out)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([add.get_concrete_function()], add)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def test_builtin_sum_is_litert_kernels():
+    """Every pair of int8 inputs of LiteRT's built-in ADD, run by the wheel
+    with XNNPACK off, against `builtin_sum`: one ADD XNNPACK would not
+    take (a second operand 2**11 times finer than the output) and two it
+    would; `requantize_sum`, XNNPACK's, misses the built-in kernel on
+    ties."""
+    from tfmot_lite.export.runtime import TFLiteModel
+    from tfmot_lite.quantization.kernel_arithmetic import builtin_sum, requantize_sum
+
+    stored = np.arange(-128, 128)
+    pairs = [np.repeat(stored, 256).reshape(256, 256), np.tile(stored, 256).reshape(256, 256)]
+    xnnpack_misses = 0
+    for ranges in [((-10.0, 10.0), (-0.005, 0.005), (-10.0, 10.0)),
+                   ((-3.0, 5.0), (-1.0, 2.0), (-4.0, 6.5)),
+                   ((-1.0, 1.0), (-1.0, 1.0), (-2.0, 2.0))]:
+        interpreter = TFLiteModel(_add_model(*ranges), xnnpack=False).interpreter
+        inputs, (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+        for detail, q in zip(inputs, pairs):
+            interpreter.set_tensor(detail["index"], q.astype("int8"))
+        interpreter.invoke()
+        device = interpreter.get_tensor(output["index"])
+        (a_step, a_zero), (b_step, b_zero) = (d["quantization"] for d in inputs)
+        step, zero = output["quantization"]
+        low, high = (-128 - zero) * step, (127 - zero) * step
+        a, b = (pairs[0] - a_zero).astype("float32"), (pairs[1] - b_zero).astype("float32")
+        ours = keras.ops.convert_to_numpy(builtin_sum(a, a_step, b, b_step, low, high))
+        np.testing.assert_array_equal(np.round(ours / step) + zero, device, str(ranges))
+        xnnpack = keras.ops.convert_to_numpy(requantize_sum(a, a_step, b, b_step, low, high))
+        xnnpack_misses += int(np.sum(np.round(xnnpack / step) + zero != device))
+    assert xnnpack_misses > 0
 
 
 def test_hard_swish_integers_are_tflites_fixed_point():

@@ -32,7 +32,7 @@ from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
 from tfmot_lite.quantization.kernel_arithmetic import (
-    int32_bias, requantize, requantize_copy, requantize_mean, requantize_sum,
+    device_sum, int32_bias, requantize, requantize_copy, requantize_mean,
 )
 
 
@@ -94,9 +94,10 @@ class Borrowed:
         return requantize_mean(total, count, source.scale(), input_zero_point, *self._bounds())
 
     def requantize_sum(self, a, a_step, b, b_step):
-        """An int8 ADD of two operands' integers rounded into this range
-        (`kernel_arithmetic.requantize_sum`)."""
-        return requantize_sum(a, a_step, b, b_step, *self._bounds())
+        """An int8 ADD of two operands' integers rounded into this range, by
+        the kernel that runs it (`kernel_arithmetic.device_sum`: XNNPACK's,
+        or LiteRT's built-in one for scales XNNPACK does not take)."""
+        return device_sum(a, a_step, b, b_step, *self._bounds())
 
 
 def either_range(condition, when_true, when_false):

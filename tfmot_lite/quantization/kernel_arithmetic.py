@@ -4,6 +4,8 @@ LiteRT's built-in kernels, each checked against the kernel it names):
 * `requantize`: a convolution's or fully connected layer's accumulator
   into its output range, `round(acc * M)` in float32, a tie to even;
 * `requantize_sum`: an ADD, in XNNPACK's 21-bit fixed point, a tie up;
+  `builtin_sum`, LiteRT's built-in ADD (which runs an ADD XNNPACK does not
+  take), in 32-bit fixed point; `device_sum` picks the one that runs;
 * `requantize_mean`: a MEAN's sum of stored integers, in XNNPACK's float32
   convert (its zero points folded into one float offset);
 * `requantize_copy`: a QUANTIZE from one int8 range into another (what the
@@ -336,22 +338,28 @@ _INVERSE_SQRT_Q20 = np.array(
     + [_inverse_sqrt_q20(v) for v in range(2, 256)], "int32")
 
 
-def _high_mul_nonnegative(a, b):
-    """`SaturatingRoundingDoublingHighMul` of int32 tensors `a, b >= 0`:
-    `floor((a * b + 2**30) / 2**31)`, exact, on int32 alone (a product of
-    62 bits as 11-bit limbs: JAX has no int64 unless x64 is on)."""
+def _high_mul(a, b):
+    """gemmlowp's `SaturatingRoundingDoublingHighMul` of an int32 tensor `a`
+    and one `0 <= b < 2**31`: `(a * b + nudge) / 2**31` truncated toward
+    zero, the nudge `2**30` (`1 - 2**30` for a negative product), exact
+    on int32 alone (the 62-bit product as 11-bit limbs: JAX has no int64
+    unless x64 is on)."""
     mask = 2047
-    a0, a1, a2 = ops.bitwise_and(a, mask), ops.bitwise_and(ops.right_shift(a, 11), mask), \
-        ops.right_shift(a, 22)
+    magnitude = ops.abs(a)
+    a0, a1, a2 = (ops.bitwise_and(magnitude, mask),
+                  ops.bitwise_and(ops.right_shift(magnitude, 11), mask),
+                  ops.right_shift(magnitude, 22))
     b0, b1, b2 = ops.bitwise_and(b, mask), ops.bitwise_and(ops.right_shift(b, 11), mask), \
         ops.right_shift(b, 22)
-    c0 = a0 * b0
+    # |a| * b + 2**30 - (1 for a negative a), column by column.
+    c0 = a0 * b0 - ops.cast(a < 0, "int32")
     c1 = a0 * b1 + a1 * b0 + ops.right_shift(c0, 11)
     c2 = a0 * b2 + a1 * b1 + a2 * b0 + 256 + ops.right_shift(c1, 11)  # + 2**30
     c3 = a1 * b2 + a2 * b1 + ops.right_shift(c2, 11)
     c4 = a2 * b2 + ops.right_shift(c3, 11)
-    return (c4 * 8192 + ops.bitwise_and(c3, mask) * 4
+    high = (c4 * 8192 + ops.bitwise_and(c3, mask) * 4
             + ops.right_shift(ops.bitwise_and(c2, mask), 9))
+    return ops.where(a < 0, -high, high)
 
 
 def _widest_float():
@@ -399,5 +407,57 @@ def rsqrt_integers(x, input_step, output_step):
     value = ops.cast(ops.clip(x, 0, 255), "int32")
     d = ops.take(ops.convert_to_tensor(_INVERSE_SQRT_Q20), value)
     d = ops.left_shift(d, ops.maximum(exponent - 20, 0))
-    q = _rounding_divide_by_power_of_two(_high_mul_nonnegative(d, m), ops.maximum(20 - exponent, 0))
+    q = _rounding_divide_by_power_of_two(_high_mul(d, m), ops.maximum(20 - exponent, 0))
     return ops.where(value == 0, 2.0 ** 24, ops.cast(q, "float32"))
+
+
+def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+    """The outputs of an int8 ADD of `a` and `b` (integers less their zero
+    points, on `a_step` and `b_step`) as LiteRT's built-in kernel computes
+    them, which runs an ADD XNNPACK does not take (an operand's scale
+    outside `[2**-10, 2**8)` of the output's: a LayerNorm's epsilon, a
+    residual of a tiny layer scale):
+
+        t      = 2 * max(a_step, b_step)                          (double)
+        a', b' = MBQM((a, b) << 20, QuantizeMultiplier(step / t))
+        q      = MBQM(a' + b', QuantizeMultiplier(t / (2**20 * output_scale))) + zero_point
+
+    each `MBQM` (MultiplyByQuantizedMultiplierSmallerThanOneExp) a doubling
+    high multiply then a divide by a power of two, a tie away from zero.
+    No gradient."""
+    scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
+    wide = _widest_float()
+    a_step, b_step = ops.cast(a_step, wide), ops.cast(b_step, wide)
+    twice_max = 2.0 * ops.maximum(a_step, b_step)
+
+    def scaled(x, real):
+        m, exponent = _quantized_multiplier(real)
+        return _rounding_divide_by_power_of_two(_high_mul(x, m), ops.maximum(-exponent, 0))
+
+    total = (scaled(ops.cast(a, "int32") * (1 << 20), a_step / twice_max)
+             + scaled(ops.cast(b, "int32") * (1 << 20), b_step / twice_max))
+    q = scaled(total, twice_max / (2.0 ** 20 * ops.cast(scale, wide)))
+    q = ops.clip(ops.cast(q, "float32") + zero_point, q_min, q_max)
+    return (q - zero_point) * scale
+
+
+# The input-to-output scale ratios XNNPACK's ADD takes (the delegate
+# leaves others to LiteRT's built-in ADD).
+ADD_RATIO_LIMITS = (2.0 ** -10, 2.0 ** 8)
+
+
+def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+    """An int8 ADD as the .tflite runs it: XNNPACK's (`requantize_sum`)
+    where the delegate takes it, both operands' scales within
+    `ADD_RATIO_LIMITS` of the output's (float32 ratios, as it checks them),
+    else LiteRT's built-in kernel's (`builtin_sum`). No gradient."""
+    scale = integer_grid(min_val, max_val, num_bits, narrow_range)[0]
+    low, high = ADD_RATIO_LIMITS
+
+    def taken(step):
+        ratio = ops.cast(step, "float32") / scale
+        return ops.logical_and(ops.all(ratio >= low), ops.all(ratio < high))
+
+    args = (a, a_step, b, b_step, min_val, max_val, num_bits, narrow_range)
+    return ops.where(ops.logical_and(taken(a_step), taken(b_step)),
+                     requantize_sum(*args), builtin_sum(*args))
