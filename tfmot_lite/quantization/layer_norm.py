@@ -91,14 +91,14 @@ def _foldable_points(layer):
 def _integer_chain(layer, points, x, axes):
     """The ops of the module docstring on the int8 integers each computes
     with, as the .tflite computes them: MEAN as XNNPACK's
-    (`requantize_mean`), SUB as its fixed-point ADD of the negated mean
-    (`requantize_sum`), each MUL as its requantized product (`requantize`;
-    gamma as stored, int8 per tensor), RSQRT as LiteRT's own kernel
-    (`rsqrt_integers`), beta's ADD as XNNPACK's, into the wrapper's output
-    range. The ADD of epsilon (LiteRT's ADD: XNNPACK takes no operand
-    that many steps finer than the output) stays float. Where the
-    converter folds gamma's MUL or beta's ADD away (ones, zeros), the op
-    before rounds into the range after.
+    (`requantize_mean`), SUB as its fixed-point ADD of the negated mean,
+    each MUL as its requantized product (`requantize`; gamma as stored,
+    int8 per tensor), RSQRT as LiteRT's own kernel (`rsqrt_integers`),
+    beta's ADD into the wrapper's output range (each ADD by the kernel
+    that runs it, `kernel_arithmetic.device_sum`). The ADD of epsilon, a
+    constant a fraction of a step, stays float. Where the converter folds
+    gamma's MUL or beta's ADD away (ones, zeros), the op before rounds
+    into the range after.
 
     Rounding the float chain instead puts a step off the device's on the
     ties: 10% of the inverse deviations after a residual Add on flat
@@ -115,48 +115,57 @@ def _integer_chain(layer, points, x, axes):
     sizes = [x.shape[a] for a in axes]
     gamma_step = points.weight_step("gamma") if layer.scale else 1.0
     if (source is None or LAYER_OUTPUT not in ranges or any(n not in ranges for n in head)
+            or any(n in points and n not in ranges for n in ("normalized", "scaled"))
             or None in sizes or gamma_step is None):
         return None
-    r, out, count = ranges, ranges[LAYER_OUTPUT], int(np.prod(sizes))
+    centered, inverse = _normalizing_integers(layer, points, ranges, source, x, axes,
+                                              int(np.prod(sizes)))
+    return _affine_integers(layer, ranges, centered, inverse, axes, len(x.shape), gamma_step)
 
-    def integers(value, grid):
-        return on_integer_grid(value, grid.scale())
 
+def _integers(value, grid):
+    return on_integer_grid(value, grid.scale())
+
+
+def _normalizing_integers(layer, points, r, source, x, axes, count):
+    """`(centered, inverse)`: the integers of `x - mean` and of
+    `rsqrt(variance + epsilon)` on their points' ranges."""
     def mean_of(values, grid, into):
-        total = ops.sum(integers(values, grid), axis=axes, keepdims=True)
+        total = ops.sum(_integers(values, grid), axis=axes, keepdims=True)
         return into.requantize_mean(total, count, grid)
 
     mean = mean_of(x, source, r["mean"])
-    centered = integers(r["centered"].requantize_sum(
-        integers(x, source), source.scale(), -integers(mean, r["mean"]), r["mean"].scale()),
+    centered = _integers(r["centered"].requantize_sum(
+        _integers(x, source), source.scale(), -_integers(mean, r["mean"]), r["mean"].scale()),
         r["centered"])
     step = r["centered"].scale()
     square = r["square"].requantize(centered * centered, step * step)
     variance = mean_of(square, r["square"], r["variance"])
     shifted = points("variance_eps", ops.add(variance, layer.epsilon))
-    inverse = integers(r["inverse_std"].lookup(
-        rsqrt_integers, integers(shifted, r["variance_eps"]), r["variance_eps"]), r["inverse_std"])
+    inverse = r["inverse_std"].lookup(
+        rsqrt_integers, _integers(shifted, r["variance_eps"]), r["variance_eps"])
+    return centered, _integers(inverse, r["inverse_std"])
 
-    # The range each op of the tail rounds into: its point's, else (the
-    # last op) the output's; the one after where the next op folds away.
+
+def _affine_integers(layer, r, centered, inverse, axes, rank, gamma_step):
+    """`centered * inverse * gamma + beta` as its MULs and ADD compute it,
+    each into its point's range (the last into the output's), the range
+    after where the converter folds the next op away."""
+    out = r[LAYER_OUTPUT]
     folds = {name: ops.all(ops.equal(constant, identity))
              for name, (constant, identity) in _foldable_points(layer).items()}
-    if any(name in points and name not in r for name in ("normalized", "scaled")):
-        return None
     into_scaled = either_range(folds.get("scaled"), out, r["scaled"]) if "scaled" in r else out
-    into_normalized = (either_range(folds.get("normalized"), into_scaled, r["normalized"])
-                       if "normalized" in r else out)
-    rank = len(x.shape)
-    y, grid = into_normalized.requantize(centered * inverse, step * r["inverse_std"].scale()), \
-        into_normalized
+    grid = (either_range(folds.get("normalized"), into_scaled, r["normalized"])
+            if "normalized" in r else out)
+    y = grid.requantize(centered * inverse, r["centered"].scale() * r["inverse_std"].scale())
     if layer.scale:
         gamma = on_integer_grid(_broadcast(layer.gamma, axes, rank), gamma_step)
-        scaled = into_scaled.requantize(integers(y, grid) * gamma, grid.scale() * gamma_step)
+        scaled = into_scaled.requantize(_integers(y, grid) * gamma, grid.scale() * gamma_step)
         y = scaled if "normalized" not in folds else ops.where(folds["normalized"], y, scaled)
         grid = into_scaled
     if layer.center:
         beta, beta_step = stored_constant(_broadcast(layer.beta, axes, rank))
-        added = out.requantize_sum(integers(y, grid), grid.scale(), beta, beta_step)
+        added = out.requantize_sum(_integers(y, grid), grid.scale(), beta, beta_step)
         y = added if "scaled" not in folds else ops.where(folds["scaled"], y, added)
     return y
 
