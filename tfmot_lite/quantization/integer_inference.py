@@ -289,7 +289,7 @@ def operation_call(layer, tensors):
     if (len(tensors) != 2 or type(operation).__module__ != "keras.src.ops.numpy"
             or type(operation).__name__ not in _RAW_BINARY):
         return None
-    found = int8_range(layer.output_range()) if layer.output_range() else None
+    found = int8_range(layer.output_range())
     sources = layer.integer_inputs(False, layer)
     if found is None or sources is None:
         return None
