@@ -77,6 +77,19 @@ def _conv_bn(x, **kwargs):
     return L.BatchNormalization()(L.Conv2D(16, 3, use_bias=False, **kwargs)(x))
 
 
+def _convnext_block(x):
+    from keras.src.applications.convnext import LayerScale
+
+    y = L.DepthwiseConv2D(3, padding="same")(x)
+    y = L.LayerNormalization(epsilon=1e-6)(y)
+    y = L.Dense(32, activation="gelu")(y)
+    y = L.Dense(16)(y)
+    scale = LayerScale(1e-6, 16)
+    y = scale(y)
+    scale.gamma.assign(np.random.default_rng(7).uniform(-0.5, 0.5, 16))
+    return x + L.Activation("linear")(y)
+
+
 CASES = {
     "conv_bn": lambda x: _conv_bn(x, padding="same"),
     "strided_conv_bn": lambda x: _conv_bn(x, strides=2, padding="same"),
@@ -170,6 +183,19 @@ def test_a_layer_scale_multiplies_by_gamma_as_stored(tmp_path):
         return y
 
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
+    steps = _steps_off_xnnpack(_qat(make, (16, 16, 3), x, seed=1), x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def test_a_convnext_block_computes_on_integers(tmp_path):
+    """A ConvNeXt block after a Conv-BN: depthwise, LayerNorm, Dense-GELU,
+    Dense, LayerScale, then `x + Activation("linear")(y)`. The linear
+    identity is no op in the .tflite (the converter folds a range after it
+    into the LayerScale's MUL, which rounds once); it had a range of its
+    own, and the Keras model rounded twice: 220 of 1,048,576 outputs a
+    step off XNNPACK's."""
+    x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
+    make = lambda t: _convnext_block(_conv_bn(t, padding="same"))  # noqa: E731
     steps = _steps_off_xnnpack(_qat(make, (16, 16, 3), x, seed=1), x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
 

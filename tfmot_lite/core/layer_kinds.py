@@ -189,6 +189,15 @@ def _upsampling_kind(layer):
     return _Q_PASS if _keeps_scale(layer) else _Q_OUTPUT
 
 
+def _activation_quantize(layer):
+    """A linear `Activation` (ConvNeXt's `_identity`) is no op in the
+    .tflite: the converter folds a range after it into the op before, which
+    then rounds once; a range of its own made the Keras model round twice."""
+    if activation_name(layer.activation) == "linear":
+        return Use("pass", "a linear activation is no op: the int8 tensor keeps its scale")
+    return _Q_OUTPUT
+
+
 def _activation_channels(layer):
     if activation_name(layer.activation) in CHANNEL_MIXING_ACTIVATIONS:
         return None
@@ -361,7 +370,7 @@ FAMILIES = (
            channels=CONCATENATES, one_scale_join=True),
     Family("activation layers", (L.ReLU, L.LeakyReLU, L.ELU), _NO_WEIGHTS, _NO_WEIGHTS,
            _Q_OUTPUT, channels=ACTIVATES),
-    Family("activation", (L.Activation,), _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT,
+    Family("activation", (L.Activation,), _NO_WEIGHTS, _NO_WEIGHTS, _activation_quantize,
            channels=_activation_channels),
     Family("global average pooling", (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D),
            _NO_WEIGHTS, _NO_WEIGHTS, _Q_OUTPUT, channels=KEEPS),
