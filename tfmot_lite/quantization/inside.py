@@ -106,8 +106,8 @@ class Points:
             return None
         found = {name: int8_range(pair) for name, pair in self._quantizers.items()}
         source = self._input_source
-        found[LAYER_INPUT] = source if source is not None and source.quantizer.num_bits == 8 \
-            else None
+        found[LAYER_INPUT] = None if source is None else int8_range((source.quantizer,
+                                                                     source.weights))
         found[LAYER_OUTPUT] = int8_range(self._output)
         return {name: value for name, value in found.items() if value is not None}
 
