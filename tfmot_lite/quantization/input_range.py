@@ -19,7 +19,9 @@ Identity a folded BatchNorm leaves, ...) to the layer whose
 user nested (ConvNeXt's stem) sees that model's own `Input` when the
 nested model is built: it gets the range of the tensor the outer graph
 passes in once a layer after the nested model walks back into it
-(`link_nested_inputs`). Where none is found (a layer with no range of its
+(`link_nested_inputs`), or, where none follows it (a nested model that
+ends the graph), on the first call with real tensors
+(`link_models_in_call`). Where none is found (a layer with no range of its
 own writes the input, or the wrapper only ever sees eager tensors), the
 wrapper computes as it would without it.
 """
@@ -210,6 +212,21 @@ def link_nested_inputs(model):
                 sources[k] = found[0]
 
 
+def link_models_in_call():
+    """Links the inputs of every model inside the model Keras is calling
+    now (the outermost layer of the current call, itself included), as
+    `link_nested_inputs` does for one: for a nested model no layer reads
+    after, whose links no walk back makes (one that ends the graph)."""
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    entry = getattr(context, "entry_layer", None)
+    if isinstance(entry, keras.Model):
+        for layer in entry._flatten_layers(include_self=True, recursive=True):
+            if isinstance(layer, keras.Model):
+                link_nested_inputs(layer)
+
+
 def integer_call_excluded(training, layer):
     """Whether this call of `layer` computes in float, not on the int8
     integers: in training, with activations float, in the converter's
@@ -234,10 +251,23 @@ class BorrowsInputRange:
     input_sources = None
     _input_without_range = None  # the symbolic input no range was found for
     _inputs_without_range = None  # the same for each input of a merge
+    _linked_in_call = False  # whether `link_models_in_call` ran for it
 
     def __call__(self, *args, **kwargs):
-        self._find_input_ranges(args[0] if args else kwargs.get("inputs"))
+        inputs = args[0] if args else kwargs.get("inputs")
+        self._find_input_ranges(inputs)
+        if not self._linked_in_call and self._waits_for_link() and not any(
+                isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(inputs)):
+            self._linked_in_call = True
+            link_models_in_call()
         return super().__call__(*args, **kwargs)
+
+    def _waits_for_link(self):
+        """Whether an input of a nested model's found no range yet."""
+        if self._input_without_range is not None and self.input_source is None:
+            return True
+        return any(t is not None and s is None for t, s in zip(
+            self._inputs_without_range or (), self.input_sources or ()))
 
     def _find_input_ranges(self, inputs):
         """`input_source` for one symbolic tensor, `input_sources` for a
