@@ -12,6 +12,8 @@ import pathlib
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -19,16 +21,66 @@ pytestmark = pytest.mark.slow
 HERE = pathlib.Path(__file__).parent
 BACKENDS = ["jax", "torch"]
 SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
-           "transformer_qat_script.py"]
+           "transformer_qat_script.py", "integer_paths_script.py"]
+
+
+def _integer_paths_model(inputs):
+    """Conv-BN-ReLU, a raw residual add, and a nested LayerNorm and strided
+    convolution ending the graph: convolutions, an ADD and a LayerNorm on
+    the int8 integers in inference."""
+    layers = keras.layers
+    x = layers.ReLU()(layers.BatchNormalization()(
+        layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
+    x = x + layers.Conv2D(16, 1)(x)
+    down = keras.Sequential([layers.LayerNormalization(epsilon=1e-6),
+                             layers.Conv2D(8, 2, strides=2)], name="down")
+    return down(x)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A QAT model on TensorFlow, saved with its inputs and outputs for
+    `integer_paths_script.py`: its BatchNorm's statistics those of the
+    inputs under drawn gamma and beta, its biases near minus the mean they
+    are added to (as trained ones), ranges from training-mode calls. Inputs
+    of 4x4 blocks of equal pixels repeat each output's near ties."""
+    from tfmot_lite.quantization import keras as quantization
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    small = 4.0 + rng.integers(0, 8, size=(256, 4, 4, 3)) / 7.0
+    x = np.repeat(np.repeat(small, 4, axis=1), 4, axis=2).astype("float32")
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, _integer_paths_model(inputs))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            before = keras.Model(model.input, layer.input)(x)
+            layer.moving_mean.assign(np.mean(before, axis=(0, 1, 2)))
+            layer.moving_variance.assign(np.var(before, axis=(0, 1, 2)))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
+            layer.beta.assign(rng.normal(0, 0.3, layer.beta.shape))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(np.zeros(layer.bias.shape))
+            before = keras.ops.convert_to_numpy(keras.Model(model.input, layer.output)(x))
+            layer.bias.assign(-np.mean(before, axis=(0, 1, 2)) + rng.normal(0, 0.1, layer.bias.shape))
+    qat = quantization.quantize_model(model)
+    for k in range(0, len(x), 64):
+        qat(x[k:k + 64], training=True)
+    folder = tmp_path_factory.mktemp("reference")
+    qat.save(folder / "m.keras")
+    np.save(folder / "x.npy", x)
+    np.save(folder / "tensorflow.npy", qat.predict(x, verbose=0))
+    return folder
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def results(request):
+def results(request, reference):
     """Every script's results on one backend, from one process."""
     backend = request.param
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+               TFMOT_LITE_REFERENCE=str(reference))
     done = subprocess.run(
         [sys.executable, str(HERE / "run_scripts.py"), *SCRIPTS], env=env,
         capture_output=True, text=True, timeout=1200,
@@ -88,3 +140,16 @@ def test_transformer_qat_trains_on_backend(results):
         # Stripped: Keras' own LayerNormalization and attention with the
         # rounded weights, which the QAT layers compute with fake-quant off.
         assert figures["strip_diff"] <= 1e-3 * max(figures["output_range"], 1.0), case
+
+
+def test_integer_paths_compute_what_tensorflow_computes(results):
+    """A QAT model saved on TensorFlow predicts the same outputs, to the
+    bit, on the other backends, under JAX's `jit` too: XLA had rewritten
+    the range step's exact arithmetic (`integer_grid._as_written`), and a
+    nested model ending the graph is linked on its first call there as on
+    TensorFlow (`input_range.link_models_in_call`)."""
+    result = script_result(results, "integer_paths_script.py")
+    assert result["predict_differ"] == 0, result
+    assert result["call_differ"] == 0, result
+    assert not any(result["range_step_misses"].values()), result
+    assert not any(result["quotient_misses"].values()), result

@@ -12,7 +12,43 @@ stored values to the bit:
     bias_q     = round_half_away(bias / (s_in * s_w))   (int32, saturated)
 """
 
+import keras
+import numpy as np
 from keras import ops
+
+
+def _as_written(*tensors):
+    """`tensors`, kept from being rewritten together with what follows.
+    Under JAX's `jit` (and in the jitted functions behind its eager ops),
+    XLA's algebraic simplifier rewrites float arithmetic: the two-sum below
+    becomes zero, and a division by a constant or by a broadcast tensor a
+    multiplication by its rounded inverse, an ulp off on about a quarter of
+    quotients. `jax.lax.optimization_barrier` stops it there. TensorFlow's
+    graphs and PyTorch run the ops as written."""
+    if keras.backend.backend() != "jax":
+        return tensors
+    import jax
+
+    return jax.lax.optimization_barrier(tensors)
+
+
+def exact_quotient(numerator, denominator):
+    """`numerator / denominator` rounded once, as IEEE division (and the
+    converter's and the kernels' float arithmetic) rounds it, on every
+    backend: on JAX both operands are broadcast to one shape and kept as
+    written first (`_as_written`), where XLA would multiply by the
+    denominator's rounded inverse. For the small tensors a kernel's
+    multipliers and steps are computed from; a quotient an ulp off moves
+    every tie that multiplier rounds."""
+    if keras.backend.backend() != "jax":
+        return ops.divide(numerator, denominator)
+    numerator, denominator = ops.convert_to_tensor(numerator), ops.convert_to_tensor(denominator)
+    dtype = keras.backend.result_type(numerator.dtype, denominator.dtype)
+    numerator, denominator = ops.cast(numerator, dtype), ops.cast(denominator, dtype)
+    shape = np.broadcast_shapes(tuple(numerator.shape), tuple(denominator.shape))
+    numerator, denominator = _as_written(ops.broadcast_to(numerator, shape),
+                                         ops.broadcast_to(denominator, shape))
+    return numerator / denominator
 
 
 def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
@@ -27,19 +63,21 @@ def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
     difference is kept as `d + e` (Knuth's two-sum: exact), and the
     quotient corrected by its remainder, `d + e - q * levels`, computed
     exactly as `levels = 2**b - c` (c = 1, or 2 with `narrow_range`):
-    `d - q * 2**b` and adding `c * q` are exact by Sterbenz' lemma. (Under
-    JAX's `jit`, XLA's rewriting of the arithmetic loses the correction on
-    some ranges, which then keep the plain float32 step.)"""
+    `d - q * 2**b` and adding `c * q` are exact by Sterbenz' lemma. Each
+    step is kept as written under JAX's `jit` (`_as_written`), where XLA
+    would simplify the correction away."""
     power = 2.0 ** num_bits
-    levels = power - 1 - (1 if narrow_range else 0)
+    extra = 1 + (1 if narrow_range else 0)
+    levels = power - extra
     high = ops.cast(max_val, "float32")
     low = ops.negative(ops.cast(min_val, "float32"))
-    width = high + low
-    carried = width - high
+    (width,) = _as_written(high + low)
+    (carried,) = _as_written(width - high)
     error = (high - (width - carried)) + (low - carried)
-    quotient = width / levels
-    remainder = (width - quotient * power) + (power - levels) * quotient + error
-    return quotient + remainder / levels
+    quotient, error = _as_written(exact_quotient(width, levels), error)
+    below, added_back = _as_written(width - quotient * power, extra * quotient)
+    remainder = below + added_back + error
+    return quotient + exact_quotient(remainder, levels)
 
 
 def integer_grid(min_val, max_val, num_bits, narrow_range):
@@ -54,7 +92,7 @@ def integer_grid(min_val, max_val, num_bits, narrow_range):
     max_val = ops.cast(max_val, "float32")
     scale = ops.maximum(range_scale(min_val, max_val, num_bits, narrow_range), 1e-12)
     width = max_val - min_val
-    from_min = q_min - min_val * (q_max - q_min) / ops.where(width > 0, width, 1.0)
+    from_min = q_min - exact_quotient(min_val * (q_max - q_min), ops.where(width > 0, width, 1.0))
     zero_point = ops.clip(ops.floor(from_min + 0.5), q_min, q_max)
     return scale, zero_point, q_min, q_max
 
@@ -139,4 +177,4 @@ KERNEL_MAX_ABS_FLOOR = 5e-7
 def symmetric_scale(max_abs, num_bits=8):
     """The step of symmetric narrow-range quantization over `[-m, m]`:
     `m / (2**(b-1) - 1)` (FakeQuant's nudging keeps that range exact)."""
-    return max_abs / float(2 ** (num_bits - 1) - 1)
+    return exact_quotient(max_abs, float(2 ** (num_bits - 1) - 1))

@@ -57,7 +57,7 @@ from tfmot_lite.core.layer_kinds import family, keras_relu_name
 from tfmot_lite.quantization.input_range import int8_range
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 from tfmot_lite.quantization.integer_grid import (
-    KERNEL_MAX_ABS_FLOOR, bias_integers, stored_constant, symmetric_scale,
+    KERNEL_MAX_ABS_FLOOR, bias_integers, exact_quotient, stored_constant, symmetric_scale,
 )
 from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS, hard_swish_integers
 
@@ -268,7 +268,7 @@ def _concatenate(wrapper, inputs):
             parts.append(x)
             continue
         integers = wrapper.input_integers(x, source)
-        ratio = source.scale() / found.scale()
+        ratio = exact_quotient(source.scale(), found.scale())
         parts.append(ops.where((ratio >= low) & (ratio <= high),
                                found.requantize_copy(integers, source),
                                found.requantize(integers, source.scale())))

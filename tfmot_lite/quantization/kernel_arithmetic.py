@@ -26,7 +26,9 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
-from tfmot_lite.quantization.integer_grid import bias_integers, integer_grid, nudged_grid
+from tfmot_lite.quantization.integer_grid import (
+    bias_integers, exact_quotient, integer_grid, nudged_grid,
+)
 
 
 def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
@@ -53,14 +55,14 @@ def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
     on digits: 0.007% of its outputs a step off XNNPACK's, all of them
     within 2e-4 of a step of a tie). No gradient: inference only."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
-    multiplier = ops.cast(product_step, "float32") / scale
+    multiplier = exact_quotient(ops.cast(product_step, "float32"), scale)
     # The clamp in integers less the zero point: four passes over the
     # outputs (multiply, round, clip, scale).
     q_lo, q_hi = q_min - zero_point, q_max - zero_point
     if activation in FUSED_RELUS:
         q_lo = ops.maximum(q_lo, 0.0)
     if activation == "relu6":
-        q_hi = ops.minimum(ops.round(6.0 / scale), q_hi)
+        q_hi = ops.minimum(ops.round(exact_quotient(6.0, scale)), q_hi)
     return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
 
 
@@ -84,7 +86,7 @@ def requantize_mean(total, count, input_step, input_zero_point, min_val, max_val
     gradient: inference only."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
     half = 2.0 ** (num_bits - 1)
-    multiplier = (ops.cast(input_step, "float32") / scale) * np.float32(1.0 / count)
+    multiplier = exact_quotient(ops.cast(input_step, "float32"), scale) * np.float32(1.0 / count)
     stored_zero_point = ops.cast(input_zero_point, "float32") - half
     output_zero_point = zero_point - half
     offset = output_zero_point - (count * stored_zero_point) * multiplier
@@ -158,8 +160,8 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
     offset=-1)` on pixels (MobileNetV3's input) puts every output on a half
     step. No gradient."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
-    a_ratio = ops.cast(a_step, "float32") / scale
-    b_ratio = ops.cast(b_step, "float32") / scale
+    a_ratio = exact_quotient(ops.cast(a_step, "float32"), scale)
+    b_ratio = exact_quotient(ops.cast(b_step, "float32"), scale)
     # XNNPACK takes ratios in [2**-10, 2**8): the shift stays in [12, 30]
     # (an operand on an empty range, ratio 0, would have none).
     top = ops.clip(ops.maximum(ops.max(a_ratio), ops.max(b_ratio)), 2.0 ** -10, 2.0 ** 8 - 1)
@@ -198,7 +200,7 @@ def requantize_copy(x, input_step, min_val, max_val, num_bits=8, narrow_range=Fa
     the device computes these. A ratio outside `COPY_RATIO_LIMITS`, which
     XNNPACK does not take, is the caller's to avoid. No gradient."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
-    multiplier = ops.round(256.0 * (ops.cast(input_step, "float32") / scale))
+    multiplier = ops.round(256.0 * exact_quotient(ops.cast(input_step, "float32"), scale))
     q = ops.floor((x * multiplier + 128.0) / 256.0)
     return ops.clip(q, q_min - zero_point, q_max - zero_point) * scale
 
@@ -252,8 +254,8 @@ def hard_swish_integers(x, input_step, output_step):
     this kernel's (a layer of 16,384 values, measured); MobileNetV3's
     hard-swishes run on it."""
     hires_step = ops.cast(input_step, "float32") / 128.0
-    m_out, e_out = _fixed_point(hires_step / ops.cast(output_step, "float32"))
-    m_r, e_r = _fixed_point(hires_step / (3.0 / 32768.0))
+    m_out, e_out = _fixed_point(exact_quotient(hires_step, ops.cast(output_step, "float32")))
+    m_r, e_r = _fixed_point(exact_quotient(hires_step, 3.0 / 32768.0))
     hires = ops.cast(x, "int32") * 128
     pre = _rounding_doubling_high_mul(hires, m_out)
 
@@ -402,7 +404,7 @@ def rsqrt_integers(x, input_step, output_step):
     a tie at v = 4, 36, 100) came out a step off the kernel on 10% of the
     values of one after a residual Add on flat images."""
     wide = _widest_float()
-    real = 1.0 / (ops.sqrt(ops.cast(input_step, wide)) * ops.cast(output_step, wide))
+    real = exact_quotient(1.0, ops.sqrt(ops.cast(input_step, wide)) * ops.cast(output_step, wide))
     m, exponent = _quantized_multiplier(real)
     value = ops.cast(ops.clip(x, 0, 255), "int32")
     d = ops.take(ops.convert_to_tensor(_INVERSE_SQRT_Q20), value)
@@ -434,9 +436,9 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
         m, exponent = _quantized_multiplier(real)
         return _rounding_divide_by_power_of_two(_high_mul(x, m), ops.maximum(-exponent, 0))
 
-    total = (scaled(ops.cast(a, "int32") * (1 << 20), a_step / twice_max)
-             + scaled(ops.cast(b, "int32") * (1 << 20), b_step / twice_max))
-    q = scaled(total, twice_max / (2.0 ** 20 * ops.cast(scale, wide)))
+    total = (scaled(ops.cast(a, "int32") * (1 << 20), exact_quotient(a_step, twice_max))
+             + scaled(ops.cast(b, "int32") * (1 << 20), exact_quotient(b_step, twice_max)))
+    q = scaled(total, exact_quotient(twice_max, 2.0 ** 20 * ops.cast(scale, wide)))
     q = ops.clip(ops.cast(q, "float32") + zero_point, q_min, q_max)
     return (q - zero_point) * scale
 
@@ -455,7 +457,7 @@ def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=
     low, high = ADD_RATIO_LIMITS
 
     def taken(step):
-        ratio = ops.cast(step, "float32") / scale
+        ratio = exact_quotient(ops.cast(step, "float32"), scale)
         return ops.logical_and(ops.all(ratio >= low), ops.all(ratio < high))
 
     args = (a, a_step, b, b_step, min_val, max_val, num_bits, narrow_range)

@@ -1,0 +1,56 @@
+"""The integer inference paths on the Keras backend named by KERAS_BACKEND:
+load the QAT model the test saved on TensorFlow (TFMOT_LITE_REFERENCE, a
+folder with `m.keras`, its inputs `x.npy` and TensorFlow's outputs
+`tensorflow.npy`), predict (under `jit` on JAX) and call it eagerly,
+count the outputs that differ from TensorFlow's; and the range step of
+random ranges, traced where the backend traces, against the converter's.
+Prints one JSON line."""
+
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+from tfmot_lite.quantization.integer_grid import exact_quotient, range_scale, symmetric_scale
+
+folder = pathlib.Path(os.environ["TFMOT_LITE_REFERENCE"])
+model = keras.models.load_model(folder / "m.keras")
+x = np.load(folder / "x.npy")
+reference = np.load(folder / "tensorflow.npy")
+predicted = model.predict(x, verbose=0)
+called = keras.ops.convert_to_numpy(model(x, training=False))
+
+rng = np.random.default_rng(0)
+lows = -np.abs(rng.normal(size=20000) * 10.0 ** rng.uniform(-4, 2, 20000)).astype("float32")
+highs = np.abs(rng.normal(size=20000) * 10.0 ** rng.uniform(-4, 2, 20000)).astype("float32")
+step, quotient, kernel_step = range_scale, exact_quotient, symmetric_scale
+if keras.backend.backend() == "jax":
+    import jax
+
+    step = jax.jit(range_scale, static_argnums=(2, 3))
+    quotient, kernel_step = jax.jit(exact_quotient), jax.jit(symmetric_scale)
+misses = {}
+for bits, narrow in ((8, False), (8, True), (16, False)):
+    levels = 2 ** bits - 1 - narrow
+    converter = ((highs.astype("float64") - lows.astype("float64")) / levels).astype("float32")
+    ours = keras.ops.convert_to_numpy(step(lows, highs, bits, narrow))
+    misses[f"{bits}{'n' if narrow else ''}"] = int(np.sum(ours != converter))
+# A vector over a scalar (a multiplier per channel), and a kernel's step:
+# divisions XLA would turn into multiplications by the rounded inverse.
+divided = {"by_scalar": sum(
+    int(np.sum(keras.ops.convert_to_numpy(quotient(highs, keras.ops.convert_to_tensor(d)))
+               != (highs.astype("float64") / np.float64(d)).astype("float32")))
+    for d in -lows[:20])}
+divided["kernel_step"] = int(np.sum(keras.ops.convert_to_numpy(kernel_step(highs))
+                                    != (highs.astype("float64") / 127).astype("float32")))
+
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "size": int(reference.size),
+    "predict_differ": int(np.sum(predicted != reference)),
+    "call_differ": int(np.sum(called != reference)),
+    "range_step_misses": misses,
+    "quotient_misses": divided,
+}))
