@@ -263,7 +263,8 @@ class BorrowsInputRange:
         return super().__call__(*args, **kwargs)
 
     def _waits_for_link(self):
-        """Whether an input of a nested model's found no range yet."""
+        """Whether it reads a nested model's Input (or, in a merge, one of
+        its operands does) and found no range for it yet."""
         if self._input_without_range is not None and self.input_source is None:
             return True
         return any(t is not None and s is None for t, s in zip(
