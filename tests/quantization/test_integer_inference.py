@@ -90,6 +90,16 @@ def _convnext_block(x):
     return x + L.Activation("linear")(y)
 
 
+def _scaled_residual(x, scale):
+    """Inception-ResNet's residual, `CustomScaleLayer(scale)([x, up])`, up
+    a biased 1x1 convolution of `x`, read by a 1x1 convolution."""
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    x = L.ReLU()(_conv_bn(x, padding="same"))
+    up = L.Conv2D(16, 1)(x)
+    return L.Conv2D(8, 1)(CustomScaleLayer(scale)([x, up]))
+
+
 CASES = {
     "conv_bn": lambda x: _conv_bn(x, padding="same"),
     "strided_conv_bn": lambda x: _conv_bn(x, strides=2, padding="same"),
@@ -138,6 +148,12 @@ CASES = {
     "dense_over_pixels": lambda x: L.Dense(16)(L.ReLU()(_conv_bn(x, padding="same"))),
     "dense_gelu_dense_over_pixels": lambda x: L.Dense(8)(L.Dense(32, activation="gelu")(
         L.ReLU()(_conv_bn(x, padding="same")))),
+    # Inception-ResNet's scaled residual: MUL by the constant, then ADD;
+    # with a scale of one (its last block) the converter folds the MUL
+    # away and the convolution writes into one range, where the Keras model
+    # had rounded it into a second (the product's).
+    "scaled_residual": lambda x: _scaled_residual(x, 0.17),
+    "scaled_residual_of_one": lambda x: _scaled_residual(x, 1.0),
 }
 
 

@@ -55,10 +55,12 @@ class Points:
     `points.low(name)` is that range's current minimum, `points.training`
     whether the call is a training step."""
 
-    def __init__(self, quantizers, training, input_source=None, output=None, weights=None):
+    def __init__(self, quantizers, training, input_source=None, output=None, weights=None,
+                 input_sources=None):
         self._quantizers = quantizers  # {name: (quantizer, variables)}
         self._training = bool(training)
         self._input_source = input_source  # the range found for the input (a `Borrowed`)
+        self._input_sources = input_sources  # the same for each input of a merge
         self._output = output  # the wrapper's output range: (quantizer, variables)
         self._weights = weights or {}  # {path: (variable, quantizer, variables)}
 
@@ -110,6 +112,16 @@ class Points:
                                                                      source.weights))
         found[LAYER_OUTPUT] = int8_range(self._output)
         return {name: value for name, value in found.items() if value is not None}
+
+    def operand_ranges(self, layer):
+        """The 8-bit range each input of a merge lies on (as found in the
+        graph), in a call that computes on the int8 integers; None where
+        one is missing or the call computes in float."""
+        if integer_call_excluded(self._training, layer) or not self._input_sources:
+            return None
+        found = [None if s is None else int8_range((s.quantizer, s.weights))
+                 for s in self._input_sources]
+        return None if None in found else found
 
     def weight_step(self, path):
         """The step the converter stores the int8 weight at `path` with (its
@@ -399,13 +411,42 @@ class AverageQuantizeConfig(InsideQuantizeConfig):
         return [((layer, "_merge_function"), merge)]
 
 
+def _scaled_sum_integers(layer, points, x, residual):
+    """`x + residual * scale` on the int8 integers, as the .tflite computes
+    it: the residual times the constant as stored, requantized into the
+    product's range (MUL; none for a scale of one), then the ADD into the
+    output's range, by the kernel that runs it (`device_sum`). None where
+    a range is missing (a ReLU the ADD fuses follows: the wrapper owns no
+    output range) or the call computes in float."""
+    ranges = points.integer_ranges(layer)
+    operands = points.operand_ranges(layer)
+    if ranges is None or operands is None or LAYER_OUTPUT not in ranges or (
+            "product" in points and "product" not in ranges):
+        return None
+    (x_range, residual_range), out = operands, ranges[LAYER_OUTPUT]
+    product_range = residual_range
+    product = on_integer_grid(residual, residual_range.scale())
+    if "product" in points:
+        constant, step = stored_constant(layer.scale)
+        product_range = ranges["product"]
+        product = on_integer_grid(product_range.requantize(
+            product * constant, residual_range.scale() * step), product_range.scale())
+    return out.requantize_sum(on_integer_grid(x, x_range.scale()), x_range.scale(),
+                              product, product_range.scale())
+
+
 @_register
 class ScaledSumQuantizeConfig(InsideQuantizeConfig):
     """keras.applications' `CustomScaleLayer`, Inception-ResNet's residual
     `x + r * scale`: TFLite multiplies `r` by the constant (MUL, its output
     rounded into a range of its own, `product`), then adds (ADD). The
     wrapper quantizes the sum, unless a ReLU that TFLite fuses into the ADD
-    follows (`quantize_output=False`: the ReLU's range is the op's)."""
+    follows (`quantize_output=False`: the ReLU's range is the op's). A
+    scale of one (the last block8's) is no MUL in the .tflite (the
+    converter folds it away, and the residual's producer writes into the
+    ADD's operand range once), so it has no point: rounding the residual
+    into a second range put 656 of 524,288 outputs of a probe a step off
+    XNNPACK's."""
 
     def __init__(self, num_bits_activation=8, num_bits_weight=8, weight_quantizers=None,
                  quantize_output=True):
@@ -413,11 +454,16 @@ class ScaledSumQuantizeConfig(InsideQuantizeConfig):
         self.quantize_output = bool(quantize_output)
 
     def point_names(self, layer):
-        return ["product"]
+        return [] if float(layer.scale) == 1.0 else ["product"]
 
     def substitutions(self, layer, points):
         def call(inputs):
             x, residual = inputs
+            device = _scaled_sum_integers(layer, points, x, residual)
+            if device is not None:
+                return device
+            if "product" not in points:
+                return ops.add(x, residual)
             return ops.add(x, points("product", ops.multiply(residual, layer.scale)))
 
         return [((layer, "call"), call)]

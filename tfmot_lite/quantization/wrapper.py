@@ -291,7 +291,7 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
             paths = self.quantize_config.weight_paths(self.layer)
             points = Points(self._points, training, self.input_source, self.output_range(), {
                 path: (weight, quantizer, variables) for path, (weight, quantizer), variables
-                in zip(paths, self._weight_pairs, self._weight_vars)})
+                in zip(paths, self._weight_pairs, self._weight_vars)}, self.input_sources)
             found += self.quantize_config.substitutions(self.layer, points)
         if self._bias is not None and not training:
             slot, kernel, quantizer, variables = self._bias
