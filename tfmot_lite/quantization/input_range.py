@@ -57,6 +57,11 @@ class Borrowed:
         range `[0, 0]`)."""
         return range_scale(*self._bounds())
 
+    def integers_of(self, x):
+        """`x`, a tensor on this range's grid, as the integers an int8
+        kernel reads (less the zero point): exact in float32."""
+        return on_integer_grid(x, self.scale())
+
     def requantize(self, accumulator, product_step, activation=None):
         """An int8 kernel's accumulator rounded into this range
         (`kernel_arithmetic.requantize`)."""
@@ -312,7 +317,7 @@ class BorrowsInputRange:
     def input_integers(inputs, source):
         """`inputs`, on the grid of `source` (from `integer_input`), as the
         integers the int8 kernel reads less the zero point: exact in float32."""
-        return on_integer_grid(inputs, source.scale())
+        return source.integers_of(inputs)
 
     def device_bias(self, bias, kernel_scale, training):
         """`bias` as the layer's int8 kernel adds it: on the int32 grid of

@@ -298,7 +298,7 @@ def _integer_projection(layer, product, points, inputs):
     if any(name in points and name not in ranges for name in ("matmul", "pre_activation")):
         return None
     source, after = ranges[LAYER_INPUT], ranges.get("pre_activation", ranges[LAYER_OUTPUT])
-    accumulator = product(on_integer_grid(inputs, source.scale()),
+    accumulator = product(source.integers_of(inputs),
                           on_integer_grid(layer.kernel, step))
     product_step = source.scale() * step
     if layer.bias is None:
@@ -307,7 +307,7 @@ def _integer_projection(layer, product, points, inputs):
     into = either_range(folds, after, ranges["matmul"])
     matmul = into.requantize(accumulator, product_step)
     bias, bias_step = stored_constant(layer.bias)
-    added = after.requantize_sum(on_integer_grid(matmul, into.scale()), into.scale(), bias,
+    added = after.requantize_sum(into.integers_of(matmul), into.scale(), bias,
                                  bias_step)
     return ops.where(folds, matmul, added)
 
@@ -425,13 +425,13 @@ def _scaled_sum_integers(layer, points, x, residual):
         return None
     (x_range, residual_range), out = operands, ranges[LAYER_OUTPUT]
     product_range = residual_range
-    product = on_integer_grid(residual, residual_range.scale())
+    product = residual_range.integers_of(residual)
     if "product" in points:
         constant, step = stored_constant(layer.scale)
         product_range = ranges["product"]
-        product = on_integer_grid(product_range.requantize(
-            product * constant, residual_range.scale() * step), product_range.scale())
-    return out.requantize_sum(on_integer_grid(x, x_range.scale()), x_range.scale(),
+        product = product_range.integers_of(product_range.requantize(
+            product * constant, residual_range.scale() * step))
+    return out.requantize_sum(x_range.integers_of(x), x_range.scale(),
                               product, product_range.scale())
 
 

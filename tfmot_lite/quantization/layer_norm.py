@@ -96,7 +96,8 @@ def _integer_chain(layer, points, x, axes):
     int8 per tensor), RSQRT as LiteRT's own kernel (`rsqrt_integers`),
     beta's ADD into the wrapper's output range (each ADD by the kernel
     that runs it, `kernel_arithmetic.device_sum`). The ADD of epsilon, a
-    constant a fraction of a step, stays float. Where the converter folds
+    constant a fraction of a step, stays float (read against the .tflite's
+    own tensor: no value off at epsilon 1e-6, 1e-3 or 1e-2). Where the converter folds
     gamma's MUL or beta's ADD away (ones, zeros), the op before rounds
     into the range after.
 
@@ -123,28 +124,23 @@ def _integer_chain(layer, points, x, axes):
     return _affine_integers(layer, ranges, centered, inverse, axes, len(x.shape), gamma_step)
 
 
-def _integers(value, grid):
-    return on_integer_grid(value, grid.scale())
-
-
 def _normalizing_integers(layer, points, r, source, x, axes, count):
     """`(centered, inverse)`: the integers of `x - mean` and of
     `rsqrt(variance + epsilon)` on their points' ranges."""
     def mean_of(values, grid, into):
-        total = ops.sum(_integers(values, grid), axis=axes, keepdims=True)
+        total = ops.sum(grid.integers_of(values), axis=axes, keepdims=True)
         return into.requantize_mean(total, count, grid)
 
     mean = mean_of(x, source, r["mean"])
-    centered = _integers(r["centered"].requantize_sum(
-        _integers(x, source), source.scale(), -_integers(mean, r["mean"]), r["mean"].scale()),
-        r["centered"])
+    centered = r["centered"].integers_of(r["centered"].requantize_sum(
+        source.integers_of(x), source.scale(), -r["mean"].integers_of(mean), r["mean"].scale()))
     step = r["centered"].scale()
     square = r["square"].requantize(centered * centered, step * step)
     variance = mean_of(square, r["square"], r["variance"])
     shifted = points("variance_eps", ops.add(variance, layer.epsilon))
     inverse = r["inverse_std"].lookup(
-        rsqrt_integers, _integers(shifted, r["variance_eps"]), r["variance_eps"])
-    return centered, _integers(inverse, r["inverse_std"])
+        rsqrt_integers, r["variance_eps"].integers_of(shifted), r["variance_eps"])
+    return centered, r["inverse_std"].integers_of(inverse)
 
 
 def _affine_integers(layer, r, centered, inverse, axes, rank, gamma_step):
@@ -160,12 +156,12 @@ def _affine_integers(layer, r, centered, inverse, axes, rank, gamma_step):
     y = grid.requantize(centered * inverse, r["centered"].scale() * r["inverse_std"].scale())
     if layer.scale:
         gamma = on_integer_grid(_broadcast(layer.gamma, axes, rank), gamma_step)
-        scaled = into_scaled.requantize(_integers(y, grid) * gamma, grid.scale() * gamma_step)
+        scaled = into_scaled.requantize(grid.integers_of(y) * gamma, grid.scale() * gamma_step)
         y = scaled if "normalized" not in folds else ops.where(folds["normalized"], y, scaled)
         grid = into_scaled
     if layer.center:
         beta, beta_step = stored_constant(_broadcast(layer.beta, axes, rank))
-        added = out.requantize_sum(_integers(y, grid), grid.scale(), beta, beta_step)
+        added = out.requantize_sum(grid.integers_of(y), grid.scale(), beta, beta_step)
         y = added if "scaled" not in folds else ops.where(folds["scaled"], y, added)
     return y
 
