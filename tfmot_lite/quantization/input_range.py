@@ -167,12 +167,12 @@ def input_range(tensor, link_nested=False):
     history = getattr(tensor, "_keras_history", None)
     while history is not None:
         op = history.operation
-        if isinstance(op, keras.Model) and len(getattr(op, "outputs", None) or ()) == 1:
+        if isinstance(op, keras.Model) and getattr(op, "outputs", None):
             # A nested model (one the user nested, or a layout split inside
-            # one): the range its output was rounded into, inside it.
+            # one): the range this output was rounded into, inside it.
             if link_nested:
                 link_nested_inputs(op)
-            history = getattr(op.outputs[0], "_keras_history", None)
+            history = getattr(op.outputs[history.tensor_index], "_keras_history", None)
             continue
         owner = getattr(op, "output_range", None)
         if callable(owner):
@@ -191,30 +191,41 @@ def _reads(tensor, model_input):
     return tensor is not None
 
 
-def link_nested_inputs(model):
-    """Gives the layers of the nested `model` that read its one input
-    (directly or through ops that keep the scale) and found no range there
-    (a merge, for each of its inputs that does: a residual Add)
-    the range of the tensor the outer graph passes in: where every call of
-    `model` in a graph passes a tensor on one and the same range. A model
-    nested two deep is linked where a layer of the model around it passes
-    it a range, not where it reads that model's own input."""
-    if len(getattr(model, "inputs", None) or ()) != 1:
-        return
+def _range_passed_in(model, position):
+    """The range every call of the nested `model` in a graph passes in at
+    its input `position` (a `Borrowed`), or None where a call passes none
+    or two calls pass different ones."""
     calls = [node.input_tensors for node in model._inbound_nodes]
-    found = [input_range(tensors[0]) if len(tensors) == 1 else None for tensors in calls]
+    found = [input_range(tensors[position]) if len(tensors) == len(model.inputs) else None
+             for tensors in calls]
     if not found or any(source is None for source in found) or any(
             source.weights["min_var"] is not found[0].weights["min_var"] for source in found):
-        return
-    for layer in model.layers:
-        unranged = getattr(layer, "_input_without_range", None)
-        if unranged is not None and layer.input_source is None and _reads(
-                unranged, model.inputs[0]):
-            layer.input_source = found[0]
-        sources = getattr(layer, "input_sources", None)
-        for k, tensor in enumerate(getattr(layer, "_inputs_without_range", None) or ()):
-            if tensor is not None and sources[k] is None and _reads(tensor, model.inputs[0]):
-                sources[k] = found[0]
+        return None
+    return found[0]
+
+
+def link_nested_inputs(model):
+    """Gives the layers of the nested `model` that read one of its inputs
+    (directly or through ops that keep the scale) and found no range there
+    (a merge, for each of its inputs that does: a residual Add)
+    the range of the tensor the outer graph passes in at that input: where
+    every call of `model` in a graph passes a tensor on one and the same
+    range there. A model nested two deep is linked where a layer of the
+    model around it passes it a range, not where it reads that model's own
+    input."""
+    for position, model_input in enumerate(getattr(model, "inputs", None) or ()):
+        found = _range_passed_in(model, position)
+        if found is None:
+            continue
+        for layer in model.layers:
+            unranged = getattr(layer, "_input_without_range", None)
+            if unranged is not None and layer.input_source is None and _reads(
+                    unranged, model_input):
+                layer.input_source = found
+            sources = getattr(layer, "input_sources", None)
+            for k, tensor in enumerate(getattr(layer, "_inputs_without_range", None) or ()):
+                if tensor is not None and sources[k] is None and _reads(tensor, model_input):
+                    sources[k] = found
 
 
 def link_models_in_call():
