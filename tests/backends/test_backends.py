@@ -25,13 +25,17 @@ SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
 
 
 def _integer_paths_model(inputs):
-    """Conv-BN-ReLU, a raw residual add, and a nested LayerNorm and strided
-    convolution ending the graph: convolutions, an ADD and a LayerNorm on
-    the int8 integers in inference."""
+    """Conv-BN-ReLU, a raw residual add, an Add into the ReLU after it, a
+    convolution into a Concatenate, and a nested LayerNorm and strided
+    convolution ending the graph: convolutions, ADDs, a concatenation and
+    a LayerNorm on the int8 integers in inference, the Add and the last
+    convolution into their reader's range."""
     layers = keras.layers
     x = layers.ReLU()(layers.BatchNormalization()(
         layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
     x = x + layers.Conv2D(16, 1)(x)
+    x = layers.ReLU()(layers.Add()([x, layers.Conv2D(16, 1)(x)]))
+    x = layers.Concatenate()([layers.Conv2D(8, 1)(x), x])
     down = keras.Sequential([layers.LayerNormalization(epsilon=1e-6),
                              layers.Conv2D(8, 2, strides=2)], name="down")
     return down(x)

@@ -90,14 +90,15 @@ def _convnext_block(x):
     return x + L.Activation("linear")(y)
 
 
-def _scaled_residual(x, scale):
+def _scaled_residual(x, scale, then=lambda y: y):
     """Inception-ResNet's residual, `CustomScaleLayer(scale)([x, up])`, up
-    a biased 1x1 convolution of `x`, read by a 1x1 convolution."""
+    a biased 1x1 convolution of `x`, `then` applied, read by a 1x1
+    convolution."""
     from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 
     x = L.ReLU()(_conv_bn(x, padding="same"))
     up = L.Conv2D(16, 1)(x)
-    return L.Conv2D(8, 1)(CustomScaleLayer(scale)([x, up]))
+    return L.Conv2D(8, 1)(then(CustomScaleLayer(scale)([x, up])))
 
 
 CASES = {
@@ -154,6 +155,18 @@ CASES = {
     # had rounded it into a second (the product's).
     "scaled_residual": lambda x: _scaled_residual(x, 0.17),
     "scaled_residual_of_one": lambda x: _scaled_residual(x, 1.0),
+    # Ops that own no range and write that of the one layer reading them
+    # (`BorrowsInputRange.reader_range`): a ReLU layer after a linear
+    # convolution or an Add, whose op fuses it; convolutions joined by a
+    # Concatenate, whose scale they write (DenseNet's and Inception's
+    # branches).
+    "conv_then_relu_layer": lambda x: L.Conv2D(8, 1)(L.ReLU()(
+        L.Conv2D(16, 3, padding="same")(x))),
+    "add_then_relu6": lambda x: L.Conv2D(8, 1)(L.ReLU(6.0)(L.Add()([
+        L.ReLU()(_conv_bn(x, padding="same")), _conv_bn(x, padding="same")]))),
+    "convolutions_into_a_concatenation": lambda x: L.Concatenate()([
+        L.Conv2D(8, 1)(L.ReLU()(_conv_bn(x, padding="same"))),
+        L.ReLU()(_conv_bn(x, padding="same"))]),
 }
 
 
@@ -164,6 +177,25 @@ def test_outputs_are_xnnpacks_integers(name, tmp_path):
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
     steps = _steps_off_xnnpack(_qat(CASES[name], (16, 16, 3), x), x, tmp_path)
     assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+
+
+def test_an_inception_resnet_block_sums_into_its_relus_range(tmp_path):
+    """Inception-ResNet's `Activation("relu")(CustomScaleLayer(0.17)(...))`:
+    the ADD fuses the ReLU, so the scaled residual owns no range and sums
+    into the ReLU's (`BorrowsInputRange.reader_range`). It had summed in
+    float: 12 of these outputs a step off XNNPACK's."""
+    x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
+    make = lambda t: _scaled_residual(t, 0.17, L.Activation("relu"))  # noqa: E731
+    qat = _qat(make, (16, 16, 3), x, seed=1)
+    (block,) = [layer for layer in qat.layers if "custom_scale" in layer.name]
+    assert block.output_range() is None and block.reader_range() is not None
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer(block.name).reader_range() is not None
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
+                                  np.asarray(qat(x, training=False)))
 
 
 def _squeeze_excite(x):

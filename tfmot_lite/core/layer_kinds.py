@@ -560,6 +560,24 @@ def keras_relu_name(activation):
     return None
 
 
+def relu_layer_name(layer):
+    """"relu" or "relu6" where `layer` is a ReLU layer an int8 op can fuse
+    (a `ReLU` with no slope or threshold, capped at 6.0 or not at all, or an
+    `Activation` of either), else None."""
+    if isinstance(layer, L.ReLU):
+        config = layer.get_config()
+        if config.get("negative_slope", 0) or config.get("threshold", 0):
+            return None
+        cap = config.get("max_value")
+        if cap is None:
+            return "relu"
+        return "relu6" if float(cap) == 6.0 else None
+    if isinstance(layer, L.Activation):
+        name = layer.get_config().get("activation")
+        return name if name in FUSED_RELUS else None
+    return None
+
+
 def batch_norm_axis(layer):
     """The one axis a BatchNormalization normalizes over, as configured
     (maybe negative); None when it normalizes over several."""

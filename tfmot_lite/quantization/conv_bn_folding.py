@@ -228,7 +228,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
                 s, b = self._folding()
             folded = kernel * self._kernel_scale(s)
             source = self.integer_input(training, self.conv)
-            output = int8_range(self.output_range())
+            output = int8_range(self.output_range()) or self.reader_range()
             if source is not None and output is not None:
                 return self._integer_call(inputs, folded, b, source, output)
             b = self.device_bias(b, lambda: self._kernel_step(folded), training)

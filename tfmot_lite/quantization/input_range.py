@@ -24,6 +24,11 @@ ends the graph), on the first call with real tensors
 (`link_models_in_call`). Where none is found (a layer with no range of its
 own writes the input, or the wrapper only ever sees eager tensors), the
 wrapper computes as it would without it.
+
+The other way: an op that owns no range (a convolution whose ReLU its
+TFLite op fuses, or that only a Concatenate reads) writes its reader's.
+The reader, on its symbolic call, hands its range to that writer
+(`BorrowsInputRange.reader_range`).
 """
 
 import math
@@ -40,11 +45,14 @@ from tfmot_lite.quantization.kernel_arithmetic import (
 
 class Borrowed:
     """A range another layer owns: `(quantizer, weights)`, held outside
-    Keras' tracking so the borrowing layer neither saves nor trains it."""
+    Keras' tracking so the borrowing layer neither saves nor trains it.
+    `activation`: a ReLU ("relu", "relu6") the op writing into it fuses,
+    which each `requantize*` clamps in (`reader_range`)."""
 
-    def __init__(self, quantizer, weights):
+    def __init__(self, quantizer, weights, activation=None):
         self.quantizer = quantizer
         self.weights = weights
+        self.activation = activation
 
     def _bounds(self):
         weights = self.weights
@@ -65,7 +73,8 @@ class Borrowed:
     def requantize(self, accumulator, product_step, activation=None):
         """An int8 kernel's accumulator rounded into this range
         (`kernel_arithmetic.requantize`)."""
-        return requantize(accumulator, product_step, *self._bounds(), activation)
+        return requantize(accumulator, product_step, *self._bounds(),
+                          activation or self.activation)
 
     def integers(self):
         """`(scale, zero_point, q_min, q_max)` as the converter stores the
@@ -104,7 +113,7 @@ class Borrowed:
         """An int8 ADD of two operands' integers rounded into this range, by
         the kernel that runs it (`kernel_arithmetic.device_sum`: XNNPACK's,
         or LiteRT's built-in one for scales XNNPACK does not take)."""
-        return device_sum(a, a_step, b, b_step, *self._bounds())
+        return device_sum(a, a_step, b, b_step, *self._bounds(), self.activation)
 
 
 def either_range(condition, when_true, when_false):
@@ -134,9 +143,11 @@ def per_tensor_range(found):
 
 
 def int8_range(found):
-    """`per_tensor_range(found)` where it is an 8-bit range, else None:
-    what the integer inference paths requantize into."""
-    found = per_tensor_range(found)
+    """`per_tensor_range(found)` (or `found`, a `Borrowed`) where it is an
+    8-bit range, else None: what the integer inference paths requantize
+    into."""
+    if not isinstance(found, Borrowed):
+        found = per_tensor_range(found)
     return found if found is not None and found.quantizer.num_bits == 8 else None
 
 
@@ -179,6 +190,19 @@ def input_range(tensor, link_nested=False):
             return per_tensor_range(owner())
         tensor = _scale_kept_input(history)
         history = getattr(tensor, "_keras_history", None)
+    return None
+
+
+def _writer(tensor):
+    """The op that computes the symbolic `tensor`, past ops that keep
+    their input's scale (the Identity a folded BatchNorm or ReLU leaves),
+    or None."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None:
+        kept = _scale_kept_input(history)
+        if kept is None:
+            return history.operation
+        history = getattr(kept, "_keras_history", None)
     return None
 
 
@@ -253,6 +277,45 @@ def integer_call_excluded(training, layer):
                 or not q.in_keras_step())
 
 
+class _Readers:
+    """The layers found to round a layer's output into their own range
+    (`BorrowsInputRange.reader_range`): `[(reader, fused ReLU or None)]`,
+    held outside Keras' tracking."""
+
+    def __init__(self):
+        self.found = []
+
+    def add(self, reader, activation):
+        if all(known is not reader for known, _ in self.found):
+            self.found.append((reader, activation))
+
+
+def _rounds_for_writer(reader):
+    """`(True, activation)` where `reader` rounds into its own range the
+    output of a layer that owns none, whose int8 op then writes that range:
+    a ReLU the op fuses (`activation` "relu" or "relu6"), or a
+    concatenation (a Maximum, a Minimum), whose one scale the op writes
+    (`activation` None); `(False, None)` for another layer."""
+    inner = getattr(reader, "layer", None)
+    if not isinstance(inner, keras.layers.Layer):
+        return False, None
+    relu = layer_kinds.relu_layer_name(inner)
+    if relu is not None:
+        return True, relu
+    return layer_kinds.one_scale_join(inner), None
+
+
+def _writer_takes(writer, activation):
+    """Whether `writer`, owning no output range, computes into the range
+    of a layer reading it: a ReLU (`activation`) only where its op fuses one
+    (`layer_kinds.fuses_relu`)."""
+    if not isinstance(writer, BorrowsInputRange) or writer.output_range() is not None:
+        return False
+    inner = getattr(writer, "layer", None) or getattr(writer, "conv", None)
+    return activation is None or (isinstance(inner, keras.layers.Layer)
+                                  and layer_kinds.fuses_relu(inner))
+
+
 class BorrowsInputRange:
     """Mixin for a Keras layer: `self.input_source` is the range its input
     lies on (a `Borrowed`), found on the first symbolic call, or None; a
@@ -268,6 +331,7 @@ class BorrowsInputRange:
     _input_without_range = None  # the symbolic input no range was found for
     _inputs_without_range = None  # the same for each input of a merge
     _linked_in_call = False  # whether `link_models_in_call` ran for it
+    _readers = None  # a `_Readers`: the layers that round this one's output
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
@@ -286,9 +350,41 @@ class BorrowsInputRange:
         return any(t is not None and s is None for t, s in zip(
             self._inputs_without_range or (), self.input_sources or ()))
 
+    def reader_range(self):
+        """The range this layer's int8 op writes where it owns none (the
+        layout's fused outputs): that of the one layer found to read it, a
+        ReLU the op fuses (the `Borrowed` carries it, to clamp in) or a
+        concatenation whose scale it writes; None where there is none, or
+        several (NASNet's equal ReLUs, which the converter merges, each
+        tracking a range of its own), or it is not an 8-bit range."""
+        found = self._readers.found if self._readers is not None else ()
+        if len(found) != 1:
+            return None
+        reader, activation = found[0]
+        shared = int8_range(reader.output_range())
+        return None if shared is None else Borrowed(shared.quantizer, shared.weights, activation)
+
+    def _tell_writers(self, inputs):
+        """Records this layer with each layer writing one of its symbolic
+        `inputs` into this layer's range (`reader_range`)."""
+        reads_for_writer, activation = _rounds_for_writer(self)
+        if not reads_for_writer:
+            return
+        for tensor in keras.tree.flatten(inputs):
+            writer = _writer(tensor)
+            if _writer_takes(writer, activation):
+                if writer._readers is None:
+                    writer._readers = _Readers()
+                writer._readers.add(self, activation)
+
     def _find_input_ranges(self, inputs):
         """`input_source` for one symbolic tensor, `input_sources` for a
-        list of them (a merge's), where not found yet."""
+        list of them (a merge's), where not found yet; each writer that
+        computes into this layer's range told so (`reader_range`)."""
+        if isinstance(inputs, keras.KerasTensor) or (
+                isinstance(inputs, (list, tuple)) and inputs
+                and all(isinstance(t, keras.KerasTensor) for t in inputs)):
+            self._tell_writers(inputs)
         if self.input_source is None and isinstance(inputs, keras.KerasTensor):
             self.input_source = input_range(inputs, link_nested=True)
             # Inside a nested model, its Input: linked once it is called.

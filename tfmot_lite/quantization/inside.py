@@ -415,9 +415,10 @@ def _scaled_sum_integers(layer, points, x, residual):
     """`x + residual * scale` on the int8 integers, as the .tflite computes
     it: the residual times the constant as stored, requantized into the
     product's range (MUL; none for a scale of one), then the ADD into the
-    output's range, by the kernel that runs it (`device_sum`). None where
-    a range is missing (a ReLU the ADD fuses follows: the wrapper owns no
-    output range) or the call computes in float."""
+    output's range (where a ReLU the ADD fuses follows, the ReLU's, which
+    the wrapper's `reader_range` clamps in), by the kernel that runs it
+    (`device_sum`). None where a range is missing or the call computes in
+    float."""
     ranges = points.integer_ranges(layer)
     operands = points.operand_ranges(layer)
     if ranges is None or operands is None or LAYER_OUTPUT not in ranges or (

@@ -44,6 +44,11 @@ EinsumDense, compute their ops on integers inside their own calls
 (`layer_norm._integer_chain`, `inside._integer_projection`), with the
 ranges of their points.
 
+A layer with no range of its own computes into the range of the one
+layer reading it, where its op writes that range
+(`BorrowsInputRange.reader_range`): a ReLU the op fuses, clamped in, or a
+Concatenate whose scale it writes.
+
 Every other layer, and these in another layout (16-bit activations, a
 config of several activations, an input whose range is not found),
 computes in float as before. Training always does (the gradient's path).
@@ -163,7 +168,9 @@ def _requantizing_slot(wrapper):
     """`(slot, product_step -> _Requantizing)` for the layer's activation:
     the slot the config put it in (its range after it, or the range before
     an activation that runs as its own op), or the layer's own linear or
-    ReLU activation with the output quantizer's range. None for other
+    ReLU activation with the output quantizer's range, or where it has
+    none, the range of the layer reading it that its op writes
+    (`reader_range`: a fused ReLU's, a concatenation's). None for other
     layouts."""
     if len(wrapper._activation_pairs) == 1 and not wrapper._output_quantizers:
         ((slot, aware),) = wrapper._activations(False)
@@ -176,10 +183,11 @@ def _requantizing_slot(wrapper):
         if aware.fused or found is None:
             return None
         return slot, lambda step: _Requantizing(found, step, then=aware)
-    if wrapper._activation_pairs or len(wrapper._output_quantizers) != 1:
+    if wrapper._activation_pairs or len(wrapper._output_quantizers) > 1:
         return None
     fused, relu = _fused_relu(getattr(wrapper.layer, "activation", None))
-    found = int8_range(wrapper._output_quantizers[0])
+    found = (int8_range(wrapper._output_quantizers[0]) if wrapper._output_quantizers
+             else wrapper.reader_range())
     if not fused or found is None:
         return None
     return (wrapper.layer, "activation"), lambda step: _Requantizing(found, step, relu)
@@ -187,10 +195,15 @@ def _requantizing_slot(wrapper):
 
 def _own_range(wrapper):
     """The range a layer without weights or activations of its own rounds
-    its output into (its one output quantizer's), or None."""
+    its output into (its one output quantizer's, or where it has none, the
+    range of the layer reading it that its op writes, `reader_range`: the
+    range of a ReLU the op fuses, which the `Borrowed` clamps in), or
+    None."""
     if (wrapper._weight_pairs or wrapper._activation_pairs
-            or len(wrapper._output_quantizers) != 1):
+            or len(wrapper._output_quantizers) > 1):
         return None
+    if not wrapper._output_quantizers:
+        return wrapper.reader_range()
     return int8_range(wrapper._output_quantizers[0])
 
 
@@ -250,8 +263,9 @@ def _concatenate(wrapper, inputs):
     QUANTIZE the converter puts before the CONCATENATION (XNNPACK's
     convert; an operand already on that range comes out unchanged). An
     operand with no range of its own (a convolution's, which the converter
-    requantizes straight into the output's range) is rounded there as
-    before, with the joined tensor. An operand on a scale XNNPACK's
+    requantizes straight into the output's range, as its integer call does:
+    `reader_range`) is on that range already and rounds there unchanged,
+    with the joined tensor. An operand on a scale XNNPACK's
     convert does not take (`COPY_RATIO_LIMITS`: a range 256 times narrower
     than the output's, or 128 times wider) is rounded to the nearest step,
     as LiteRT's built-in QUANTIZE, which then runs it, nearly does."""

@@ -58,12 +58,21 @@ def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
     multiplier = exact_quotient(ops.cast(product_step, "float32"), scale)
     # The clamp in integers less the zero point: four passes over the
     # outputs (multiply, round, clip, scale).
+    q_lo, q_hi = fused_bounds(scale, zero_point, q_min, q_max, activation)
+    return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
+
+
+def fused_bounds(scale, zero_point, q_min, q_max, activation=None):
+    """`(q_lo, q_hi)`, the integers (less the zero point) an int8 op clamps
+    its output to: its range's `[q_min, q_max]`; a fused "relu" or "relu6"
+    (`activation`) raises `q_lo` to the zero point (0.0), and "relu6" caps
+    `q_hi` at 6.0 (`round(6 / scale)` steps)."""
     q_lo, q_hi = q_min - zero_point, q_max - zero_point
     if activation in FUSED_RELUS:
         q_lo = ops.maximum(q_lo, 0.0)
     if activation == "relu6":
         q_hi = ops.minimum(ops.round(exact_quotient(6.0, scale)), q_hi)
-    return ops.clip(ops.round(accumulator * multiplier), q_lo, q_hi) * scale
+    return q_lo, q_hi
 
 
 def requantize_mean(total, count, input_step, input_zero_point, min_val, max_val, num_bits=8,
@@ -144,7 +153,8 @@ def int32_bias(bias, step):
     return ops.where(step > 0, bias_integers(bias, step, 1.0, bits=64) * step, bias)
 
 
-def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
+                   activation=None):
     """The outputs of an int8 ADD of `a` and `b` (integers less their zero
     points, in float32, on the steps `a_step` and `b_step`) as XNNPACK
     computes them, in fixed point:
@@ -158,7 +168,8 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
     a few 10^-6 of a half step. The float sum rounds such a value the way
     its float error points, where XNNPACK's goes up: a `Rescaling(1/127.5,
     offset=-1)` on pixels (MobileNetV3's input) puts every output on a half
-    step. No gradient."""
+    step. A fused ReLU (`activation`) clamps `q` (`fused_bounds`). No
+    gradient."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
     a_ratio = exact_quotient(ops.cast(a_step, "float32"), scale)
     b_ratio = exact_quotient(ops.cast(b_step, "float32"), scale)
@@ -177,8 +188,7 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
     total = (fixed(unit / 2.0) + fixed(a) * fixed(a_ratio * unit)
              + fixed(b) * fixed(b_ratio * unit))
     q = ops.cast(ops.right_shift(total, ops.cast(shift, "int32")), "float32")
-    q = ops.clip(q + zero_point, q_min, q_max)
-    return (q - zero_point) * scale
+    return ops.clip(q, *fused_bounds(scale, zero_point, q_min, q_max, activation)) * scale
 
 
 # XNNPACK's int8-to-int8 convert takes scale ratios in [2**-8, 2**7].
@@ -413,7 +423,8 @@ def rsqrt_integers(x, input_step, output_step):
     return ops.where(value == 0, 2.0 ** 24, ops.cast(q, "float32"))
 
 
-def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
+                activation=None):
     """The outputs of an int8 ADD of `a` and `b` (integers less their zero
     points, on `a_step` and `b_step`) as LiteRT's built-in kernel computes
     them, which runs an ADD XNNPACK does not take (an operand's scale
@@ -425,8 +436,8 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
         q      = MBQM(a' + b', QuantizeMultiplier(t / (2**20 * output_scale))) + zero_point
 
     each `MBQM` (MultiplyByQuantizedMultiplierSmallerThanOneExp) a doubling
-    high multiply then a divide by a power of two, a tie away from zero.
-    No gradient."""
+    high multiply then a divide by a power of two, a tie away from zero;
+    a fused ReLU (`activation`) clamps `q` (`fused_bounds`). No gradient."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
     wide = _widest_float()
     a_step, b_step = ops.cast(a_step, wide), ops.cast(b_step, wide)
@@ -439,8 +450,8 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
     total = (scaled(ops.cast(a, "int32") * (1 << 20), exact_quotient(a_step, twice_max))
              + scaled(ops.cast(b, "int32") * (1 << 20), exact_quotient(b_step, twice_max)))
     q = scaled(total, exact_quotient(twice_max, 2.0 ** 20 * ops.cast(scale, wide)))
-    q = ops.clip(ops.cast(q, "float32") + zero_point, q_min, q_max)
-    return (q - zero_point) * scale
+    bounds = fused_bounds(scale, zero_point, q_min, q_max, activation)
+    return ops.clip(ops.cast(q, "float32"), *bounds) * scale
 
 
 # The input-to-output scale ratios XNNPACK's ADD takes (the delegate
@@ -448,11 +459,13 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
 ADD_RATIO_LIMITS = (2.0 ** -10, 2.0 ** 8)
 
 
-def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False):
+def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
+               activation=None):
     """An int8 ADD as the .tflite runs it: XNNPACK's (`requantize_sum`)
     where the delegate takes it, both operands' scales within
     `ADD_RATIO_LIMITS` of the output's (float32 ratios, as it checks them),
-    else LiteRT's built-in kernel's (`builtin_sum`). No gradient."""
+    else LiteRT's built-in kernel's (`builtin_sum`), a fused ReLU
+    (`activation`) clamped in. No gradient."""
     scale = integer_grid(min_val, max_val, num_bits, narrow_range)[0]
     low, high = ADD_RATIO_LIMITS
 
@@ -460,6 +473,6 @@ def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=
         ratio = exact_quotient(ops.cast(step, "float32"), scale)
         return ops.logical_and(ops.all(ratio >= low), ops.all(ratio < high))
 
-    args = (a, a_step, b, b_step, min_val, max_val, num_bits, narrow_range)
+    args = (a, a_step, b, b_step, min_val, max_val, num_bits, narrow_range, activation)
     return ops.where(ops.logical_and(taken(a_step), taken(b_step)),
                      requantize_sum(*args), builtin_sum(*args))

@@ -98,21 +98,6 @@ class Fusion:
         return [x for x in (self.conv, self.batch_norm, self.act_layer) if x is not None]
 
 
-def _activation_name(layer):
-    if isinstance(layer, L.ReLU):
-        cfg = layer.get_config()
-        if cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
-            return None
-        mv = cfg.get("max_value")
-        if mv is None:
-            return "relu"
-        return "relu6" if float(mv) == 6.0 else None
-    if isinstance(layer, L.Activation):
-        name = layer.get_config().get("activation")
-        return name if name in ("relu", "relu6") else None
-    return None
-
-
 # Raw Keras operations whose TFLite op (ADD, SUB, MUL) fuses a ReLU after it.
 _RELU_FUSING_OPERATIONS = frozenset({"Add", "Subtract", "Multiply"})
 
@@ -122,7 +107,7 @@ def _fusable_activation(op, eligible):
     op) is a ReLU/ReLU6 TFLite can fuse into it; `(None, None)` otherwise."""
     if op is None or not isinstance(op.layer, keras.layers.Layer) or not eligible(op.layer):
         return None, None
-    name = _activation_name(_unwrap(op.layer))
+    name = layer_kinds.relu_layer_name(_unwrap(op.layer))
     return (op.layer, name) if name is not None else (None, None)
 
 
