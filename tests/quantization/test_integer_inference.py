@@ -189,13 +189,8 @@ def test_an_inception_resnet_block_sums_into_its_relus_range(tmp_path):
     qat = _qat(make, (16, 16, 3), x, seed=1)
     (block,) = [layer for layer in qat.layers if "custom_scale" in layer.name]
     assert block.output_range() is None and block.reader_range() is not None
-    steps = _steps_off_xnnpack(qat, x, tmp_path)
-    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
-    qat.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = _on_xnnpack_and_saved(qat, x, tmp_path)
     assert loaded.get_layer(block.name).reader_range() is not None
-    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
-                                  np.asarray(qat(x, training=False)))
 
 
 def _squeeze_excite(x):
@@ -288,13 +283,8 @@ def test_a_model_the_user_nested_reads_the_range_it_is_called_on(tmp_path):
     x = _flat_regions(np.random.default_rng(2), 256, 16, 3)
     qat = _qat(_nested_stem, (16, 16, 3), x)
     assert qat.get_layer("stem").get_layer("quant_inner_conv").input_source is not None
-    steps = _steps_off_xnnpack(qat, x, tmp_path)
-    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
-    qat.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = _on_xnnpack_and_saved(qat, x, tmp_path)
     assert loaded.get_layer("stem").get_layer("quant_inner_conv").input_source is not None
-    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
-                                  np.asarray(qat(x, training=False)))
 
 
 def _nested_residual(x):
@@ -315,13 +305,8 @@ def test_a_merge_inside_a_nested_model_reads_the_range_it_is_called_on(tmp_path)
     x = _flat_regions(np.random.default_rng(1), 256, 16, 3)
     qat = _qat(_nested_residual, (16, 16, 3), x, seed=1)
     assert None not in qat.get_layer("block").get_layer("quant_inner_add").input_sources
-    steps = _steps_off_xnnpack(qat, x, tmp_path)
-    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
-    qat.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = _on_xnnpack_and_saved(qat, x, tmp_path)
     assert None not in loaded.get_layer("block").get_layer("quant_inner_add").input_sources
-    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
-                                  np.asarray(qat(x, training=False)))
 
 
 def _nested_at_the_end(x):
@@ -381,13 +366,8 @@ def test_a_nested_model_of_two_inputs_reads_the_range_of_each(tmp_path):
     after_conv = qat.get_layer("quant_after_conv").input_source
     assert after_add is not None and after_conv is not None
     assert after_add.weights["min_var"] is not after_conv.weights["min_var"]
-    steps = _steps_off_xnnpack(qat, x, tmp_path)
-    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
-    qat.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = _on_xnnpack_and_saved(qat, x, tmp_path)
     assert loaded.get_layer("block").get_layer("quant_inner_conv").input_source is not None
-    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
-                                  np.asarray(qat(x, training=False)))
 
 
 def test_a_nested_model_called_on_two_ranges_borrows_neither():
@@ -417,6 +397,18 @@ def test_a_raw_add_before_a_fused_relu6_rounds_once(tmp_path):
     assert not add.quantize_output and add.constants == [[1, 3.0]]
     np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
                                   np.asarray(qat(x, training=False)))
+
+
+def _on_xnnpack_and_saved(qat, x, tmp_path):
+    """Asserts every output of `qat` on `x` is XNNPACK's, and that the
+    model saved and loaded computes the same; returns the loaded model."""
+    steps = _steps_off_xnnpack(qat, x, tmp_path)
+    assert steps.max() < 0.01, (int(np.sum(steps > 0.5)), steps.size)
+    qat.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)),
+                                  np.asarray(qat(x, training=False)))
+    return loaded
 
 
 def _steps_off_xnnpack(qat, x, tmp_path):

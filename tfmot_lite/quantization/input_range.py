@@ -311,7 +311,7 @@ def _writer_takes(writer, activation):
     (`layer_kinds.fuses_relu`)."""
     if not isinstance(writer, BorrowsInputRange) or writer.output_range() is not None:
         return False
-    inner = getattr(writer, "layer", None) or getattr(writer, "conv", None)
+    inner = getattr(writer, "layer", None)  # a folded Conv-BatchNorm's: the conv
     return activation is None or (isinstance(inner, keras.layers.Layer)
                                   and layer_kinds.fuses_relu(inner))
 
