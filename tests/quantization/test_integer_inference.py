@@ -319,6 +319,7 @@ def _nested_at_the_end(x):
     return down(x)
 
 
+@pytest.mark.slow  # over 5 s: a predict and a save, load and predict
 def test_a_nested_model_that_ends_the_graph_reads_the_range_it_is_called_on(tmp_path):
     """No layer after the nested model walks back into it, so its
     LayerNorm is linked on the first call (`input_range.link_models_in_call`),
