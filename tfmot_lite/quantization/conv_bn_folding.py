@@ -50,7 +50,7 @@ from tfmot_lite.quantization.integer_grid import (
     KERNEL_MAX_ABS_FLOOR, bias_integers, symmetric_scale,
 )
 from tfmot_lite.quantization.config import default_activation_quantizer
-from tfmot_lite.quantization.input_range import BorrowsInputRange, int8_range
+from tfmot_lite.quantization.input_range import BorrowsInputRange
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -228,7 +228,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
                 s, b = self._folding()
             folded = kernel * self._kernel_scale(s)
             source = self.integer_input(training, self.conv)
-            output = int8_range(self.output_range()) or self.reader_range()
+            output = self.written_range()
             if source is not None and output is not None:
                 return self._integer_call(inputs, folded, b, source, output)
             b = self.device_bias(b, lambda: self._kernel_step(folded), training)

@@ -350,6 +350,12 @@ class BorrowsInputRange:
         return any(t is not None and s is None for t, s in zip(
             self._inputs_without_range or (), self.input_sources or ()))
 
+    def written_range(self):
+        """The 8-bit range this layer's int8 op writes its output into: its
+        own (`output_range()`), or where it owns none, its reader's
+        (`reader_range`); None where neither is one."""
+        return int8_range(self.output_range()) or self.reader_range()
+
     def reader_range(self):
         """The range this layer's int8 op writes where it owns none (the
         layout's fused outputs): that of the one layer found to read it, a

@@ -61,7 +61,7 @@ class Points:
         self._training = bool(training)
         self._input_source = input_source  # the range found for the input (a `Borrowed`)
         self._input_sources = input_sources  # the same for each input of a merge
-        self._output = output  # the wrapper's output range: (quantizer, variables)
+        self._output = output  # the range the op writes (a `Borrowed`: `written_range`)
         self._weights = weights or {}  # {path: (variable, quantizer, variables)}
 
     def __contains__(self, name):

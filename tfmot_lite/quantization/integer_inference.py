@@ -186,8 +186,7 @@ def _requantizing_slot(wrapper):
     if wrapper._activation_pairs or len(wrapper._output_quantizers) > 1:
         return None
     fused, relu = _fused_relu(getattr(wrapper.layer, "activation", None))
-    found = (int8_range(wrapper._output_quantizers[0]) if wrapper._output_quantizers
-             else wrapper.reader_range())
+    found = wrapper.written_range()
     if not fused or found is None:
         return None
     return (wrapper.layer, "activation"), lambda step: _Requantizing(found, step, relu)
@@ -202,9 +201,7 @@ def _own_range(wrapper):
     if (wrapper._weight_pairs or wrapper._activation_pairs
             or len(wrapper._output_quantizers) > 1):
         return None
-    if not wrapper._output_quantizers:
-        return wrapper.reader_range()
-    return int8_range(wrapper._output_quantizers[0])
+    return wrapper.written_range()
 
 
 def _times_constant(found, x, source, value):

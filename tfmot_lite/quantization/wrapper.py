@@ -289,8 +289,7 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
         found = self._activations(training)
         if isinstance(self.quantize_config, InsideQuantizeConfig):
             paths = self.quantize_config.weight_paths(self.layer)
-            output = self.output_range() or self.reader_range()
-            points = Points(self._points, training, self.input_source, output, {
+            points = Points(self._points, training, self.input_source, self.written_range(), {
                 path: (weight, quantizer, variables) for path, (weight, quantizer), variables
                 in zip(paths, self._weight_pairs, self._weight_vars)}, self.input_sources)
             found += self.quantize_config.substitutions(self.layer, points)
