@@ -13,7 +13,10 @@ import pathlib
 import keras
 import numpy as np
 
-from tfmot_lite.quantization.integer_grid import exact_quotient, range_scale, symmetric_scale
+from tfmot_lite.quantization.integer_grid import (
+    bias_integers, exact_quotient, range_scale, range_scale_error, symmetric_scale,
+    symmetric_scale_error,
+)
 
 folder = pathlib.Path(os.environ["TFMOT_LITE_REFERENCE"])
 model = keras.models.load_model(folder / "m.keras")
@@ -46,6 +49,24 @@ divided = {"by_scalar": sum(
 divided["kernel_step"] = int(np.sum(keras.ops.convert_to_numpy(kernel_step(highs))
                                     != (highs.astype("float64") / 127).astype("float32")))
 
+# The int32 bias over the converter's double steps, traced where the
+# backend traces: XLA would simplify the exact products' splitting away.
+def converter_bias(bias, low, high, max_abs):
+    return bias_integers(bias, range_scale(low, high), symmetric_scale(max_abs), 32,
+                         range_scale_error(low, high), symmetric_scale_error(max_abs))
+
+
+bias_call = converter_bias
+if keras.backend.backend() == "jax":
+    bias_call = jax.jit(converter_bias)
+max_abs = np.abs(rng.normal(size=20000)).astype("float32") + 1e-3
+double_step = ((highs.astype("float64") - lows) / 255) * (max_abs.astype("float64") / 127)
+biases = (rng.normal(0, 1e5, 20000) * double_step).astype("float32")
+quotients = biases / double_step
+expected = np.sign(quotients) * np.floor(np.abs(quotients) + 0.5)
+bias_misses = int(np.sum(keras.ops.convert_to_numpy(bias_call(biases, lows, highs, max_abs))
+                         != expected))
+
 print(json.dumps({
     "backend": keras.backend.backend(),
     "size": int(reference.size),
@@ -53,4 +74,5 @@ print(json.dumps({
     "call_differ": int(np.sum(called != reference)),
     "range_step_misses": misses,
     "quotient_misses": divided,
+    "bias_misses": bias_misses,
 }))

@@ -26,16 +26,18 @@ SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
 
 def _integer_paths_model(inputs):
     """Conv-BN-ReLU, a raw residual add, an Add into the ReLU after it, a
-    convolution into a Concatenate, and a nested LayerNorm and strided
-    convolution ending the graph: convolutions, ADDs, a concatenation and
-    a LayerNorm on the int8 integers in inference, the Add and the last
-    convolution into their reader's range."""
+    convolution into a Concatenate, a standalone BatchNorm-ReLU, and a
+    nested LayerNorm and strided convolution ending the graph:
+    convolutions, ADDs, a concatenation, a BatchNorm's MUL and ADD and a
+    LayerNorm on the int8 integers in inference, the Add, a convolution and
+    the BatchNorm into their reader's range."""
     layers = keras.layers
     x = layers.ReLU()(layers.BatchNormalization()(
         layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
     x = x + layers.Conv2D(16, 1)(x)
     x = layers.ReLU()(layers.Add()([x, layers.Conv2D(16, 1)(x)]))
     x = layers.Concatenate()([layers.Conv2D(8, 1)(x), x])
+    x = layers.ReLU()(layers.BatchNormalization()(x))
     down = keras.Sequential([layers.LayerNormalization(epsilon=1e-6),
                              layers.Conv2D(8, 2, strides=2)], name="down")
     return down(x)
@@ -157,3 +159,4 @@ def test_integer_paths_compute_what_tensorflow_computes(results):
     assert result["call_differ"] == 0, result
     assert not any(result["range_step_misses"].values()), result
     assert not any(result["quotient_misses"].values()), result
+    assert result["bias_misses"] == 0, result

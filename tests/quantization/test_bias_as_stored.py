@@ -1,6 +1,6 @@
 """Biases as the int8 .tflite adds them, which the QAT model adds so in
 inference: a convolution's or fully connected layer's as an int32 in units
-of input step times kernel step (`kernel_arithmetic.int32_bias`,
+of input step times kernel step (`Borrowed.bias_integers`,
 `input_range.BorrowsInputRange`); a matmul's over a sequence, which the
 converter adds in an ADD after a RESHAPE, and a LayerNormalization's beta,
 as an int8 constant on its own range (`quantizers.fake_quant_constant`,
@@ -12,19 +12,10 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
-from tfmot_lite.quantization import integer_inference
-from tfmot_lite.quantization.kernel_arithmetic import int32_bias
+from tfmot_lite.quantization.input_range import Borrowed
+from tfmot_lite.quantization.integer_grid import symmetric_scale
 
 L = keras.layers
-
-
-def test_int32_bias_lands_on_the_grid():
-    step = np.array([0.5, 0.01, 0.0], "float32")
-    bias = np.array([0.74, -0.0351, 0.123], "float32")
-    out = np.asarray(int32_bias(bias, step))
-    np.testing.assert_allclose(out, [0.5, -0.04, 0.123], rtol=1e-6)
-    # A scalar step (one scale for a per-tensor kernel) broadcasts.
-    np.testing.assert_allclose(np.asarray(int32_bias(bias, 0.25)), [0.75, 0.0, 0.0])
 
 
 def _numpy(x):
@@ -139,17 +130,21 @@ def test_inference_adds_the_rounded_bias_and_saving_keeps_it(tmp_path, monkeypat
 
     # The model computes what it computes holding the rounded bias ...
     _, kernel, quantizer, variables = wrapper._bias
-    step = wrapper.input_source.scale() * quantizer.kernel_scale(kernel, variables)
-    device = _numpy(int32_bias(float_bias, step))
+    integers, step = wrapper.input_source.bias_integers(
+        float_bias, quantizer.kernel_max_abs(kernel, variables))
+    device = _numpy(integers * step)
     assert not np.array_equal(device, float_bias)
     wrapper.layer.bias.assign(device)
     np.testing.assert_array_equal(_numpy(qat(x, training=False)), out)
     wrapper.layer.bias.assign(float_bias)
     # ... and not what it computes adding the float bias (inference adds
     # the integers `bias_integers` rounds it to, test_integer_inference.py).
+    def unrounded(self, bias, kernel_max_abs, num_bits=8, bits=32):
+        step = self.scale() * symmetric_scale(kernel_max_abs, num_bits)
+        return bias / step, step
+
     with monkeypatch.context() as patch:
-        patch.setattr(integer_inference, "bias_integers", lambda bias, input_step, kernel_step: (
-            bias / (input_step * kernel_step)))
+        patch.setattr(Borrowed, "bias_integers", unrounded)
         assert not np.array_equal(_numpy(qat(x, training=False)), out)
 
     qat.save(tmp_path / "m.keras")
@@ -195,3 +190,61 @@ def test_a_traced_inference_rounds_again_once_the_bias_moves():
     dense.bias.assign(np.full(8, 0.05, "float32"))
     after = qat.predict(x, verbose=0)
     np.testing.assert_allclose(after, _numpy(qat(x, training=False)), atol=1e-6)
+
+
+def _keras_int32_biases(qat):
+    """Each int32 bias the QAT model adds in inference, in graph order: a
+    folded Conv-BatchNorm's and a wrapped kernel layer's, as integers."""
+    from tfmot_lite.quantization.conv_bn_folding import QuantizeConvBatchNorm
+
+    found = []
+    for layer in qat.layers:
+        if isinstance(layer, QuantizeConvBatchNorm):
+            _, bias = layer._folding()
+            max_abs = keras.ops.maximum(
+                layer._kernel_max_abs(layer._kernel(False) * layer._kernel_scale(
+                    layer._folding()[0])), 5e-7)
+            found.append(layer.input_source.bias_integers(bias, max_abs)[0])
+        elif getattr(layer, "_bias", None) is not None:
+            _, kernel, quantizer, variables = layer._bias
+            found.append(layer.input_source.bias_integers(
+                layer.layer.bias, quantizer.kernel_max_abs(kernel, variables))[0])
+    return [_numpy(b).astype("int64") for b in found]
+
+
+def _stored_int32_biases(path):
+    """The int32 bias of each CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED of the .tflite at `path`, in graph order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return [interpreter.get_tensor(op["inputs"][2]).astype("int64")
+            for op in interpreter._get_ops_details()
+            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+            and len(op["inputs"]) > 2 and op["inputs"][2] >= 0
+            and details[op["inputs"][2]]["dtype"] == np.int32]
+
+
+def test_int32_biases_are_the_converters(tmp_path):
+    """Every int32 bias the model adds in inference is the one the .tflite
+    stores: `round(b / (S_in * S_w))` with the steps in double
+    (`integer_grid.bias_integers`). Rounded over the float32 product of
+    the float32 steps, 1 of these 712 channels was a step apart (and 1 of
+    the 16 of a Conv-BN in another model, 47 of its outputs off
+    XNNPACK's)."""
+    def make():
+        return _chain(
+            L.Conv2D(64, 3, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU(),
+            L.DepthwiseConv2D(3, padding="same", use_bias=False), L.BatchNormalization(),
+            L.ReLU(), L.Conv2D(256, 1, use_bias=False), L.BatchNormalization(), L.ReLU(),
+            L.Conv2D(128, 1), L.GlobalAveragePooling2D(), L.Dense(200))
+
+    qat, x = _calibrated_qat((8, 8, 3), make)
+    path = tmp_path / "m.tflite"
+    export.export_model(qat, "int8", path=path, int8_io=True, latency_runs=1)
+    ours, stored = _keras_int32_biases(qat), _stored_int32_biases(path)
+    assert [b.shape for b in ours] == [b.shape for b in stored]
+    differ = sum(int(np.sum(a != b)) for a, b in zip(ours, stored))
+    assert differ == 0, (differ, sum(b.size for b in stored))

@@ -13,7 +13,10 @@ import pytest
 
 import tfmot_lite as tfmot
 from tfmot_lite import export
-from tfmot_lite.quantization.integer_grid import bias_integers, integer_grid, range_scale
+from tfmot_lite.quantization.integer_grid import (
+    bias_integers, integer_grid, range_scale, range_scale_error, symmetric_scale,
+    symmetric_scale_error,
+)
 from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, requantize
 from tfmot_lite.quantization.input_range import BorrowsInputRange
 from tflite_helpers import output_steps
@@ -191,6 +194,38 @@ def test_an_inception_resnet_block_sums_into_its_relus_range(tmp_path):
     assert block.output_range() is None and block.reader_range() is not None
     loaded = _on_xnnpack_and_saved(qat, x, tmp_path)
     assert loaded.get_layer(block.name).reader_range() is not None
+
+
+def _batch_norm_alone(activation):
+    """A standalone BatchNormalization (DenseNet's after a concatenation:
+    a MUL and an ADD, no convolution before it to fold into) on 64
+    channels of a DepthwiseConv-ReLU, then `activation`."""
+
+    def make(x):
+        x = L.ReLU()(L.DepthwiseConv2D(1)(x))
+        y = L.BatchNormalization(epsilon=1.001e-5)(x)
+        return y if activation is None else L.Activation(activation)(y)
+
+    return make
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_a_standalone_batch_norm_computes_its_mul_and_add_on_integers(activation, tmp_path):
+    """The MUL by the folded scale into its own range, then XNNPACK's ADD
+    of the folded offset into the output's, or the ReLU's the ADD fuses
+    (`integer_inference.batch_norm_call`). In float, 440 of these
+    1,048,576 outputs with the ReLU (in three channels) and 1,031 without
+    had been up to three steps off XNNPACK's."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-0.2, 3.0, (256, 8, 8, 64)).astype("float32")
+    qat = _qat(_batch_norm_alone(activation), (8, 8, 64), x, seed=2)
+    # The inputs on the input's int8 grid: how a float input rounds at the
+    # model's edge is not this layer's.
+    x = np.asarray(keras.Model(qat.input, qat.layers[1].output)(x))
+    (bn,) = [layer for layer in qat.layers if "batch_norm" in layer.name]
+    assert bn.input_source is not None
+    assert (bn.output_range() is None) == (activation == "relu")
+    _on_xnnpack_and_saved(qat, x, tmp_path)
 
 
 def _squeeze_excite(x):
@@ -460,21 +495,31 @@ def test_range_scale_survives_graph_optimization():
     np.testing.assert_array_equal(traced(lows, highs).numpy(), converter)
 
 
-def test_bias_integers_round_the_exact_quotient():
-    """The converter's int32 bias is `round(b / step)` in double, `step`
-    the float32 product of the two scales, a half away from zero; a float32
-    quotient of a few thousand steps misses a near half."""
+def test_bias_integers_round_the_converters_double_quotient():
+    """The converter's int32 bias is `round(b / (S_in * S_w))` in double, a
+    half away from zero, `S_in = (max - min) / 255` and `S_w = max|w| / 127`
+    the steps in double (not the float32 scales the .tflite stores, nor
+    their float32 product); a float32 quotient of a few thousand steps
+    misses a near half, and the float32 steps a bias of 10^5 steps."""
     rng = np.random.default_rng(0)
-    input_step = np.float32(0.02875734)
-    kernel_step = rng.uniform(1e-4, 1e-2, 20000).astype("float32")
-    bias = (rng.normal(0, 3000, 20000) * input_step * kernel_step).astype("float32")
-    step = (input_step * kernel_step).astype("float32")
-    quotient = bias.astype("float64") / step.astype("float64")
+    n = 20000
+    low = -rng.uniform(0.0, 4.0, n).astype("float32")
+    high = rng.uniform(0.5, 8.0, n).astype("float32")
+    max_abs = rng.uniform(1e-3, 2.0, n).astype("float32")
+    input_step = ((high.astype("float64") - low) / 255).astype("float32")
+    kernel_step = (max_abs.astype("float64") / 127).astype("float32")
+    bias = (rng.normal(0, 1e5, n) * input_step * kernel_step).astype("float32")
+    quotient = bias.astype("float64") / (((high.astype("float64") - low) / 255)
+                                         * (max_abs.astype("float64") / 127))
     exact = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)
-    ours = keras.ops.convert_to_numpy(bias_integers(bias, input_step, kernel_step))
+    ours = keras.ops.convert_to_numpy(bias_integers(
+        bias, range_scale(low, high), symmetric_scale(max_abs), 32,
+        range_scale_error(low, high), symmetric_scale_error(max_abs)))
     np.testing.assert_array_equal(ours, exact)
-    naive = np.round(bias / step)
-    assert np.sum(naive != exact) > 0
+    # The float32 product of the stored scales, divided exactly, misses.
+    stored = (input_step * kernel_step).astype("float64")
+    rounded = np.sign(bias / stored) * np.floor(np.abs(bias / stored) + 0.5)
+    assert np.sum(rounded != exact) > 0
     # A tie goes away from zero.
     tie = np.array([2.5, -2.5], "float32")
     np.testing.assert_array_equal(

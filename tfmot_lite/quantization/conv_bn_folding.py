@@ -47,10 +47,11 @@ from tfmot_lite.core.weight_wrapper import WeightTransformWrapper, substituted
 from tfmot_lite.fast.ops import batch_norm_train
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import (
-    KERNEL_MAX_ABS_FLOOR, bias_integers, symmetric_scale,
+    KERNEL_MAX_ABS_FLOOR, symmetric_scale,
 )
 from tfmot_lite.quantization.config import default_activation_quantizer
 from tfmot_lite.quantization.input_range import BorrowsInputRange
+from tfmot_lite.quantization.integer_inference import batch_norm_call
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
 
@@ -178,11 +179,14 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
                                       -1 if self.per_axis else None, training)
         return ops.reshape(flat, kernel.shape) if self._layout.depthwise else flat
 
-    def _kernel_step(self, kernel):
-        """The step of each output channel of the int8 kernel that the
+    def _kernel_max_abs(self, kernel):
+        """`max|w|` of each output channel of the int8 kernel that the
         folded float `kernel` becomes."""
-        return symmetric_scale(ops.maximum(self._max_abs(self._flat(kernel)), 1e-8),
-                                 self.num_bits_weight)
+        return ops.maximum(self._max_abs(self._flat(kernel)), 1e-8)
+
+    def _kernel_step(self, kernel):
+        """The step of each output channel of that int8 kernel."""
+        return symmetric_scale(self._kernel_max_abs(kernel), self.num_bits_weight)
 
     def _folding(self, mean=None, variance=None):
         """Per-channel `(s, b)` of the BatchNorm: the inference-time one, or
@@ -231,7 +235,8 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
             output = self.written_range()
             if source is not None and output is not None:
                 return self._integer_call(inputs, folded, b, source, output)
-            b = self.device_bias(b, lambda: self._kernel_step(folded), training)
+            b = self.device_bias(b, lambda: self._kernel_max_abs(folded), training,
+                                 self.num_bits_weight)
             y = self._convolve(inputs, self._quantize_kernel(folded, training), b)
         if not self.quantize_output:
             if self.activation is None:
@@ -247,12 +252,12 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
         (`integer_inference.py`): the input and folded kernel divided by
         their steps, the folded bias as the int32 the converter stores, the
         accumulator requantized as XNNPACK does."""
-        kernel_step = ops.maximum(self._kernel_step(folded),
-                                  symmetric_scale(KERNEL_MAX_ABS_FLOOR))
+        max_abs = ops.maximum(self._kernel_max_abs(folded), KERNEL_MAX_ABS_FLOOR)
+        kernel_step = symmetric_scale(max_abs, self.num_bits_weight)
         product_step = source.scale() * kernel_step
         w = ops.round(self._quantize_kernel(folded) / self._kernel_scale(kernel_step))
-        accumulator = self._convolve(self.input_integers(inputs, source), w,
-                                     bias_integers(bias, source.scale(), kernel_step))
+        integers, _ = source.bias_integers(bias, max_abs, self.num_bits_weight)
+        accumulator = self._convolve(self.input_integers(inputs, source), w, integers)
         return output.requantize(accumulator, product_step, self.activation)
 
     def compute_output_shape(self, input_shape):
@@ -307,7 +312,7 @@ class QuantizeConvBatchNorm(BorrowsInputRange, WeightTransformWrapper):
 
 
 @_register
-class QuantizeBatchNorm(keras.layers.Layer):
+class QuantizeBatchNorm(BorrowsInputRange, keras.layers.Layer):
     """A BatchNormalization with no convolution before it to fold into.
 
     TFLite runs it as MUL by `s` then ADD of `b` (the folding above with no
@@ -316,7 +321,10 @@ class QuantizeBatchNorm(keras.layers.Layer):
     (`quantizers.fake_quant_constant`). Training with a trainable BatchNorm
     uses batch statistics as Keras does, and records the range of
     `x * fq(s)` (moving statistics) for the MUL; inference computes
-    `fq(fq(x * fq(s)) + fq(b))`, what the device computes.
+    `fq(fq(x * fq(s)) + fq(b))`, what the device computes, and where the
+    input's range is found, on the integers the two ops compute with
+    (`integer_inference.batch_norm_call`). Where the ReLU after it owns the
+    output range (the ADD fuses it), the ADD writes into that range.
     """
 
     technique = techniques.QAT
@@ -351,6 +359,10 @@ class QuantizeBatchNorm(keras.layers.Layer):
         training = bool(training)
         bn = self.batch_norm
         s, b = batch_norm_folding(bn, bn.moving_mean, bn.moving_variance)
+        if not (training and bn.trainable):
+            y = batch_norm_call(self, inputs, s, b, training)
+            if y is not None:
+                return y
         s, b = q.fake_quant_constant(s), q.fake_quant_constant(b)
         scaled = self.scaled_quantizer(inputs * s, training, self._scaled_vars)
         if training and bn.trainable:
@@ -368,6 +380,14 @@ class QuantizeBatchNorm(keras.layers.Layer):
         """`(quantizer, weights)` of the output's range; None where the op
         after it owns it."""
         return (self.output_quantizer, self._output_vars) if self.quantize_output else None
+
+    def scaled_range(self):
+        """`(quantizer, weights)` of the MUL's output range."""
+        return self.scaled_quantizer, self._scaled_vars
+
+    def op_layer(self):
+        """The BatchNormalization (whose ADD fuses a ReLU after it)."""
+        return self.batch_norm
 
     def get_config(self):
         return {

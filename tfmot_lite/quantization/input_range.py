@@ -37,9 +37,13 @@ import keras
 
 from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
-from tfmot_lite.quantization.integer_grid import integer_grid, on_integer_grid, range_scale
+from tfmot_lite.quantization.integer_grid import (
+    bias_integers, integer_grid, on_integer_grid, range_scale, range_scale_error,
+    symmetric_scale,
+    symmetric_scale_error,
+)
 from tfmot_lite.quantization.kernel_arithmetic import (
-    device_sum, int32_bias, requantize, requantize_copy, requantize_mean,
+    device_sum, requantize, requantize_copy, requantize_mean,
 )
 
 
@@ -64,6 +68,21 @@ class Borrowed:
         """The grid step of the range (a scalar tensor; 0 for the empty
         range `[0, 0]`)."""
         return range_scale(*self._bounds())
+
+    def scale_error(self):
+        """What the converter's step of the range, a double, holds beyond
+        `scale()` (`integer_grid.range_scale_error`)."""
+        return range_scale_error(*self._bounds())
+
+    def bias_integers(self, bias, kernel_max_abs, num_bits=8, bits=32):
+        """`(integers, step)`: `bias` as the int32 the converter stores for
+        a kernel reading this range whose channels' largest weights are
+        `kernel_max_abs` (`integer_grid.bias_integers`), and the step
+        `input_scale * kernel_scale` it is in units of."""
+        kernel_step = symmetric_scale(kernel_max_abs, num_bits)
+        integers = bias_integers(bias, self.scale(), kernel_step, bits, self.scale_error(),
+                                 symmetric_scale_error(kernel_max_abs, num_bits))
+        return integers, self.scale() * kernel_step
 
     def integers_of(self, x):
         """`x`, a tensor on this range's grid, as the integers an int8
@@ -311,7 +330,7 @@ def _writer_takes(writer, activation):
     (`layer_kinds.fuses_relu`)."""
     if not isinstance(writer, BorrowsInputRange) or writer.output_range() is not None:
         return False
-    inner = getattr(writer, "layer", None)  # a folded Conv-BatchNorm's: the conv
+    inner = writer.op_layer()
     return activation is None or (isinstance(inner, keras.layers.Layer)
                                   and layer_kinds.fuses_relu(inner))
 
@@ -349,6 +368,11 @@ class BorrowsInputRange:
             return True
         return any(t is not None and s is None for t, s in zip(
             self._inputs_without_range or (), self.input_sources or ()))
+
+    def op_layer(self):
+        """The Keras layer whose TFLite op this layer computes: the wrapped
+        layer (a folded Conv-BatchNorm's convolution), or None."""
+        return getattr(self, "layer", None)
 
     def written_range(self):
         """The 8-bit range this layer's int8 op writes its output into: its
@@ -432,18 +456,23 @@ class BorrowsInputRange:
         integers the int8 kernel reads less the zero point: exact in float32."""
         return source.integers_of(inputs)
 
-    def device_bias(self, bias, kernel_scale, training):
+    def device_bias(self, bias, kernel_max_abs, training, num_bits=8):
         """`bias` as the layer's int8 kernel adds it: on the int32 grid of
-        the input's step times `kernel_scale()` (a function giving the
-        kernel's step per output channel, or None where it has none), in
-        inference (`kernel_arithmetic.int32_bias`). `bias` itself in training,
-        with activations float, in the converter's trace (the converter
-        rounds it there) and where no input range was found."""
+        the input's step times the kernel's, as the converter rounds it
+        (`Borrowed.bias_integers`; `kernel_max_abs()`, a function giving
+        the kernel's `max|w|` per output channel, or None where it has
+        none), in inference. `bias` itself in training, with activations
+        float, in the converter's trace (the converter rounds it there) and
+        where no input range was found. No gradient."""
         source = self.input_source
         if (training or source is None or q.activations_are_float()
                 or q.tracing_for_converter()):
             return bias
-        step = kernel_scale()
-        if step is None:
+        max_abs = kernel_max_abs()
+        if max_abs is None:
             return bias
-        return keras.ops.cast(int32_bias(bias, source.scale() * step), bias.dtype)
+        # Saturated to int64 (beside 16-bit activations; int32 saturates
+        # only channels whose kernel is all but zero).
+        integers, step = source.bias_integers(bias, max_abs, num_bits, bits=64)
+        rounded = keras.ops.where(step > 0, integers * step, keras.ops.cast(bias, "float32"))
+        return keras.ops.cast(rounded, bias.dtype)

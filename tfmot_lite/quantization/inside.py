@@ -24,7 +24,7 @@ from keras import ops
 
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.input_range import either_range, int8_range, integer_call_excluded
-from tfmot_lite.quantization.integer_grid import on_integer_grid, stored_constant
+from tfmot_lite.quantization.integer_grid import on_integer_grid, stored_constant, symmetric_scale
 from tfmot_lite.quantization.config import (
     QuantizeConfig,
     default_activation_quantizer,
@@ -124,13 +124,14 @@ class Points:
         return None if None in found else found
 
     def weight_step(self, path):
-        """The step the converter stores the int8 weight at `path` with (its
-        quantizer's `kernel_scale`), or None."""
+        """The step the converter stores the int8 weight at `path` with
+        (`max|w| / 127`, its quantizer's `kernel_max_abs`), or None."""
         if path not in self._weights:
             return None
         variable, quantizer, variables = self._weights[path]
-        step = getattr(quantizer, "kernel_scale", None)
-        return None if step is None else step(variable, variables)
+        max_abs = getattr(quantizer, "kernel_max_abs", None)
+        max_abs = None if max_abs is None else max_abs(variable, variables)
+        return None if max_abs is None else symmetric_scale(max_abs, quantizer.num_bits)
 
     def low(self, name):
         quantizer, variables = self._quantizers[name]

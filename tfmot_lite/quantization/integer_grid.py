@@ -9,7 +9,11 @@ stored values to the bit:
 
     scale      = (max - min) / (q_max - q_min)          (rounded once)
     zero_point = round_half_up(q_min - min / scale)     (clamped to the grid)
-    bias_q     = round_half_away(bias / (s_in * s_w))   (int32, saturated)
+    bias_q     = round_half_away(bias / (S_in * S_w))   (int32, saturated)
+
+where `S_in` and `S_w` are the input's and kernel's steps in double,
+`(max - min) / 255` and `max|w| / 127`, not the float32 scales the .tflite
+stores (`range_scale_error`, `symmetric_scale_error`).
 """
 
 import keras
@@ -66,6 +70,23 @@ def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
     `d - q * 2**b` and adding `c * q` are exact by Sterbenz' lemma. Each
     step is kept as written under JAX's `jit` (`_as_written`), where XLA
     would simplify the correction away."""
+    quotient, correction = _range_scale_parts(min_val, max_val, num_bits, narrow_range)
+    return quotient + correction
+
+
+def range_scale_error(min_val, max_val, num_bits=8, narrow_range=False):
+    """`(max - min) / levels - range_scale(...)` (to float32 precision):
+    what the converter's step, a double, holds beyond the float32 one it
+    stores. Its int32 biases divide by the double steps (`bias_integers`)."""
+    quotient, correction = _range_scale_parts(min_val, max_val, num_bits, narrow_range)
+    (step,) = _as_written(quotient + correction)
+    return (quotient - step) + correction
+
+
+def _range_scale_parts(min_val, max_val, num_bits, narrow_range):
+    """`(quotient, correction)`: `(max - min) / levels` as the float32
+    quotient of the exact difference and the float32 quotient of its
+    exact remainder (see `range_scale`)."""
     power = 2.0 ** num_bits
     extra = 1 + (1 if narrow_range else 0)
     levels = power - extra
@@ -77,7 +98,7 @@ def range_scale(min_val, max_val, num_bits=8, narrow_range=False):
     quotient, error = _as_written(exact_quotient(width, levels), error)
     below, added_back = _as_written(width - quotient * power, extra * quotient)
     remainder = below + added_back + error
-    return quotient + exact_quotient(remainder, levels)
+    return quotient, exact_quotient(remainder, levels)
 
 
 def integer_grid(min_val, max_val, num_bits, narrow_range):
@@ -139,27 +160,44 @@ def _exact_product(a, b):
     return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
-def bias_integers(bias, input_step, kernel_step, bits=32):
-    """The int32 the converter stores for `bias`: `bias / step` rounded (a
-    half away from zero), `step` the float32 product `input_step *
-    kernel_step` it stores as the bias's scale, the quotient exact (the
-    converter divides in double). In float32 a bias of a few thousand steps
-    lands within 10^-3 of a half often enough to round the other way (one
-    of 480 channels of an EfficientNetB0 depthwise layer), and every output
-    of the channel with it. So the rounded float quotient `n` is corrected
-    by its exact remainder `bias - n * step`. Zero where a step is 0.
-    (Measured on the 51,312 conv channels of a QAT EfficientNetB0 and
-    EfficientNetV2B0: every stored bias but one, whose folded float bias the
-    converter computed an ulp apart.)"""
+def bias_integers(bias, input_step, kernel_step, bits=32, input_error=0.0, kernel_error=0.0):
+    """The int32 the converter stores for `bias`: `bias / (S_in * S_w)`
+    rounded (a half away from zero), the quotient and the product of the
+    two steps in double, `S_in = input_step + input_error` and `S_w =
+    kernel_step + kernel_error` the steps as the converter holds them
+    (doubles; `range_scale_error`, `symmetric_scale_error`), not the
+    float32 scales it stores.
+
+    In float32 a bias of a few thousand steps lands within 10^-3 of a half
+    often enough to round the other way (one of 480 channels of an
+    EfficientNetB0 depthwise layer), and every output of the channel with
+    it; the float32 product of the float32 steps, a few 10^-8 off the
+    double one, moves a bias of 10^5 steps by 10^-3 of a step (one of 16
+    channels of a Conv-BN a step off, 47 outputs). So the rounded float
+    quotient `n` is corrected by its remainder `bias - n * S_in * S_w`,
+    exact to first order in the steps' errors and the float32 product's
+    rounding. Zero where a step is 0."""
     bias = ops.cast(bias, "float32")
-    step = ops.cast(input_step, "float32") * ops.cast(kernel_step, "float32")
+    input_step, kernel_step = ops.cast(input_step, "float32"), ops.cast(kernel_step, "float32")
+    step, step_error = _as_written(*_exact_product(input_step, kernel_step))
     safe = ops.where(step > 0, step, 1.0)
-    n = ops.round(bias / safe)
+    # S_in * S_w = step * (1 + relative), to first order: the float32
+    # product's rounding and each step's own error.
+    relative = (exact_quotient(step_error, safe)
+                + exact_quotient(ops.cast(input_error, "float32"),
+                                 ops.where(input_step > 0, input_step, 1.0))
+                + exact_quotient(ops.cast(kernel_error, "float32"),
+                                 ops.where(kernel_step > 0, kernel_step, 1.0)))
+    quotient = bias / safe
+    n = ops.round(quotient - quotient * relative)
     product, product_error = _exact_product(n, safe)
-    remainder = (bias - product) - product_error
-    half = 0.5 * safe
-    up = (remainder > half) | ((remainder == half) & (bias > 0))
-    down = (remainder < -half) | ((remainder == -half) & (bias < 0))
+    remainder = ((bias - product) - product_error) - (product * relative)
+    half, half_error = 0.5 * safe, 0.5 * safe * relative
+    (above,) = _as_written(remainder - half)
+    (below,) = _as_written(remainder + half)
+    above, below = above - half_error, below + half_error
+    up = (above > 0) | ((above == 0) & (bias > 0))
+    down = (below < 0) | ((below == 0) & (bias < 0))
     n = n + ops.cast(up, "float32") - ops.cast(down, "float32")
     # Saturated to the stored width (int32; int64 beside 16-bit
     # activations), as the converter stores it (a pruned channel's step is
@@ -178,3 +216,15 @@ def symmetric_scale(max_abs, num_bits=8):
     """The step of symmetric narrow-range quantization over `[-m, m]`:
     `m / (2**(b-1) - 1)` (FakeQuant's nudging keeps that range exact)."""
     return exact_quotient(max_abs, float(2 ** (num_bits - 1) - 1))
+
+
+def symmetric_scale_error(max_abs, num_bits=8):
+    """`m / (2**(b-1) - 1) - symmetric_scale(m)` (to float32 precision):
+    what the converter's kernel step, a double, holds beyond the float32
+    one it stores (`bias_integers`)."""
+    levels = float(2 ** (num_bits - 1) - 1)
+    max_abs = ops.cast(max_abs, "float32")
+    step = symmetric_scale(max_abs, num_bits)
+    product, product_error = _as_written(*_exact_product(step, levels))
+    (left,) = _as_written(max_abs - product)
+    return exact_quotient(left - product_error, levels)

@@ -12,7 +12,7 @@ instead:
 * a convolution, depthwise convolution, Conv1D or Dense (`integer_call`;
   the folded Conv-BatchNorm in `conv_bn_folding.py`): input and kernel
   divided by their steps (exact integers in float32), the bias as the
-  int32 the converter stores (`integer_grid.bias_integers`), the accumulator
+  int32 the converter stores (`Borrowed.bias_integers`), the accumulator
   requantized as XNNPACK does (`kernel_arithmetic.requantize`) into the range the
   float path rounds it into first: the output's, a fused ReLU or ReLU6
   clamped in, or the input range of an activation TFLite runs as its own
@@ -36,6 +36,9 @@ instead:
 * a layer scale (`keras.applications`' LayerScale, ConvNeXt's `x * gamma`)
   into its own range: the MUL by `gamma` as the converter stores it (int8,
   `integer_grid.stored_constant`), requantized as a MUL is.
+* a standalone BatchNormalization (`QuantizeBatchNorm`, `batch_norm_call`):
+  the MUL by its folded scale as stored, into the MUL's range, then
+  XNNPACK's ADD of its folded offset as stored.
 
 A raw ADD, SUB or MUL of two tensors of the graph (a `QuantizeOperation`)
 computes as an `Add` or `Multiply` does (`operation_call`). A
@@ -62,7 +65,7 @@ from tfmot_lite.core.layer_kinds import family, keras_relu_name
 from tfmot_lite.quantization.input_range import int8_range
 from tfmot_lite.quantization.inside import InsideQuantizeConfig
 from tfmot_lite.quantization.integer_grid import (
-    KERNEL_MAX_ABS_FLOOR, bias_integers, exact_quotient, stored_constant, symmetric_scale,
+    KERNEL_MAX_ABS_FLOOR, exact_quotient, stored_constant, symmetric_scale,
 )
 from tfmot_lite.quantization.kernel_arithmetic import COPY_RATIO_LIMITS, hard_swish_integers
 
@@ -139,17 +142,18 @@ def _kernel_call(wrapper, inputs):
             or (isinstance(layer, keras.layers.Dense) and len(inputs.shape) != 2)):
         return None
     kernel, quantizer = wrapper._weight_pairs[0]
-    if kernel is not getattr(layer, "kernel", None) or not hasattr(quantizer, "kernel_scale"):
+    if kernel is not getattr(layer, "kernel", None) or not hasattr(quantizer, "kernel_max_abs"):
         return None
     if getattr(layer, "bias", None) is not None and wrapper._bias is None:
         return None
     source = wrapper.integer_input(False, layer)
     slot = _requantizing_slot(wrapper)
-    kernel_step = quantizer.kernel_scale(kernel, wrapper._weight_vars[0])
-    if source is None or slot is None or kernel_step is None:
+    max_abs = quantizer.kernel_max_abs(kernel, wrapper._weight_vars[0])
+    if source is None or slot is None or max_abs is None:
         return None
     # An all-zero channel (a pruned one) has no step: the converter's.
-    kernel_step = ops.maximum(kernel_step, symmetric_scale(KERNEL_MAX_ABS_FLOOR))
+    max_abs = ops.maximum(max_abs, KERNEL_MAX_ABS_FLOOR)
+    kernel_step = symmetric_scale(max_abs, quantizer.num_bits)
     (weights,) = wrapper.transformed_weights(False)
     shaped = _kernel_shaped(kernel_step, weights)
     if shaped is None:
@@ -157,8 +161,8 @@ def _kernel_call(wrapper, inputs):
     slot, make = slot
     substitutions = [(slot, make(source.scale() * kernel_step))]
     if wrapper._bias is not None:
-        substitutions.append((wrapper._bias[0], bias_integers(
-            layer.bias, source.scale(), kernel_step)))
+        integers, _ = source.bias_integers(layer.bias, max_abs, quantizer.num_bits)
+        substitutions.append((wrapper._bias[0], integers))
     return wrapper.call_substituted(
         (wrapper.input_integers(inputs, source),), {}, [ops.round(weights / shaped)],
         substitutions, False)
@@ -361,6 +365,25 @@ def _layer_scale(wrapper, inputs):
     if found is None or source is None or gamma is None:
         return None
     return _times_constant(found, wrapper.input_integers(inputs, source), source, gamma)
+
+
+def batch_norm_call(layer, inputs, scale, offset, training):
+    """A standalone BatchNormalization (`QuantizeBatchNorm`) as its two
+    int8 ops compute it: the MUL by `scale` as the converter stores that
+    constant, into the MUL's range, then the ADD of `offset` (stored the
+    same way) as XNNPACK's ADD computes it, into the range the ADD writes
+    (its own, or that of the ReLU it fuses, clamped in). None where an
+    input or output range is not found, or in training."""
+    source = layer.integer_input(training, layer.batch_norm)
+    found = layer.written_range()
+    scaled_range = int8_range(layer.scaled_range())
+    if source is None or found is None or scaled_range is None:
+        return None
+    scaled = _times_constant(scaled_range, layer.input_integers(inputs, source), source, scale)
+    constant, step = stored_constant(offset)
+    scaled = scaled_range.integers_of(scaled)
+    return found.requantize_sum(scaled, scaled_range.scale(),
+                                ops.zeros_like(scaled) + constant, step)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").

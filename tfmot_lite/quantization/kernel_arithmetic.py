@@ -15,7 +15,6 @@ LiteRT's built-in kernels, each checked against the kernel it names):
   32-bit fixed point;
 * `average_rounding`, `interpolation_rounding`: how an average pool and a
   bilinear resize round their means;
-* `int32_bias`: a float bias as the kernel adds it.
 
 Integers are held in float32 (exact below 2**24) unless a kernel's
 fixed point needs int32. No gradient: inference only.
@@ -133,24 +132,6 @@ def interpolation_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     low, high, scale, _ = nudged_grid(min_val, max_val, num_bits, narrow_range)
     steps = (ops.clip(x, low, high) - low) / scale
     return ops.floor(steps + 0.5 + 1e-3) * scale + low
-
-
-def int32_bias(bias, step):
-    """`bias` as an int8 convolution or fully connected kernel adds it: an
-    integer number of `step = input_scale * kernel_scale` (per output
-    channel where the kernel's scale is), stored as int32 (int64 beside
-    16-bit activations) by the converter, which rounds it there itself.
-
-    The step is a small fraction of the output's, yet the float bias, up to
-    half a step away, tips the outputs that lie that close to a rounding
-    boundary: 0.05-0.13% of a 1x1 Conv-BatchNorm's outputs landed a step
-    off XNNPACK's until the Keras model added the bias so. Rounded as the
-    converter rounds it (`bias_integers`). A zero `step` (an empty input
-    range) keeps the bias. No gradient: the wrappers round so in inference
-    only (where `integer_inference.py` does not compute on the integers)."""
-    step = ops.cast(step, "float32")
-    bias = ops.cast(bias, "float32")
-    return ops.where(step > 0, bias_integers(bias, step, 1.0, bits=64) * step, bias)
 
 
 def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,

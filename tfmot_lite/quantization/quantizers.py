@@ -365,15 +365,15 @@ class LastValueQuantizer(_RangeQuantizer):
             lo, hi = weights["min_var"], weights["max_var"]
         return self._quantize(inputs, lo, hi)
 
-    def kernel_scale(self, kernel, weights):
-        """The step the converter gives the int8 kernel this quantizer
-        rounds in inference (one per output channel with `per_axis`): the
-        unit of the kernel's int32 bias with the input's step
-        (`int32_bias`). None unless symmetric narrow-range, the int8
-        kernels' layout."""
+    def kernel_max_abs(self, kernel, weights):
+        """`max|w|` of the int8 kernel this quantizer rounds in inference
+        (one per output channel with `per_axis`), from which the converter
+        computes the kernel's step, `max|w| / 127`: with the input's step,
+        the unit of the kernel's int32 bias (`Borrowed.bias_integers`).
+        None unless symmetric narrow-range, the int8 kernels' layout."""
         if not (self.symmetric and self.narrow_range):
             return None
-        return symmetric_scale(ops.cast(weights["max_var"], "float32"), self.num_bits)
+        return ops.cast(weights["max_var"], "float32")
 
 
 class _TrackedRangeQuantizer(_RangeQuantizer):
@@ -608,14 +608,13 @@ class ChannelKernelQuantizer(LastValueQuantizer):
         m = ops.max(ops.abs(ops.stop_gradient(inputs)), axis=axes, keepdims=True)
         return emulated_symmetric_quant(inputs, m, self.num_bits)
 
-    def kernel_scale(self, kernel, weights):
-        """The step of each output channel of `kernel` (see
-        `LastValueQuantizer.kernel_scale`), from its current `max|x|`."""
+    def kernel_max_abs(self, kernel, weights):
+        """`max|w|` of each output channel of `kernel` (see
+        `LastValueQuantizer.kernel_max_abs`)."""
         rank = len(kernel.shape)
         channel = self.channel_axis % rank
         axes = tuple(i for i in range(rank) if i != channel)
-        return symmetric_scale(ops.max(ops.abs(ops.cast(kernel, "float32")), axis=axes),
-                               self.num_bits)
+        return ops.max(ops.abs(ops.cast(kernel, "float32")), axis=axes)
 
     def get_config(self):
         return {"num_bits": self.num_bits, "channel_axis": self.channel_axis}

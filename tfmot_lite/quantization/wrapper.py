@@ -132,7 +132,7 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
     In inference a layer whose int8 kernel adds its bias as an int32
     (`layer_kinds.int32_bias`: Conv, DepthwiseConv, Dense) adds it rounded
     as the device does (`BorrowsInputRange.device_bias`), where its input's
-    range and its kernel quantizer's step (`kernel_scale`) are known.
+    range and its kernel quantizer's `max|w|` (`kernel_max_abs`) are known.
     """
 
     technique = techniques.QAT
@@ -243,7 +243,7 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
         if any(weight is bias for weight, _ in self._weight_pairs):
             return None
         for (weight, quantizer), variables in zip(self._weight_pairs, self._weight_vars):
-            if weight is kernel and hasattr(quantizer, "kernel_scale"):
+            if weight is kernel and hasattr(quantizer, "kernel_max_abs"):
                 (slot,) = find_weight_slots(layer, [bias])
                 return slot, kernel, quantizer, variables
         return None
@@ -296,7 +296,8 @@ class QuantizeWrapper(BorrowsInputRange, WeightTransformWrapper):
         if self._bias is not None and not training:
             slot, kernel, quantizer, variables = self._bias
             bias = self.device_bias(self.layer.bias,
-                                    lambda: quantizer.kernel_scale(kernel, variables), training)
+                                    lambda: quantizer.kernel_max_abs(kernel, variables), training,
+                                    quantizer.num_bits)
             if bias is not self.layer.bias:
                 found.append((slot, bias))
         return found

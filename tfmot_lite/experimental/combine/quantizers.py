@@ -42,11 +42,11 @@ class PreservingQuantizer(Quantizer):
         transformed = self.transform(inputs, training, weights["transform"])
         return self.quantizer(transformed, training, weights["quantizer"], **kwargs)
 
-    def kernel_scale(self, kernel, weights):
-        """The inner quantizer's step for the transformed kernel (None where
-        it has none): what the int32 bias and integer inference read
-        (`LastValueQuantizer.kernel_scale`)."""
-        inner = getattr(self.quantizer, "kernel_scale", None)
+    def kernel_max_abs(self, kernel, weights):
+        """The inner quantizer's `max|w|` of the transformed kernel (None
+        where it has none): what the int32 bias and integer inference read
+        (`LastValueQuantizer.kernel_max_abs`)."""
+        inner = getattr(self.quantizer, "kernel_max_abs", None)
         if inner is None:
             return None
         return inner(self.transform(kernel, False, weights["transform"]), weights["quantizer"])
