@@ -44,7 +44,7 @@ keeps it), and for each technique:
 * `int32_bias`: TFLite's int8 op for the family adds the layer's bias
   as an int32 in units of its input's scale times its kernel's (CONV_2D,
   DEPTHWISE_CONV_2D, FULLY_CONNECTED): the QAT wrappers add the bias
-  rounded so in inference (`kernel_arithmetic.int32_bias`).
+  rounded so in inference (`Borrowed.bias_integers`).
 * `same_scale_op`: the family runs as an int8 TFLite op whose output keeps
   its input's scale (pooling, padding, cropping, nearest upsampling,
   reshapes), where an Identity or Dropout runs as no op at all. Read by a

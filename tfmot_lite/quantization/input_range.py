@@ -6,7 +6,7 @@ Some int8 kernels compute in their input's scale without owning it:
   (`same_scale.QuantizeAveragePooling` rounds as it does);
 * a convolution or fully connected layer adds its bias as an int32 in
   units of `input_scale * kernel_scale`, so the device adds the bias
-  rounded to that grid (`kernel_arithmetic.int32_bias`; the QAT wrappers add it
+  rounded to that grid (`Borrowed.bias_integers`; the QAT wrappers add it
   so in inference).
 
 Their QAT wrappers need the range of the layer that writes their input.
@@ -39,8 +39,7 @@ from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import (
     bias_integers, integer_grid, on_integer_grid, range_scale, range_scale_error,
-    symmetric_scale,
-    symmetric_scale_error,
+    symmetric_scale, symmetric_scale_error,
 )
 from tfmot_lite.quantization.kernel_arithmetic import (
     device_sum, requantize, requantize_copy, requantize_mean,

@@ -25,9 +25,7 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
-from tfmot_lite.quantization.integer_grid import (
-    bias_integers, exact_quotient, integer_grid, nudged_grid,
-)
+from tfmot_lite.quantization.integer_grid import exact_quotient, integer_grid, nudged_grid
 
 
 def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
