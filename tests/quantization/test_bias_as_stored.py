@@ -196,14 +196,14 @@ def _keras_int32_biases(qat):
     """Each int32 bias the QAT model adds in inference, in graph order: a
     folded Conv-BatchNorm's and a wrapped kernel layer's, as integers."""
     from tfmot_lite.quantization.conv_bn_folding import QuantizeConvBatchNorm
+    from tfmot_lite.quantization.integer_grid import KERNEL_MAX_ABS_FLOOR
 
     found = []
     for layer in qat.layers:
         if isinstance(layer, QuantizeConvBatchNorm):
-            _, bias = layer._folding()
-            max_abs = keras.ops.maximum(
-                layer._kernel_max_abs(layer._kernel(False) * layer._kernel_scale(
-                    layer._folding()[0])), 5e-7)
+            scale, bias = layer._folding()
+            folded = layer._kernel(False) * layer._kernel_scale(scale)
+            max_abs = keras.ops.maximum(layer._kernel_max_abs(folded), KERNEL_MAX_ABS_FLOOR)
             found.append(layer.input_source.bias_integers(bias, max_abs)[0])
         elif getattr(layer, "_bias", None) is not None:
             _, kernel, quantizer, variables = layer._bias

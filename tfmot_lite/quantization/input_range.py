@@ -78,10 +78,10 @@ class Borrowed:
         a kernel reading this range whose channels' largest weights are
         `kernel_max_abs` (`integer_grid.bias_integers`), and the step
         `input_scale * kernel_scale` it is in units of."""
-        kernel_step = symmetric_scale(kernel_max_abs, num_bits)
-        integers = bias_integers(bias, self.scale(), kernel_step, bits, self.scale_error(),
+        input_step, kernel_step = self.scale(), symmetric_scale(kernel_max_abs, num_bits)
+        integers = bias_integers(bias, input_step, kernel_step, bits, self.scale_error(),
                                  symmetric_scale_error(kernel_max_abs, num_bits))
-        return integers, self.scale() * kernel_step
+        return integers, input_step * kernel_step
 
     def integers_of(self, x):
         """`x`, a tensor on this range's grid, as the integers an int8
