@@ -215,6 +215,14 @@ def _times_constant(found, x, source, value):
     return found.requantize(x * constant, source.scale() * step)
 
 
+def _plus_constant(found, x, source, value):
+    """The integers `x` (on the range `source`) plus `value` as the
+    converter stores that constant (an ADD, XNNPACK's fixed point), into
+    `found`."""
+    constant, step = stored_constant(value)
+    return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
+
+
 def _rescaling(wrapper, inputs):
     """A Rescaling's MUL by its scale or ADD of its offset; a scale of one
     or an offset of zero, which the converter folds away, computes in
@@ -229,8 +237,7 @@ def _rescaling(wrapper, inputs):
     x = wrapper.input_integers(inputs, source)
     if np.all(offset == 0):
         return _times_constant(found, x, source, scale)
-    constant, step = stored_constant(offset)
-    return found.requantize_sum(x, source.scale(), ops.zeros_like(x) + constant, step)
+    return _plus_constant(found, x, source, offset)
 
 
 def _two_operands(wrapper, inputs):
@@ -380,10 +387,7 @@ def batch_norm_call(layer, inputs, scale, offset, training):
     if source is None or found is None or scaled_range is None:
         return None
     scaled = _times_constant(scaled_range, layer.input_integers(inputs, source), source, scale)
-    constant, step = stored_constant(offset)
-    scaled = scaled_range.integers_of(scaled)
-    return found.requantize_sum(scaled, scaled_range.scale(),
-                                ops.zeros_like(scaled) + constant, step)
+    return _plus_constant(found, scaled_range.integers_of(scaled), scaled_range, offset)
 
 
 # Keras' own hard-swish (`hard_silu`, also named "hard_swish").
