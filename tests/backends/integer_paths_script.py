@@ -3,7 +3,8 @@ load the QAT model the test saved on TensorFlow (TFMOT_LITE_REFERENCE, a
 folder with `m.keras`, its inputs `x.npy` and TensorFlow's outputs
 `tensorflow.npy`), predict (under `jit` on JAX) and call it eagerly,
 count the outputs that differ from TensorFlow's; and the range step of
-random ranges, traced where the backend traces, against the converter's.
+random ranges, int32 biases and stored constants, traced where the backend
+traces, against the converter's.
 Prints one JSON line."""
 
 import json
@@ -14,8 +15,8 @@ import keras
 import numpy as np
 
 from tfmot_lite.quantization.integer_grid import (
-    bias_integers, exact_quotient, range_scale, range_scale_error, symmetric_scale,
-    symmetric_scale_error,
+    bias_integers, exact_quotient, range_scale, range_scale_error, stored_constant,
+    symmetric_scale, symmetric_scale_error,
 )
 
 folder = pathlib.Path(os.environ["TFMOT_LITE_REFERENCE"])
@@ -67,6 +68,24 @@ expected = np.sign(quotients) * np.floor(np.abs(quotients) + 0.5)
 bias_misses = int(np.sum(keras.ops.convert_to_numpy(bias_call(biases, lows, highs, max_abs))
                          != expected))
 
+# Constants a few ulps from a half step, stored as TensorFlow's FakeQuant
+# kernel rounds them (each step rounded as written, under `jit` too).
+import tensorflow as tf  # noqa: E402  (the reference kernel)
+
+constant_call = jax.jit(stored_constant) if keras.backend.backend() == "jax" else stored_constant
+constant_misses = 0
+for _ in range(20):
+    low, high = np.float32(-rng.lognormal(0, 2)), np.float32(rng.lognormal(0, 2))
+    half = ((rng.integers(-255, 255, 1000) + 0.5) * ((high - low) / np.float32(255)))
+    half = half.astype("float32") + (rng.integers(-4, 5, 1000) * np.spacing(
+        half.astype("float32"))).astype("float32")
+    values = np.clip(np.concatenate([[low, high], half]), low, high).astype("float32")
+    folded = tf.quantization.fake_quant_with_min_max_vars(values, low, high).numpy()
+    integers, step = constant_call(values)
+    step = keras.ops.convert_to_numpy(step)
+    constant_misses += int(np.sum(keras.ops.convert_to_numpy(integers)
+                                  != np.round(folded / step)))
+
 print(json.dumps({
     "backend": keras.backend.backend(),
     "size": int(reference.size),
@@ -75,4 +94,5 @@ print(json.dumps({
     "range_step_misses": misses,
     "quotient_misses": divided,
     "bias_misses": bias_misses,
+    "constant_misses": constant_misses,
 }))

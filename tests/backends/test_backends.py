@@ -160,3 +160,4 @@ def test_integer_paths_compute_what_tensorflow_computes(results):
     assert not any(result["range_step_misses"].values()), result
     assert not any(result["quotient_misses"].values()), result
     assert result["bias_misses"] == 0, result
+    assert result["constant_misses"] == 0, result

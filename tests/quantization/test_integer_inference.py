@@ -14,8 +14,8 @@ import pytest
 import tfmot_lite as tfmot
 from tfmot_lite import export
 from tfmot_lite.quantization.integer_grid import (
-    bias_integers, integer_grid, range_scale, range_scale_error, symmetric_scale,
-    symmetric_scale_error,
+    bias_integers, integer_grid, range_scale, range_scale_error, stored_constant,
+    symmetric_scale, symmetric_scale_error,
 )
 from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, requantize
 from tfmot_lite.quantization.input_range import BorrowsInputRange
@@ -526,6 +526,81 @@ def test_bias_integers_round_the_converters_double_quotient():
         keras.ops.convert_to_numpy(bias_integers(tie, 1.0, 1.0)), [3.0, -3.0])
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
+
+
+def _near_half_steps(rng, count):
+    """A constant vector over `[min(v, 0), max(v, 0)]` whose entries lie a
+    few ulps from a half step of that range's grid."""
+    low, high = np.float32(-rng.lognormal(0, 2)), np.float32(rng.lognormal(0, 2))
+    step = (high - low) / np.float32(255)
+    half = ((rng.integers(-255, 255, count) + 0.5) * step).astype("float32")
+    half += (rng.integers(-4, 5, count) * np.spacing(half)).astype("float32")
+    return np.concatenate([[low, high], half[(half > low) & (half < high)]]).astype("float32")
+
+
+def test_stored_constants_are_tensorflows_fake_quant():
+    """A standalone BatchNorm's scale and offset (and every constant MUL or
+    ADD operand) are stored as TensorFlow's FakeQuant kernel rounds them,
+    which the graph folds before the converter reads them: on values a few
+    ulps from a half step, `round(v / step)` puts about one in a hundred on
+    the other side."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    missed = 0
+    for _ in range(50):
+        v = _near_half_steps(rng, 2000)
+        low, high = min(v.min(), 0.0), max(v.max(), 0.0)
+        folded = tf.quantization.fake_quant_with_min_max_vars(v, low, high).numpy()
+        step = keras.ops.convert_to_numpy(range_scale(low, high))
+        ours, ours_step = stored_constant(v)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), np.round(folded / step))
+        assert keras.ops.convert_to_numpy(ours_step) == step
+        missed += int(np.sum(np.round(v / step) != np.round(folded / step)))
+    assert missed > 100
+    zeros, _ = stored_constant(np.zeros(4, "float32"))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(zeros), 0.0)
+
+
+def test_a_batch_norm_offset_a_few_ulps_from_a_half_step_is_stored_as_tensorflow_rounds_it(
+        tmp_path):
+    """ResNet50V2's pre-activation BatchNorm-ReLUs: one channel's folded
+    offset -11.499996 steps, stored as -12 (TensorFlow's FakeQuant), had put
+    that channel's outputs a step off XNNPACK's. Here one channel's beta is
+    moved until its folded offset lies where the two roundings differ."""
+    import tensorflow as tf
+    from tfmot_lite.quantization.conv_bn_folding import batch_norm_folding
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-0.2, 3.0, (64, 8, 8, 64)).astype("float32")
+    qat = _qat(_batch_norm_alone("relu"), (8, 8, 64), x, seed=2)
+    x = np.asarray(keras.Model(qat.input, qat.layers[1].output)(x))
+    (bn,) = [layer for layer in qat.layers if "batch_norm" in layer.name]
+    inner = bn.batch_norm
+
+    def offsets():
+        _, offset = batch_norm_folding(inner, inner.moving_mean, inner.moving_variance)
+        offset = keras.ops.convert_to_numpy(offset)
+        step = keras.ops.convert_to_numpy(range_scale(min(offset.min(), 0), max(offset.max(), 0)))
+        folded = tf.quantization.fake_quant_with_min_max_vars(
+            offset, min(offset.min(), 0), max(offset.max(), 0)).numpy()
+        return offset, step, np.round(folded / step)
+
+    offset, step, _ = offsets()
+    beta = keras.ops.convert_to_numpy(inner.beta)
+    channel = int(np.argsort(np.abs(offset))[len(offset) // 2])
+    target = np.float32((np.round(offset[channel] / step) + 0.5) * step)
+    beta[channel] += target - offset[channel]
+    for _ in range(64):
+        inner.beta.assign(beta)
+        offset, step, stored = offsets()
+        if np.round(offset[channel] / step) != stored[channel]:
+            break
+        beta[channel] = np.nextafter(beta[channel], np.float32(np.inf if rng.random() < 0.5
+                                                               else -np.inf))
+    else:
+        pytest.fail("no beta puts the offset between the two roundings")
+    _on_xnnpack_and_saved(qat, x, tmp_path)
 
 
 @pytest.mark.parametrize("make", [

@@ -129,11 +129,47 @@ def nudged_grid(min_val, max_val, num_bits, narrow_range):
 def stored_constant(value, num_bits=8):
     """`(integers, step)` of a constant MUL or ADD operand as the converter
     stores it (`fake_quant_constant`): int8 on `[min(v, 0), max(v, 0)]`,
-    the integers less the zero point."""
+    the integers less the zero point. TensorFlow folds the constant's
+    FakeQuant before the converter quantizes it, so the integers are that
+    kernel's (`fake_quant_integers`), not `round(v / step)`."""
     value = ops.cast(value, "float32")
-    step = range_scale(ops.minimum(ops.min(value), 0.0), ops.maximum(ops.max(value), 0.0),
-                       num_bits)
-    return on_integer_grid(value, step), step
+    low, high = ops.minimum(ops.min(value), 0.0), ops.maximum(ops.max(value), 0.0)
+    return fake_quant_integers(value, low, high, num_bits), range_scale(low, high, num_bits)
+
+
+def fake_quant_integers(x, min_val, max_val, num_bits=8):
+    """The integers (less the zero point) TensorFlow's FakeQuantWithMinMaxVars
+    kernel rounds `x` to, over one range `[min_val, max_val]` holding 0,
+    each step rounded in float32 as that kernel rounds it:
+
+        scale = (max - min) / (2**b - 1),    inverse = (2**b - 1) / (max - min)
+        zero  = round_half_away(-min / scale)           (clamped to the grid)
+        low   = -zero * scale
+        shift = floor(-low * inverse + 0.5)
+        k     = floor((clip(x, low, high) - low) / scale - shift + 0.5)
+
+    The shift by `low` and the subtraction round, so a value within a few
+    ulps of a half step can land on the other side of it from where
+    `round(x / scale)` puts it: one channel of 1024 in a ResNet50V2
+    BatchNorm's offset, -11.499996 steps, stored as -12. 0 for an empty
+    range."""
+    levels = float(2 ** num_bits - 1)
+    low, high = ops.cast(min_val, "float32"), ops.cast(max_val, "float32")
+    empty = high <= low
+    width = ops.where(empty, 1.0, high - low)
+    scale, inverse = exact_quotient(width, levels), exact_quotient(levels, width)
+    from_min = ops.clip(-exact_quotient(low, scale), 0.0, levels)
+    whole = ops.floor(from_min)
+    zero = whole + ops.cast(from_min - whole >= 0.5, "float32")
+    nudged_low, nudged_high = -zero * scale, (levels - zero) * scale
+    (shift,) = _as_written(-nudged_low * inverse)
+    shift = ops.floor(shift + 0.5)
+    (shifted,) = _as_written(ops.clip(ops.cast(x, "float32"), nudged_low, nudged_high)
+                             - nudged_low)
+    (steps,) = _as_written(exact_quotient(shifted, scale))
+    (steps,) = _as_written(steps - shift)
+    integers = ops.floor(steps + 0.5)
+    return ops.where(empty, ops.zeros_like(integers), integers)
 
 
 def on_integer_grid(x, step):
