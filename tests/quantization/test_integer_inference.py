@@ -170,6 +170,14 @@ CASES = {
     "convolutions_into_a_concatenation": lambda x: L.Concatenate()([
         L.Conv2D(8, 1)(L.ReLU()(_conv_bn(x, padding="same"))),
         L.ReLU()(_conv_bn(x, padding="same"))]),
+    # A Dense over pixels: its bias's ADD takes the ReLU layer after it
+    # (220,073 of these 524,288 outputs had been off, the ReLU's rounded
+    # twice), or writes the scale of the Concatenate it feeds.
+    "dense_then_relu_layer_over_pixels": lambda x: L.Dense(8)(L.ReLU()(L.Dense(32)(
+        L.ReLU()(_conv_bn(x, padding="same"))))),
+    "dense_over_pixels_into_a_concatenation": lambda x: L.Concatenate()([
+        L.Dense(8)(L.ReLU()(_conv_bn(x, padding="same"))),
+        L.ReLU()(_conv_bn(x, padding="same"))]),
 }
 
 

@@ -34,8 +34,9 @@ keeps it), and for each technique:
 * `fuses_relu`: TFLite's int8 op for the layer takes a ReLU/ReLU6 right
   after it as its fused activation (CONV_2D, DEPTHWISE_CONV_2D,
   FULLY_CONNECTED, ADD, SUB, MUL; a standalone BatchNorm's ADD), so the two
-  share one output range. Not TRANSPOSE_CONV, CONCATENATION, MAXIMUM, nor a
-  Conv1D or a Dense over a sequence (a RESHAPE comes between).
+  share one output range; a Dense over a sequence too (its bias's ADD,
+  after the RESHAPE, takes the ReLU). Not TRANSPOSE_CONV, CONCATENATION,
+  MAXIMUM, nor a Conv1D (a RESHAPE comes between).
 * `fuses_own_relu`: TFLite's int8 op applies the layer's own ReLU/ReLU6
   `activation` as its fused activation, so one range follows both (every
   family with an `activation` but the transposed convolution: the
@@ -284,7 +285,7 @@ def _time_distributed(layer):
 FAMILIES = (
     # -- layers with kernels ----------------------------------------------
     Family("dense", (L.Dense,), _BOTH, _BOTH, _dense_quantize, _k("kernel"),
-           channels=PRODUCES, width="units", macs=_MACS, fuses_relu=_dense_is_one_op,
+           channels=PRODUCES, width="units", macs=_MACS, fuses_relu=True,
            int32_bias=_dense_is_one_op),
     Family("einsum dense", (L.EinsumDense,), _BOTH,
            Use(OPTIMIZE, "Keras 3 builds attention from it"), _Q_INSIDE, _k("kernel"),

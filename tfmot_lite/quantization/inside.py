@@ -228,6 +228,31 @@ class InsideQuantizeConfig(QuantizeConfig):
         return config
 
 
+class OutputFusableQuantizeConfig(InsideQuantizeConfig):
+    """An inside config whose last op can write the range of the one layer
+    reading it: a ReLU TFLite fuses into that op (the op computes `relu(x)`
+    and rounds once, into the ReLU's range), or a concatenation it alone
+    feeds. `without_output()` (`config.without_output`, where the layout
+    finds such a reader) leaves the output unquantized,
+    `quantize_output=False`; the integer path then writes into the reader's
+    range (`Points.integer_ranges`' `LAYER_OUTPUT`)."""
+
+    def __init__(self, num_bits_activation=8, num_bits_weight=8, weight_quantizers=None,
+                 quantize_output=True):
+        super().__init__(num_bits_activation, num_bits_weight, weight_quantizers)
+        self.quantize_output = bool(quantize_output)
+
+    def get_output_quantizers(self, layer):
+        return super().get_output_quantizers(layer) if self.quantize_output else []
+
+    def without_output(self):
+        return type(self)(self.num_bits_activation, self.num_bits_weight,
+                          self.weight_quantizers, quantize_output=False)
+
+    def get_config(self):
+        return {**super().get_config(), "quantize_output": self.quantize_output}
+
+
 def projection_call(layer, product, points, prefix="", bias_scale=None):
     """`layer.call` of a Dense or EinsumDense whose matmul is quantized
     before the bias is added: `product(inputs, kernel)` is its matmul.
@@ -348,11 +373,14 @@ class EinsumDenseQuantizeConfig(InsideQuantizeConfig):
 
 
 @_register
-class DenseQuantizeConfig(InsideQuantizeConfig):
+class DenseQuantizeConfig(OutputFusableQuantizeConfig):
     """Dense on inputs of more than two axes (a sequence, a grid of
     patches): int8 kernel (per tensor), the matmul quantized before the bias
-    (the converter reshapes between them), output quantized by the wrapper.
-    On 2-D inputs the converter fuses the bias: `Default8BitQuantizeConfig`."""
+    (the converter reshapes between them), output quantized by the wrapper,
+    unless a ReLU layer follows (TFLite fuses it into the bias's ADD; a
+    Dense-ReLU over pixels had rounded twice, 27% of the ReLU's outputs a
+    step off the .tflite's). On 2-D inputs the converter fuses the bias:
+    `Default8BitQuantizeConfig`."""
 
     def weight_paths(self, layer):
         return ["kernel"]
@@ -438,7 +466,7 @@ def _scaled_sum_integers(layer, points, x, residual):
 
 
 @_register
-class ScaledSumQuantizeConfig(InsideQuantizeConfig):
+class ScaledSumQuantizeConfig(OutputFusableQuantizeConfig):
     """keras.applications' `CustomScaleLayer`, Inception-ResNet's residual
     `x + r * scale`: TFLite multiplies `r` by the constant (MUL, its output
     rounded into a range of its own, `product`), then adds (ADD). The
@@ -449,11 +477,6 @@ class ScaledSumQuantizeConfig(InsideQuantizeConfig):
     ADD's operand range once), so it has no point: rounding the residual
     into a second range put 656 of 524,288 outputs of a probe a step off
     XNNPACK's."""
-
-    def __init__(self, num_bits_activation=8, num_bits_weight=8, weight_quantizers=None,
-                 quantize_output=True):
-        super().__init__(num_bits_activation, num_bits_weight, weight_quantizers)
-        self.quantize_output = bool(quantize_output)
 
     def point_names(self, layer):
         return [] if float(layer.scale) == 1.0 else ["product"]
@@ -469,13 +492,3 @@ class ScaledSumQuantizeConfig(InsideQuantizeConfig):
             return ops.add(x, points("product", ops.multiply(residual, layer.scale)))
 
         return [((layer, "call"), call)]
-
-    def get_output_quantizers(self, layer):
-        return super().get_output_quantizers(layer) if self.quantize_output else []
-
-    def without_output(self):
-        return ScaledSumQuantizeConfig(self.num_bits_activation, self.num_bits_weight,
-                                       self.weight_quantizers, quantize_output=False)
-
-    def get_config(self):
-        return {**super().get_config(), "quantize_output": self.quantize_output}
