@@ -550,8 +550,8 @@ def test_stored_constants_are_tensorflows_fake_quant():
     """A standalone BatchNorm's scale and offset (and every constant MUL or
     ADD operand) are stored as TensorFlow's FakeQuant kernel rounds them,
     which the graph folds before the converter reads them: on values a few
-    ulps from a half step, `round(v / step)` puts about one in a hundred on
-    the other side."""
+    ulps from a half step, `round(v / step)` puts one to three in a hundred
+    on the other side."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
