@@ -10,6 +10,7 @@ Prints one JSON line."""
 import json
 import os
 import pathlib
+import sys
 
 import keras
 import numpy as np
@@ -72,19 +73,18 @@ bias_misses = int(np.sum(keras.ops.convert_to_numpy(bias_call(biases, lows, high
 # kernel rounds them (each step rounded as written, under `jit` too).
 import tensorflow as tf  # noqa: E402  (the reference kernel)
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from quantization.test_integer_inference import _near_half_steps  # noqa: E402
+
 constant_call = jax.jit(stored_constant) if keras.backend.backend() == "jax" else stored_constant
 constant_misses = 0
 for _ in range(20):
-    low, high = np.float32(-rng.lognormal(0, 2)), np.float32(rng.lognormal(0, 2))
-    half = ((rng.integers(-255, 255, 1000) + 0.5) * ((high - low) / np.float32(255)))
-    half = half.astype("float32") + (rng.integers(-4, 5, 1000) * np.spacing(
-        half.astype("float32"))).astype("float32")
-    values = np.clip(np.concatenate([[low, high], half]), low, high).astype("float32")
+    values = _near_half_steps(rng, 1000)
+    low, high = min(values.min(), 0.0), max(values.max(), 0.0)
     folded = tf.quantization.fake_quant_with_min_max_vars(values, low, high).numpy()
     integers, step = constant_call(values)
-    step = keras.ops.convert_to_numpy(step)
     constant_misses += int(np.sum(keras.ops.convert_to_numpy(integers)
-                                  != np.round(folded / step)))
+                                  != np.round(folded / keras.ops.convert_to_numpy(step))))
 
 print(json.dumps({
     "backend": keras.backend.backend(),
