@@ -195,3 +195,27 @@ def test_tracked_activation_ranges_train_through_the_fast_path():
         gradient = step(x).numpy()
         np.testing.assert_array_equal(gradient, np.ones(size, "float32"))
         assert weights["min_var"].numpy() == -3.0 and weights["max_var"].numpy() == 2.0
+
+
+def test_high_mul_in_int64_is_gemmlowps_and_the_int32_form(monkeypatch):
+    """TensorFlow's int64 `SaturatingRoundingDoublingHighMul` gives the
+    integers of gemmlowp's (Python ints) and of the int32-limb form the
+    other backends run, at the ends of both ranges and where the nudge
+    decides. (The int32 form takes `|a|`, so not `a = -2**31`, whose
+    magnitude int32 cannot hold: no kernel's operand reaches it.)"""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow fast path")
+    from tfmot_lite.quantization import kernel_arithmetic
+
+    rng = np.random.default_rng(0)
+    ends = [0, 1, -1, 2 ** 31 - 1, -2 ** 31, -(2 ** 31 - 1), 2 ** 30, -2 ** 30, 2 ** 16, -2 ** 16]
+    a = np.concatenate([ends, rng.integers(-2 ** 31, 2 ** 31, 4000)]).astype("int32")
+    for b in [0, 1, 2 ** 30, 2 ** 31 - 1, 1518500250, *rng.integers(0, 2 ** 31, 6)]:
+        expected = [kernel_arithmetic._high_mul_reference(int(v), int(b)) for v in a]
+        fast = keras.ops.convert_to_numpy(kernel_arithmetic._high_mul(a, np.int32(b)))
+        with monkeypatch.context() as patch:
+            patch.setattr(fast_ops, "high_mul_int64", lambda *args: None)
+            limbs = keras.ops.convert_to_numpy(kernel_arithmetic._high_mul(a, np.int32(b)))
+        np.testing.assert_array_equal(fast, expected)
+        held = a != -2 ** 31
+        np.testing.assert_array_equal(limbs[held], np.asarray(expected)[held])

@@ -21,6 +21,11 @@ more than they need to (measured in docs/perf.md):
   the batches (which takes no gradient). `fake_quant_input_gradient` keeps
   the forward op and backpropagates with one masked copy (a native kernel,
   `QuantizeAndDequantizeV4Grad`, about as fast as `Relu6Grad`).
+* gemmlowp's `SaturatingRoundingDoublingHighMul`, in the integer paths a
+  QAT model's inference runs (`kernel_arithmetic._high_mul`), is a 62-bit
+  product written as 11-bit limbs on int32 (JAX has no int64 unless x64 is
+  on): some forty ops over the tensor. TensorFlow multiplies in int64
+  (`high_mul_int64`): eight.
 
 This module is the one place that chooses: each function below computes what
 its `keras.ops` form computes (the tests compare values, gradients and
@@ -154,22 +159,45 @@ def searchsorted_left(boundaries, values):
 
 
 def _nudged_bounds(lo, hi, num_bits, narrow_range):
-    """The interval FakeQuant's straight-through gradient passes: `[lo, hi]`
-    moved so that 0.0 is a grid point, computed as TensorFlow's `Nudge`
-    computes it (float32, zero point rounded half up). The op passes every
-    gradient for the empty range `[0, 0]`. Plain TensorFlow ops, not XLA,
-    whose rewrites of the division would move the bounds by an ulp."""
+    """`[low, high]`, the interval FakeQuant's straight-through gradient
+    passes: `[lo, hi]` moved so that 0.0 is a grid point, computed as
+    TensorFlow's `Nudge` computes it (float32, zero point rounded half up),
+    and `[-inf, inf]` for the empty range `[0, 0]` (the op passes every
+    gradient there), as one 2-vector.
+
+    A dozen scalar ops, each traced into every training step of every
+    activation range: the two ends share their arithmetic, and the empty
+    range is the one whose zero point is 0/0 (NaN); a range of one other
+    value (scale 0, zero point infinite) has both ends 0 whichever end its
+    zero point clamps to. Plain TensorFlow ops, not XLA, whose rewrites of
+    the division would move the bounds by an ulp."""
     import tensorflow as tf
 
     quant_min, quant_max = (1.0 if narrow_range else 0.0), float(2 ** num_bits - 1)
     scale = (hi - lo) / (quant_max - quant_min)
-    zero_point = quant_min - lo / scale
-    zero_point = tf.where(tf.math.is_finite(zero_point), zero_point, quant_min)
-    zero_point = tf.clip_by_value(tf.floor(zero_point + 0.5), quant_min, quant_max)
-    empty = tf.logical_and(tf.equal(lo, 0.0), tf.equal(hi, 0.0))
-    low = tf.where(empty, -float("inf"), (quant_min - zero_point) * scale)
-    high = tf.where(empty, float("inf"), (quant_max - zero_point) * scale)
-    return low, high
+    from_min = quant_min - lo / scale
+    zero_point = tf.clip_by_value(tf.floor(from_min + 0.5), quant_min, quant_max)
+    bounds = (tf.constant([quant_min, quant_max]) - zero_point) * scale
+    return tf.where(tf.math.is_nan(from_min), tf.constant([-float("inf"), float("inf")]), bounds)
+
+
+def high_mul_int64(a, b):
+    """gemmlowp's `SaturatingRoundingDoublingHighMul` of an int32 tensor
+    `a` and one `0 <= b < 2**31` on TensorFlow, in int64:
+
+        (a * b + nudge) / 2**31     truncated toward zero,
+
+    the nudge `2**30`, or `1 - 2**30` for a negative product (no
+    saturation: it needs `a = b = -2**31`). None elsewhere: the caller
+    keeps its int32 form."""
+    if not _on_tensorflow():
+        return None
+    import tensorflow as tf
+
+    product = tf.cast(a, tf.int64) * tf.cast(b, tf.int64)
+    nudge = tf.where(product >= 0, tf.constant(1 << 30, tf.int64),
+                     tf.constant(1 - (1 << 30), tf.int64))
+    return tf.cast(tf.truncatediv(product + nudge, tf.constant(1 << 31, tf.int64)), tf.int32)
 
 
 def fake_quant_fast_path():
@@ -189,16 +217,17 @@ def fake_quant_input_gradient(x, lo, hi, num_bits=8, narrow_range=False):
     `max`. That masked copy is one pass of TensorFlow's own
     `QuantizeAndDequantizeV4Grad` kernel, given the nudged ends (it
     compares with the range it is handed and returns zeros for the range's
-    gradients). Training steps only: inference keeps the plain op the
-    converter reads.
+    gradients). The nudged ends are computed in the backward pass, so a
+    training call traced without a gradient (a calibration pass) carries
+    none of their ops. Training steps only: inference keeps the plain op
+    the converter reads.
     """
     import tensorflow as tf
 
-    lo = tf.stop_gradient(tf.reshape(tf.cast(lo, "float32"), ()))
-    hi = tf.stop_gradient(tf.reshape(tf.cast(hi, "float32"), ()))
-    low, high = _nudged_bounds(lo, hi, num_bits, narrow_range)
+    lo, hi = _scalar(tf, lo), _scalar(tf, hi)
 
     def inside_range(upstream, values):
+        low, high = tf.unstack(_nudged_bounds(lo, hi, num_bits, narrow_range))
         return tf.raw_ops.QuantizeAndDequantizeV4Grad(
             gradients=upstream, input=values, input_min=low, input_max=high, axis=-1)[0]
 
@@ -209,3 +238,10 @@ def fake_quant_input_gradient(x, lo, hi, num_bits=8, narrow_range=False):
         return out, lambda upstream: inside_range(upstream, values)
 
     return tf.cast(quantize(tf.cast(x, "float32")), x.dtype)
+
+
+def _scalar(tf, value):
+    """`value` as a float32 scalar tensor, reshaped only where its shape
+    is not already `()` (each op is traced into every training step)."""
+    value = tf.cast(value, "float32")
+    return value if value.shape.rank == 0 else tf.reshape(value, ())

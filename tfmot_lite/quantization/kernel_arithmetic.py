@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
+from tfmot_lite.fast import ops as fast_ops
 from tfmot_lite.quantization.integer_grid import exact_quotient, integer_grid, nudged_grid
 
 
@@ -334,7 +335,11 @@ def _high_mul(a, b):
     and one `0 <= b < 2**31`: `(a * b + nudge) / 2**31` truncated toward
     zero, the nudge `2**30` (`1 - 2**30` for a negative product), exact
     on int32 alone (the 62-bit product as 11-bit limbs: JAX has no int64
-    unless x64 is on)."""
+    unless x64 is on). TensorFlow multiplies in int64 instead
+    (`fast.ops.high_mul_int64`: the same integers in a fifth of the ops)."""
+    fast = fast_ops.high_mul_int64(a, b)
+    if fast is not None:
+        return fast
     mask = 2047
     magnitude = ops.abs(a)
     a0, a1, a2 = (ops.bitwise_and(magnitude, mask),
