@@ -36,6 +36,7 @@ import math
 import keras
 
 from tfmot_lite.core import layer_kinds
+from tfmot_lite.quantization import graph_memo
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import (
     bias_integers, integer_grid, on_integer_grid, range_scale, range_scale_error,
@@ -59,9 +60,11 @@ class Borrowed:
 
     def _bounds(self):
         weights = self.weights
-        return (keras.ops.reshape(weights["min_var"], ()),
-                keras.ops.reshape(weights["max_var"], ()),
-                self.quantizer.num_bits, self.quantizer.narrow_range)
+        low, high = graph_memo.memoized_read(
+            "range", (weights["min_var"], weights["max_var"]),
+            lambda: (keras.ops.reshape(weights["min_var"], ()),
+                     keras.ops.reshape(weights["max_var"], ())))
+        return low, high, self.quantizer.num_bits, self.quantizer.narrow_range
 
     def scale(self):
         """The grid step of the range (a scalar tensor; 0 for the empty

@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmot_lite.quantization import graph_memo
+
 
 def _as_written(*tensors):
     """`tensors`, kept from being rewritten together with what follows.
@@ -86,7 +88,14 @@ def range_scale_error(min_val, max_val, num_bits=8, narrow_range=False):
 def _range_scale_parts(min_val, max_val, num_bits, narrow_range):
     """`(quotient, correction)`: `(max - min) / levels` as the float32
     quotient of the exact difference and the float32 quotient of its
-    exact remainder (see `range_scale`)."""
+    exact remainder (see `range_scale`). Once per range in a traced
+    graph (`graph_memo`)."""
+    return graph_memo.memoized(
+        "range_scale_parts", (min_val, max_val, num_bits, narrow_range),
+        lambda: _range_scale_parts_of(min_val, max_val, num_bits, narrow_range))
+
+
+def _range_scale_parts_of(min_val, max_val, num_bits, narrow_range):
     power = 2.0 ** num_bits
     extra = 1 + (1 if narrow_range else 0)
     levels = power - extra
@@ -107,7 +116,14 @@ def integer_grid(min_val, max_val, num_bits, narrow_range):
     computed from the exact step and nudged onto an integer of `[q_min,
     q_max]`, a half up (a range `[-1, 1]`: 127.5 -> 128, where float32's
     step gives 127.49999 and TensorFlow's FakeQuant 127, so the two clip a
-    step apart at the ends)."""
+    step apart at the ends). Once per range in a traced graph
+    (`graph_memo`)."""
+    return graph_memo.memoized(
+        "integer_grid", (min_val, max_val, num_bits, narrow_range),
+        lambda: _integer_grid_of(min_val, max_val, num_bits, narrow_range))
+
+
+def _integer_grid_of(min_val, max_val, num_bits, narrow_range):
     q_min, q_max = (1 if narrow_range else 0), 2 ** num_bits - 1
     min_val = ops.cast(min_val, "float32")
     max_val = ops.cast(max_val, "float32")

@@ -44,6 +44,7 @@ from keras import ops
 
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.fast import ops as fast_ops
+from tfmot_lite.quantization import graph_memo
 from tfmot_lite.quantization.integer_grid import nudged_grid, symmetric_scale
 
 _register = keras.saving.register_keras_serializable(package="tfmot_lite")
@@ -358,6 +359,7 @@ class LastValueQuantizer(_RangeQuantizer):
             lo, hi = _range_of(ops.stop_gradient(inputs), self.per_axis, self.symmetric)
             weights["min_var"].assign(lo)
             weights["max_var"].assign(hi)
+            graph_memo.note_range_assignment()
             if self.symmetric and self.narrow_range:
                 return fake_quant_own_range(inputs, hi, self.num_bits,
                                             -1 if self.per_axis else None, training=True)
@@ -410,6 +412,7 @@ class _TrackedRangeQuantizer(_RangeQuantizer):
         weights["min_var"].assign(lo)
         weights["max_var"].assign(hi)
         weights["seen"].assign(1.0)
+        graph_memo.note_range_assignment()
         return lo, hi
 
     def __call__(self, inputs, training, weights, **kwargs):
