@@ -396,6 +396,7 @@ def _fixed_range_activations(seed=0):
     return keras.Model(inputs, x)
 
 
+@pytest.mark.slow  # over 5 s in the fast tier
 def test_fixed_range_activations_take_tflite_ranges(digits16, tmp_path):
     """tanh, sigmoid and softmax outputs lie on TFLite's fixed grids (1/128
     for TANH, 1/256 for LOGISTIC and SOFTMAX) with no range tracked for

@@ -9,6 +9,7 @@ range of the layer writing its input, found through the Keras graph.
 
 import keras
 import numpy as np
+import pytest
 from tflite_helpers import output_steps
 
 import tfmot_lite as tfmot
@@ -69,6 +70,7 @@ def _on_grid(values, weights):
     return np.abs(steps - np.round(steps)).max() < 1e-3
 
 
+@pytest.mark.slow  # over 5 s in the fast tier
 def test_the_borrowed_range_is_found_again_after_loading_and_training(tmp_path):
     x = _x(32)
     qat = _qat(x)

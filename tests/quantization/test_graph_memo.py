@@ -79,6 +79,7 @@ def test_each_range_grid_is_derived_once_per_traced_inference(monkeypatch):
     np.testing.assert_array_equal(graph_out, keras.ops.convert_to_numpy(qat(x, training=False)))
 
 
+@pytest.mark.slow  # over 5 s in the fast tier
 def test_a_graph_that_trains_between_two_inferences_reads_the_new_ranges():
     """A custom step calling the model in inference, then in training
     (which assigns the ranges), then in inference again: the second call

@@ -251,6 +251,7 @@ def test_annotating_a_squeeze_excite_block_with_raw_scaling():
     assert np.isfinite(keras.ops.convert_to_numpy(qat(x))).all()
 
 
+@pytest.mark.slow  # over 5 s in the fast tier
 def test_annotated_model_quantizes_raw_residual_adds_between_int8_tensors(tmp_path):
     """ConvNeXt's residual stream is a chain of raw `x + y` operations,
     which cannot be annotated. Between int8 tensors `quantize_apply`

@@ -240,6 +240,7 @@ def test_collaborative_schemes_keep_zeros_and_clusters_in_attention(tmp_path):
                 assert w["unique_values"] <= 8, w
 
 
+@pytest.mark.slow  # over 5 s in the fast tier
 def test_layer_norm_over_flat_positions_trains_and_exports(tmp_path):
     """A position whose values are all equal has variance 0, and with an
     epsilon far below one step of the variance's range `rsqrt(0)` is inf.
