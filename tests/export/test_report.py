@@ -185,3 +185,39 @@ def test_bad_arguments(untrained, kwargs, message):
 def test_a_path_is_not_a_model(tmp_path):
     with pytest.raises(ValueError, match="load_model"):
         export.export_model(str(tmp_path / "model.keras"))
+
+
+class _CountsTraces(keras.layers.Layer):
+    """Doubles its input; counts the graphs its `call` is traced into."""
+
+    traces = 0
+
+    def call(self, x):
+        type(self).traces += 1
+        return x * 2.0
+
+
+@pytest.mark.parametrize("count", [1, 7, 32, 45, 359])
+def test_the_keras_reference_is_predicted_in_one_trace(count):
+    """The report's Keras predictions (agreement, Keras accuracy) come from
+    one trace of the model's predict step, whatever the number of examples
+    (Keras' own `predict` traces twice where the last batch is shorter),
+    and they are what `predict` gives, example by example, for one input
+    and for several."""
+    from tfmot_lite.export.pipeline import _keras_predict
+
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    doubled = _CountsTraces()(keras.layers.Concatenate()([a, b]))
+    model = keras.Model([a, b], keras.layers.Dense(4)(doubled))
+    rng = np.random.default_rng(count)
+    data = {"a": rng.normal(size=(count, 3)).astype("float32"),
+            "b": rng.normal(size=(count, 2)).astype("float32")}
+    _CountsTraces.traces = 0
+    output = _keras_predict(model, data)
+    assert _CountsTraces.traces == 1
+    np.testing.assert_allclose(output, model.predict([data["a"], data["b"]], verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    single = keras.Sequential([keras.Input((3,)), _CountsTraces()])
+    _CountsTraces.traces = 0
+    np.testing.assert_allclose(_keras_predict(single, data["a"]), 2.0 * data["a"], rtol=1e-6)
+    assert _CountsTraces.traces == 1

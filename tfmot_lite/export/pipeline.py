@@ -338,10 +338,37 @@ def _keras_predict(model, data):
             data = {key: data[tensor.name] for key, tensor in structure.items()}
         else:
             data = [data[t.name] for t in model.inputs]
-    output = model.predict(data, verbose=0)
+    output = _predict_in_one_trace(model, data)
     if isinstance(output, dict):
         (output,) = output.values()
     return np.asarray(output)
+
+
+# Keras' `predict` traces its step for the shape of the first batch, then
+# again with the batch size free for a last batch of another size: two
+# traces where one does, and a QAT model's inference graph takes seconds to
+# trace (benchmarks/trace_time.py).
+PREDICT_BATCH = 32
+
+
+def _predict_in_one_trace(model, data):
+    """`model.predict(data)` (an array, or a list or dict of arrays, one per
+    input) in batches of one size: the last batch filled
+    up with the first examples again, their outputs dropped. Per-example
+    outputs are what `predict` gives (inference computes each example on
+    its own)."""
+    import keras
+
+    count = len(keras.tree.flatten(data)[0])
+    if not count:
+        return model.predict(data, verbose=0)
+    batch = min(PREDICT_BATCH, count)
+    short = -count % batch
+    if short:
+        data = keras.tree.map_structure(
+            lambda values: np.concatenate([values, values[:short]]), data)
+    output = model.predict(data, batch_size=batch, verbose=0)
+    return keras.tree.map_structure(lambda values: values[:count], output)
 
 
 def _tf():
