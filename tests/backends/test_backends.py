@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 HERE = pathlib.Path(__file__).parent
 BACKENDS = ["jax", "torch"]
 SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
-           "transformer_qat_script.py", "integer_paths_script.py"]
+           "transformer_qat_script.py", "integer_paths_script.py", "compiled_script.py"]
 
 
 def _integer_paths_model(inputs):
@@ -161,3 +161,19 @@ def test_integer_paths_compute_what_tensorflow_computes(results):
     assert not any(result["quotient_misses"].values()), result
     assert result["bias_misses"] == 0, result
     assert result["constant_misses"] == 0, result
+
+
+def test_compiled_functions_compute_what_they_compute_as_written(results):
+    """`fast.compiled`: the same values with a variable and a static setting
+    among the arguments; on JAX an eager call compiles one program where
+    the function as written compiles one per op, none when called again,
+    and it differentiates under `jit`."""
+    backend, _ = results
+    result = script_result(results, "compiled_script.py")
+    assert result["variable_differ"] == result["static_differ"] == 0, result
+    assert result["device_sum_differ"] == 0, result
+    if backend == "jax":
+        assert result["first_call_programs"] == 1, result
+        assert result["second_call_programs"] == 0, result
+        assert result["as_written_programs"] > 1, result
+        assert result["gradient_finite"], result

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmot_lite.fast.compiled import compiled
 from tfmot_lite.quantization import graph_memo
 
 
@@ -142,6 +143,7 @@ def nudged_grid(min_val, max_val, num_bits, narrow_range):
     return low, high, scale, q_min
 
 
+@compiled("num_bits")
 def stored_constant(value, num_bits=8):
     """`(integers, step)` of a constant MUL or ADD operand as the converter
     stores it (`fake_quant_constant`): int8 on `[min(v, 0), max(v, 0)]`,
@@ -153,6 +155,7 @@ def stored_constant(value, num_bits=8):
     return fake_quant_integers(value, low, high, num_bits), range_scale(low, high, num_bits)
 
 
+@compiled("num_bits")
 def fake_quant_integers(x, min_val, max_val, num_bits=8):
     """The integers (less the zero point) TensorFlow's FakeQuantWithMinMaxVars
     kernel rounds `x` to, over one range `[min_val, max_val]` holding 0,
@@ -188,6 +191,7 @@ def fake_quant_integers(x, min_val, max_val, num_bits=8):
     return ops.where(empty, ops.zeros_like(integers), integers)
 
 
+@compiled()
 def on_integer_grid(x, step):
     """`x / step` rounded to integers (`x` as is where `step` is 0): an
     input on its range's grid as the integers the kernel reads (less the
@@ -212,6 +216,7 @@ def _exact_product(a, b):
     return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
+@compiled("bits")
 def bias_integers(bias, input_step, kernel_step, bits=32, input_error=0.0, kernel_error=0.0):
     """The int32 the converter stores for `bias`: `bias / (S_in * S_w)`
     rounded (a half away from zero), the quotient and the product of the

@@ -17,7 +17,8 @@ LiteRT's built-in kernels, each checked against the kernel it names):
   bilinear resize round their means;
 
 Integers are held in float32 (exact below 2**24) unless a kernel's
-fixed point needs int32. No gradient: inference only.
+fixed point needs int32. No gradient: inference only. On JAX an eager call
+of a kernel runs as one compiled program (`fast.compiled`).
 """
 
 import keras
@@ -26,9 +27,11 @@ from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
 from tfmot_lite.fast import ops as fast_ops
+from tfmot_lite.fast.compiled import compiled
 from tfmot_lite.quantization.integer_grid import exact_quotient, integer_grid, nudged_grid
 
 
+@compiled("num_bits", "narrow_range", "activation")
 def requantize(accumulator, product_step, min_val, max_val, num_bits=8,
                narrow_range=False, activation=None):
     """The outputs of an int8 convolution or fully connected kernel, from
@@ -73,6 +76,7 @@ def fused_bounds(scale, zero_point, q_min, q_max, activation=None):
     return q_lo, q_hi
 
 
+@compiled("count", "num_bits", "narrow_range")
 def requantize_mean(total, count, input_step, input_zero_point, min_val, max_val, num_bits=8,
                     narrow_range=False):
     """The outputs of an int8 MEAN over `count` values whose integers less
@@ -102,6 +106,7 @@ def requantize_mean(total, count, input_step, input_zero_point, min_val, max_val
     return (ops.clip(q, q_min - half, q_max - half) - output_zero_point) * scale
 
 
+@compiled("num_bits", "narrow_range")
 def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     """`x`, a mean of values on the grid of `[min_val, max_val]`, rounded
     as TFLite's integer AVERAGE_POOL_2D rounds it (XNNPACK and the built-in
@@ -121,6 +126,7 @@ def average_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     return (nearest + half - q_min) * scale + low
 
 
+@compiled("num_bits", "narrow_range")
 def interpolation_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     """`x`, a weighted average of values on the grid of `[min_val,
     max_val]` (a bilinear resize), rounded as XNNPACK's int8
@@ -133,6 +139,7 @@ def interpolation_rounding(x, min_val, max_val, num_bits=8, narrow_range=False):
     return ops.floor(steps + 0.5 + 1e-3) * scale + low
 
 
+@compiled("num_bits", "narrow_range", "activation")
 def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
                    activation=None):
     """The outputs of an int8 ADD of `a` and `b` (integers less their zero
@@ -175,6 +182,7 @@ def requantize_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_ra
 COPY_RATIO_LIMITS = (2.0 ** -8, 2.0 ** 7)
 
 
+@compiled("num_bits", "narrow_range")
 def requantize_copy(x, input_step, min_val, max_val, num_bits=8, narrow_range=False):
     """The outputs of an int8 QUANTIZE of `x` (integers less their zero
     point, on `input_step`) into the range `[min_val, max_val]`, as
@@ -225,6 +233,7 @@ def _rounding_divide_by_power_of_two(x, exponent):
     return ops.right_shift(x, exponent) + ops.cast(remainder > threshold, "int32")
 
 
+@compiled()
 def hard_swish_integers(x, input_step, output_step):
     """TFLite's int8 HARD_SWISH kernel (LiteRT's built-in kernel, which runs
     it: XNNPACK takes no int8 HARD_SWISH here) on `x`, integers less the
@@ -381,6 +390,7 @@ def _quantized_multiplier(real):
     return ops.cast(m, "int32"), ops.cast(exponent, "int32")
 
 
+@compiled()
 def rsqrt_integers(x, input_step, output_step):
     """LiteRT's int8 RSQRT kernel (XNNPACK takes none; a LayerNormalization's
     `1 / sqrt(variance + epsilon)`) on `x`, integers less the input's zero
@@ -407,6 +417,7 @@ def rsqrt_integers(x, input_step, output_step):
     return ops.where(value == 0, 2.0 ** 24, ops.cast(q, "float32"))
 
 
+@compiled("num_bits", "narrow_range", "activation")
 def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
                 activation=None):
     """The outputs of an int8 ADD of `a` and `b` (integers less their zero
@@ -443,6 +454,7 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
 ADD_RATIO_LIMITS = (2.0 ** -10, 2.0 ** 8)
 
 
+@compiled("num_bits", "narrow_range", "activation")
 def device_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range=False,
                activation=None):
     """An int8 ADD as the .tflite runs it: XNNPACK's (`requantize_sum`)

@@ -44,6 +44,7 @@ from keras import ops
 
 from tfmot_lite.core.config_equality import ConfigEquality
 from tfmot_lite.fast import ops as fast_ops
+from tfmot_lite.fast.compiled import compiled
 from tfmot_lite.quantization import graph_memo
 from tfmot_lite.quantization.integer_grid import nudged_grid, symmetric_scale
 
@@ -185,6 +186,14 @@ def fake_quant(x, min_val, max_val, num_bits=8, narrow_range=False, axis=None,
         return _rounded(x, min_val, max_val, num_bits, narrow_range)
     if not range_gradient and axis is None and fast_ops.fake_quant_fast_path():
         return fast_ops.fake_quant_input_gradient(x, min_val, max_val, num_bits, narrow_range)
+    return _keras_fake_quant(x, min_val, max_val, num_bits=num_bits,
+                             narrow_range=narrow_range, axis=axis)
+
+
+@compiled("num_bits", "narrow_range", "axis")
+def _keras_fake_quant(x, min_val, max_val, num_bits, narrow_range, axis):
+    """`keras.quantizers.fake_quant_with_min_max_vars` (one compiled
+    program per shape in JAX's eager calls)."""
     if keras.backend.backend() != "tensorflow":
         # An empty range ([0, 0]: a value that was zero so far) has no
         # scale; TensorFlow's op maps it to 0, Keras' arithmetic to NaN.
