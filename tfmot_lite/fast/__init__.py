@@ -1,3 +1,4 @@
-"""Named training-time fast paths: TensorFlow kernels where they beat the
-`keras.ops` form (`ops`), and the BatchNormalization that uses one
-(`batch_norm`). Every other backend takes the `keras.ops` path."""
+"""Named fast paths: TensorFlow kernels where they beat the `keras.ops`
+form (`ops`), the BatchNormalization that uses one (`batch_norm`), and on
+JAX eager calls of the integer kernels compiled as one program each
+(`compiled`). Every other backend takes the `keras.ops` path as written."""
