@@ -123,6 +123,11 @@ CASES = {
     "depthwise_relu6": lambda x: L.DepthwiseConv2D(3, padding="same", activation="relu6")(x),
     "conv1d_over_rows": lambda x: L.Conv1D(16, 3, padding="same")(
         L.Reshape((16, 48))(x)),
+    # A RESHAPE comes between a Conv1D's CONV_2D and a ReLU layer after it:
+    # no fused activation (`layer_kinds`' `fuses_relu`), the RELU on the
+    # Conv1D's output range into its own.
+    "conv1d_then_relu": lambda x: L.Conv1D(8, 1)(L.ReLU()(L.Conv1D(16, 3, padding="same")(
+        L.Reshape((16, 48))(x)))),
     "dense_after_pooling": lambda x: L.Dense(10)(L.Dense(32, activation="relu")(
         L.Flatten()(L.AveragePooling2D(4)(x)))),
     # MobileNetV3's hard-swish, as LiteRT's int8 HARD_SWISH computes it.
