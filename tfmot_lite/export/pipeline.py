@@ -353,10 +353,9 @@ PREDICT_BATCH = 32
 
 def _predict_in_one_trace(model, data):
     """`model.predict(data)` (an array, or a list or dict of arrays, one per
-    input) in batches of one size: the last batch filled
-    up with the first examples again, their outputs dropped. Per-example
-    outputs are what `predict` gives (inference computes each example on
-    its own)."""
+    input) in batches of one size: the last batch filled up with the first
+    examples again, their outputs dropped. Per-example outputs are what
+    `predict` gives (inference computes each example on its own)."""
     import keras
 
     count = len(keras.tree.flatten(data)[0])
