@@ -55,11 +55,12 @@ class Stepper:
         self.steps += 1
 
 
-def build(techniques):
-    """`{name: Stepper}`: 'plain fused' and each technique, compiled."""
-    models = {"plain fused": (plain_fused(mobilenet_v2(0.5)), [])}
+def build(techniques, blocks=None):
+    """`{name: Stepper}`: 'plain fused' and each technique, compiled
+    (MobileNetV2's first `blocks` blocks only where given)."""
+    models = {"plain fused": (plain_fused(mobilenet_v2(0.5, blocks=blocks)), [])}
     for t in techniques:
-        models[t] = lite(t, mobilenet_v2(0.5))
+        models[t] = lite(t, mobilenet_v2(0.5, blocks=blocks))
     for model, _ in models.values():
         model.compile(optimizer="adam",
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -88,6 +89,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--blocks", type=int, default=None, metavar="N",
+                        help="MobileNetV2's stem and first N inverted residual blocks only "
+                             "(a smoke run; default: the whole network)")
     args = parser.parse_args(argv)
     techniques = [t for t in args.techniques.split(",") if t]
     unknown = sorted(set(techniques) - set(TECHNIQUES))
@@ -97,14 +101,15 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     x = rng.random((args.batch_size, 96, 96, 3), dtype=np.float32)
     y = rng.integers(0, 10, args.batch_size)
-    steppers = build(techniques)
+    steppers = build(techniques, args.blocks)
     for step in steppers.values():  # trace and warm up
         for _ in range(3):
             step(x, y)
     load = os.getloadavg()
     times = paired_times(steppers, x, y, args.rounds, args.seed)
 
-    print(f"MobileNetV2 alpha=0.5, 96x96, batch {args.batch_size}, "
+    blocks = "" if args.blocks is None else f", first {args.blocks} blocks"
+    print(f"MobileNetV2 alpha=0.5{blocks}, 96x96, batch {args.batch_size}, "
           f"{keras.backend.backend()} backend, {os.cpu_count()} CPUs; {args.rounds} rounds of "
           f"one step per model; load average {load[0]:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end")

@@ -43,8 +43,8 @@ import numpy as np  # noqa: E402
 from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
 
 
-def prepare(technique):
-    model = mobilenet_v2(0.5)
+def prepare(technique, blocks=None):
+    model = mobilenet_v2(0.5, blocks=blocks)
     if technique == "plain":
         # The honest baseline: the plain model on the techniques' fast path
         # (each BatchNormalization fused, as every technique's rewrite does).
@@ -136,10 +136,10 @@ def _fastest(profiles):
     }
 
 
-def trainer(name, batch, steps):
+def trainer(name, batch, steps, blocks=None):
     """`(run, graph op counts or None)` for the model `name`: `run()` trains
     it for `steps` steps (warmed up)."""
-    model = prepare(name)
+    model = prepare(name, blocks)
     model.compile(optimizer="adam",
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     if keras.backend.backend() == "tensorflow":
@@ -183,6 +183,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2,
                         help="profiles per model, alternating; each op type keeps its fastest")
+    parser.add_argument("--blocks", type=int, default=None, metavar="N",
+                        help="MobileNetV2's stem and first N inverted residual blocks only "
+                             "(a smoke run; default: the whole network)")
     parser.add_argument("--inter-op-threads", type=int, default=None,
                         help="TensorFlow: ops run at once (1: one at a time, so no op slows "
                              "another and the op times add up to the step; default: "
@@ -211,7 +214,7 @@ def main(argv=None):
     names = ("plain", args.technique)
     runs, graphs = {}, {}
     for name in names:
-        runs[name], graphs[name] = trainer(name, batch, args.steps)
+        runs[name], graphs[name] = trainer(name, batch, args.steps, args.blocks)
     traces = {name: [] for name in names}
     for _ in range(args.repeats):
         for name in names:
@@ -221,7 +224,8 @@ def main(argv=None):
     plain, tech = profiles["plain"], profiles[args.technique]
     threads = ("" if args.inter_op_threads is None
                else f", {args.inter_op_threads} inter-op thread(s)")
-    print(f"MobileNetV2 alpha=0.5 96x96 batch {args.batch_size}, {keras.backend.backend()} "
+    blocks = "" if args.blocks is None else f", first {args.blocks} blocks"
+    print(f"MobileNetV2 alpha=0.5{blocks} 96x96 batch {args.batch_size}, {keras.backend.backend()} "
           f"backend{threads}; {args.repeats} x {args.steps} profiled steps per model; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if graphs["plain"] is not None:

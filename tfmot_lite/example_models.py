@@ -13,7 +13,8 @@ tutorial's table and a test's threshold all speak of the same network:
   1x1 convolutions can be pruned for sparse inference; the demo's model.
 * `mobilenet_v2`: MobileNetV2 at 96x96x3 with 10 logits and random weights,
   the benchmarks' application-sized model (`applications=tf_keras.applications`
-  builds the same network for the tfmot reference runs).
+  builds the same network for the tfmot reference runs; `blocks` keeps
+  its first blocks only, for smoke runs).
 
 Only Keras: importing this module imports no TensorFlow.
 """
@@ -65,12 +66,29 @@ def build_xnnpack_cnn(input_shape=(32, 32, 3), classes=10):
     return keras.Model(inputs, outputs, name="xnnpack_cnn")
 
 
-def mobilenet_v2(alpha=0.35, applications=None):
+def mobilenet_v2(alpha=0.35, applications=None, blocks=None):
     """MobileNetV2 for 96x96x3 inputs, 10 logits, untrained (`weights=None`:
     nothing to download). `applications` is the module that builds it
-    (default `keras.applications`; `tf_keras.applications` for tfmot)."""
+    (default `keras.applications`; `tf_keras.applications` for tfmot).
+
+    `blocks`: only the stem and the first `blocks` of its 17 inverted
+    residual blocks (block 2 is the first with a residual Add), then a
+    spatial mean and the 10 logits: the same layers at a fraction of the
+    trace, for the benchmarks' smoke runs."""
     applications = applications or keras.applications
-    return applications.MobileNetV2(
+    model = applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=alpha, weights=None, classes=10,
         classifier_activation=None,
     )
+    if blocks is None:
+        return model
+    if not 1 <= blocks <= 17:
+        raise ValueError(f"`blocks` must be 1 to 17 (MobileNetV2's inverted residual blocks); "
+                         f"got {blocks!r}.")
+    names = {layer.name for layer in model.layers}
+    last = "expanded_conv_project_BN" if blocks == 1 else next(
+        name for name in (f"block_{blocks - 1}_add", f"block_{blocks - 1}_project_BN")
+        if name in names)
+    x = model.get_layer(last).output
+    outputs = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_{blocks}_blocks")

@@ -3,9 +3,9 @@ models (a MobileNetV3, an EfficientNet, and DenseNet121 with its standalone
 BatchNormalization-ReLU before each convolution and its poolings a
 Concatenate reads), tiny: 32x32, no baseline training, one fine-tuning step.
 QAT wraps and exports fully integer; pruning's zeros survive the export (the
-report's fields). A fresh ConvNeXtTiny (LayerNormalization, GELU, Dense over
-a grid, LayerScale) is exported and compared layer by layer in
-tests/quantization/test_zero_offsets.py."""
+report's fields). A fresh ConvNeXt of ConvNeXtTiny's stages, one block each
+(LayerNormalization, GELU, Dense over a grid, LayerScale), is exported and
+compared layer by layer in tests/quantization/test_zero_offsets.py."""
 
 import importlib.util
 import os

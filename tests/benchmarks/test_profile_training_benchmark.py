@@ -1,4 +1,5 @@
-"""benchmarks/profile_training.py, one profiled step at batch 2 with one
+"""benchmarks/profile_training.py, one profiled step at batch 2 of
+MobileNetV2's stem and first three blocks (`--blocks 3`), with one
 inter-op thread, in a process of its own (TensorFlow's executor threads are
 set once, before anything runs): the op types QAT adds come out of the
 trace, and the plain model has none of them."""
@@ -24,7 +25,7 @@ def test_one_op_at_a_time_profile_names_the_fake_quant_passes():
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "profile_training.py"),
          "--technique", "qat", "--steps", "1", "--repeats", "1", "--batch-size", "2",
-         "--inter-op-threads", "1", "--top", "40"],
+         "--inter-op-threads", "1", "--top", "40", "--blocks", "3"],
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, KERAS_BACKEND="tensorflow"))
     assert done.returncode == 0, done.stderr[-2000:]
