@@ -14,6 +14,7 @@ in shuffled interleaved rounds with the plain fused model's training step
 (`paired_steps.py`'s model) as the yardstick.
 
     python benchmarks/activation_passes.py --rounds 15
+    python benchmarks/activation_passes.py --rounds 1 --blocks 3    # a smoke run
 """
 
 import argparse

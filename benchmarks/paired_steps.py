@@ -18,6 +18,7 @@ the technique's callbacks' batch hooks around it as `fit` calls them.
 
     python benchmarks/paired_steps.py                          # qat, cluster, prune; 40 rounds
     python benchmarks/paired_steps.py --techniques qat --rounds 60
+    python benchmarks/paired_steps.py --rounds 2 --blocks 3                # a smoke run
 """
 
 import argparse

@@ -26,6 +26,7 @@ Compare the two columns of one run, not figures across runs; use
     python benchmarks/profile_training.py --technique cluster --steps 10 --top 20
     python benchmarks/profile_training.py --technique qat --inter-op-threads 1
     KERAS_BACKEND=jax python benchmarks/profile_training.py --technique prune
+    python benchmarks/profile_training.py --steps 1 --repeats 1 --blocks 3    # a smoke run
 """
 
 import argparse
