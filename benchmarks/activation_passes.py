@@ -29,6 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import mobilenet_blocks  # noqa: E402
 from paired_steps import build  # noqa: E402
 from tfmot_lite.quantization import quantizers  # noqa: E402
 
@@ -85,9 +86,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--blocks", type=int, default=None, metavar="N",
-                        help="MobileNetV2's stem and first N inverted residual blocks only "
-                             "(a smoke run; default: the whole network)")
+    mobilenet_blocks.add_argument(parser)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size, 96, 96, 3), dtype=np.float32)
@@ -118,8 +117,8 @@ def main(argv=None):
     values = sum(int(np.prod(s)) for s, _ in shapes)
     relu = [s for s, r in shapes if r]
     step = float(np.median(times["plain fused step"]))
-    blocks = "" if args.blocks is None else f", first {args.blocks} blocks"
-    print(f"MobileNetV2 alpha=0.5{blocks}, 96x96, batch {args.batch_size}, {keras.backend.backend()} "
+    print(f"{mobilenet_blocks.label(args.blocks)}, 96x96, batch {args.batch_size}, "
+          f"{keras.backend.backend()} "
           f"backend, {os.cpu_count()} CPUs; load average {load:.2f} at start; "
           f"{args.rounds} interleaved rounds")
     print(f"{len(shapes)} tracked activations, {values / 1e6:.1f}M values "

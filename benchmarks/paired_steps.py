@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import mobilenet_blocks  # noqa: E402
 from stats import bootstrap_median  # noqa: E402
 from training_overhead import TECHNIQUES, lite, plain_fused  # noqa: E402
 from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
@@ -90,9 +91,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--blocks", type=int, default=None, metavar="N",
-                        help="MobileNetV2's stem and first N inverted residual blocks only "
-                             "(a smoke run; default: the whole network)")
+    mobilenet_blocks.add_argument(parser)
     args = parser.parse_args(argv)
     techniques = [t for t in args.techniques.split(",") if t]
     unknown = sorted(set(techniques) - set(TECHNIQUES))
@@ -109,8 +108,7 @@ def main(argv=None):
     load = os.getloadavg()
     times = paired_times(steppers, x, y, args.rounds, args.seed)
 
-    blocks = "" if args.blocks is None else f", first {args.blocks} blocks"
-    print(f"MobileNetV2 alpha=0.5{blocks}, 96x96, batch {args.batch_size}, "
+    print(f"{mobilenet_blocks.label(args.blocks)}, 96x96, batch {args.batch_size}, "
           f"{keras.backend.backend()} backend, {os.cpu_count()} CPUs; {args.rounds} rounds of "
           f"one step per model; load average {load[0]:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end")

@@ -41,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import mobilenet_blocks  # noqa: E402
 from tfmot_lite.example_models import mobilenet_v2  # noqa: E402
 
 
@@ -184,9 +185,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2,
                         help="profiles per model, alternating; each op type keeps its fastest")
-    parser.add_argument("--blocks", type=int, default=None, metavar="N",
-                        help="MobileNetV2's stem and first N inverted residual blocks only "
-                             "(a smoke run; default: the whole network)")
+    mobilenet_blocks.add_argument(parser)
     parser.add_argument("--inter-op-threads", type=int, default=None,
                         help="TensorFlow: ops run at once (1: one at a time, so no op slows "
                              "another and the op times add up to the step; default: "
@@ -225,8 +224,8 @@ def main(argv=None):
     plain, tech = profiles["plain"], profiles[args.technique]
     threads = ("" if args.inter_op_threads is None
                else f", {args.inter_op_threads} inter-op thread(s)")
-    blocks = "" if args.blocks is None else f", first {args.blocks} blocks"
-    print(f"MobileNetV2 alpha=0.5{blocks} 96x96 batch {args.batch_size}, {keras.backend.backend()} "
+    print(f"{mobilenet_blocks.label(args.blocks)} 96x96 batch {args.batch_size}, "
+          f"{keras.backend.backend()} "
           f"backend{threads}; {args.repeats} x {args.steps} profiled steps per model; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if graphs["plain"] is not None:
