@@ -21,3 +21,11 @@ def test_first_blocks_of_mobilenet_v2_are_its_own_layers():
 def test_blocks_out_of_range_are_refused(blocks):
     with pytest.raises(ValueError, match="`blocks` must be 1 to 17"):
         mobilenet_v2(blocks=blocks)
+
+
+def test_blocks_are_cut_from_keras_3s_model_only():
+    class OtherApplications:  # as tf_keras.applications would be passed
+        pass
+
+    with pytest.raises(ValueError, match="leave `applications` unset"):
+        mobilenet_v2(applications=OtherApplications, blocks=3)

@@ -74,7 +74,10 @@ def mobilenet_v2(alpha=0.35, applications=None, blocks=None):
     `blocks`: only the stem and the first `blocks` of its 17 inverted
     residual blocks (block 2 is the first with a residual Add), then a
     spatial mean and the 10 logits: the same layers at a fraction of the
-    trace, for the benchmarks' smoke runs."""
+    trace, for the benchmarks' smoke runs (Keras 3's applications only)."""
+    if blocks is not None and applications not in (None, keras.applications):
+        raise ValueError("`blocks` cuts a Keras 3 MobileNetV2; leave `applications` unset "
+                         "with it.")
     applications = applications or keras.applications
     model = applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=alpha, weights=None, classes=10,
