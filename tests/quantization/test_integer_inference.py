@@ -2,7 +2,7 @@
 inference, as their int8 kernels do (`QuantizeConvBatchNorm._integer_call`,
 `QuantizeWrapper._integer_call`, `kernel_arithmetic.requantize`), with the scales
 and int32 biases the converter stores (`integer_grid.range_scale`,
-`integer_grid.bias_integers`): their outputs are XNNPACK's, ties included.
+`integer_grid.range_bias_integers`): their outputs are XNNPACK's, ties included.
 The float path (`fq(conv(x, w) + b)`) lands within a few 10^-4 of a step of
 a tie, and an input with flat regions repeats such a tie on every pixel of
 the region."""
@@ -14,7 +14,8 @@ import pytest
 import tfmot_lite as tfmot
 from tfmot_lite import export
 from tfmot_lite.quantization.integer_grid import (
-    bias_integers, integer_grid, range_scale, range_scale_error, stored_constant,
+    bias_integers, integer_grid, range_bias_integers, range_scale, range_scale_error,
+    stored_constant,
     symmetric_scale, symmetric_scale_error,
 )
 from tfmot_lite.quantization.kernel_arithmetic import hard_swish_integers, requantize
@@ -539,6 +540,14 @@ def test_bias_integers_round_the_converters_double_quotient():
         keras.ops.convert_to_numpy(bias_integers(tie, 1.0, 1.0)), [3.0, -3.0])
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(bias_integers(bias[:3], 0.0, kernel_step[:3])), 0.0)
+    # What a layer calls: the same integers, in double on TensorFlow.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(
+        range_bias_integers(bias, low, high, max_abs)), exact)
+    one_step = (np.float32(0.0), np.float32(255.0), np.float32(127.0))  # S_in = S_w = 1
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(range_bias_integers(tie, *one_step)), [3.0, -3.0])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(
+        range_bias_integers(bias[:3], np.float32(0.0), np.float32(0.0), max_abs[:3])), 0.0)
 
 
 def _near_half_steps(rng, count):

@@ -39,8 +39,7 @@ from tfmot_lite.core import layer_kinds
 from tfmot_lite.quantization import graph_memo
 from tfmot_lite.quantization import quantizers as q
 from tfmot_lite.quantization.integer_grid import (
-    bias_integers, integer_grid, on_integer_grid, range_scale, range_scale_error,
-    symmetric_scale, symmetric_scale_error,
+    integer_grid, on_integer_grid, range_bias_integers, range_scale, symmetric_scale,
 )
 from tfmot_lite.quantization.kernel_arithmetic import (
     device_sum, requantize, requantize_copy, requantize_mean,
@@ -71,20 +70,15 @@ class Borrowed:
         range `[0, 0]`)."""
         return range_scale(*self._bounds())
 
-    def scale_error(self):
-        """What the converter's step of the range, a double, holds beyond
-        `scale()` (`integer_grid.range_scale_error`)."""
-        return range_scale_error(*self._bounds())
-
     def bias_integers(self, bias, kernel_max_abs, num_bits=8, bits=32):
         """`(integers, step)`: `bias` as the int32 the converter stores for
         a kernel reading this range whose channels' largest weights are
-        `kernel_max_abs` (`integer_grid.bias_integers`), and the step
+        `kernel_max_abs` (`integer_grid.range_bias_integers`), and the step
         `input_scale * kernel_scale` it is in units of."""
-        input_step, kernel_step = self.scale(), symmetric_scale(kernel_max_abs, num_bits)
-        integers = bias_integers(bias, input_step, kernel_step, bits, self.scale_error(),
-                                 symmetric_scale_error(kernel_max_abs, num_bits))
-        return integers, input_step * kernel_step
+        low, high, input_bits, narrow_range = self._bounds()
+        integers = range_bias_integers(bias, low, high, kernel_max_abs, input_bits, narrow_range,
+                                       num_bits, bits)
+        return integers, self.scale() * symmetric_scale(kernel_max_abs, num_bits)
 
     def integers_of(self, x):
         """`x`, a tensor on this range's grid, as the integers an int8

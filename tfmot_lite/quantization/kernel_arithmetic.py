@@ -21,14 +21,15 @@ fixed point needs int32. No gradient: inference only. On JAX an eager call
 of a kernel runs as one compiled program (`fast.compiled`).
 """
 
-import keras
 import numpy as np
 from keras import ops
 
 from tfmot_lite.core.layer_kinds import FUSED_RELUS
 from tfmot_lite.fast import ops as fast_ops
 from tfmot_lite.fast.compiled import compiled
-from tfmot_lite.quantization.integer_grid import exact_quotient, integer_grid, nudged_grid
+from tfmot_lite.quantization.integer_grid import (
+    exact_quotient, floor_wide, integer_grid, nudged_grid, widest_float,
+)
 
 
 @compiled("num_bits", "narrow_range", "activation")
@@ -367,16 +368,6 @@ def _high_mul(a, b):
     return ops.where(a < 0, -high, high)
 
 
-def _widest_float():
-    """float64, where the backend computes in it (JAX only with x64 on)."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        if not jax.config.jax_enable_x64:
-            return "float32"
-    return "float64"
-
-
 def _quantized_multiplier(real):
     """TFLite's `QuantizeMultiplier` of a positive double: `(m, exponent)`,
     `real = m / 2**31 * 2**exponent`, `m` in [2**30, 2**31) rounded half
@@ -384,7 +375,7 @@ def _quantized_multiplier(real):
     exponent = ops.floor(ops.log2(real)) + 1.0
     exponent = ops.where(ops.power(2.0, exponent - 1.0) > real, exponent - 1.0, exponent)
     exponent = ops.where(ops.power(2.0, exponent) <= real, exponent + 1.0, exponent)
-    m = ops.floor(real / ops.power(2.0, exponent) * 2.0 ** 31 + 0.5)
+    m = floor_wide(real / ops.power(2.0, exponent) * 2.0 ** 31 + 0.5)
     exponent = ops.where(m >= 2.0 ** 31, exponent + 1.0, exponent)
     m = ops.where(m >= 2.0 ** 31, 2.0 ** 30, m)
     return ops.cast(m, "int32"), ops.cast(exponent, "int32")
@@ -407,7 +398,7 @@ def rsqrt_integers(x, input_step, output_step):
     range ends at the inverse of one variance step, so `255 / sqrt(v)` is
     a tie at v = 4, 36, 100) came out a step off the kernel on 10% of the
     values of one after a residual Add on flat images."""
-    wide = _widest_float()
+    wide = widest_float()
     real = exact_quotient(1.0, ops.sqrt(ops.cast(input_step, wide)) * ops.cast(output_step, wide))
     m, exponent = _quantized_multiplier(real)
     value = ops.cast(ops.clip(x, 0, 255), "int32")
@@ -434,7 +425,7 @@ def builtin_sum(a, a_step, b, b_step, min_val, max_val, num_bits=8, narrow_range
     high multiply then a divide by a power of two, a tie away from zero;
     a fused ReLU (`activation`) clamps `q` (`fused_bounds`). No gradient."""
     scale, zero_point, q_min, q_max = integer_grid(min_val, max_val, num_bits, narrow_range)
-    wide = _widest_float()
+    wide = widest_float()
     a_step, b_step = ops.cast(a_step, wide), ops.cast(b_step, wide)
     twice_max = 2.0 * ops.maximum(a_step, b_step)
 
