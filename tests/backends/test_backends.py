@@ -196,3 +196,19 @@ def test_compiled_functions_compute_what_they_compute_as_written(results):
         assert result["second_call_programs"] == 0, result
         assert result["as_written_programs"] > 1, result
         assert result["gradient_finite"], result
+
+
+def test_double_arithmetic_under_jax_with_x64():
+    """With x64 on, JAX computes the converter's steps, biases and
+    multipliers in double as TensorFlow does: Keras' `floor` and its result
+    type of float64 and float32 had rounded them to float32 there
+    (`integer_grid.floor_wide`, `exact_quotient`)."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_ENABLE_X64="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(HERE / "wide_float_script.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"backend": "jax", "widest_float": "float64", "step_misses": 0,
+                      "bias_misses": 0, "multiplier_misses": 0}

@@ -73,7 +73,9 @@ def exact_quotient(numerator, denominator):
     if keras.backend.backend() != "jax":
         return ops.divide(numerator, denominator)
     numerator, denominator = ops.convert_to_tensor(numerator), ops.convert_to_tensor(denominator)
-    dtype = keras.backend.result_type(numerator.dtype, denominator.dtype)
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (numerator, denominator)}
+    # Keras' result type of float64 and float32 is float32 on JAX.
+    dtype = "float64" if "float64" in dtypes else keras.backend.result_type(*dtypes)
     numerator, denominator = ops.cast(numerator, dtype), ops.cast(denominator, dtype)
     shape = np.broadcast_shapes(tuple(numerator.shape), tuple(denominator.shape))
     numerator, denominator = _as_written(ops.broadcast_to(numerator, shape),
@@ -115,7 +117,8 @@ def _double_step(min_val, max_val, num_bits, narrow_range):
     levels = 2.0 ** num_bits - (2.0 if narrow_range else 1.0)
     return graph_memo.memoized(
         "double_step", (min_val, max_val, num_bits, narrow_range),
-        lambda: (ops.cast(max_val, "float64") - ops.cast(min_val, "float64")) / levels)
+        lambda: exact_quotient(ops.cast(max_val, "float64") - ops.cast(min_val, "float64"),
+                               levels))
 
 
 def range_scale_error(min_val, max_val, num_bits=8, narrow_range=False):
@@ -349,9 +352,10 @@ def range_bias_integers(bias, low, high, kernel_max_abs, num_bits=8, narrow_rang
             range_scale_error(low, high, num_bits, narrow_range),
             symmetric_scale_error(kernel_max_abs, kernel_bits))
     input_step = _double_step(low, high, num_bits, narrow_range)
-    kernel_step = ops.cast(kernel_max_abs, "float64") / float(2 ** (kernel_bits - 1) - 1)
+    kernel_step = exact_quotient(ops.cast(kernel_max_abs, "float64"),
+                                 float(2 ** (kernel_bits - 1) - 1))
     step = input_step * kernel_step
-    quotient = ops.cast(bias, "float64") / ops.where(step > 0, step, 1.0)
+    quotient = exact_quotient(ops.cast(bias, "float64"), ops.where(step > 0, step, 1.0))
     limit = 2.0 ** (bits - 1)
     n = ops.sign(quotient) * floor_wide(ops.clip(ops.abs(quotient) + 0.5, 0.0, limit))
     n = ops.clip(n, -limit, limit - 1)
