@@ -39,8 +39,8 @@ def widest_float():
 def floor_wide(x):
     """`floor(x)` in `x`'s own dtype, for a float64 `x` below 2**63 in
     magnitude too: Keras' `ops.floor` computes a float64 in float32 on
-    PyTorch (its result type of float64 and a Python float), which
-    loses a 31-bit multiplier's last bits."""
+    PyTorch and on JAX with x64 (its result type of float64 and a Python
+    float), which loses a 31-bit multiplier's last bits."""
     if keras.backend.standardize_dtype(x.dtype) != "float64":
         return ops.floor(x)
     truncated = ops.cast(ops.cast(x, "int64"), "float64")
@@ -342,7 +342,7 @@ def range_bias_integers(bias, low, high, kernel_max_abs, num_bits=8, narrow_rang
         S_in = (high - low) / (2**b - c),    S_w = max|w| / (2**(k-1) - 1)
         bias_q = round_half_away(bias / (S_in * S_w))    (saturated; 0 where a step is 0)
 
-    nine ops where the float32 emulation below traces some 120 for each
+    a dozen ops where the float32 emulation below traces some 120 for each
     kernel layer (40% of the ops of a QAT MobileNetV2's inference graph);
     elsewhere `bias_integers` of the float32 steps and their errors."""
     if widest_float() != "float64":
