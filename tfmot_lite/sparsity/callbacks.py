@@ -51,9 +51,8 @@ _LOOK_AHEAD = 1_000_000  # steps searched for a schedule's next update
 
 
 def _not_yet_pruned(wrappers):
-    """`[(wrapper, steps run, next update step or None)]` for the built
-    wrappers whose masks are still all ones and whose schedule has not
-    asked for an update yet."""
+    """`[(wrapper, steps run)]` for the built wrappers whose masks are
+    still all ones and whose schedule has not asked for an update yet."""
     waiting = []
     for wrapper in wrappers:
         if not wrapper.built or wrapper.sparsity_m_by_n is not None or not wrapper.masks:
@@ -64,19 +63,27 @@ def _not_yet_pruned(wrappers):
         schedule = wrapper.pruning_schedule
         if any(bool(np.asarray(schedule(s)[0])) for s in range(1, run + 1)):
             continue  # Updated at a sparsity that pruned nothing: as asked.
-        upcoming = next(
-            (s for s in range(run + 1, run + _LOOK_AHEAD)
-             if bool(np.asarray(schedule(s)[0]))),
-            None,
-        )
-        waiting.append((wrapper, run, upcoming))
+        waiting.append((wrapper, run))
     return waiting
 
 
+def _next_update(schedule, run):
+    """The first step after `run` at which `schedule` updates the masks, or
+    None: searched up to its `end_step` where it has one (a schedule call
+    is a few microseconds; a million of them for each layer had made the
+    warning take minutes), else `_LOOK_AHEAD` steps."""
+    end = getattr(schedule, "end_step", -1)
+    stop = run + _LOOK_AHEAD
+    if isinstance(end, int) and end >= 0:
+        stop = min(stop, end + 1)
+    return next((s for s in range(run + 1, stop) if bool(np.asarray(schedule(s)[0]))), None)
+
+
 def _not_yet_pruned_message(waiting):
-    names = ", ".join(f"'{w.name}'" for w, _, _ in waiting[:5])
+    names = ", ".join(f"'{w.name}'" for w, _ in waiting[:5])
     more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
-    _, run, upcoming = waiting[0]
+    first, run = waiting[0]
+    upcoming = _next_update(first.pruning_schedule, run)
     when = (
         f"its first mask update is due at step {upcoming}" if upcoming
         else "it asks for no mask update"
