@@ -24,7 +24,7 @@ BACKENDS = ["jax", "torch"]
 TRAINING_SCRIPTS = ["prune_script.py", "qat_cluster_script.py", "sublayers_script.py",
                     "transformer_qat_script.py"]
 # What the backend's compiler makes of the integer arithmetic: to the bit.
-EXACT_SCRIPTS = ["integer_paths_script.py", "compiled_script.py"]
+EXACT_SCRIPTS = ["integer_paths_script.py", "compiled_script.py", "wide_float_script.py"]
 # On JAX the training scripts run in a process of their own with LLVM's
 # backend optimization at level 0: XLA compiles their steps and eager ops
 # about a quarter faster (141 s -> 106 s alone, 2026-12-07), and what they
@@ -176,9 +176,6 @@ def test_integer_paths_compute_what_tensorflow_computes(results):
     assert not any(result["quotient_misses"].values()), result
     assert result["bias_misses"] == 0, result
     assert result["range_bias_misses"] == 0, result
-    # float32 multipliers on JAX (no x64); on PyTorch Keras' `floor` had
-    # rounded the float64 ones to float32 (`integer_grid.floor_wide`).
-    assert result["multiplier_misses"] == (None if result["backend"] == "jax" else 0), result
     assert result["constant_misses"] == 0, result
 
 
@@ -196,6 +193,19 @@ def test_compiled_functions_compute_what_they_compute_as_written(results):
         assert result["second_call_programs"] == 0, result
         assert result["as_written_programs"] > 1, result
         assert result["gradient_finite"], result
+
+
+def test_double_arithmetic_on_backend(results):
+    """The converter's steps, biases and multipliers as numpy's double
+    arithmetic computes them: on PyTorch Keras' `floor` had rounded the
+    31-bit multipliers to float32 (`integer_grid.floor_wide`); JAX without
+    x64 computes the step and bias in exact float32 and has no float64
+    multipliers."""
+    result = script_result(results, "wide_float_script.py")
+    x64 = result["widest_float"] == "float64"
+    assert x64 == (result["backend"] != "jax"), result
+    assert result["step_misses"] == 0 and result["bias_misses"] == 0, result
+    assert result["multiplier_misses"] == (0 if x64 else None), result
 
 
 def test_double_arithmetic_under_jax_with_x64():
