@@ -1,7 +1,9 @@
 """`to_tflite` writes a small model's SavedModel with its weights frozen
 into the graph (fast for many small variables) and a large one through
 `model.export` (freezing copies every weight byte several times: a QAT
-ResNet50 peaked 2 GB above the model that way). Both give the same .tflite.
+ResNet50 peaked 2 GB above the model that way). Both give the same .tflite,
+with the same signature: for a model of several inputs, of dict inputs and
+outputs, and one holding a subclassed block (a `SublayerHost`), too.
 The converter's own full garbage collection walks only what the conversion
 made."""
 
@@ -10,7 +12,9 @@ import weakref
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
+from sublayer_models import ResidualBlock
 from tflite_helpers import op_report
 
 import tfmot_lite as tfmot
@@ -31,15 +35,18 @@ def _qat_cnn():
     return qat, x
 
 
-def _convert(qat, monkeypatch, limit):
+def _convert(qat, monkeypatch, limit, options=None):
+    """`to_tflite` with `FREEZE_MAX_BYTES` set to `limit`: `(flatbuffer,
+    whether the variables were frozen)`."""
     monkeypatch.setattr(convert, "FREEZE_MAX_BYTES", limit)
     frozen = []
     original = convert._frozen_call
     monkeypatch.setattr(convert, "_frozen_call",
                         lambda *a: frozen.append(True) or original(*a))
-    flatbuffer = convert.to_tflite(qat, optimizations=[tf.lite.Optimize.DEFAULT],
-                                   inference_input_type=tf.int8,
-                                   inference_output_type=tf.int8)
+    if options is None:
+        options = dict(optimizations=[tf.lite.Optimize.DEFAULT],
+                       inference_input_type=tf.int8, inference_output_type=tf.int8)
+    flatbuffer = convert.to_tflite(qat, **options)
     return flatbuffer, bool(frozen)
 
 
@@ -60,6 +67,66 @@ def test_the_frozen_and_the_exported_savedmodel_give_the_same_tflite(monkeypatch
     assert was_frozen and not large_frozen
     assert op_report(small) == op_report(large)
     np.testing.assert_array_equal(_outputs(small, x), _outputs(large, x))
+
+
+def _two_inputs_model():
+    """Two inputs (a list), two outputs."""
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
+    hidden = L.Dense(8, activation="relu")(L.Concatenate()([a, b]))
+    return keras.Model([a, b], [L.Dense(3)(hidden), L.Dense(2)(hidden)])
+
+
+def _dict_model():
+    """Dict inputs whose keys sort in another order than they were given,
+    an int32 one among them; dict outputs."""
+    keras.utils.set_random_seed(0)
+    inputs = {"values": keras.Input((6,), name="values"),
+              "ids": keras.Input((5,), dtype="int32", name="ids")}
+    ids = L.GlobalAveragePooling1D()(L.Embedding(20, 4)(inputs["ids"]))
+    hidden = L.Dense(8, activation="relu")(L.Concatenate()([inputs["values"], ids]))
+    return keras.Model(inputs, {"scores": L.Dense(3)(hidden), "extra": L.Dense(2)(hidden)})
+
+
+def _hosted_block_qat():
+    """A QAT model whose Conv2D, BatchNorm and Dense layers sit in a user's
+    subclassed block: the block is a `SublayerHost` in the wrapped graph."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    x = L.GlobalAveragePooling2D()(ResidualBlock(4)(inputs))
+    qat = tfmot.quantization.keras.quantize_model(keras.Model(inputs, L.Dense(3)(x)))
+    qat(np.random.default_rng(0).normal(size=(8, 8, 8, 4)).astype("float32"), training=True)
+    return qat
+
+
+def _example_inputs(flatbuffer, seed=0):
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(seed)
+    details = Interpreter(model_content=flatbuffer).get_signature_runner().get_input_details()
+    return {name: (rng.integers(0, 20, d["shape"]) if d["dtype"] == np.int32
+                   else rng.normal(size=d["shape"])).astype(d["dtype"])
+            for name, d in details.items()}
+
+
+@pytest.mark.parametrize("build", [_two_inputs_model, _dict_model, _hosted_block_qat],
+                         ids=["two_inputs", "dict_io", "hosted_block"])
+def test_models_of_several_dict_or_hosted_parts_freeze_to_the_same_tflite(build, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = build()
+    options = dict(optimizations=[tf.lite.Optimize.DEFAULT]) if build is _hosted_block_qat else {}
+    small, was_frozen = _convert(model, monkeypatch, convert.FREEZE_MAX_BYTES, options)
+    large, large_frozen = _convert(model, monkeypatch, 0, options)
+    assert was_frozen and not large_frozen
+    signatures = [Interpreter(model_content=f).get_signature_list() for f in (small, large)]
+    assert signatures[0] == signatures[1]
+    assert op_report(small) == op_report(large)
+    inputs = _example_inputs(small)
+    outputs = [Interpreter(model_content=f).get_signature_runner()(**inputs) for f in (small, large)]
+    assert sorted(outputs[0]) == sorted(outputs[1])
+    for name in outputs[0]:
+        np.testing.assert_array_equal(outputs[0][name], outputs[1][name])
 
 
 def test_weight_bytes_counts_every_variable():

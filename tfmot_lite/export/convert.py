@@ -79,21 +79,6 @@ def has_dict_io(model):
     )
 
 
-def needs_saved_model(model):
-    """Whether `model` converts through a SavedModel: it takes or returns a
-    dict, or holds a KerasHub-style model or a `SublayerHost` (a Functional
-    subclass nested in a model), which `from_keras_model` cannot trace
-    (`TypeError: 'NoneType' object is not callable`)."""
-    from tfmot_lite.core import sublayers
-
-    if has_dict_io(model):
-        return True
-    return any(
-        sublayers.is_host(layer) or (sublayers.is_graph(layer) and not sublayers.rebuildable(layer))
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-    )
-
-
 def inputs_by_name(model, data, argument="data"):
     """`data` for a model with several inputs, as a dict {input name: data}
     in `model.inputs` order. `data` is such a dict (any order), or a list
@@ -203,12 +188,12 @@ def to_tflite(
 ):
     """Converts a Keras 3 model to a .tflite flatbuffer.
 
-    Models with dict inputs or outputs (`has_dict_io`, e.g. KerasHub
-    models) are exported as a SavedModel in a temporary directory (removed
-    afterwards) and converted with `TFLiteConverter.from_saved_model`; the
-    converter cannot trace them from the Keras model. Other models are
-    written as a SavedModel of their inference call with the variables
-    frozen (`_write_saved_model`: faster). Either way the .tflite's
+    The model is written as a SavedModel in a temporary directory (removed
+    afterwards) and converted with `TFLiteConverter.from_saved_model`
+    (`from_keras_model` cannot trace Keras 3 models with dict inputs or
+    outputs, e.g. KerasHub models): its inference call with the variables
+    frozen into constants where it can (`_write_saved_model`: faster),
+    else through `model.export`. Either way the .tflite's
     `serving_default` signature names its inputs as the model does.
 
     Args:
@@ -321,7 +306,9 @@ def _write_saved_model(tf, model, directory):
     size free), outputs `output_0`, `output_1`, ... as Keras' own export.
 
     A Sequential or Functional model of up to `FREEZE_MAX_BYTES` of weights
-    is written with its variables frozen into constants (`_frozen_call`).
+    is written with its variables frozen into constants (`_frozen_call`),
+    whatever it holds (KerasHub backbones, a user's subclassed blocks) and
+    whatever its inputs and outputs (a list, a dict).
     `model.export` (and `TFLiteConverter.from_keras_model`, which calls it)
     saves and restores every variable through traced checkpoint functions,
     which costs time per variable: a QAT MobileNetV3Small converts in 6.3 s
@@ -331,16 +318,14 @@ def _write_saved_model(tf, model, directory):
     again by the converter. A QAT ResNet50 (95 MB of weights) peaked 2.0 GB
     above the model writing the frozen SavedModel and 2.2 GB converting it,
     against 0.2 and 0.6 GB through `model.export`, which was also faster
-    there (18 s against 25 s). So larger models, models with dict
-    inputs or outputs or subclassed hosts (`needs_saved_model`), and graphs
-    whose state cannot be frozen (lookup tables) take `model.export`."""
+    there (18 s against 25 s). So larger models, and graphs whose state
+    cannot be frozen (lookup tables), take `model.export`."""
     from tfmot_lite.core.graph import is_graph_model
     from tfmot_lite.export.static_shapes import batch_free_shapes
 
     call = None
     with batch_free_shapes(tf):  # constant reshapes: one XNNPACK partition
-        if (is_graph_model(model) and not needs_saved_model(model)
-                and weight_bytes(model) <= FREEZE_MAX_BYTES):
+        if is_graph_model(model) and weight_bytes(model) <= FREEZE_MAX_BYTES:
             call = _frozen_call(tf, model)
         if call is None:
             model.export(directory, format="tf_saved_model", verbose=False)
@@ -355,15 +340,23 @@ def _write_saved_model(tf, model, directory):
 
 def _frozen_call(tf, model):
     """`model(inputs, training=False)` traced once with its variables as
-    constants, as a `tf.function` of the inputs (flat, named as the Keras
-    inputs) returning `{"output_0": ..., ...}`; None when the graph's state
-    cannot be frozen."""
+    constants, as a `tf.function` of the inputs returning a dict of
+    outputs, with the signature Keras' own export gives (`model.export`):
+    inputs named as the Keras inputs (a dict of inputs by its keys, in
+    their sorted order), outputs `output_0`, `output_1`, ... (a dict of
+    outputs by its keys). None when the graph's state cannot be frozen."""
     from tensorflow.python.framework import convert_to_constants
 
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    structure = getattr(model, "_inputs_struct", None)
+    if isinstance(structure, dict):
+        signature = [{key: tf.TensorSpec(t.shape, t.dtype, name=key)
+                      for key, t in structure.items()}]
+    else:
+        specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+        # One input is passed as itself, several as one list (Keras' export).
+        signature = specs if len(specs) == 1 else [specs]
 
-    # One input is passed as itself, several as one list (Keras' export).
-    @tf.function(input_signature=specs if len(specs) == 1 else [specs], autograph=False)
+    @tf.function(input_signature=signature, autograph=False)
     def call(inputs):
         return model(inputs, training=False)
 
@@ -380,17 +373,25 @@ def _frozen_call(tf, model):
     except (ValueError, TypeError, NotImplementedError):
         return None
     fetches = [t.name for t in concrete.outputs]
+    # The traced inputs, in the order `tf.nest` flattens the signature.
+    flat_specs = tf.nest.flatten(signature)
     constant_call = tf.compat.v1.wrap_function(
         lambda *inputs: tf.graph_util.import_graph_def(
             graph_def, input_map=dict(zip(feeds, inputs)), return_elements=fetches,
             name=""),  # the traced names, which the .tflite's tensors keep
-        specs)
+        flat_specs)
+    outputs = concrete.structured_outputs
 
-    @tf.function(input_signature=specs, autograph=False)
-    def serving_default(*inputs):
-        return {f"output_{i}": out for i, out in enumerate(constant_call(*inputs))}
+    def serve(inputs):
+        results = constant_call(*tf.nest.flatten(inputs))
+        if isinstance(outputs, dict):
+            return tf.nest.pack_sequence_as(outputs, results)
+        return {f"output_{i}": out for i, out in enumerate(results)}
 
-    return serving_default
+    if isinstance(structure, dict):
+        return tf.function(serve, input_signature=signature, autograph=False)
+    return tf.function(lambda *inputs: serve(list(inputs)), input_signature=flat_specs,
+                       autograph=False)
 
 
 def _frozen_graph_def(concrete):
