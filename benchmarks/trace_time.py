@@ -10,7 +10,14 @@ the seconds to trace each (the first `train_on_batch` / `predict_on_batch`
 less a second one), interleaved rounds in shuffled order, each round on a
 fresh QAT model; medians with their min-max.
 
+`--first-fit` also times each model's first `fit` (2 batches of 8) as Keras
+runs it, where TensorFlow builds the optimizer inside the first traced step
+and so traces the step twice, and with `tfmot_lite.fast.BuildOptimizerFirst`
+(the optimizer built first, the step traced once), on fresh QAT models in
+the same rounds, in shuffled order.
+
     python benchmarks/trace_time.py --models transformer,mobilenet_v2 --rounds 5
+    python benchmarks/trace_time.py --rounds 3 --first-fit
 """
 
 import argparse
@@ -85,10 +92,29 @@ def one_round(name, batch=8):
     return train, predict
 
 
+FIT_WAYS = ("as Keras", "BuildOptimizerFirst")
+
+
+def first_fit_seconds(name, way, batch=8):
+    """Seconds of a fresh QAT model's first `fit` on 2 batches, `way`
+    being one of FIT_WAYS."""
+    build, shape = MODELS[name]
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).uniform(0, 1, (2 * batch,) + shape).astype("float32")
+    qat = tfmot.quantization.keras.quantize_model(build())
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callbacks = [tfmot.fast.BuildOptimizerFirst()] if way == "BuildOptimizerFirst" else []
+    start = time.perf_counter()
+    qat.fit(x, np.zeros(2 * batch, "int32"), batch_size=batch, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--first-fit", action="store_true",
+                        help="also time the first fit as Keras runs it and with BuildOptimizerFirst")
     args = parser.parse_args(argv)
     names = args.models.split(",")
     for name in names:
@@ -98,20 +124,27 @@ def main(argv=None):
         print(f"{name}: ops traced, training step (forward and backward) "
               f"{_ops(qat, shape, True):,}, inference {_ops(qat, shape, False):,}", flush=True)
     seconds = {name: ([], []) for name in names}
+    fits = {(name, way): [] for name in names for way in FIT_WAYS} if args.first_fit else {}
     rng = random.Random(0)
     for r in range(args.rounds):
-        order = names[:]
-        rng.shuffle(order)
-        for name in order:
-            train, predict = one_round(name)
-            seconds[name][0].append(train)
-            seconds[name][1].append(predict)
+        jobs = [(name, None) for name in names] + list(fits)
+        rng.shuffle(jobs)
+        for name, way in jobs:
+            if way is None:
+                train, predict = one_round(name)
+                seconds[name][0].append(train)
+                seconds[name][1].append(predict)
+            else:
+                fits[name, way].append(first_fit_seconds(name, way))
             keras.backend.clear_session()
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     for name, (train, predict) in seconds.items():
         print(f"{name}: trace seconds, training step {statistics.median(train):.2f} "
               f"({min(train):.2f}-{max(train):.2f}), predict step "
               f"{statistics.median(predict):.2f} ({min(predict):.2f}-{max(predict):.2f})")
+    for (name, way), values in fits.items():
+        print(f"{name}: first fit, {way}: {statistics.median(values):.2f} s "
+              f"({min(values):.2f}-{max(values):.2f})")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from tfmot_lite import data, export  # noqa: E402
 from tfmot_lite.atomic_file import write_text_atomic  # noqa: E402
 from tfmot_lite.example_models import build_xnnpack_cnn  # noqa: E402
+from tfmot_lite.fast import BuildOptimizerFirst  # noqa: E402
 
 # -- data and training ------------------------------------------------------
 
@@ -140,7 +141,8 @@ class Context:
         model.fit(
             *self.splits.fit_args, **self.splits.fit_kwargs, epochs=epochs,
             validation_data=None if self.quick else self.splits.validation, verbose=0,
-            callbacks=[*callbacks, Progress(label, epochs)],
+            # BuildOptimizerFirst: on TensorFlow the first step is traced once.
+            callbacks=[*callbacks, BuildOptimizerFirst(), Progress(label, epochs)],
         )
         return model
 

@@ -24,6 +24,7 @@ from keras import ops
 
 from tfmot_lite.core import techniques
 from tfmot_lite.distillation.distiller import student_of
+from tfmot_lite.fast.first_step import build_optimizer
 
 
 def pruning_wrappers(model):
@@ -126,6 +127,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
     Masks are recomputed only on update steps, outside the compiled
     training step; at the end of every epoch the pruned weights are set to
     `weight * mask` (as tfmot does), so a saved model holds sparse kernels.
+
+    In `fit` on TensorFlow it also builds the optimizer when training
+    begins, as Keras' `BackupAndRestore` does, so that the first `fit`
+    traces its step once, not twice (`tfmot_lite.fast.first_step`).
     """
 
     def __init__(self):
@@ -147,6 +152,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Read lazily, at the first batch: a callback later in the list
         # (BackupAndRestore) may still restore the weights in on_train_begin.
         self._last_step = {}
+        # In `fit` on TensorFlow: the training step traced once, not twice.
+        build_optimizer(self.model)
 
     def on_train_batch_begin(self, batch=None, logs=None):
         if not self._wrappers:
