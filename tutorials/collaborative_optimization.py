@@ -55,9 +55,11 @@ def fit(model, x, y, learning_rate, epochs, args, callbacks=(), teacher=None):
     )
     # A held-out tenth shows validation accuracy as it trains; silent runs
     # (`--verbose 0`) would print none, so they train on it too.
+    # BuildOptimizerFirst: TensorFlow traces the first training step once.
     trained.fit(x, y, epochs=epochs, batch_size=args.batch_size,
                 validation_split=0.1 if args.verbose else 0.0,
-                callbacks=list(callbacks), verbose=args.verbose)
+                callbacks=[*callbacks, tfmot.fast.BuildOptimizerFirst()],
+                verbose=args.verbose)
     return model
 
 
