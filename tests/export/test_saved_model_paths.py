@@ -78,11 +78,12 @@ def _two_inputs_model():
 
 
 def _dict_model():
-    """Dict inputs whose keys sort in another order than they were given,
-    an int32 one among them; dict outputs."""
+    """Dict inputs, an int32 one among them, under keys other than the
+    inputs' names (the signature names them as `model.export` does: by
+    input name) and sorting in another order; dict outputs."""
     keras.utils.set_random_seed(0)
-    inputs = {"values": keras.Input((6,), name="values"),
-              "ids": keras.Input((5,), dtype="int32", name="ids")}
+    inputs = {"values": keras.Input((6,), name="a_values"),
+              "ids": keras.Input((5,), dtype="int32", name="z_ids")}
     ids = L.GlobalAveragePooling1D()(L.Embedding(20, 4)(inputs["ids"]))
     hidden = L.Dense(8, activation="relu")(L.Concatenate()([inputs["values"], ids]))
     return keras.Model(inputs, {"scores": L.Dense(3)(hidden), "extra": L.Dense(2)(hidden)})

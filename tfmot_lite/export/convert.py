@@ -342,14 +342,14 @@ def _frozen_call(tf, model):
     """`model(inputs, training=False)` traced once with its variables as
     constants, as a `tf.function` of the inputs returning a dict of
     outputs, with the signature Keras' own export gives (`model.export`):
-    inputs named as the Keras inputs (a dict of inputs by its keys, in
-    their sorted order), outputs `output_0`, `output_1`, ... (a dict of
-    outputs by its keys). None when the graph's state cannot be frozen."""
+    inputs named as the Keras inputs (a dict of inputs too, whatever its
+    keys), outputs `output_0`, `output_1`, ... (a dict of outputs by its
+    keys). None when the graph's state cannot be frozen."""
     from tensorflow.python.framework import convert_to_constants
 
     structure = getattr(model, "_inputs_struct", None)
     if isinstance(structure, dict):
-        signature = [{key: tf.TensorSpec(t.shape, t.dtype, name=key)
+        signature = [{key: tf.TensorSpec(t.shape, t.dtype, name=t.name)
                       for key, t in structure.items()}]
     else:
         specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
