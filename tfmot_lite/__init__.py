@@ -15,6 +15,7 @@ from tfmot_lite import clustering  # noqa: F401, E402
 from tfmot_lite import quantization  # noqa: F401, E402
 from tfmot_lite import experimental  # noqa: F401, E402
 from tfmot_lite import distillation  # noqa: F401, E402
+from tfmot_lite import fast  # noqa: F401, E402
 from tfmot_lite.clone import clone_model  # noqa: F401, E402
 
 __version__ = "0.1.0"
