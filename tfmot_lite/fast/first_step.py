@@ -45,11 +45,11 @@ def build_optimizer(model):
 
 class BuildOptimizerFirst(keras.callbacks.Callback):
     """Builds the model's optimizer when `fit` begins, so that TensorFlow
-    traces the training step once, not twice (`build_optimizer`). The first
-    `fit` of a QAT MobileNetV2 (first 6 blocks, 96x96) took 7.9 + 0.2 s so
-    against 17.3 s (docs/perf.md, "The first fit, traced once"). No
-    effect on the JAX and PyTorch backends, under a distribution strategy,
-    or once the optimizer is built."""
+    traces the training step once, not twice (`build_optimizer`): the first
+    `fit` of a QAT MobileNetV2 (alpha 0.5, 96x96) took 12.1 s against
+    19.1 s (`benchmarks/trace_time.py --first-fit`; docs/perf.md, "The
+    first fit, traced once"). No effect on the JAX and PyTorch backends,
+    under a distribution strategy, or once the optimizer is built."""
 
     def on_train_begin(self, logs=None):
         build_optimizer(self.model)
