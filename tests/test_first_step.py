@@ -46,23 +46,19 @@ def test_the_first_fit_traces_its_step_once_and_trains_the_same(technique):
     def build():
         model = _model()
         if technique == "qat":
-            return tfmot.quantization.keras.quantize_model(model), []
+            return tfmot.quantization.keras.quantize_model(model)
         if technique == "prune":
             return sparsity.prune_low_magnitude(
-                model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=2)), []
-        return model, []
+                model, pruning_schedule=sparsity.ConstantSparsity(0.5, 0, frequency=2))
+        return model
 
-    model, callbacks = build()
-    if technique == "prune":  # UpdatePruningStep builds the optimizer itself
-        callbacks = [sparsity.UpdatePruningStep()]
-        traced_first, losses_first, weights_first = _fit(model, callbacks)
-    else:
-        traced_first, losses_first, weights_first = _fit(model, [BuildOptimizerFirst()])
-    model, _ = build()
+    # A pruned model's UpdatePruningStep builds the optimizer itself.
+    pruning = [sparsity.UpdatePruningStep()] if technique == "prune" else []
+    traced_first, losses_first, weights_first = _fit(
+        build(), pruning or [BuildOptimizerFirst()])
     with pytest.MonkeyPatch.context() as patch:  # Keras' own order: built in the trace
         patch.setattr("tfmot_lite.sparsity.callbacks.build_optimizer", lambda model: False)
-        traced, losses, weights = _fit(
-            model, [sparsity.UpdatePruningStep()] if technique == "prune" else [])
+        traced, losses, weights = _fit(build(), pruning and [sparsity.UpdatePruningStep()])
     assert (traced_first, traced) == (1, 2)
     np.testing.assert_array_equal(losses_first, losses)
     for a, b in zip(weights_first, weights):
